@@ -1,0 +1,475 @@
+"""The ValkeyCluster CRD, built here and nowhere else: `crds/` and the chart are generated from it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from valkey_operator import names
+from valkey_operator.durations import DURATION_PATTERN
+
+Schema = dict[str, Any]
+
+KEY_ALGORITHMS = ("ECDSA-P256", "ECDSA-P384", "RSA-2048", "RSA-3072", "RSA-4096", "Ed25519")
+MODES = ("standalone", "replication", "cluster")
+TLS_MODES = ("disabled", "preferred", "required")
+CLIENT_AUTH = ("required", "optional", "none")
+ISSUER_TYPES = ("SelfSigned", "CA", "External", "CertManager")
+ROTATION_STRATEGIES = ("RollingRestart", "HotReload")
+TLS_PROTOCOLS = ("TLSv1.2", "TLSv1.3")
+PHASES = ("Pending", "Provisioning", "Ready", "Rotating", "Degraded", "Failed")
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+def _s(description: str, default: Any = None, **extra: Any) -> Schema:
+    out: Schema = {"type": "string", "description": description, **extra}
+    if default is not None:
+        out["default"] = default
+    return out
+
+
+def _i(description: str, default: int | None = None, **extra: Any) -> Schema:
+    out: Schema = {"type": "integer", "format": "int32", "description": description, **extra}
+    if default is not None:
+        out["default"] = default
+    return out
+
+
+def _b(description: str, default: bool | None = None) -> Schema:
+    out: Schema = {"type": "boolean", "description": description}
+    if default is not None:
+        out["default"] = default
+    return out
+
+
+def _o(description: str, properties: dict[str, Schema], default: Any = None, **extra: Any) -> Schema:
+    out: Schema = {"type": "object", "description": description, "properties": properties, **extra}
+    if default is not None:
+        out["default"] = default
+    return out
+
+
+def _a(description: str, items: Schema, default: Any = None, **extra: Any) -> Schema:
+    out: Schema = {"type": "array", "description": description, "items": items, **extra}
+    if default is not None:
+        out["default"] = default
+    return out
+
+
+def _duration(description: str, default: str) -> Schema:
+    return _s(description, default, pattern=DURATION_PATTERN)
+
+
+def _rule(rule: str, message: str, **extra: str) -> dict[str, str]:
+    return {"rule": rule, "message": message, **extra}
+
+
+def _certificates() -> Schema:
+    return _o(
+        "How the operator issues the server and client certificates.",
+        {
+            "keyAlgorithm": _s(
+                "Private key algorithm of every certificate the operator issues (CA, server, clients).",
+                "ECDSA-P256",
+                enum=list(KEY_ALGORITHMS),
+            ),
+            "duration": _duration("Validity of leaf certificates (Go duration). Default 90 days.", "2160h"),
+            "renewBefore": _duration(
+                "Re-issue a leaf certificate when less than this is left. Default 60 days: a rotation every 30 days.",
+                "1440h",
+            ),
+            "warnBefore": _duration(
+                "Set CertificateExpiringSoon and fire the alert when less than this is left. Default 45 days.",
+                "1080h",
+            ),
+            "caDuration": _duration("Validity of the CA the operator mints (SelfSigned). Default 10 years.", "87600h"),
+            "extraDNSNames": _a(
+                "DNS names added to the server certificate, besides every Service and pod name.",
+                _s("A DNS name."),
+                default=[],
+            ),
+            "extraIPAddresses": _a(
+                "IP addresses added to the server certificate.", _s("An IPv4 or IPv6 address."), default=[]
+            ),
+        },
+        default={},
+        **{
+            "x-kubernetes-validations": [
+                _rule(
+                    "duration(self.renewBefore) < duration(self.duration)",
+                    "renewBefore must be shorter than duration",
+                    reason="FieldValueInvalid",
+                    fieldPath=".renewBefore",
+                ),
+                _rule(
+                    "duration(self.warnBefore) < duration(self.duration)",
+                    "warnBefore must be shorter than duration",
+                    reason="FieldValueInvalid",
+                    fieldPath=".warnBefore",
+                ),
+                _rule(
+                    "duration(self.duration) < duration(self.caDuration)",
+                    "duration must be shorter than caDuration",
+                    reason="FieldValueInvalid",
+                    fieldPath=".duration",
+                ),
+                _rule(
+                    "duration(self.duration) >= duration('1h')",
+                    "duration must be at least 1h",
+                    reason="FieldValueInvalid",
+                    fieldPath=".duration",
+                ),
+            ]
+        },
+    )
+
+
+def _issuer() -> Schema:
+    return _o(
+        "Where certificates come from.",
+        {
+            "type": _s(
+                "SelfSigned: the operator mints a private CA per cluster. CA: sign with the CA in secretName "
+                "(tls.crt, tls.key). External: leaf certificates supplied in secretName (tls.crt, tls.key, "
+                "optional ca.crt), validated and watched only. CertManager: the operator creates cert-manager "
+                "Certificates against issuerRef.",
+                "SelfSigned",
+                enum=list(ISSUER_TYPES),
+            ),
+            "secretName": _s("Secret in the cluster's namespace holding the CA (type CA) or the leaf (External)."),
+            "issuerRef": _o(
+                "cert-manager issuer to request certificates from (type CertManager).",
+                {
+                    "name": _s("Name of the Issuer or ClusterIssuer."),
+                    "kind": _s("Issuer or ClusterIssuer.", "Issuer"),
+                    "group": _s("API group of the issuer.", "cert-manager.io"),
+                },
+                required=["name"],
+            ),
+        },
+        default={},
+        **{
+            "x-kubernetes-validations": [
+                _rule(
+                    "!(self.type in ['CA', 'External']) || has(self.secretName)",
+                    "secretName is required when the issuer type is CA or External",
+                    reason="FieldValueRequired",
+                    fieldPath=".secretName",
+                ),
+                _rule(
+                    "self.type != 'CertManager' || has(self.issuerRef)",
+                    "issuerRef is required when the issuer type is CertManager",
+                    reason="FieldValueRequired",
+                    fieldPath=".issuerRef",
+                ),
+            ]
+        },
+    )
+
+
+def _tls() -> Schema:
+    return _o(
+        "TLS for clients, replication and the cluster bus.",
+        {
+            "mode": _s(
+                "required: TLS only (port 0). preferred: TLS on 6379 and plaintext on 6380, for migrating "
+                "clients. disabled: no TLS (certificates are still kept, ready for a switch to TLS).",
+                "required",
+                enum=list(TLS_MODES),
+            ),
+            "clientAuth": _s(
+                "Client certificates: required (mTLS), optional, or none. Maps to tls-auth-clients yes|optional|no.",
+                "required",
+                enum=list(CLIENT_AUTH),
+            ),
+            "replication": _b("Replicas connect to their primary over TLS (tls-replication).", True),
+            "clusterBus": _b("The cluster bus speaks TLS (tls-cluster), cluster mode only.", True),
+            "protocols": _a(
+                "TLS protocol versions accepted (tls-protocols).",
+                _s("A TLS protocol version.", enum=list(TLS_PROTOCOLS)),
+                default=list(TLS_PROTOCOLS),
+                minItems=1,
+                **{"x-kubernetes-list-type": "set"},
+            ),
+            "ciphers": _s("TLSv1.2 cipher list (tls-ciphers), OpenSSL syntax; unset keeps Valkey's default."),
+            "ciphersuites": _s("TLSv1.3 cipher suites (tls-ciphersuites); unset keeps Valkey's default."),
+            "issuer": _issuer(),
+            "certificates": _certificates(),
+            "rotation": _o(
+                "How new certificates reach running pods.",
+                {
+                    "strategy": _s(
+                        "RollingRestart: roll pods one at a time, replicas first, primary last after a "
+                        "switchover. HotReload: no restart; the operator makes each pod re-read its files.",
+                        "RollingRestart",
+                        enum=list(ROTATION_STRATEGIES),
+                    )
+                },
+                default={},
+            ),
+            "clients": _a(
+                "Client certificates for applications (mTLS), one Secret each: <cluster>-client-<name>.",
+                _o(
+                    "A client certificate.",
+                    {"name": _s("Client name: the certificate's CN and the Secret's suffix.", pattern=DNS_LABEL)},
+                    required=["name"],
+                ),
+                default=[],
+                **{"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+            ),
+        },
+        default={},
+    )
+
+
+def spec_schema() -> Schema:
+    """The OpenAPI v3 schema of `spec`, defaults included."""
+    return _o(
+        "Desired state of a TLS-enabled Valkey deployment.",
+        {
+            "image": _s(
+                "Valkey container image (Valkey >= 7.2). Its tag decides which config directives are emitted.",
+                "valkey/valkey:8.1",
+            ),
+            "imagePullPolicy": _s(
+                "Pull policy of the Valkey container.", "IfNotPresent", enum=["Always", "IfNotPresent", "Never"]
+            ),
+            "mode": _s(
+                "standalone (one pod), replication (one primary plus replicas) or cluster (sharded, cluster "
+                "bus). Immutable.",
+                "replication",
+                enum=list(MODES),
+                **{"x-kubernetes-validations": [_rule("self == oldSelf", "mode is immutable")]},
+            ),
+            "replicas": _i(
+                "replication: pods in total (1 primary + replicas). standalone: must be 1.",
+                3,
+                minimum=1,
+                maximum=100,
+            ),
+            "shards": _i("cluster mode: number of shards (>= 3).", 3, minimum=1, maximum=1000),
+            "replicasPerShard": _i("cluster mode: replicas per shard.", 1, minimum=0, maximum=10),
+            "resources": _o(
+                "Resource requests and limits of the Valkey container.",
+                {},
+                default={},
+                **{"x-kubernetes-preserve-unknown-fields": True},
+            ),
+            "persistence": _o(
+                "Persistent storage for the data directory (append-only file).",
+                {
+                    "enabled": _b("Keep data on a PersistentVolumeClaim per pod.", False),
+                    "size": _s("Size of each volume.", "1Gi"),
+                    "storageClassName": _s("StorageClass of the volumes; unset uses the default class."),
+                },
+                default={},
+            ),
+            "auth": _o(
+                "Password authentication (default user), in a generated Secret <cluster>-auth.",
+                {"enabled": _b("Require a password.", True)},
+                default={},
+            ),
+            "tls": _tls(),
+        },
+        default={},
+        **{
+            "x-kubernetes-validations": [
+                _rule(
+                    "self.mode != 'cluster' || self.shards >= 3",
+                    "shards must be at least 3 in cluster mode",
+                    reason="FieldValueInvalid",
+                    fieldPath=".shards",
+                ),
+                _rule(
+                    "self.mode != 'standalone' || self.replicas == 1",
+                    "replicas must be 1 in standalone mode",
+                    reason="FieldValueInvalid",
+                    fieldPath=".replicas",
+                ),
+                _rule(
+                    "self.mode != 'cluster' || self.shards >= oldSelf.shards",
+                    "shards cannot be reduced: scaling a cluster down is not supported yet",
+                    reason="FieldValueForbidden",
+                    fieldPath=".shards",
+                ),
+                _rule(
+                    "self.tls.mode == 'disabled' || self.tls.issuer.type != 'External' || self.tls.clients.size() == 0",
+                    "client certificates cannot be issued with an External issuer: supply them yourself",
+                    reason="FieldValueForbidden",
+                    fieldPath=".tls.clients",
+                ),
+            ]
+        },
+    )
+
+
+def _cert_status(extra: dict[str, Schema]) -> Schema:
+    props: dict[str, Schema] = {
+        "notBefore": _s("Start of validity.", format="date-time"),
+        "notAfter": _s("End of validity.", format="date-time"),
+        "serial": _s("Serial number, hex."),
+        "fingerprintSHA256": _s("SHA-256 fingerprint of the DER certificate, hex."),
+        "secretName": _s("Secret that holds it."),
+    }
+    props.update(extra)
+    return _o("A certificate's public facts (never its key).", props)
+
+
+def status_schema() -> Schema:
+    """The OpenAPI v3 schema of `status`, written by the operator only."""
+    condition = _o(
+        "A metav1.Condition.",
+        {
+            "type": _s("Condition type."),
+            "status": _s("True, False or Unknown.", enum=["True", "False", "Unknown"]),
+            "reason": _s("CamelCase reason."),
+            "message": _s("What the user should know or do."),
+            "lastTransitionTime": _s("When status last changed.", format="date-time"),
+            "observedGeneration": {"type": "integer", "format": "int64", "description": "Generation seen."},
+        },
+        required=["type", "status"],
+    )
+    return _o(
+        "Observed state, written by the operator.",
+        {
+            "observedGeneration": {
+                "type": "integer",
+                "format": "int64",
+                "description": "The metadata.generation this status describes.",
+            },
+            "phase": _s("Pending, Provisioning, Ready, Rotating, Degraded or Failed.", enum=list(PHASES)),
+            "replicas": _i("Pods desired."),
+            "readyReplicas": _i("Pods ready."),
+            "readyDisplay": _s("readyReplicas/desired, for the READY column."),
+            "primary": _s("Pod currently acting as primary (replication mode)."),
+            "tls": _o(
+                "TLS settings in force.",
+                {"mode": _s("TLS mode in force."), "clientAuth": _s("Client authentication in force.")},
+            ),
+            "certificates": _o(
+                "Public facts of the certificates in use.",
+                {
+                    "ca": _cert_status({}),
+                    "server": _cert_status(
+                        {
+                            "renewalTime": _s("When the operator will re-issue it.", format="date-time"),
+                            "dnsNames": _a("Names it covers.", _s("A DNS name.")),
+                            "revision": _i("TLS revision: bumped on every re-issue."),
+                        }
+                    ),
+                    "clients": _a(
+                        "Client certificates.",
+                        _o(
+                            "A client certificate.",
+                            {
+                                "name": _s("Client name."),
+                                "notAfter": _s("End of validity.", format="date-time"),
+                                "secretName": _s("Secret that holds it."),
+                            },
+                        ),
+                    ),
+                    "served": _a(
+                        "What each pod serves, checked by a live TLS handshake (HotReload).",
+                        _o(
+                            "A pod's served certificate.",
+                            {"pod": _s("Pod name."), "fingerprintSHA256": _s("SHA-256 fingerprint, hex.")},
+                        ),
+                    ),
+                },
+            ),
+            "endpoints": _o(
+                "Connection URIs.",
+                {"primary": _s("Read-write endpoint."), "readOnly": _s("Read-only endpoint (replicas).")},
+            ),
+            "connectionSecret": _s("Secret with everything an application needs to connect."),
+            "conditions": _a(
+                "Ready, CertificatesReady, CertificateExpiringSoon, Rotating, Degraded.",
+                condition,
+                **{"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+            ),
+        },
+    )
+
+
+PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Mode", "type": "string", "jsonPath": ".spec.mode", "description": "Deployment mode."},
+    {"name": "Ready", "type": "string", "jsonPath": ".status.readyDisplay", "description": "Ready pods / desired."},
+    {"name": "TLS", "type": "string", "jsonPath": ".status.tls.mode", "description": "TLS mode in force."},
+    {
+        "name": "Cert-Expires",
+        "type": "date",
+        "jsonPath": ".status.certificates.server.notAfter",
+        "description": "When the server certificate expires.",
+    },
+    {"name": "Status", "type": "string", "jsonPath": ".status.phase", "description": "Phase."},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+def crd() -> dict[str, Any]:
+    """The whole CustomResourceDefinition."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{names.PLURAL}.{names.GROUP}",
+            "labels": {"app.kubernetes.io/name": "valkey-tls-operator"},
+        },
+        "spec": {
+            "group": names.GROUP,
+            "names": {
+                "kind": names.KIND,
+                "listKind": f"{names.KIND}List",
+                "plural": names.PLURAL,
+                "singular": names.SINGULAR,
+                "shortNames": [names.SHORT_NAME],
+                "categories": [names.CATEGORY],
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": names.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "ValkeyCluster is a TLS-enabled Valkey deployment whose certificates "
+                            "the operator issues, rotates and watches.",
+                            "properties": {
+                                "apiVersion": {"type": "string", "description": "API version."},
+                                "kind": {"type": "string", "description": "Kind."},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema(),
+                                "status": status_schema(),
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def apply_defaults(schema: Schema, value: Any) -> Any:
+    """Fill in defaults as the API server does (structural defaulting), so offline use matches the cluster."""
+    if schema.get("type") == "object" and isinstance(value, dict):
+        out = dict(value)
+        for key, sub in schema.get("properties", {}).items():
+            if key not in out and "default" in sub:
+                out[key] = _copy(sub["default"])
+            if key in out:
+                out[key] = apply_defaults(sub, out[key])
+        return out
+    if schema.get("type") == "array" and isinstance(value, list):
+        return [apply_defaults(schema["items"], item) for item in value]
+    return value
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value

@@ -1,0 +1,261 @@
+"""A ValkeyCluster body (a dict) -> a frozen, typed, defaulted and validated spec."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from valkey_operator import names
+from valkey_operator.api import schema as s
+from valkey_operator.durations import DurationError, parse_duration
+
+
+class SpecError(ValueError):
+    """A spec the operator can never serve; `reason` is CamelCase for conditions and Events."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class IssuerRef:
+    name: str
+    kind: str = "Issuer"
+    group: str = "cert-manager.io"
+
+
+@dataclass(frozen=True)
+class IssuerSpec:
+    type: str = "SelfSigned"
+    secret_name: str | None = None
+    issuer_ref: IssuerRef | None = None
+
+
+@dataclass(frozen=True)
+class CertificatesSpec:
+    key_algorithm: str = "ECDSA-P256"
+    duration: timedelta = timedelta(days=90)
+    renew_before: timedelta = timedelta(days=60)
+    warn_before: timedelta = timedelta(days=45)
+    ca_duration: timedelta = timedelta(days=3650)
+    extra_dns_names: tuple[str, ...] = ()
+    extra_ip_addresses: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TLSSpec:
+    mode: str = "required"
+    client_auth: str = "required"
+    replication: bool = True
+    cluster_bus: bool = True
+    protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
+    ciphers: str | None = None
+    ciphersuites: str | None = None
+    issuer: IssuerSpec = field(default_factory=IssuerSpec)
+    certificates: CertificatesSpec = field(default_factory=CertificatesSpec)
+    rotation_strategy: str = "RollingRestart"
+    clients: tuple[str, ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "disabled"
+
+
+@dataclass(frozen=True)
+class PersistenceSpec:
+    enabled: bool = False
+    size: str = "1Gi"
+    storage_class_name: str | None = None
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    image: str = "valkey/valkey:8.1"
+    image_pull_policy: str = "IfNotPresent"
+    mode: str = "replication"
+    replicas: int = 3
+    shards: int = 3
+    replicas_per_shard: int = 1
+    resources: Mapping[str, Any] = field(default_factory=dict)
+    persistence: PersistenceSpec = field(default_factory=PersistenceSpec)
+    auth_enabled: bool = True
+    tls: TLSSpec = field(default_factory=TLSSpec)
+
+    @property
+    def pod_count(self) -> int:
+        if self.mode == "cluster":
+            return self.shards * (1 + self.replicas_per_shard)
+        if self.mode == "standalone":
+            return 1
+        return self.replicas
+
+
+@dataclass(frozen=True)
+class ValkeyCluster:
+    """The resource as the operator sees it: identity, annotations and a typed spec."""
+
+    name: str
+    namespace: str
+    spec: ClusterSpec
+    uid: str = ""
+    generation: int = 0
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    cluster_domain: str = names.DEFAULT_CLUSTER_DOMAIN
+
+    @property
+    def names(self) -> names.ClusterNames:
+        return names.ClusterNames(self.name, self.namespace, self.cluster_domain)
+
+
+def _duration(raw: str, path: str) -> timedelta:
+    try:
+        return parse_duration(raw)
+    except DurationError as exc:
+        raise SpecError("InvalidDuration", f"spec.{path}: {exc}.") from exc
+
+
+def _certificates(raw: Mapping[str, Any]) -> CertificatesSpec:
+    path = "tls.certificates"
+    certs = CertificatesSpec(
+        key_algorithm=raw["keyAlgorithm"],
+        duration=_duration(raw["duration"], f"{path}.duration"),
+        renew_before=_duration(raw["renewBefore"], f"{path}.renewBefore"),
+        warn_before=_duration(raw["warnBefore"], f"{path}.warnBefore"),
+        ca_duration=_duration(raw["caDuration"], f"{path}.caDuration"),
+        extra_dns_names=tuple(raw["extraDNSNames"]),
+        extra_ip_addresses=tuple(raw["extraIPAddresses"]),
+    )
+    for addr in certs.extra_ip_addresses:
+        try:
+            ipaddress.ip_address(addr)
+        except ValueError as exc:
+            raise SpecError(
+                "InvalidIPAddress", f"spec.{path}.extraIPAddresses: {addr!r} is not an IP address."
+            ) from exc
+    return certs
+
+
+def _issuer(raw: Mapping[str, Any]) -> IssuerSpec:
+    ref = raw.get("issuerRef")
+    return IssuerSpec(
+        type=raw["type"],
+        secret_name=raw.get("secretName"),
+        issuer_ref=IssuerRef(ref["name"], ref.get("kind", "Issuer"), ref.get("group", "cert-manager.io"))
+        if ref
+        else None,
+    )
+
+
+def _tls(raw: Mapping[str, Any]) -> TLSSpec:
+    return TLSSpec(
+        mode=raw["mode"],
+        client_auth=raw["clientAuth"],
+        replication=raw["replication"],
+        cluster_bus=raw["clusterBus"],
+        protocols=tuple(raw["protocols"]),
+        ciphers=raw.get("ciphers"),
+        ciphersuites=raw.get("ciphersuites"),
+        issuer=_issuer(raw["issuer"]),
+        certificates=_certificates(raw["certificates"]),
+        rotation_strategy=raw["rotation"]["strategy"],
+        clients=tuple(c["name"] for c in raw["clients"]),
+    )
+
+
+def parse_spec(raw: Mapping[str, Any] | None) -> ClusterSpec:
+    """Default and validate a raw `spec`; raise SpecError with a reason and a one-sentence message."""
+    data = s.apply_defaults(s.spec_schema(), dict(raw or {}))
+    persistence = data["persistence"]
+    spec = ClusterSpec(
+        image=data["image"],
+        image_pull_policy=data["imagePullPolicy"],
+        mode=data["mode"],
+        replicas=int(data["replicas"]),
+        shards=int(data["shards"]),
+        replicas_per_shard=int(data["replicasPerShard"]),
+        resources=data["resources"],
+        persistence=PersistenceSpec(
+            enabled=persistence["enabled"],
+            size=persistence["size"],
+            storage_class_name=persistence.get("storageClassName"),
+        ),
+        auth_enabled=data["auth"]["enabled"],
+        tls=_tls(data["tls"]),
+    )
+    for check in CHECKS:
+        check(spec)
+    return spec
+
+
+# The same rules the CRD states in CEL, checked again here so `render` refuses what the API server would.
+def _check_enums(spec: ClusterSpec) -> None:
+    pairs = [
+        ("mode", spec.mode, s.MODES),
+        ("tls.mode", spec.tls.mode, s.TLS_MODES),
+        ("tls.clientAuth", spec.tls.client_auth, s.CLIENT_AUTH),
+        ("tls.issuer.type", spec.tls.issuer.type, s.ISSUER_TYPES),
+        ("tls.certificates.keyAlgorithm", spec.tls.certificates.key_algorithm, s.KEY_ALGORITHMS),
+        ("tls.rotation.strategy", spec.tls.rotation_strategy, s.ROTATION_STRATEGIES),
+    ]
+    for path, value, allowed in pairs:
+        if value not in allowed:
+            raise SpecError("InvalidValue", f"spec.{path} must be one of {', '.join(allowed)}, not {value!r}.")
+    for proto in spec.tls.protocols:
+        if proto not in s.TLS_PROTOCOLS:
+            raise SpecError("InvalidValue", f"spec.tls.protocols: {proto!r} is not TLSv1.2 or TLSv1.3.")
+
+
+def _check_topology(spec: ClusterSpec) -> None:
+    if spec.mode == "cluster" and spec.shards < 3:
+        raise SpecError("InvalidTopology", "shards must be at least 3 in cluster mode.")
+    if spec.mode == "standalone" and spec.replicas != 1:
+        raise SpecError("InvalidTopology", "replicas must be 1 in standalone mode.")
+    if spec.replicas < 1:
+        raise SpecError("InvalidTopology", "replicas must be at least 1.")
+
+
+def _check_durations(spec: ClusterSpec) -> None:
+    c = spec.tls.certificates
+    if c.renew_before >= c.duration:
+        raise SpecError("InvalidDuration", "renewBefore must be shorter than duration.")
+    if c.warn_before >= c.duration:
+        raise SpecError("InvalidDuration", "warnBefore must be shorter than duration.")
+    if c.duration >= c.ca_duration:
+        raise SpecError("InvalidDuration", "duration must be shorter than caDuration.")
+    if c.duration < timedelta(hours=1):
+        raise SpecError("InvalidDuration", "duration must be at least 1h.")
+
+
+def _check_issuer(spec: ClusterSpec) -> None:
+    issuer = spec.tls.issuer
+    if issuer.type in ("CA", "External") and not issuer.secret_name:
+        raise SpecError("IssuerSecretMissing", "secretName is required when the issuer type is CA or External.")
+    if issuer.type == "CertManager" and issuer.issuer_ref is None:
+        raise SpecError("IssuerRefMissing", "issuerRef is required when the issuer type is CertManager.")
+    if spec.tls.enabled and issuer.type == "External" and spec.tls.clients:
+        raise SpecError(
+            "ClientsWithExternalIssuer",
+            "client certificates cannot be issued with an External issuer: supply them yourself.",
+        )
+
+
+CHECKS = (_check_enums, _check_topology, _check_durations, _check_issuer)
+
+
+def parse_cluster(body: Mapping[str, Any], cluster_domain: str = names.DEFAULT_CLUSTER_DOMAIN) -> ValkeyCluster:
+    """A whole ValkeyCluster body -> ValkeyCluster (raises SpecError)."""
+    meta = body.get("metadata", {})
+    return ValkeyCluster(
+        name=meta["name"],
+        namespace=meta.get("namespace") or "default",
+        spec=parse_spec(body.get("spec")),
+        uid=meta.get("uid", ""),
+        generation=int(meta.get("generation", 0)),
+        annotations=dict(meta.get("annotations") or {}),
+        cluster_domain=cluster_domain,
+    )

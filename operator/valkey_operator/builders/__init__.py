@@ -1,0 +1,1 @@
+"""spec (+ minted material) -> the Kubernetes objects a ValkeyCluster owns, as plain dicts (pure)."""

@@ -1,0 +1,47 @@
+"""Every object a ValkeyCluster owns, in apply order (Secrets and config before the pods that use them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from valkey_operator.api.spec import ValkeyCluster
+from valkey_operator.builders import secrets
+from valkey_operator.builders.common import Manifest
+from valkey_operator.builders.configmap import config_files, config_hash, config_map
+from valkey_operator.builders.services import services
+from valkey_operator.builders.statefulset import pod_disruption_budget, statefulset
+from valkey_operator.conf.layout import POD_LAYOUT
+from valkey_operator.pki.plan import CONNECTION_CLIENT, Material
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything the builders need besides the spec: decided elsewhere, passed in whole."""
+
+    material: Material
+    password: str | None
+    primary: str | None = None
+
+
+def desired_objects(cluster: ValkeyCluster, inputs: Inputs) -> list[Manifest]:
+    m = inputs.material
+    out: list[Manifest] = []
+    if m.ca is not None:
+        out.append(secrets.ca_secret(cluster, m.ca, m.bundle, m.ca_annotations))
+    out.append(secrets.server_secret(cluster, m.server, m.bundle, m.server_annotations))
+    out += [
+        secrets.client_secret(cluster, name, pair, m.bundle)
+        for name, pair in m.clients.items()
+        if name != CONNECTION_CLIENT
+    ]
+    if inputs.password is not None:
+        out.append(secrets.auth_secret(cluster, inputs.password))
+    out.append(
+        secrets.connection_secret(cluster, POD_LAYOUT.port, inputs.password, m.bundle, m.clients.get(CONNECTION_CLIENT))
+    )
+    files = config_files(cluster)
+    out.append(config_map(cluster, files, inputs.primary))
+    out += services(cluster)
+    out.append(statefulset(cluster, m.revision, config_hash(files)))
+    out.append(pod_disruption_budget(cluster))
+    return out

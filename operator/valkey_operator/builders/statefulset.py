@@ -1,0 +1,149 @@
+"""The StatefulSet: a hardened pod with its TLS Secret and config mounted as directories, TLS probes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from valkey_operator import names
+from valkey_operator.api.spec import ValkeyCluster
+from valkey_operator.builders.common import Manifest, metadata
+from valkey_operator.conf import scripts
+from valkey_operator.conf.layout import POD_LAYOUT, PROBE_KEY, START_KEY
+
+UID = 999  # the valkey user of the official and the Debian-based images
+CONTAINER = "valkey"
+
+
+def _env(cluster: ValkeyCluster) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {"name": scripts.ENV_POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": scripts.ENV_NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": scripts.ENV_HEADLESS, "value": cluster.names.headless_service},
+    ]
+    if cluster.spec.auth_enabled:
+        env.append(
+            {
+                "name": scripts.ENV_PASSWORD,
+                "valueFrom": {"secretKeyRef": {"name": cluster.names.auth_secret, "key": "password"}},
+            }
+        )
+    return env
+
+
+def _container_ports(cluster: ValkeyCluster) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [{"name": "valkey", "containerPort": POD_LAYOUT.port, "protocol": "TCP"}]
+    if cluster.spec.tls.mode == "preferred":
+        out.append({"name": "valkey-plain", "containerPort": POD_LAYOUT.plain_port, "protocol": "TCP"})
+    if cluster.spec.mode == "cluster":
+        out.append({"name": "bus", "containerPort": POD_LAYOUT.bus_port, "protocol": "TCP"})
+    return out
+
+
+def _probe(period: int, failures: int, initial_delay: int) -> dict[str, Any]:
+    return {
+        "exec": {"command": ["sh", f"{POD_LAYOUT.config_dir}/{PROBE_KEY}"]},
+        "initialDelaySeconds": initial_delay,
+        "periodSeconds": period,
+        "timeoutSeconds": 5,
+        "failureThreshold": failures,
+    }
+
+
+def _volumes(cluster: ValkeyCluster) -> list[dict[str, Any]]:
+    # Mounted as whole directories, never subPath: the kubelet refreshes them when the Secret changes.
+    volumes: list[dict[str, Any]] = [
+        {"name": "tls", "secret": {"secretName": cluster.names.tls_secret, "defaultMode": 0o440}},
+        {"name": "config", "configMap": {"name": cluster.names.config_map, "defaultMode": 0o444}},
+        {"name": "run", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
+    ]
+    if not cluster.spec.persistence.enabled:
+        volumes.append({"name": "data", "emptyDir": {}})
+    return volumes
+
+
+def _claim_templates(cluster: ValkeyCluster) -> list[dict[str, Any]]:
+    p = cluster.spec.persistence
+    if not p.enabled:
+        return []
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": p.size}}}
+    if p.storage_class_name:
+        spec["storageClassName"] = p.storage_class_name
+    return [{"metadata": {"name": "data", "labels": names.selector_labels(cluster.name)}, "spec": spec}]
+
+
+def pod_template(cluster: ValkeyCluster, tls_revision: int, config_digest: str) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": cluster.spec.image,
+        "imagePullPolicy": cluster.spec.image_pull_policy,
+        "command": ["sh", f"{POD_LAYOUT.config_dir}/{START_KEY}"],
+        "env": _env(cluster),
+        "ports": _container_ports(cluster),
+        "readinessProbe": _probe(period=5, failures=3, initial_delay=2),
+        "livenessProbe": _probe(period=10, failures=6, initial_delay=10),
+        "resources": dict(cluster.spec.resources),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [
+            {"name": "tls", "mountPath": POD_LAYOUT.tls_dir, "readOnly": True},
+            {"name": "config", "mountPath": POD_LAYOUT.config_dir, "readOnly": True},
+            {"name": "run", "mountPath": POD_LAYOUT.run_dir},
+            {"name": "data", "mountPath": POD_LAYOUT.data_dir},
+        ],
+    }
+    annotations = {names.ANN_CONFIG_HASH: config_digest}
+    if cluster.spec.tls.rotation_strategy == "RollingRestart":
+        # Under HotReload new certificates reach pods without a restart, so the revision stays off the template.
+        annotations[names.ANN_TLS_REVISION] = str(tls_revision)
+    return {
+        "metadata": {
+            "labels": {**names.labels(cluster.name, names.COMPONENT_SERVER)},
+            "annotations": annotations,
+        },
+        "spec": {
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "terminationGracePeriodSeconds": 30,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": UID,
+                "runAsGroup": UID,
+                "fsGroup": UID,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [container],
+            "volumes": _volumes(cluster),
+        },
+    }
+
+
+def statefulset(cluster: ValkeyCluster, tls_revision: int, config_digest: str) -> Manifest:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": metadata(cluster, cluster.names.statefulset, names.COMPONENT_SERVER),
+        "spec": {
+            "serviceName": cluster.names.headless_service,
+            "replicas": cluster.spec.pod_count,
+            "selector": {"matchLabels": names.selector_labels(cluster.name)},
+            # Peers start together (a cluster meets all at once); the operator rolls them itself, one at a
+            # time, replicas first and the primary last after a switchover.
+            "podManagementPolicy": "Parallel",
+            "updateStrategy": {"type": "OnDelete"},
+            "template": pod_template(cluster, tls_revision, config_digest),
+            "volumeClaimTemplates": _claim_templates(cluster),
+        },
+    }
+
+
+def pod_disruption_budget(cluster: ValkeyCluster) -> Manifest:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata(cluster, cluster.names.pdb, names.COMPONENT_SERVER),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": names.selector_labels(cluster.name)}},
+    }

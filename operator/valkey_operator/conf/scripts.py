@@ -1,0 +1,77 @@
+"""The pod's start script (per-pod config, then exec valkey-server) and its TLS-aware probe."""
+
+from __future__ import annotations
+
+from valkey_operator.api.spec import ValkeyCluster
+from valkey_operator.conf.layout import POD_LAYOUT, Layout
+
+# Environment the StatefulSet gives the container; the scripts read nothing else.
+ENV_POD_NAME = "POD_NAME"
+ENV_NAMESPACE = "POD_NAMESPACE"
+ENV_HEADLESS = "VALKEY_HEADLESS_SERVICE"
+ENV_PASSWORD = "VALKEY_PASSWORD"  # noqa: S105 - the variable's name, not a password
+
+
+def render_start_script(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT) -> str:
+    mode = cluster.spec.mode
+    lines = [
+        "#!/bin/sh",
+        "# Writes this pod's part of the configuration, then becomes valkey-server. Rendered by",
+        "# valkey-tls-operator: the operator overwrites edits.",
+        "set -eu",
+        f'fqdn="${{{ENV_POD_NAME}}}.${{{ENV_HEADLESS}}}.${{{ENV_NAMESPACE}}}.svc"',
+        f'out="{layout.runtime_file}"',
+        "umask 077",
+        f'mkdir -p "{layout.run_dir}"',
+        ': > "$out"',
+    ]
+    if mode == "replication":
+        lines += [
+            'echo "replica-announce-ip $fqdn" >> "$out"',
+            # The operator names the primary in a ConfigMap key; updates reach the file without a restart.
+            f'primary=$(cat "{layout.primary_file}" 2>/dev/null || true)',
+            f'if [ -n "$primary" ] && [ "$primary" != "${{{ENV_POD_NAME}}}" ]; then',
+            f'  echo "replicaof $primary.${{{ENV_HEADLESS}}}.${{{ENV_NAMESPACE}}}.svc {layout.port}" >> "$out"',
+            "fi",
+        ]
+    if mode == "cluster":
+        lines += [
+            'echo "cluster-announce-hostname $fqdn" >> "$out"',
+            f'echo "cluster-announce-human-nodename ${{{ENV_POD_NAME}}}" >> "$out"',
+        ]
+    lines += [
+        f'if [ -n "${{{ENV_PASSWORD}:-}}" ]; then',
+        f'  printf \'requirepass "%s"\\nmasterauth "%s"\\n\' "${{{ENV_PASSWORD}}}" "${{{ENV_PASSWORD}}}" >> "$out"',
+        "fi",
+        f'exec valkey-server "{layout.config_file}" "$@"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def probe_command(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT, host: str = "localhost") -> list[str]:
+    """valkey-cli arguments that PING the local server the way a client must: TLS, name check, own cert."""
+    args = ["valkey-cli", "--no-auth-warning", "-h", host, "-p", str(layout.port)]
+    if cluster.spec.tls.enabled:
+        args += ["--tls", "--cacert", layout.ca_file, "--sni", host]
+        if cluster.spec.tls.client_auth != "none":
+            # The pod's own server certificate carries clientAuth, so the probe authenticates with it.
+            args += ["--cert", layout.cert_file, "--key", layout.key_file]
+    return [*args, "ping"]
+
+
+def render_probe_script(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT) -> str:
+    cmd = " ".join(probe_command(cluster, layout))
+    return (
+        "\n".join(
+            [
+                "#!/bin/sh",
+                "# Readiness and liveness: a PING over the same TLS (and mTLS) a client uses.",
+                "set -eu",
+                f'if [ -n "${{{ENV_PASSWORD}:-}}" ]; then',
+                f'  export VALKEYCLI_AUTH="${{{ENV_PASSWORD}}}" REDISCLI_AUTH="${{{ENV_PASSWORD}}}"',
+                "fi",
+                f"{cmd} | grep -q PONG",
+            ]
+        )
+        + "\n"
+    )

@@ -1,0 +1,86 @@
+"""spec -> valkey.conf: every TLS, replication and cluster directive the spec implies."""
+
+from __future__ import annotations
+
+from valkey_operator.api.spec import ValkeyCluster
+from valkey_operator.conf.layout import POD_LAYOUT, Layout
+from valkey_operator.conf.version import Version, effective_version, supports
+
+AUTH_CLIENTS = {"required": "yes", "optional": "optional", "none": "no"}
+# How often Valkey >= 9.1 re-reads its certificate files by itself under HotReload.
+AUTO_RELOAD_INTERVAL_SECONDS = 60
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _tls_lines(cluster: ValkeyCluster, layout: Layout, version: Version) -> list[str]:
+    tls = cluster.spec.tls
+    if not tls.enabled:
+        return [f"port {layout.port}"]
+    lines = [
+        f"port {layout.plain_port if tls.mode == 'preferred' else 0}",
+        f"tls-port {layout.port}",
+        f"tls-cert-file {layout.cert_file}",
+        f"tls-key-file {layout.key_file}",
+        f"tls-ca-cert-file {layout.ca_file}",
+        f"tls-auth-clients {AUTH_CLIENTS[tls.client_auth]}",
+        f"tls-protocols {_quote(' '.join(tls.protocols))}",
+    ]
+    if tls.ciphers:
+        lines.append(f"tls-ciphers {_quote(tls.ciphers)}")
+    if tls.ciphersuites:
+        lines.append(f"tls-ciphersuites {_quote(tls.ciphersuites)}")
+    if cluster.spec.mode != "standalone":
+        lines.append(f"tls-replication {'yes' if tls.replication else 'no'}")
+    if cluster.spec.mode == "cluster":
+        lines.append(f"tls-cluster {'yes' if tls.cluster_bus else 'no'}")
+    if tls.rotation_strategy == "HotReload" and supports(version, "tls-auto-reload-interval"):
+        lines.append(f"tls-auto-reload-interval {AUTO_RELOAD_INTERVAL_SECONDS}")
+    return lines
+
+
+def _mode_lines(cluster: ValkeyCluster, layout: Layout) -> list[str]:
+    if cluster.spec.mode != "cluster":
+        return []
+    return [
+        "cluster-enabled yes",
+        f"cluster-config-file {layout.data_dir}/nodes.conf",
+        "cluster-node-timeout 5000",
+        f"cluster-port {layout.bus_port}",
+        # Peers and clients get hostnames, which the certificates cover; pod IPs are not in them.
+        "cluster-preferred-endpoint-type hostname",
+        "cluster-require-full-coverage no",
+        "cluster-allow-replica-migration no",
+    ]
+
+
+def _persistence_lines(cluster: ValkeyCluster, layout: Layout) -> list[str]:
+    lines = [f"dir {layout.data_dir}"]
+    if cluster.spec.persistence.enabled:
+        lines += ["appendonly yes", "appendfsync everysec"]
+    else:
+        lines += ["appendonly no", 'save ""']
+    return lines
+
+
+def render_valkey_conf(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT) -> str:
+    """The shared valkey.conf of every pod; per-pod lines come from the start script's runtime.conf."""
+    version = effective_version(cluster.spec.image)
+    lines = [
+        f"# valkey.conf for ValkeyCluster {cluster.namespace}/{cluster.name}, rendered by valkey-tls-operator",
+        f"# for Valkey {version[0]}.{version[1]}. The operator overwrites edits.",
+        "bind * -::*",
+        "protected-mode no",
+        "daemonize no",
+        'logfile ""',
+        *_tls_lines(cluster, layout, version),
+        *_mode_lines(cluster, layout),
+        *_persistence_lines(cluster, layout),
+    ]
+    if supports(version, "hide-user-data-from-log"):
+        lines.append("hide-user-data-from-log yes")
+    # Last, so the per-pod settings (replicaof, announce names, password) win.
+    lines.append(f"include {layout.runtime_file}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,142 @@
+"""Names, labels and DNS names of everything a ValkeyCluster owns: the one place they are spelled."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GROUP = "valkeyops.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "ValkeyCluster"
+PLURAL = "valkeyclusters"
+SINGULAR = "valkeycluster"
+SHORT_NAME = "vkc"
+CATEGORY = "valkey"
+MANAGER = "valkey-tls-operator"
+ANNOTATION_PREFIX = f"{GROUP}/"
+
+ANN_TLS_REVISION = f"{GROUP}/tls-revision"
+ANN_CONFIG_HASH = f"{GROUP}/config-hash"
+ANN_ROTATE_CERTIFICATES = f"{GROUP}/rotate-certificates"
+ANN_ROTATE_CA = f"{GROUP}/rotate-ca"
+# Written on the Secrets the operator owns, so that the state of a rotation survives a restart.
+ANN_REVISION = f"{GROUP}/revision"
+ANN_HANDLED_ROTATE_CERTIFICATES = f"{GROUP}/handled-rotate-certificates"
+ANN_HANDLED_ROTATE_CA = f"{GROUP}/handled-rotate-ca"
+ANN_RETIRING_CA = f"{GROUP}/retiring-ca-fingerprint"
+ANN_SPEC_HASH = f"{GROUP}/certificate-spec-hash"
+
+COMPONENT_SERVER = "server"
+COMPONENT_CA = "ca"
+COMPONENT_TLS = "tls"
+COMPONENT_CONFIG = "config"
+COMPONENT_CLIENT = "client"
+
+DEFAULT_CLUSTER_DOMAIN = "cluster.local"
+
+
+def labels(cluster: str, component: str) -> dict[str, str]:
+    """The labels every created object carries."""
+    return {
+        "app.kubernetes.io/name": "valkey",
+        "app.kubernetes.io/instance": cluster,
+        "app.kubernetes.io/managed-by": MANAGER,
+        "app.kubernetes.io/component": component,
+    }
+
+
+def selector_labels(cluster: str) -> dict[str, str]:
+    """The labels that select a cluster's Valkey pods (stable: never changes for a running cluster)."""
+    return {
+        "app.kubernetes.io/name": "valkey",
+        "app.kubernetes.io/instance": cluster,
+        "app.kubernetes.io/component": COMPONENT_SERVER,
+    }
+
+
+@dataclass(frozen=True)
+class ClusterNames:
+    """Every name derived from one ValkeyCluster's name and namespace."""
+
+    name: str
+    namespace: str
+    cluster_domain: str = DEFAULT_CLUSTER_DOMAIN
+
+    @property
+    def ca_secret(self) -> str:
+        return f"{self.name}-ca"
+
+    @property
+    def tls_secret(self) -> str:
+        return f"{self.name}-tls"
+
+    def client_secret(self, client: str) -> str:
+        return f"{self.name}-client-{client}"
+
+    @property
+    def auth_secret(self) -> str:
+        return f"{self.name}-auth"
+
+    @property
+    def connection_secret(self) -> str:
+        return f"{self.name}-connection"
+
+    @property
+    def config_map(self) -> str:
+        return f"{self.name}-config"
+
+    @property
+    def headless_service(self) -> str:
+        return f"{self.name}-headless"
+
+    @property
+    def service(self) -> str:
+        return self.name
+
+    @property
+    def ro_service(self) -> str:
+        return f"{self.name}-ro"
+
+    @property
+    def statefulset(self) -> str:
+        return self.name
+
+    @property
+    def pdb(self) -> str:
+        return self.name
+
+    def pod(self, ordinal: int) -> str:
+        return f"{self.name}-{ordinal}"
+
+    def pods(self, count: int) -> list[str]:
+        return [self.pod(i) for i in range(count)]
+
+    def pod_fqdn(self, pod: str) -> str:
+        """The stable DNS name of a pod, as the operator and peers address it (and verify it)."""
+        return f"{pod}.{self.headless_service}.{self.namespace}.svc"
+
+    def pod_dns_names(self, pod: str) -> list[str]:
+        short = self.pod_fqdn(pod)
+        return [short, f"{short}.{self.cluster_domain}"]
+
+    def service_dns_names(self, service: str) -> list[str]:
+        return [
+            service,
+            f"{service}.{self.namespace}",
+            f"{service}.{self.namespace}.svc",
+            f"{service}.{self.namespace}.svc.{self.cluster_domain}",
+        ]
+
+    def service_host(self, service: str) -> str:
+        return f"{service}.{self.namespace}.svc"
+
+    def server_dns_names(self, pod_count: int, extra: tuple[str, ...] = ()) -> list[str]:
+        """Every name a server certificate must cover: Services, every pod, localhost, extras."""
+        names: list[str] = []
+        for svc in (self.service, self.ro_service, self.headless_service):
+            names += self.service_dns_names(svc)
+        for pod in self.pods(pod_count):
+            names += self.pod_dns_names(pod)
+        names.append("localhost")
+        names += extra
+        return list(dict.fromkeys(names))

@@ -1,0 +1,1 @@
+"""Certificates, pure: keys, CA and leaf issuance, inspection, validation and renewal decisions."""

@@ -1,0 +1,347 @@
+"""Which certificates to keep, which to (re-)issue, and with what trust bundle: one pure decision.
+
+Input is what the Secrets hold now (decoded), the spec, the clock and whether the last rollout has
+finished; output is either the material to write, or the problems that stop everything (bad input
+changes nothing that runs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from valkey_operator import names
+from valkey_operator.api.spec import ValkeyCluster
+from valkey_operator.pki import renewal
+from valkey_operator.pki.inspect import describe, describe_pem, fingerprint, load_certificates, split_pem
+from valkey_operator.pki.issue import KeyPair, LeafRequest, issue_leaf, mint_ca
+from valkey_operator.pki.validate import (
+    Problem,
+    Requirements,
+    issued_by,
+    validate_bundle,
+    validate_ca,
+    validate_leaf,
+)
+
+CONNECTION_CLIENT = "connection"
+
+
+@dataclass(frozen=True)
+class SecretData:
+    """A Secret as read: decoded data and annotations."""
+
+    data: Mapping[str, bytes]
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    def get(self, key: str) -> bytes | None:
+        return self.data.get(key)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """The Secrets that matter to certificates, as they are now (None: absent)."""
+
+    ca: SecretData | None = None  # <cluster>-ca (SelfSigned)
+    issuer: SecretData | None = None  # the user's CA or External Secret
+    server: SecretData | None = None  # <cluster>-tls
+    clients: Mapping[str, SecretData] = field(default_factory=dict)  # by client name; "connection" too
+    rollout_complete: bool = True  # every pod runs the current revision
+
+
+@dataclass(frozen=True)
+class Rotation:
+    certificate: str  # "ca", "server", "client/<name>"
+    reason: str  # renewal.SCHEDULED | MANUAL | INVALID | CA
+
+
+@dataclass(frozen=True)
+class Material:
+    """What the Secrets must hold after this pass."""
+
+    bundle: bytes
+    server: KeyPair
+    revision: int
+    server_annotations: Mapping[str, str]
+    ca: KeyPair | None = None  # an owned CA to write (SelfSigned)
+    ca_annotations: Mapping[str, str] = field(default_factory=dict)
+    clients: Mapping[str, KeyPair] = field(default_factory=dict)  # includes "connection" when issued
+
+
+@dataclass(frozen=True)
+class Plan:
+    problems: tuple[Problem, ...] = ()
+    material: Material | None = None
+    rotations: tuple[Rotation, ...] = ()
+
+
+def server_requirements(cluster: ValkeyCluster) -> Requirements:
+    certs = cluster.spec.tls.certificates
+    return Requirements(
+        dns_names=tuple(cluster.names.server_dns_names(cluster.spec.pod_count, certs.extra_dns_names)),
+        ip_addresses=certs.extra_ip_addresses,
+        server=True,
+        client=True,
+    )
+
+
+def _requested(cluster: ValkeyCluster, annotation: str, state: SecretData | None, handled: str) -> str | None:
+    """The new value of a rotation annotation not yet handled, or None."""
+    want = cluster.annotations.get(annotation)
+    if not want:
+        return None
+    done = state.annotations.get(handled) if state else None
+    return want if want != done else None
+
+
+def _pair(secret: SecretData | None) -> KeyPair | None:
+    if secret is None or not secret.get("tls.crt") or not secret.get("tls.key"):
+        return None
+    return KeyPair(secret.data["tls.crt"], secret.data["tls.key"])
+
+
+@dataclass(frozen=True)
+class _Trust:
+    signer: KeyPair | None  # who signs leaves (None: External)
+    bundle: bytes
+    owned_ca: KeyPair | None = None  # SelfSigned: the CA Secret to write on every pass
+    ca_annotations: Mapping[str, str] = field(default_factory=dict)
+    rotations: tuple[Rotation, ...] = ()
+
+
+def _ca_reason(cluster: ValkeyCluster, current: KeyPair | None, manual: str | None, now: datetime) -> str | None:
+    """Why a new CA must be minted ("" for the very first one), or None to keep the current one."""
+    if current is None:
+        return ""
+    if validate_ca(current.cert_pem, current.key_pem, now, need_key=True):
+        return renewal.INVALID
+    if manual:
+        return renewal.MANUAL
+    if describe(current.certificate).not_after - now < 2 * cluster.spec.tls.certificates.duration:
+        # Renew the CA while a whole leaf lifetime still fits inside the old one's remaining life.
+        return renewal.SCHEDULED
+    return None
+
+
+def _self_signed_trust(cluster: ValkeyCluster, obs: Observed, now: datetime) -> _Trust:
+    certs = cluster.spec.tls.certificates
+    current = _pair(obs.ca)
+    manual = _requested(cluster, names.ANN_ROTATE_CA, obs.ca, names.ANN_HANDLED_ROTATE_CA)
+    annotations = dict(obs.ca.annotations) if obs.ca else {}
+    if manual:
+        annotations[names.ANN_HANDLED_ROTATE_CA] = manual
+    reason = _ca_reason(cluster, current, manual, now)
+    if reason is not None:
+        new = mint_ca(f"{cluster.name}.{cluster.namespace} Valkey CA", now, certs.ca_duration, certs.key_algorithm)
+        # The old CA stays trusted until every pod and client uses the new one; a broken one goes at once.
+        keep_old = current is not None and reason != renewal.INVALID
+        retiring = [current.cert_pem] if keep_old and current is not None else []
+        if retiring and current is not None:
+            annotations[names.ANN_RETIRING_CA] = fingerprint(current.certificate)
+        else:
+            annotations.pop(names.ANN_RETIRING_CA, None)
+        rotations = (Rotation("ca", reason),) if reason else ()
+        return _Trust(new, b"".join([new.cert_pem, *retiring]), new, annotations, rotations)
+    assert current is not None
+    assert obs.ca is not None
+    bundle = obs.ca.get("ca.crt") or current.cert_pem
+    others = [b for b in split_pem(bundle) if b.strip() != current.cert_pem.strip() and not validate_bundle(b, now)]
+    if others and obs.rollout_complete and _new_ca_in_use(obs, current, bundle):
+        others = []
+    if not others:
+        annotations.pop(names.ANN_RETIRING_CA, None)
+    return _Trust(current, b"".join([current.cert_pem, *others]), current, annotations)
+
+
+def _new_ca_in_use(obs: Observed, ca: KeyPair, bundle: bytes) -> bool:
+    """Every Secret already carries this bundle and every leaf is signed by the current CA."""
+    secrets = [obs.server, *obs.clients.values()]
+    return all(
+        s is not None and s.get("ca.crt") == bundle and issued_by(s.get("tls.crt") or b"", ca.cert_pem) for s in secrets
+    )
+
+
+def _ca_issuer_trust(cluster: ValkeyCluster, obs: Observed, now: datetime) -> _Trust | tuple[Problem, ...]:
+    if obs.issuer is None:
+        return (
+            Problem(
+                "IssuerSecretNotFound",
+                f"Secret {cluster.spec.tls.issuer.secret_name} with the CA was not found: create it with tls.crt "
+                "and tls.key.",
+            ),
+        )
+    cert, key = obs.issuer.get("tls.crt"), obs.issuer.get("tls.key")
+    problems = validate_ca(cert, key, now, need_key=True)
+    if problems:
+        return tuple(problems)
+    assert cert is not None
+    assert key is not None
+    ca_cert = split_pem(cert)[0]
+    bundle = obs.issuer.get("ca.crt") or ca_cert
+    problems = validate_bundle(bundle, now)
+    if problems:
+        return tuple(problems)
+    if ca_cert.strip() not in [b.strip() for b in split_pem(bundle)]:
+        bundle = ca_cert + bundle
+    return _Trust(KeyPair(ca_cert, key), bundle)
+
+
+def _leaf(
+    cluster: ValkeyCluster,
+    existing: SecretData | None,
+    trust: _Trust,
+    request: LeafRequest,
+    req: Requirements,
+    now: datetime,
+    label: str,
+    manual: bool,
+) -> tuple[KeyPair, Rotation | None]:
+    assert trust.signer is not None
+    pair = _pair(existing)
+    reason: str | None = None
+    if pair is None:
+        reason = None  # first issue: not a rotation
+    elif validate_leaf(pair.cert_pem, pair.key_pem, trust.signer.cert_pem, req, now, label):
+        reason = renewal.CA if trust.rotations else renewal.INVALID
+    else:
+        policy = renewal.RenewalPolicy(
+            renew_before=cluster.spec.tls.certificates.renew_before,
+            key_algorithm=request.key_algorithm,
+            dns_names=req.dns_names,
+            ip_addresses=req.ip_addresses,
+        )
+        reason = renewal.renewal_reason(describe_pem(pair.cert_pem), now, policy)
+        if reason is None and manual:
+            reason = renewal.MANUAL
+        if reason is None:
+            return pair, None
+    return issue_leaf(trust.signer, request, now), Rotation(label, reason) if reason else None
+
+
+def _issued_material(cluster: ValkeyCluster, obs: Observed, trust: _Trust, now: datetime) -> Plan:
+    certs = cluster.spec.tls.certificates
+    req = server_requirements(cluster)
+    manual = _requested(cluster, names.ANN_ROTATE_CERTIFICATES, obs.server, names.ANN_HANDLED_ROTATE_CERTIFICATES)
+    server, server_rot = _leaf(
+        cluster,
+        obs.server,
+        trust,
+        LeafRequest(
+            common_name=cluster.names.service_host(cluster.names.service),
+            dns_names=req.dns_names,
+            ip_addresses=req.ip_addresses,
+            duration=certs.duration,
+            key_algorithm=certs.key_algorithm,
+        ),
+        req,
+        now,
+        "server",
+        manual is not None,
+    )
+    rotations = list(trust.rotations)
+    if server_rot:
+        rotations.append(server_rot)
+    clients: dict[str, KeyPair] = {}
+    wanted = list(cluster.spec.tls.clients)
+    if cluster.spec.tls.client_auth != "none":
+        wanted.append(CONNECTION_CLIENT)
+    client_req = Requirements(server=False, client=True)
+    for name in wanted:
+        cn = f"{cluster.name}-{name}"
+        pair, rot = _leaf(
+            cluster,
+            obs.clients.get(name),
+            trust,
+            LeafRequest(
+                common_name=cn, server=False, client=True, duration=certs.duration, key_algorithm=certs.key_algorithm
+            ),
+            client_req,
+            now,
+            f"client/{name}",
+            manual is not None,
+        )
+        clients[name] = pair
+        if rot:
+            rotations.append(rot)
+    return _finish(cluster, obs, trust, server, clients, tuple(rotations), manual)
+
+
+def _finish(
+    cluster: ValkeyCluster,
+    obs: Observed,
+    trust: _Trust,
+    server: KeyPair,
+    clients: Mapping[str, KeyPair],
+    rotations: tuple[Rotation, ...],
+    manual: str | None,
+) -> Plan:
+    annotations = dict(obs.server.annotations) if obs.server else {}
+    revision = int(annotations.get(names.ANN_REVISION, "0") or 0)
+    old_pair = _pair(obs.server)
+    old_bundle = obs.server.get("ca.crt") if obs.server else None
+    if old_pair is None or old_pair.cert_pem != server.cert_pem or old_bundle != trust.bundle:
+        revision += 1
+    annotations[names.ANN_REVISION] = str(revision)
+    if manual:
+        annotations[names.ANN_HANDLED_ROTATE_CERTIFICATES] = manual
+    return Plan(
+        material=Material(
+            bundle=trust.bundle,
+            server=server,
+            revision=revision,
+            server_annotations=annotations,
+            ca=trust.owned_ca,
+            ca_annotations=trust.ca_annotations,
+            clients=clients,
+        ),
+        rotations=rotations,
+    )
+
+
+def _external(cluster: ValkeyCluster, obs: Observed, now: datetime) -> Plan:
+    if obs.issuer is None:
+        return Plan(
+            problems=(
+                Problem(
+                    "ExternalSecretNotFound",
+                    f"Secret {cluster.spec.tls.issuer.secret_name} with the certificates was not found: create it "
+                    "with tls.crt, tls.key and ca.crt.",
+                ),
+            )
+        )
+    cert, key, ca = obs.issuer.get("tls.crt"), obs.issuer.get("tls.key"), obs.issuer.get("ca.crt")
+    problems = validate_leaf(cert, key, ca, server_requirements(cluster), now, "External server")
+    if not problems and ca:
+        problems = validate_bundle(ca, now)
+    if problems:
+        return Plan(problems=tuple(problems))
+    assert cert is not None
+    assert key is not None
+    if not ca:
+        chain = load_certificates(cert)
+        ca = b"".join(split_pem(cert)[i] for i, c in enumerate(chain) if i > 0 and describe(c).is_ca)
+    trust = _Trust(None, ca)
+    return _finish(cluster, obs, trust, KeyPair(cert, key), {}, (), None)
+
+
+def plan(cluster: ValkeyCluster, obs: Observed, now: datetime) -> Plan:
+    """Decide every certificate for this pass."""
+    issuer = cluster.spec.tls.issuer.type
+    if issuer == "External":
+        return _external(cluster, obs, now)
+    if issuer == "CA":
+        trust = _ca_issuer_trust(cluster, obs, now)
+        if isinstance(trust, tuple):
+            return Plan(problems=trust)
+        return _issued_material(cluster, obs, trust, now)
+    if issuer == "SelfSigned":
+        return _issued_material(cluster, obs, _self_signed_trust(cluster, obs, now), now)
+    return Plan(
+        problems=(
+            Problem(
+                "IssuerNotSupported",
+                f"Issuer type {issuer} is not supported by this operator version yet: use SelfSigned, CA or External.",
+            ),
+        )
+    )
