@@ -1,0 +1,188 @@
+"""Real valkey-server processes started from the operator's own rendered config, scripts and certificates."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from valkey_operator.api.spec import ValkeyCluster, parse_cluster
+from valkey_operator.clock import SystemClock
+from valkey_operator.conf.layout import Layout
+from valkey_operator.conf.scripts import render_probe_script, render_start_script
+from valkey_operator.conf.valkey_conf import render_valkey_conf
+from valkey_operator.pki.plan import CONNECTION_CLIENT, Material, Observed, plan
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "valkeycluster.yaml"
+PASSWORD = "acceptance-password"
+
+pytestmark = pytest.mark.acceptance
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if shutil.which("valkey-server") is None:
+        raise pytest.UsageError("valkey-server is not installed: run scripts/install-system-deps.sh")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def example(**spec_overrides: Any) -> ValkeyCluster:
+    body = yaml.safe_load(EXAMPLE.read_text())
+    tls_over = spec_overrides.pop("tls", {})
+    body["spec"].update(spec_overrides)
+    body["spec"]["tls"].update(tls_over)
+    return parse_cluster(body)
+
+
+@dataclass
+class Instance:
+    """One valkey-server started by the rendered start script with the rendered config."""
+
+    cluster: ValkeyCluster
+    layout: Layout
+    host: str
+    material: Material
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def tls_dir(self) -> Path:
+        return Path(self.layout.tls_dir)
+
+    def client_files(self, name: str = CONNECTION_CLIENT) -> tuple[Path, Path]:
+        pair = self.material.clients[name]
+        cert, key = self.tls_dir / f"{name}.crt", self.tls_dir / f"{name}.key"
+        cert.write_bytes(pair.cert_pem)
+        key.write_bytes(pair.key_pem)
+        key.chmod(0o600)
+        return cert, key
+
+    def cli(self, *args: str, tls: bool = True, client: bool = True, port: int | None = None) -> subprocess.CompletedProcess[str]:
+        cmd = ["valkey-cli", "--no-auth-warning", "-h", self.host, "-p", str(port or self.layout.port), "-a", PASSWORD]
+        if tls:
+            cmd += ["--tls", "--cacert", self.layout.ca_file, "--sni", "localhost"]
+            if client:
+                cert, key = self.client_files()
+                cmd += ["--cert", str(cert), "--key", str(key)]
+        return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=20, check=False)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def write_material(tls_dir: Path, material: Material) -> None:
+    tls_dir.mkdir(parents=True, exist_ok=True)
+    (tls_dir / "tls.crt").write_bytes(material.server.cert_pem)
+    (tls_dir / "tls.key").write_bytes(material.server.key_pem)
+    (tls_dir / "tls.key").chmod(0o600)
+    (tls_dir / "ca.crt").write_bytes(material.bundle)
+
+
+def start_instance(
+    cluster: ValkeyCluster,
+    workdir: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    pod: str = "cache-0",
+    primary: str = "cache-0",
+    material: Material | None = None,
+    hosts: dict[str, str] | None = None,
+) -> Instance:
+    """Render config, start script and certificates into `workdir` and run the start script there.
+
+    `hosts` maps names to loopback addresses through a private /etc/hosts in a mount namespace of the
+    instance's own, so a replica resolves its primary's pod name as it would in Kubernetes.
+    """
+    port = port or free_port(host)
+    layout = Layout(
+        tls_dir=str(workdir / "tls"),
+        config_dir=str(workdir / "config"),
+        run_dir=str(workdir / "run"),
+        data_dir=str(workdir / "data"),
+        port=port,
+        plain_port=free_port(host),
+        bus_port=free_port(host),
+    )
+    for d in (layout.config_dir, layout.run_dir, layout.data_dir):
+        Path(d).mkdir(parents=True, exist_ok=True)
+    if material is None:
+        result = plan(cluster, Observed(), SystemClock().now())
+        assert result.material is not None, result.problems
+        material = result.material
+    write_material(Path(layout.tls_dir), material)
+    Path(layout.config_file).write_text(render_valkey_conf(cluster, layout))
+    start = Path(layout.config_dir) / "start.sh"
+    start.write_text(render_start_script(cluster, layout))
+    (Path(layout.config_dir) / "probe.sh").write_text(render_probe_script(cluster, layout))
+    Path(layout.primary_file).write_text(primary)
+    env = {
+        **os.environ,
+        "POD_NAME": pod,
+        "POD_NAMESPACE": cluster.namespace,
+        "VALKEY_HEADLESS_SERVICE": cluster.names.headless_service,
+        "VALKEY_PASSWORD": PASSWORD,
+    }
+    # Loopback only: bind the instance to its own address instead of the pod's "*".
+    cmd = ["sh", str(start), "--bind", host]
+    if hosts:
+        hosts_file = workdir / "hosts"
+        hosts_file.write_text("127.0.0.1 localhost\n" + "".join(f"{ip} {name}\n" for name, ip in hosts.items()))
+        inner = f'mount --bind "{hosts_file}" /etc/hosts && exec "$@"'
+        cmd = ["unshare", "--mount", "--propagation", "private", "sh", "-c", inner, "sh", *cmd]
+    log = workdir / "valkey.log"
+    proc = subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    inst = Instance(cluster, layout, host, material, proc, log)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"valkey-server exited {proc.returncode}:\n{log.read_text()}")
+        with socket.socket() as s:
+            if s.connect_ex((host, port)) == 0:
+                return inst
+        time.sleep(0.1)
+    inst.stop()
+    raise RuntimeError(f"valkey-server did not listen on {host}:{port}:\n{log.read_text()}")
+
+
+@pytest.fixture
+def instances(tmp_path: Path) -> Iterator[list[Instance]]:
+    started: list[Instance] = []
+    yield started
+    for inst in started:
+        inst.stop()
+
+
+@pytest.fixture
+def launch(tmp_path: Path, instances: list[Instance]) -> Any:
+    counter = iter(range(100))
+
+    def _launch(cluster: ValkeyCluster, **kwargs: Any) -> Instance:
+        inst = start_instance(cluster, tmp_path / f"i{next(counter)}", **kwargs)
+        instances.append(inst)
+        return inst
+
+    return _launch
+
+
+__all__ = ["Instance", "example", "free_port", "replace", "start_instance"]

@@ -1,0 +1,145 @@
+"""The rendered valkey.conf, scripts and minted certificates, served by a real valkey-server.
+
+Checked with real clients: valkey-cli --tls, openssl s_client, and valkey-py.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import subprocess
+import time
+from typing import Any
+
+import pytest
+import valkey
+
+from tests.acceptance.conftest import PASSWORD, Instance, example, free_port
+
+pytestmark = pytest.mark.acceptance
+
+
+def s_client(inst: Instance, *extra: str, client: bool = True) -> subprocess.CompletedProcess[str]:
+    cmd = [
+        "openssl", "s_client", "-connect", f"{inst.host}:{inst.layout.port}", "-servername", "localhost",
+        "-verify_hostname", "localhost", "-CAfile", inst.layout.ca_file, "-verify_return_error", *extra,
+    ]
+    if client:
+        cert, key = inst.client_files()
+        cmd += ["-cert", str(cert), "-key", str(key)]
+    return subprocess.run(cmd, input="PING\r\nQUIT\r\n", capture_output=True, text=True, timeout=20, check=False)
+
+
+def test_tls12_and_tls13_verify_the_name_against_the_ca(launch: Any) -> None:
+    inst = launch(example())
+    for version in ("-tls1_2", "-tls1_3"):
+        out = s_client(inst, version, "-ign_eof")
+        assert "Verify return code: 0 (ok)" in out.stdout, out.stdout + out.stderr
+        assert "Verification: OK" in out.stdout
+    # The name check is real: a name the certificate does not carry fails verification.
+    bad = subprocess.run(
+        ["openssl", "s_client", "-connect", f"{inst.host}:{inst.layout.port}", "-verify_hostname",
+         "not-in-the-cert.example", "-CAfile", inst.layout.ca_file, "-verify_return_error"],
+        input="", capture_output=True, text=True, timeout=20, check=False,
+    )
+    assert bad.returncode != 0
+    assert "hostname mismatch" in (bad.stdout + bad.stderr).lower()
+
+
+def test_tls11_is_refused(launch: Any) -> None:
+    inst = launch(example())
+    out = s_client(inst, "-tls1_1")
+    assert out.returncode != 0
+    assert "no peer certificate available" in out.stdout, out.stdout + out.stderr
+
+
+def test_valkey_cli_with_client_certificate(launch: Any) -> None:
+    inst = launch(example())
+    out = inst.cli("SET", "k", "v")
+    assert out.stdout.strip() == "OK", out
+    assert inst.cli("GET", "k").stdout.strip() == "v"
+
+
+def test_python_client_verifies_hostname(launch: Any) -> None:
+    inst = launch(example())
+    cert, key = inst.client_files()
+    client = valkey.Valkey(
+        host="localhost", port=inst.layout.port, password=PASSWORD, ssl=True,
+        ssl_ca_certs=inst.layout.ca_file, ssl_certfile=str(cert), ssl_keyfile=str(key),
+        ssl_check_hostname=True, ssl_cert_reqs="required", socket_timeout=10,
+    )
+    assert client.ping() is True
+    client.set("py", "ok")
+    assert client.get("py") == b"ok"
+    client.close()
+
+
+def test_client_without_certificate_is_refused_when_required(launch: Any) -> None:
+    inst = launch(example())
+    out = inst.cli("PING", client=False)
+    assert "PONG" not in out.stdout
+    ctx = ssl.create_default_context(cafile=inst.layout.ca_file)
+    with socket.create_connection((inst.host, inst.layout.port), timeout=10) as raw:
+        # TLS 1.3 reports the missing certificate after the handshake, on first read.
+        with pytest.raises((ssl.SSLError, ConnectionError)):  # noqa: PT012
+            with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(b"PING\r\n")
+                assert not tls.recv(64).startswith(b"+PONG")
+                raise ConnectionError("closed without answer")
+
+
+def test_client_without_certificate_is_accepted_when_optional(launch: Any) -> None:
+    inst = launch(example(tls={"clientAuth": "optional"}))
+    out = inst.cli("PING", client=False)
+    assert out.stdout.strip() == "PONG", out
+
+
+def test_plain_port_is_closed_under_required(launch: Any) -> None:
+    inst = launch(example())
+    with socket.socket() as s:
+        assert s.connect_ex((inst.host, inst.layout.plain_port)) != 0
+    # And the TLS port does not speak plaintext.
+    out = inst.cli("PING", tls=False)
+    assert "PONG" not in out.stdout
+
+
+def test_plain_port_is_open_under_preferred(launch: Any) -> None:
+    inst = launch(example(tls={"mode": "preferred"}))
+    assert inst.cli("PING", tls=False, port=inst.layout.plain_port).stdout.strip() == "PONG"
+    assert inst.cli("PING").stdout.strip() == "PONG"
+
+
+def test_the_rendered_probe_passes_with_the_pods_own_certificate(launch: Any) -> None:
+    inst = launch(example())
+    probe = f"{inst.layout.config_dir}/probe.sh"
+    ok = subprocess.run(["sh", probe], env={"PATH": "/usr/bin:/bin", "VALKEY_PASSWORD": PASSWORD},
+                        capture_output=True, text=True, timeout=20, check=False)
+    # The probe targets the pod's fixed port; point it at this instance's port.
+    text = open(probe).read()  # noqa: PTH123
+    assert f"-p {inst.layout.port}" in text
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    wrong = subprocess.run(["sh", probe], env={"PATH": "/usr/bin:/bin", "VALKEY_PASSWORD": "wrong"},
+                           capture_output=True, text=True, timeout=20, check=False)
+    assert wrong.returncode != 0
+
+
+def test_replica_syncs_from_primary_over_tls(launch: Any) -> None:
+    cluster = example()
+    port = free_port("127.0.0.2")
+    names = cluster.names
+    hosts = {names.pod_fqdn("cache-0"): "127.0.0.2", names.pod_fqdn("cache-1"): "127.0.0.3"}
+    primary = launch(cluster, host="127.0.0.2", port=port, pod="cache-0", hosts=hosts)
+    replica = launch(cluster, host="127.0.0.3", port=port, pod="cache-1", material=primary.material, hosts=hosts)
+    assert primary.cli("SET", "replicated", "yes").stdout.strip() == "OK"
+    deadline = time.monotonic() + 30
+    info = ""
+    while time.monotonic() < deadline:
+        info = replica.cli("INFO", "replication").stdout
+        if "master_link_status:up" in info:
+            break
+        time.sleep(0.3)
+    assert "master_link_status:up" in info, info + replica.log.read_text()
+    assert f"master_host:{names.pod_fqdn('cache-0')}" in info
+    assert replica.cli("GET", "replicated").stdout.strip() == "yes"
+    # The primary has no plaintext port (port 0), so this link is TLS; it lists its replica.
+    assert "connected_slaves:1" in primary.cli("INFO", "replication").stdout
