@@ -71,7 +71,9 @@ class Instance:
         key.chmod(0o600)
         return cert, key
 
-    def cli(self, *args: str, tls: bool = True, client: bool = True, port: int | None = None) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, tls: bool = True, client: bool = True, port: int | None = None
+    ) -> subprocess.CompletedProcess[str]:
         cmd = ["valkey-cli", "--no-auth-warning", "-h", self.host, "-p", str(port or self.layout.port), "-a", PASSWORD]
         if tls:
             cmd += ["--tls", "--cacert", self.layout.ca_file, "--sni", "localhost"]

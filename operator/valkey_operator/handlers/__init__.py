@@ -1,0 +1,63 @@
+"""kopf registration only: every event of a ValkeyCluster runs the same reconcile pass."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from typing import Any
+
+import kopf
+
+from valkey_operator import metrics, names
+from valkey_operator.handlers.runtime import RUNTIME
+
+log = logging.getLogger(__name__)
+_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+_RESOURCE = (names.GROUP, names.VERSION, names.PLURAL)
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Progress and the last-handled spec live in our own annotations, not in status (the schema owns it).
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=names.GROUP)
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = RUNTIME.watch_timeout
+    settings.peering.name = "valkey-tls-operator"
+    settings.peering.mandatory = False
+
+
+def _pass(handler: str, body: kopf.Body, patch: kopf.Patch) -> None:
+    uid = body.get("metadata", {}).get("uid", "")
+    with _locks[uid], metrics.RECONCILE_DURATION.labels(handler).time():
+        try:
+            outcome = RUNTIME.reconciler().reconcile(body)
+        except Exception as exc:
+            metrics.RECONCILE_ERRORS.labels(handler, type(exc).__name__).inc()
+            raise
+    patch.status.update(outcome.status)
+    for event in outcome.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+    if outcome.requeue_after is not None:
+        raise kopf.TemporaryError("A rollout is in progress.", delay=outcome.requeue_after)
+
+
+@kopf.on.resume(*_RESOURCE)
+@kopf.on.create(*_RESOURCE)
+@kopf.on.update(*_RESOURCE)
+def reconcile(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    _pass("reconcile", body, patch)
+
+
+@kopf.timer(*_RESOURCE, interval=RUNTIME.timer_interval, initial_delay=RUNTIME.timer_interval, idle=5)
+def recheck(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    """Certificates age without any event: re-check them (and repair drift) on a timer."""
+    _pass("timer", body, patch)
+
+
+@kopf.on.delete(*_RESOURCE, optional=True)
+def forget(body: kopf.Body, **_: Any) -> None:
+    """Owned objects go with the owner (ownerReferences); only our metrics need forgetting."""
+    meta = body.get("metadata", {})
+    metrics.forget(meta.get("namespace", ""), meta.get("name", ""))

@@ -1,0 +1,100 @@
+"""The contract's Prometheus metrics, and the one function that sets them from a reconcile's outcome."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+_CERT = ["namespace", "cluster", "certificate"]
+
+EXPIRATION = Gauge(
+    "valkey_operator_certificate_expiration_timestamp_seconds",
+    "When the certificate expires (notAfter), as a Unix timestamp.",
+    _CERT,
+    registry=REGISTRY,
+)
+NOT_BEFORE = Gauge(
+    "valkey_operator_certificate_not_before_timestamp_seconds",
+    "When the certificate became valid (notBefore), as a Unix timestamp.",
+    _CERT,
+    registry=REGISTRY,
+)
+RENEWAL = Gauge(
+    "valkey_operator_certificate_renewal_timestamp_seconds",
+    "When the operator will re-issue the certificate, as a Unix timestamp.",
+    _CERT,
+    registry=REGISTRY,
+)
+READY = Gauge(
+    "valkey_operator_certificate_ready_status",
+    "1 when the certificate is valid and in use, else 0.",
+    _CERT,
+    registry=REGISTRY,
+)
+ROTATIONS = Counter(
+    "valkey_operator_certificate_rotations_total",
+    "Certificates re-issued, by reason (scheduled, manual, invalid, ca).",
+    [*_CERT, "reason"],
+    registry=REGISTRY,
+)
+CLUSTER_READY = Gauge(
+    "valkey_operator_cluster_ready",
+    "1 when every pod serves the current configuration and certificates, else 0.",
+    ["namespace", "cluster"],
+    registry=REGISTRY,
+)
+RECONCILE_DURATION = Histogram(
+    "valkey_operator_reconcile_duration_seconds",
+    "Time spent in one reconcile pass.",
+    ["handler"],
+    registry=REGISTRY,
+)
+RECONCILE_ERRORS = Counter(
+    "valkey_operator_reconcile_errors_total",
+    "Reconcile passes that failed, by reason.",
+    ["handler", "reason"],
+    registry=REGISTRY,
+)
+
+
+@dataclass(frozen=True)
+class CertTimes:
+    not_before: datetime
+    not_after: datetime
+    renewal: datetime | None
+    ready: bool
+
+
+def record_certificates(namespace: str, cluster: str, certs: Mapping[str, CertTimes]) -> None:
+    for label, t in certs.items():
+        labels = (namespace, cluster, label)
+        EXPIRATION.labels(*labels).set(t.not_after.timestamp())
+        NOT_BEFORE.labels(*labels).set(t.not_before.timestamp())
+        if t.renewal is not None:
+            RENEWAL.labels(*labels).set(t.renewal.timestamp())
+        READY.labels(*labels).set(1 if t.ready else 0)
+
+
+def record_not_ready(namespace: str, cluster: str, labels: list[str]) -> None:
+    for label in labels:
+        READY.labels(namespace, cluster, label).set(0)
+
+
+def record_rotation(namespace: str, cluster: str, certificate: str, reason: str) -> None:
+    ROTATIONS.labels(namespace, cluster, certificate, reason).inc()
+
+
+def record_cluster_ready(namespace: str, cluster: str, ready: bool) -> None:
+    CLUSTER_READY.labels(namespace, cluster).set(1 if ready else 0)
+
+
+def forget(namespace: str, cluster: str) -> None:
+    """Drop every series of a deleted cluster, so dashboards do not show ghosts."""
+    for metric in (EXPIRATION, NOT_BEFORE, RENEWAL, READY, ROTATIONS, CLUSTER_READY):
+        for labels in list(metric._metrics):
+            if labels[:2] == (namespace, cluster):
+                metric.remove(*labels)
