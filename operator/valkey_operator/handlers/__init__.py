@@ -15,13 +15,16 @@ from valkey_operator.handlers.runtime import RUNTIME
 log = logging.getLogger(__name__)
 _locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 _RESOURCE = (names.GROUP, names.VERSION, names.PLURAL)
+# kopf's bookkeeping keys stay apart from the user-facing valkeyops.dev/ annotations, which must keep
+# triggering handlers (valkeyops.dev/rotate-certificates is one).
+KOPF_PREFIX = f"kopf.{names.GROUP}"
 
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    # Progress and the last-handled spec live in our own annotations, not in status (the schema owns it).
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=names.GROUP)
+    # Progress and the last-handled spec live in annotations, not in status (the schema owns status).
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=KOPF_PREFIX)
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = RUNTIME.watch_timeout
     settings.peering.name = "valkey-tls-operator"

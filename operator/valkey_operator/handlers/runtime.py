@@ -14,13 +14,15 @@ from valkey_operator.pki.plan import CONNECTION_CLIENT, Material
 from valkey_operator.reconcile import Reconciler
 
 
-def switchover(cluster: ValkeyCluster, material: Material, password: str | None, pod: str, target: str) -> None:
+def switchover(
+    cluster: ValkeyCluster, material: Material, password: str | None, pod: str, target: str, port: int = POD_LAYOUT.port
+) -> None:
     """FAILOVER from `pod` to `target` over TLS, verifying the pod's DNS name, then wait for the swap."""
     n = cluster.names
     client = material.clients.get(CONNECTION_CLIENT) or material.server
     creds = valkey_admin.Credentials(material.bundle, client, password)
-    with valkey_admin.connect(n.pod_fqdn(pod), POD_LAYOUT.port, creds) as conn:
-        valkey_admin.switchover(conn, n.pod_fqdn(target), POD_LAYOUT.port)
+    with valkey_admin.connect(n.pod_fqdn(pod), port, creds) as conn:
+        valkey_admin.switchover(conn, n.pod_fqdn(target), port)
         if not valkey_admin.wait_role(conn, "slave"):
             raise RuntimeError(f"{pod} did not hand the primary role to {target}")
 
