@@ -1,0 +1,53 @@
+"""The contract's metrics exist with the contract's names and labels, and a deleted cluster is forgotten."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prometheus_client import generate_latest
+
+from valkey_operator import metrics
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+T1 = datetime(2026, 4, 1, tzinfo=UTC)
+
+
+def exposition() -> str:
+    return generate_latest(metrics.REGISTRY).decode()
+
+
+def test_certificate_series_carry_namespace_cluster_certificate() -> None:
+    metrics.record_certificates("apps", "m1", {"server": metrics.CertTimes(T0, T1, T0, True)})
+    labels = {"namespace": "apps", "cluster": "m1", "certificate": "server"}
+
+    def value(name: str) -> float | None:
+        return metrics.REGISTRY.get_sample_value(name, labels)
+
+    assert value("valkey_operator_certificate_expiration_timestamp_seconds") == T1.timestamp()
+    assert value("valkey_operator_certificate_not_before_timestamp_seconds") == T0.timestamp()
+    assert value("valkey_operator_certificate_renewal_timestamp_seconds") == T0.timestamp()
+    assert value("valkey_operator_certificate_ready_status") == 1.0
+
+
+def test_rotations_and_cluster_ready_and_reconcile_metrics_are_named_as_the_contract_says() -> None:
+    metrics.record_rotation("apps", "m2", "client/app", "manual")
+    metrics.record_cluster_ready("apps", "m2", True)
+    metrics.RECONCILE_DURATION.labels("reconcile").observe(0.1)
+    metrics.RECONCILE_ERRORS.labels("reconcile", "ApiException").inc()
+    text = exposition()
+    assert (
+        'valkey_operator_certificate_rotations_total{certificate="client/app",cluster="m2",namespace="apps",'
+        'reason="manual"} 1.0' in text
+    )
+    assert 'valkey_operator_cluster_ready{cluster="m2",namespace="apps"} 1.0' in text
+    assert 'valkey_operator_reconcile_duration_seconds_count{handler="reconcile"}' in text
+    assert 'valkey_operator_reconcile_errors_total{handler="reconcile",reason="ApiException"}' in text
+
+
+def test_forget_drops_only_that_clusters_series() -> None:
+    metrics.record_cluster_ready("apps", "gone", True)
+    metrics.record_cluster_ready("apps", "kept", True)
+    metrics.forget("apps", "gone")
+    text = exposition()
+    assert 'cluster="gone"' not in text
+    assert 'valkey_operator_cluster_ready{cluster="kept",namespace="apps"} 1.0' in text
