@@ -23,7 +23,7 @@ PYTHONPATH=operator lint-imports --no-cache >/dev/null
 tiers=(tests/unit tests/acceptance)
 if [ -d tests/integration ]; then
   step "control plane binaries (built once, cached)"
-  bash e2e/k8s-build.sh >/dev/null
+  bash e2e/build-kubernetes.sh >/dev/null
   tiers+=(tests/integration)
 fi
 

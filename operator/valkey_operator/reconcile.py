@@ -14,7 +14,14 @@ from typing import Any, Protocol
 
 from valkey_operator import metrics, names, rollout
 from valkey_operator.api.spec import SpecError, ValkeyCluster, parse_cluster
-from valkey_operator.api.status import Observation, conditions, merge_conditions, phase
+from valkey_operator.api.status import (
+    CERTIFICATES_READY,
+    EXPIRING_SOON,
+    Observation,
+    conditions,
+    merge_conditions,
+    phase,
+)
 from valkey_operator.builders.desired import Inputs, desired_objects
 from valkey_operator.builders.services import ROLE_LABEL, ROLE_PRIMARY, ROLE_REPLICA
 from valkey_operator.clock import Clock
@@ -168,6 +175,11 @@ def _cert_status(cluster: ValkeyCluster, material: Material, now: datetime) -> C
     return status, times, expiring, soonest
 
 
+def _condition(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    conds = (body.get("status") or {}).get("conditions") or []
+    return next((dict(c) for c in conds if c.get("type") == kind), {})
+
+
 def _iso(when: datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -293,7 +305,9 @@ class Reconciler:
         metrics.record_not_ready(cluster.namespace, cluster.name, ["server"])
         metrics.record_cluster_ready(cluster.namespace, cluster.name, False)
         status = self._base_status(cluster, body, obs, now, ready)
-        return Outcome(status, [Event("Warning", problem.reason, problem.message)])
+        # One Event per new problem, not one per timer tick.
+        news = _condition(body, CERTIFICATES_READY).get("reason") != problem.reason
+        return Outcome(status, [Event("Warning", problem.reason, problem.message)] if news else [])
 
     def _base_status(
         self, cluster: ValkeyCluster, body: Mapping[str, Any], obs: Observation, now: datetime, ready: int
@@ -342,7 +356,8 @@ class Reconciler:
             status["primary"] = _primary(self.kube, cluster)
         metrics.record_certificates(ns, cluster.name, times)
         metrics.record_cluster_ready(ns, cluster.name, obs.all_ready)
-        if expiring:
-            events.append(Event("Warning", "CertificateExpiringSoon", status["conditions"][2]["message"]))
+        if expiring and _condition(body, EXPIRING_SOON).get("status") != "True":
+            message = next(c["message"] for c in status["conditions"] if c["type"] == EXPIRING_SOON)
+            events.append(Event("Warning", "CertificateExpiringSoon", message))
         requeue = 5.0 if step.action in ("delete", "switchover", "wait") and obs.rolling else None
         return Outcome(status, events, requeue)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -32,13 +33,18 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 
 def _pass(handler: str, body: kopf.Body, patch: kopf.Patch) -> None:
-    uid = body.get("metadata", {}).get("uid", "")
-    with _locks[uid], metrics.RECONCILE_DURATION.labels(handler).time():
+    meta = body.get("metadata", {})
+    with _locks[meta.get("uid", "")]:
+        started = time.perf_counter()
         try:
             outcome = RUNTIME.reconciler().reconcile(body)
         except Exception as exc:
             metrics.RECONCILE_ERRORS.labels(handler, type(exc).__name__).inc()
             raise
+        finally:
+            took = time.perf_counter() - started
+            metrics.RECONCILE_DURATION.labels(handler).observe(took)
+    log.info("reconciled %s/%s (%s) in %.3f s", meta.get("namespace"), meta.get("name"), handler, took)
     patch.status.update(outcome.status)
     for event in outcome.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
