@@ -110,11 +110,12 @@ class _Trust:
     rotations: tuple[Rotation, ...] = ()
 
 
-def _ca_reason(cluster: ValkeyCluster, current: KeyPair | None, manual: str | None, now: datetime) -> str | None:
+def _ca_reason(cluster: ValkeyCluster, obs: Observed, manual: str | None, now: datetime) -> str | None:
     """Why a new CA must be minted ("" for the very first one), or None to keep the current one."""
-    if current is None:
+    if obs.ca is None:
         return ""
-    if validate_ca(current.cert_pem, current.key_pem, now, need_key=True):
+    current = _pair(obs.ca)
+    if current is None or validate_ca(current.cert_pem, current.key_pem, now, need_key=True):
         return renewal.INVALID
     if manual:
         return renewal.MANUAL
@@ -131,7 +132,7 @@ def _self_signed_trust(cluster: ValkeyCluster, obs: Observed, now: datetime) -> 
     annotations = dict(obs.ca.annotations) if obs.ca else {}
     if manual:
         annotations[names.ANN_HANDLED_ROTATE_CA] = manual
-    reason = _ca_reason(cluster, current, manual, now)
+    reason = _ca_reason(cluster, obs, manual, now)
     if reason is not None:
         new = mint_ca(f"{cluster.name}.{cluster.namespace} Valkey CA", now, certs.ca_duration, certs.key_algorithm)
         # The old CA stays trusted until every pod and client uses the new one; a broken one goes at once.

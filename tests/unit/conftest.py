@@ -1,0 +1,33 @@
+"""Shared fixtures of the unit tests: the example resource and a fixed clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from valkey_operator.api.spec import ValkeyCluster, parse_cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def example_body(**spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "valkeycluster.yaml").read_text())
+    tls = spec.pop("tls", None)
+    body["spec"].update(spec)
+    if tls:
+        body["spec"]["tls"].update(tls)
+    return body
+
+
+def example(**spec: Any) -> ValkeyCluster:
+    return parse_cluster(example_body(**spec))
+
+
+@pytest.fixture
+def cluster() -> ValkeyCluster:
+    return example()
