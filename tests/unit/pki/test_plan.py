@@ -21,9 +21,11 @@ from valkey_operator.pki.validate import issued_by
 
 def written(m: Material, rollout_complete: bool = True, ca: SecretData | None = None) -> Observed:
     """What the Secrets hold after the operator wrote `m` (the next pass reads this)."""
+
     def tls(pair: Any, annotations: Any = None) -> SecretData:
-        return SecretData({"tls.crt": pair.cert_pem, "tls.key": pair.key_pem, "ca.crt": m.bundle},
-                          dict(annotations or {}))
+        return SecretData(
+            {"tls.crt": pair.cert_pem, "tls.key": pair.key_pem, "ca.crt": m.bundle}, dict(annotations or {})
+        )
 
     return Observed(
         ca=tls(m.ca, m.ca_annotations) if m.ca else ca,
@@ -55,7 +57,8 @@ def test_first_pass_issues_ca_server_clients_and_connection_certificate() -> Non
     assert issued_by(m.server.cert_pem, m.ca.cert_pem)
     info = describe_pem(m.server.cert_pem)
     assert set(server_requirements(cluster).dns_names) <= set(info.dns_names)
-    assert info.server_auth and info.client_auth
+    assert info.server_auth
+    assert info.client_auth
     assert plan(cluster, Observed(), NOW).rotations == ()
 
 
@@ -85,7 +88,9 @@ def test_renewal_time_reissues_leaves_and_bumps_the_revision() -> None:
     assert later.material.revision == 2
     assert later.material.ca == m.ca
     assert {(r.certificate, r.reason) for r in later.rotations} == {
-        ("server", renewal.SCHEDULED), ("client/app", renewal.SCHEDULED), (f"client/{CONNECTION_CLIENT}", renewal.SCHEDULED)
+        ("server", renewal.SCHEDULED),
+        ("client/app", renewal.SCHEDULED),
+        (f"client/{CONNECTION_CLIENT}", renewal.SCHEDULED),
     }
 
 
@@ -136,8 +141,9 @@ def test_a_broken_owned_ca_is_replaced_at_once() -> None:
     m = first(example())
     broken = written(m)
     assert broken.ca is not None
-    obs = Observed(ca=SecretData({"tls.crt": broken.ca.data["tls.crt"]}, {}), server=broken.server,
-                   clients=broken.clients)
+    obs = Observed(
+        ca=SecretData({"tls.crt": broken.ca.data["tls.crt"]}, {}), server=broken.server, clients=broken.clients
+    )
     result = plan(example(), obs, NOW)
     assert result.material is not None
     assert ("ca", renewal.INVALID) in {(r.certificate, r.reason) for r in result.rotations}

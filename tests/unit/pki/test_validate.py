@@ -26,8 +26,9 @@ REQ = Requirements(dns_names=NAMES)
 GOOD = issue_leaf(CA, LeafRequest("cache", NAMES), NOW)
 
 
-def reasons(cert: bytes | None, key: bytes | None, trust: bytes | None = CA.cert_pem, req: Requirements = REQ,
-            now: object = NOW) -> list[str]:
+def reasons(
+    cert: bytes | None, key: bytes | None, trust: bytes | None = CA.cert_pem, req: Requirements = REQ, now: object = NOW
+) -> list[str]:
     return [p.reason for p in validate_leaf(cert, key, trust, req, now)]  # type: ignore[arg-type]
 
 
@@ -92,9 +93,13 @@ def test_chain_through_an_intermediate_in_tls_crt() -> None:
     ikey = generate_key("ECDSA-P256")
     name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "intermediate")])
     icert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(root.certificate.subject)
-        .public_key(ikey.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=365))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(root.certificate.subject)
+        .public_key(ikey.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=365))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .sign(root.key, hashes.SHA256())  # type: ignore[arg-type]
     )

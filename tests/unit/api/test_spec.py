@@ -1,0 +1,75 @@
+"""Typed spec: parsing, and the Python checks refusing what the CEL rules refuse."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from tests.unit.conftest import example, example_body
+from valkey_operator.api.spec import SpecError, parse_cluster, parse_spec
+
+
+def test_example_parses() -> None:
+    cluster = example()
+    assert (cluster.name, cluster.namespace) == ("cache", "default")
+    assert cluster.spec.pod_count == 3
+    assert cluster.spec.tls.clients == ("app",)
+    assert cluster.spec.tls.certificates.duration == timedelta(days=90)
+    assert cluster.spec.tls.certificates.renew_before == timedelta(days=60)
+
+
+def test_pod_count_per_mode() -> None:
+    assert parse_spec({"mode": "standalone", "replicas": 1}).pod_count == 1
+    assert parse_spec({"mode": "cluster", "shards": 4, "replicasPerShard": 2}).pod_count == 12
+    assert parse_spec({"replicas": 5}).pod_count == 5
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        ({"mode": "cluster", "shards": 2}, "InvalidTopology"),
+        ({"mode": "standalone", "replicas": 3}, "InvalidTopology"),
+        ({"mode": "sharded"}, "InvalidValue"),
+        ({"tls": {"clientAuth": "sometimes"}}, "InvalidValue"),
+        ({"tls": {"protocols": ["TLSv1.1"]}}, "InvalidValue"),
+        ({"tls": {"certificates": {"keyAlgorithm": "DSA"}}}, "InvalidValue"),
+        ({"tls": {"certificates": {"duration": "90 days"}}}, "InvalidDuration"),
+        (
+            {"tls": {"certificates": {"duration": "100h", "renewBefore": "100h", "warnBefore": "10h"}}},
+            "InvalidDuration",
+        ),
+        (
+            {"tls": {"certificates": {"duration": "100h", "renewBefore": "10h", "warnBefore": "200h"}}},
+            "InvalidDuration",
+        ),
+        ({"tls": {"certificates": {"duration": "90000h"}}}, "InvalidDuration"),
+        ({"tls": {"certificates": {"extraIPAddresses": ["not-an-ip"]}}}, "InvalidIPAddress"),
+        ({"tls": {"issuer": {"type": "CA"}}}, "IssuerSecretMissing"),
+        ({"tls": {"issuer": {"type": "CertManager"}}}, "IssuerRefMissing"),
+        (
+            {"tls": {"issuer": {"type": "External", "secretName": "x"}, "clients": [{"name": "a"}]}},
+            "ClientsWithExternalIssuer",
+        ),
+    ],
+)
+def test_bad_specs_are_refused_with_a_reason(spec: dict[str, Any], reason: str) -> None:
+    with pytest.raises(SpecError) as exc:
+        parse_spec(spec)
+    assert exc.value.reason == reason
+    assert exc.value.message.endswith(".")
+
+
+def test_parse_cluster_reads_identity_and_annotations() -> None:
+    body = example_body()
+    body["metadata"].update(uid="u-1", generation=4, annotations={"valkeyops.dev/rotate-certificates": "now"})
+    cluster = parse_cluster(body)
+    assert (cluster.uid, cluster.generation) == ("u-1", 4)
+    assert cluster.annotations["valkeyops.dev/rotate-certificates"] == "now"
+
+
+def test_namespace_defaults_to_default() -> None:
+    body = example_body()
+    del body["metadata"]["namespace"]
+    assert parse_cluster(body).namespace == "default"
