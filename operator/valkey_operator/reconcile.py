@@ -65,7 +65,6 @@ class Event:
 class Outcome:
     status: dict[str, Any]
     events: list[Event] = field(default_factory=list)
-    requeue_after: float | None = None  # seconds, while a rollout is in progress
 
 
 def _observe_secrets(
@@ -240,8 +239,8 @@ class Reconciler:
             metrics.record_rotation(ns, cluster.name, r.certificate, r.reason)
         if cluster.spec.mode == "replication":
             self._label_roles(cluster, pods, primary)
-        step = self._roll(cluster, sts, pods, primary, material, password, events)
-        return self._report(cluster, body, material, sts, pods, now, events, step)
+        self._roll(cluster, sts, pods, primary, material, password, events)
+        return self._report(cluster, body, material, sts, pods, now, events)
 
     def _label_roles(self, cluster: ValkeyCluster, pods: list[rollout.PodState], primary: str) -> None:
         raw = {
@@ -333,7 +332,6 @@ class Reconciler:
         pods: list[rollout.PodState],
         now: datetime,
         events: list[Event],
-        step: rollout.Step,
     ) -> Outcome:
         ns, n = cluster.namespace, cluster.names
         cert_status, times, expiring, soonest = _cert_status(cluster, material, now)
@@ -359,5 +357,4 @@ class Reconciler:
         if expiring and _condition(body, EXPIRING_SOON).get("status") != "True":
             message = next(c["message"] for c in status["conditions"] if c["type"] == EXPIRING_SOON)
             events.append(Event("Warning", "CertificateExpiringSoon", message))
-        requeue = 5.0 if step.action in ("delete", "switchover", "wait") and obs.rolling else None
-        return Outcome(status, events, requeue)
+        return Outcome(status, events)

@@ -221,8 +221,27 @@ def _tls() -> Schema:
     )
 
 
+def _complete_defaults(schema: Schema) -> Schema:
+    """Give every object default its nested defaults too.
+
+    The API server checks a default against the CEL rules as written, before nested defaulting, so a
+    bare `{}` would fail rules that read its fields.
+    """
+    for sub in schema.get("properties", {}).values():
+        _complete_defaults(sub)
+    if "items" in schema:
+        _complete_defaults(schema["items"])
+    if schema.get("type") == "object" and "default" in schema:
+        schema["default"] = apply_defaults(schema, schema["default"])
+    return schema
+
+
 def spec_schema() -> Schema:
     """The OpenAPI v3 schema of `spec`, defaults included."""
+    return _complete_defaults(_spec_schema())
+
+
+def _spec_schema() -> Schema:
     return _o(
         "Desired state of a TLS-enabled Valkey deployment.",
         {

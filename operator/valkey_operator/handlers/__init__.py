@@ -32,6 +32,13 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.peering.mandatory = False
 
 
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In a pod, its service account; elsewhere the kubeconfig that KUBECONFIG names at login time."""
+    info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    return info
+
+
 def _pass(handler: str, body: kopf.Body, patch: kopf.Patch) -> None:
     meta = body.get("metadata", {})
     with _locks[meta.get("uid", "")]:
@@ -48,8 +55,6 @@ def _pass(handler: str, body: kopf.Body, patch: kopf.Patch) -> None:
     patch.status.update(outcome.status)
     for event in outcome.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-    if outcome.requeue_after is not None:
-        raise kopf.TemporaryError("A rollout is in progress.", delay=outcome.requeue_after)
 
 
 @kopf.on.resume(*_RESOURCE)
@@ -63,6 +68,16 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
 def recheck(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Certificates age without any event: re-check them (and repair drift) on a timer."""
     _pass("timer", body, patch)
+
+
+def _rolling(status: kopf.Status, **_: Any) -> bool:
+    return bool(status.get("phase") == "Rotating")
+
+
+@kopf.timer(*_RESOURCE, interval=RUNTIME.rollout_interval, when=_rolling)
+def advance_rollout(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    """While pods roll, take the next step every few seconds instead of waiting for the slow timer."""
+    _pass("rollout", body, patch)
 
 
 @kopf.on.delete(*_RESOURCE, optional=True)

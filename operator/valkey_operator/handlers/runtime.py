@@ -31,6 +31,7 @@ def switchover(
 class Runtime:
     clock: Clock = field(default_factory=SystemClock)
     timer_interval: float = float(os.environ.get("VALKEY_OPERATOR_TIMER_INTERVAL", "300"))
+    rollout_interval: float = float(os.environ.get("VALKEY_OPERATOR_ROLLOUT_INTERVAL", "5"))
     watch_timeout: int = int(os.environ.get("VALKEY_OPERATOR_WATCH_TIMEOUT", "300"))
     cluster_domain: str = os.environ.get("VALKEY_OPERATOR_CLUSTER_DOMAIN", names.DEFAULT_CLUSTER_DOMAIN)
     _reconciler: Reconciler | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -45,11 +46,13 @@ PERMISSIONS: list[dict[str, Any]] = [
 
 def load_config() -> k8s.ApiClient:
     """In-cluster credentials when running in a pod, else the current kubeconfig."""
+    configuration = k8s.Configuration()
     try:
-        k8s_config.load_incluster_config()
+        k8s_config.load_incluster_config(client_configuration=configuration)
     except k8s_config.ConfigException:
-        k8s_config.load_kube_config()
-    return k8s.ApiClient()
+        # KUBECONFIG is read now, not when the kubernetes package was imported.
+        k8s_config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration)
+    return k8s.ApiClient(configuration)
 
 
 def with_conflict_retry(action: Callable[[], T], attempts: int = 5) -> T:

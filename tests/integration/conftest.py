@@ -1,0 +1,164 @@
+"""A real control plane for the session, the CRD applied, and the operator running in this process.
+
+The operator is the real one (kopf, the real handlers, the real Kubernetes adapter); only its clock is
+a ManualClock, so renewals become due without sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+# The timer re-checks often here, so tests that move the clock see the result quickly.
+os.environ.setdefault("VALKEY_OPERATOR_TIMER_INTERVAL", "2")
+
+ROOT = Path(__file__).resolve().parents[2]
+sys_path_e2e = str(ROOT / "e2e")
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    import sys
+
+    sys.path.insert(0, sys_path_e2e)
+    from controlplane import LocalCluster
+
+    cluster = LocalCluster(tmp_path_factory.mktemp("controlplane"))
+    cluster.up()
+    env = cluster.env()
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield cluster
+    finally:
+        cluster.down()
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def kubectl(*args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run(["kubectl", *args], input=stdin, capture_output=True, text=True, timeout=60, check=False)
+    if check and out.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
+    return out
+
+
+def kubectl_json(*args: str) -> Any:
+    return yaml.safe_load(kubectl(*args, "-o", "json").stdout)
+
+
+@pytest.fixture(scope="session")
+def crd(control_plane: Any) -> None:
+    kubectl("apply", "-f", str(ROOT / "crds"))
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/valkeyclusters.valkeyops.dev")
+    # The OpenAPI document (kubectl explain, client-side validation) is published a little later.
+    wait_until(lambda: kubectl("explain", "valkeycluster", check=False).returncode == 0, what="OpenAPI for the CRD")
+
+
+class OperatorThread:
+    """kopf.operator() in a thread of its own; start() and stop() may be called again and again."""
+
+    def __init__(self) -> None:
+        self.thread: threading.Thread | None = None
+        self.stop_flag = threading.Event()
+        self.error: BaseException | None = None
+
+    def _run(self, stop_flag: threading.Event, ready_flag: threading.Event) -> None:
+        import kopf
+
+        from valkey_operator import handlers  # noqa: F401 - registers the handlers
+
+        try:
+            asyncio.run(kopf.operator(clusterwide=True, standalone=True, stop_flag=stop_flag, ready_flag=ready_flag))
+        except BaseException as exc:  # reported by the fixture
+            self.error = exc
+
+    def start(self) -> OperatorThread:
+        assert self.thread is None, "already running"
+        self.stop_flag, ready = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(self.stop_flag, ready), daemon=True)
+        self.thread.start()
+        assert ready.wait(60), "the operator did not start"
+        return self
+
+    def stop(self) -> None:
+        if self.thread is not None:
+            self.stop_flag.set()
+            self.thread.join(60)
+            assert not self.thread.is_alive(), "the operator did not stop"
+            self.thread = None
+
+
+@pytest.fixture(scope="session")
+def clock() -> Any:
+    from valkey_operator.clock import ManualClock
+
+    return ManualClock()
+
+
+@pytest.fixture(scope="session")
+def operator(crd: None, clock: Any) -> Iterator[OperatorThread]:
+    from valkey_operator.handlers.runtime import RUNTIME
+
+    RUNTIME.reset(clock)
+    op = OperatorThread().start()
+    yield op
+    op.stop()
+    assert op.error is None, op.error
+
+
+@pytest.fixture
+def namespace(control_plane: Any) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    kubectl("create", "namespace", name)
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except AssertionError as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+def example_body(namespace: str, name: str = "cache", **spec: Any) -> dict[str, Any]:
+    body = yaml.safe_load((ROOT / "examples" / "valkeycluster.yaml").read_text())
+    body["metadata"] = {"name": name, "namespace": namespace}
+    body["spec"].update(spec)
+    return body
+
+
+def apply(body: dict[str, Any]) -> None:
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump(body))
+
+
+def get_vkc(namespace: str, name: str = "cache") -> dict[str, Any]:
+    return dict(kubectl_json("get", "valkeycluster", name, "-n", namespace))
+
+
+def condition(body: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next((c for c in body.get("status", {}).get("conditions", []) if c["type"] == kind), {})

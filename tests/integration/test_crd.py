@@ -1,0 +1,111 @@
+"""The CRD on a real API server: schema docs, defaults, and CEL rules refusing bad resources."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.integration.conftest import get_vkc, kubectl
+
+pytestmark = pytest.mark.integration
+
+
+def test_explain_shows_field_docs(crd: None) -> None:
+    out = kubectl("explain", "valkeycluster.spec.tls").stdout
+    assert "TLS for clients, replication and the cluster bus." in out
+    assert "clientAuth" in out
+    out = kubectl("explain", "valkeycluster.spec.tls.certificates.renewBefore").stdout
+    assert "Re-issue a leaf certificate when less than this is left" in out
+
+
+def test_empty_spec_gets_every_default(crd: None, namespace: str) -> None:
+    doc = {
+        "apiVersion": "valkeyops.dev/v1alpha1",
+        "kind": "ValkeyCluster",
+        "metadata": {"name": "empty", "namespace": namespace},
+        "spec": {},
+    }
+    kubectl("create", "-f", "-", stdin=yaml.safe_dump(doc))
+    spec = get_vkc(namespace, "empty")["spec"]
+    assert spec["mode"] == "replication"
+    assert spec["replicas"] == 3
+    assert spec["image"] == "valkey/valkey:8.1"
+    assert spec["tls"]["mode"] == "required"
+    assert spec["tls"]["clientAuth"] == "required"
+    assert spec["tls"]["replication"] is True
+    assert spec["tls"]["protocols"] == ["TLSv1.2", "TLSv1.3"]
+    assert spec["tls"]["issuer"]["type"] == "SelfSigned"
+    certs = spec["tls"]["certificates"]
+    assert (certs["duration"], certs["renewBefore"], certs["warnBefore"], certs["caDuration"]) == (
+        "2160h",
+        "1440h",
+        "1080h",
+        "87600h",
+    )
+    assert certs["keyAlgorithm"] == "ECDSA-P256"
+    assert spec["tls"]["rotation"]["strategy"] == "RollingRestart"
+    assert spec["auth"]["enabled"] is True
+    assert spec["persistence"]["enabled"] is False
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"mode": "cluster", "shards": 2}, "shards must be at least 3 in cluster mode"),
+        ({"mode": "standalone", "replicas": 2}, "replicas must be 1 in standalone mode"),
+        (
+            {"tls": {"certificates": {"duration": "100h", "renewBefore": "200h", "warnBefore": "50h"}}},
+            "renewBefore must be shorter than duration",
+        ),
+        (
+            {"tls": {"certificates": {"duration": "100h", "renewBefore": "50h", "warnBefore": "150h"}}},
+            "warnBefore must be shorter than duration",
+        ),
+        ({"tls": {"issuer": {"type": "External"}}}, "secretName is required when the issuer type is CA or External"),
+        ({"tls": {"issuer": {"type": "CertManager"}}}, "issuerRef is required when the issuer type is CertManager"),
+        ({"tls": {"certificates": {"duration": "90 days"}}}, "should match"),
+        ({"tls": {"clientAuth": "sometimes"}}, "Unsupported value"),
+    ],
+)
+def test_cel_and_schema_refuse_invalid_resources(crd: None, namespace: str, spec: dict[str, Any], message: str) -> None:
+    doc = {
+        "apiVersion": "valkeyops.dev/v1alpha1",
+        "kind": "ValkeyCluster",
+        "metadata": {"name": "bad", "namespace": namespace},
+        "spec": spec,
+    }
+    out = kubectl("apply", "-f", "-", stdin=yaml.safe_dump(doc), check=False)
+    assert out.returncode != 0
+    assert message in out.stderr, out.stderr
+    assert kubectl("get", "valkeycluster", "bad", "-n", namespace, check=False).returncode != 0
+
+
+def test_mode_is_immutable_and_shards_cannot_shrink(crd: None, namespace: str) -> None:
+    doc = {
+        "apiVersion": "valkeyops.dev/v1alpha1",
+        "kind": "ValkeyCluster",
+        "metadata": {"name": "imm", "namespace": namespace},
+        "spec": {"mode": "cluster", "shards": 4},
+    }
+    kubectl("create", "-f", "-", stdin=yaml.safe_dump(doc))
+    out = kubectl(
+        "patch",
+        "valkeycluster",
+        "imm",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"mode":"replication"}}',
+        check=False,
+    )
+    assert out.returncode != 0
+    assert "mode is immutable" in out.stderr
+    out = kubectl(
+        "patch", "valkeycluster", "imm", "-n", namespace, "--type=merge", "-p", '{"spec":{"shards":3}}', check=False
+    )
+    assert out.returncode != 0
+    assert "shards cannot be reduced" in out.stderr
+    kubectl("patch", "valkeycluster", "imm", "-n", namespace, "--type=merge", "-p", '{"spec":{"shards":5}}')
