@@ -205,7 +205,7 @@ class Reconciler:
         try:
             cluster = parse_cluster(body, self.cluster_domain)
         except SpecError as exc:
-            obs = Observation(0, 0, 0, None, (), None, spec_error=(exc.reason, exc.message), exists=False)
+            obs = Observation(0, 0, 0, 0, spec_error=(exc.reason, exc.message), exists=False)
             return Outcome(
                 {
                     "observedGeneration": generation,
@@ -300,7 +300,7 @@ class Reconciler:
         problem = decided.problems[0]
         desired = cluster.spec.pod_count
         ready = sum(p.ready for p in pods)
-        obs = Observation(desired, ready, desired, (problem.reason, problem.message), (), None, exists=sts is not None)
+        obs = Observation(desired, ready, desired, 0, (problem.reason, problem.message), exists=sts is not None)
         metrics.record_not_ready(cluster.namespace, cluster.name, ["server"])
         metrics.record_cluster_ready(cluster.namespace, cluster.name, False)
         status = self._base_status(cluster, body, obs, now, ready)
@@ -338,8 +338,9 @@ class Reconciler:
         update = ((sts or {}).get("status") or {}).get("updateRevision")
         ready = sum(p.ready for p in pods)
         updated = sum(1 for p in pods if p.revision == update) if update else 0
+        outdated = sum(1 for p in pods if p.revision != update) if update else 0
         obs = Observation(
-            cluster.spec.pod_count, ready, updated, None, tuple(expiring), soonest, exists=sts is not None
+            cluster.spec.pod_count, ready, updated, outdated, None, tuple(expiring), soonest, exists=sts is not None
         )
         status = self._base_status(cluster, body, obs, now, ready)
         primary_host = n.service_host(n.service)

@@ -84,7 +84,8 @@ def test_example_creates_every_owned_object_with_owner_references(operator: Any,
     assert table[0].split() == ["NAME", "MODE", "READY", "TLS", "CERT-EXPIRES", "STATUS", "AGE"]
     row = table[1].split()
     assert row[:4] == ["cache", "replication", "0/3", "required"]
-    assert row[5] in {"Provisioning", "Rotating"}
+    assert row[4].startswith("20")  # the server certificate's notAfter, a timestamp
+    assert row[5] == "Provisioning"
     wide = kubectl("get", "vkc", "-n", namespace, "-o", "custom-columns=E:.status.certificates.server.notAfter")
     assert wide.stdout.splitlines()[1].startswith("20")
     # The StatefulSet controller made the pods (they stay Pending without a node).

@@ -414,8 +414,9 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Ready", "type": "string", "jsonPath": ".status.readyDisplay", "description": "Ready pods / desired."},
     {"name": "TLS", "type": "string", "jsonPath": ".status.tls.mode", "description": "TLS mode in force."},
     {
+        # "string", not "date": kubectl shows a date column as an age, and a future date as <invalid>.
         "name": "Cert-Expires",
-        "type": "date",
+        "type": "string",
         "jsonPath": ".status.certificates.server.notAfter",
         "description": "When the server certificate expires.",
     },

@@ -56,15 +56,16 @@ class Observation:
     desired: int
     ready: int
     updated: int  # pods running the current template
-    cert_problem: tuple[str, str] | None  # (reason, message)
-    expiring: tuple[str, ...]  # labels of certificates under warnBefore
-    soonest_expiry: datetime | None
+    outdated: int  # pods still running an older template
+    cert_problem: tuple[str, str] | None = None  # (reason, message)
+    expiring: tuple[str, ...] = ()  # labels of certificates under warnBefore
+    soonest_expiry: datetime | None = None
     spec_error: tuple[str, str] | None = None
     exists: bool = True  # the StatefulSet exists
 
     @property
     def rolling(self) -> bool:
-        return self.exists and self.updated < self.desired
+        return self.exists and self.outdated > 0
 
     @property
     def all_ready(self) -> bool:

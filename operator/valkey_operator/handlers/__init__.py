@@ -26,6 +26,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Progress and the last-handled spec live in annotations, not in status (the schema owns status).
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=KOPF_PREFIX)
+    # Timers need a finalizer on each ValkeyCluster to stop cleanly; name it ours. Owned objects are
+    # still removed by the garbage collector through their owner references.
+    settings.persistence.finalizer = f"{names.GROUP}/finalizer"
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = RUNTIME.watch_timeout
     settings.peering.name = "valkey-tls-operator"

@@ -16,9 +16,7 @@ def obs(**kw: object) -> Observation:
         "desired": 3,
         "ready": 3,
         "updated": 3,
-        "cert_problem": None,
-        "expiring": (),
-        "soonest_expiry": None,
+        "outdated": 0,
     }
     base.update(kw)
     return Observation(**base)  # type: ignore[arg-type]
@@ -29,7 +27,8 @@ def obs(**kw: object) -> Observation:
     [
         (obs(), "Ready"),
         (obs(ready=1), "Provisioning"),
-        (obs(updated=1), "Rotating"),
+        (obs(updated=1, outdated=2), "Rotating"),
+        (obs(ready=0, updated=0), "Provisioning"),
         (obs(cert_problem=("CertificateExpired", "m")), "Degraded"),
         (obs(cert_problem=("ExternalSecretNotFound", "m"), exists=False), "Pending"),
         (obs(exists=False), "Pending"),
@@ -68,7 +67,7 @@ def test_certificate_problem_sets_certificates_ready_false_with_its_reason() -> 
 
 
 def test_rotating_message_counts_pods() -> None:
-    c = by_type(conditions(obs(updated=1)))["Rotating"]
+    c = by_type(conditions(obs(updated=1, outdated=2)))["Rotating"]
     assert c.status is True
     assert "1 of 3" in c.message
 
