@@ -54,6 +54,18 @@ class Switchover(Protocol):
     ) -> None: ...
 
 
+class PodCall(Protocol):
+    def __call__(self, cluster: ValkeyCluster, material: Material, password: str | None, pod: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class PodTLS:
+    """HotReload's two pod calls: the fingerprint a pod serves, and 'CONFIG SET the files again'."""
+
+    served: PodCall
+    reload: PodCall
+
+
 @dataclass(frozen=True)
 class Event:
     type: str  # Normal | Warning
@@ -192,11 +204,13 @@ class Reconciler:
         clock: Clock,
         switchover: Switchover | None = None,
         cluster_domain: str = names.DEFAULT_CLUSTER_DOMAIN,
+        pod_tls: PodTLS | None = None,
     ) -> None:
         self.kube = kube
         self.clock = clock
         self.switchover = switchover
         self.cluster_domain = cluster_domain
+        self.pod_tls = pod_tls
 
     def reconcile(self, body: Mapping[str, Any]) -> Outcome:
         now = self.clock.now()
@@ -240,7 +254,35 @@ class Reconciler:
         if cluster.spec.mode == "replication":
             self._label_roles(cluster, pods, primary)
         self._roll(cluster, sts, pods, primary, material, password, events)
-        return self._report(cluster, body, material, sts, pods, now, events)
+        served = self._hot_reload(cluster, pods, material, password, events)
+        return self._report(cluster, body, material, sts, pods, now, events, served)
+
+    def _hot_reload(
+        self,
+        cluster: ValkeyCluster,
+        pods: list[rollout.PodState],
+        material: Material,
+        password: str | None,
+        events: list[Event],
+    ) -> list[dict[str, str]] | None:
+        """HotReload: each ready pod re-reads its files until a live handshake shows the current certificate."""
+        if cluster.spec.tls.rotation_strategy != "HotReload" or self.pod_tls is None or not cluster.spec.tls.enabled:
+            return None
+        want = describe_pem(material.server.cert_pem).fingerprint_sha256
+        served: list[dict[str, str]] = []
+        for pod in (p for p in pods if p.ready):
+            try:
+                got = self.pod_tls.served(cluster, material, password, pod.name)
+                if got != want:
+                    self.pod_tls.reload(cluster, material, password, pod.name)
+                    got = self.pod_tls.served(cluster, material, password, pod.name)
+                    if got == want:
+                        events.append(Event("Normal", "CertificateReloaded", f"{pod.name} serves the new certificate."))
+            except (OSError, ValueError) as exc:  # unreachable or refusing: try again on the next pass
+                log.warning("hot reload of %s/%s failed: %s", cluster.namespace, pod.name, exc)
+                got = ""
+            served.append({"pod": pod.name, "fingerprintSHA256": got})
+        return served
 
     def _label_roles(self, cluster: ValkeyCluster, pods: list[rollout.PodState], primary: str) -> None:
         raw = {
@@ -332,6 +374,7 @@ class Reconciler:
         pods: list[rollout.PodState],
         now: datetime,
         events: list[Event],
+        served: list[dict[str, str]] | None = None,
     ) -> Outcome:
         ns, n = cluster.namespace, cluster.names
         cert_status, times, expiring, soonest = _cert_status(cluster, material, now)
@@ -339,12 +382,17 @@ class Reconciler:
         ready = sum(p.ready for p in pods)
         updated = sum(1 for p in pods if p.revision == update) if update else 0
         outdated = sum(1 for p in pods if p.revision != update) if update else 0
+        # Under HotReload a pod serving an older certificate is as outdated as one on an older template.
+        current = cert_status["server"]["fingerprintSHA256"]
+        outdated += sum(1 for s in served or [] if s["fingerprintSHA256"] != current)
         obs = Observation(
             cluster.spec.pod_count, ready, updated, outdated, None, tuple(expiring), soonest, exists=sts is not None
         )
         status = self._base_status(cluster, body, obs, now, ready)
         primary_host = n.service_host(n.service)
         scheme = "rediss" if cluster.spec.tls.enabled else "redis"
+        if served is not None:
+            cert_status["served"] = served
         status.update(
             certificates=cert_status,
             endpoints={"primary": f"{scheme}://{primary_host}:{POD_LAYOUT.port}"},

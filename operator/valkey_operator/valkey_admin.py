@@ -82,3 +82,30 @@ def wait_role(conn: valkey.Valkey, role: str, attempts: int = 50, pause: float =
             return True
         time.sleep(pause)
     return False
+
+
+def served_fingerprint(host: str, port: int, creds: Credentials, *, address: str | None = None) -> str:
+    """SHA-256 of the certificate a server presents in a live handshake, its name verified against `host`."""
+    import hashlib  # noqa: PLC0415
+    import socket  # noqa: PLC0415
+    import ssl  # noqa: PLC0415
+
+    with _files(creds) as (ca, cert, key):
+        ctx = ssl.create_default_context(cafile=ca)
+        if cert and key:
+            ctx.load_cert_chain(cert, key)
+        with (
+            socket.create_connection((address or host, port), timeout=10) as raw,
+            ctx.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+    if der is None:
+        raise ssl.SSLError(f"{host} presented no certificate")
+    return hashlib.sha256(der).hexdigest()
+
+
+def reload_tls(conn: valkey.Valkey, cert_file: str, key_file: str, ca_file: str) -> None:
+    """Make a running server re-read its certificate files: the same paths force a re-read."""
+    conn.execute_command(
+        "CONFIG", "SET", "tls-cert-file", cert_file, "tls-key-file", key_file, "tls-ca-cert-file", ca_file
+    )

@@ -167,6 +167,17 @@ def start_instance(
     raise RuntimeError(f"valkey-server did not listen on {host}:{port}:\n{log.read_text()}")
 
 
+def run_with_hosts(workdir: Path, hosts: dict[str, str], code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run Python `code` where `hosts` resolve as pod names do in Kubernetes (a private /etc/hosts)."""
+    import sys
+
+    hosts_file = workdir / "hosts"
+    hosts_file.write_text("127.0.0.1 localhost\n" + "".join(f"{ip} {name}\n" for name, ip in hosts.items()))
+    inner = f'mount --bind "{hosts_file}" /etc/hosts && exec "$@"'
+    cmd = ["unshare", "--mount", "--propagation", "private", "sh", "-c", inner, "sh", sys.executable, "-c", code, *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+
+
 @pytest.fixture
 def instances(tmp_path: Path) -> Iterator[list[Instance]]:
     started: list[Instance] = []

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.acceptance.conftest import PASSWORD, Instance, example, free_port
+from tests.acceptance.conftest import PASSWORD, Instance, example, free_port, run_with_hosts
 
 pytestmark = pytest.mark.acceptance
 
@@ -19,6 +17,7 @@ import sys
 from pathlib import Path
 import yaml
 from valkey_operator.api.spec import parse_cluster
+from valkey_operator.conf.layout import Layout
 from valkey_operator.handlers.runtime import switchover
 from valkey_operator.pki.issue import KeyPair
 from valkey_operator.pki.plan import Material
@@ -29,7 +28,7 @@ server = KeyPair((tls / "tls.crt").read_bytes(), (tls / "tls.key").read_bytes())
 client = KeyPair((tls / "connection.crt").read_bytes(), (tls / "connection.key").read_bytes())
 material = Material(bundle=(tls / "ca.crt").read_bytes(), server=server, revision=1, server_annotations={},
                     clients={"connection": client})
-switchover(cluster, material, password, "cache-0", "cache-1", port)
+switchover(cluster, material, password, "cache-0", "cache-1", Layout(port=port))
 print("switched")
 """
 
@@ -55,32 +54,9 @@ def test_switchover_moves_the_primary_without_losing_writes(launch: Any, tmp_pat
     for i in range(200):
         primary.cli("SET", f"k{i}", str(i))
     primary.client_files()  # connection.crt/.key for the child
-    hosts_file = tmp_path / "hosts"
-    hosts_file.write_text("127.0.0.1 localhost\n" + "".join(f"{ip} {name}\n" for name, ip in hosts.items()))
     root = Path(__file__).resolve().parents[2]
-    out = subprocess.run(
-        [
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            f'mount --bind "{hosts_file}" /etc/hosts && exec "$@"',
-            "sh",
-            sys.executable,
-            "-c",
-            CHILD,
-            primary.layout.tls_dir,
-            str(root / "examples" / "valkeycluster.yaml"),
-            str(port),
-            PASSWORD,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    example_file = str(root / "examples" / "valkeycluster.yaml")
+    out = run_with_hosts(tmp_path, hosts, CHILD, primary.layout.tls_dir, example_file, str(port), PASSWORD)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "switched" in out.stdout
     assert "role:master" in replica.cli("INFO", "replication").stdout

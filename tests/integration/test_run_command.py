@@ -1,0 +1,78 @@
+"""`valkey-operator run` as users start it: a separate process serving /metrics and /healthz."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import apply, example_body, get_vkc, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def fetch(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return int(resp.status), resp.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def test_run_serves_metrics_and_health_and_reconciles(crd: None, namespace: str, tmp_path: Path) -> None:
+    metrics_port, health_port = free_port(), free_port()
+    cli = Path(sys.executable).parent / "valkey-operator"
+    log = tmp_path / "operator.log"
+    proc = subprocess.Popen(
+        [
+            str(cli),
+            "run",
+            "--namespace",
+            namespace,
+            "--standalone",
+            "--metrics-port",
+            str(metrics_port),
+            "--health-port",
+            str(health_port),
+        ],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ),
+    )
+    try:
+        wait_until(lambda: fetch(health_port, "/healthz")[0] == 200, what="/healthz")
+        apply(example_body(namespace))
+        wait_until(lambda: get_vkc(namespace).get("status", {}).get("certificates"), what="reconcile")
+
+        def scraped() -> Any:
+            code, text = fetch(metrics_port, "/metrics")
+            return code == 200 and f'namespace="{namespace}"' in text and text
+
+        text = wait_until(scraped, what="metrics for the cluster")
+        for name in (
+            "valkey_operator_certificate_expiration_timestamp_seconds",
+            "valkey_operator_certificate_not_before_timestamp_seconds",
+            "valkey_operator_certificate_renewal_timestamp_seconds",
+            "valkey_operator_certificate_ready_status",
+            "valkey_operator_cluster_ready",
+            "valkey_operator_reconcile_duration_seconds_bucket",
+        ):
+            assert f"{name}{{" in text, name
+        assert f'certificate="server",cluster="cache",namespace="{namespace}"' in text
+        assert "PRIVATE KEY" not in text
+        assert "PRIVATE KEY" not in log.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(30)
