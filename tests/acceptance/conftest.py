@@ -198,4 +198,36 @@ def launch(tmp_path: Path, instances: list[Instance]) -> Any:
     return _launch
 
 
+def wait_for_info(inst: Instance, text: str, attempts: int = 150) -> str:
+    """Poll INFO replication (bounded) until `text` shows; the last INFO."""
+    info = ""
+    for _ in range(attempts):
+        info = inst.cli("INFO", "replication").stdout
+        if text in info:
+            return info
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} not in:\n{info}\n{inst.log.read_text()}")
+
+
+@dataclass
+class Pair:
+    cluster: ValkeyCluster
+    primary: Instance
+    replica: Instance
+    hosts: dict[str, str]
+    port: int
+
+
+@pytest.fixture
+def replica_pair(launch: Any) -> Pair:
+    """cache-0 (primary, 127.0.0.2) and cache-1 (its replica, 127.0.0.3), resolving each other by pod name."""
+    cluster = example()
+    port = free_port("127.0.0.2")
+    n = cluster.names
+    hosts = {n.pod_fqdn("cache-0"): "127.0.0.2", n.pod_fqdn("cache-1"): "127.0.0.3"}
+    primary = launch(cluster, host="127.0.0.2", port=port, pod="cache-0", hosts=hosts)
+    replica = launch(cluster, host="127.0.0.3", port=port, pod="cache-1", material=primary.material, hosts=hosts)
+    return Pair(cluster, primary, replica, hosts, port)
+
+
 __all__ = ["Instance", "example", "free_port", "replace", "start_instance"]

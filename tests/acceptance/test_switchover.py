@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.acceptance.conftest import PASSWORD, Instance, example, free_port, run_with_hosts
+from tests.acceptance.conftest import PASSWORD, Pair, run_with_hosts, wait_for_info
 
 pytestmark = pytest.mark.acceptance
 
@@ -33,24 +31,9 @@ print("switched")
 """
 
 
-def wait_for(inst: Instance, text: str, attempts: int = 100) -> str:
-    info = ""
-    for _ in range(attempts):
-        info = inst.cli("INFO", "replication").stdout
-        if text in info:
-            return info
-        time.sleep(0.2)
-    raise AssertionError(f"{text!r} not in:\n{info}")
-
-
-def test_switchover_moves_the_primary_without_losing_writes(launch: Any, tmp_path: Path) -> None:
-    cluster = example()
-    port = free_port("127.0.0.2")
-    n = cluster.names
-    hosts = {n.pod_fqdn("cache-0"): "127.0.0.2", n.pod_fqdn("cache-1"): "127.0.0.3"}
-    primary = launch(cluster, host="127.0.0.2", port=port, pod="cache-0", hosts=hosts)
-    replica = launch(cluster, host="127.0.0.3", port=port, pod="cache-1", material=primary.material, hosts=hosts)
-    wait_for(replica, "master_link_status:up")
+def test_switchover_moves_the_primary_without_losing_writes(replica_pair: Pair, tmp_path: Path) -> None:
+    primary, replica, hosts, port = replica_pair.primary, replica_pair.replica, replica_pair.hosts, replica_pair.port
+    wait_for_info(replica, "master_link_status:up")
     for i in range(200):
         primary.cli("SET", f"k{i}", str(i))
     primary.client_files()  # connection.crt/.key for the child
@@ -60,7 +43,7 @@ def test_switchover_moves_the_primary_without_losing_writes(launch: Any, tmp_pat
     assert out.returncode == 0, out.stdout + out.stderr
     assert "switched" in out.stdout
     assert "role:master" in replica.cli("INFO", "replication").stdout
-    wait_for(primary, "master_link_status:up")
+    wait_for_info(primary, "master_link_status:up")
     assert "role:slave" in primary.cli("INFO", "replication").stdout
     assert replica.cli("GET", "k199").stdout.strip() == "199"
     assert replica.cli("DBSIZE").stdout.strip() == "200"

@@ -8,14 +8,13 @@ from __future__ import annotations
 import socket
 import ssl
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import valkey
 
-from tests.acceptance.conftest import PASSWORD, Instance, example, free_port
+from tests.acceptance.conftest import PASSWORD, Instance, Pair, example, wait_for_info
 
 pytestmark = pytest.mark.acceptance
 
@@ -176,22 +175,10 @@ def test_the_rendered_probe_passes_with_the_pods_own_certificate(launch: Any) ->
     assert wrong.returncode != 0
 
 
-def test_replica_syncs_from_primary_over_tls(launch: Any) -> None:
-    cluster = example()
-    port = free_port("127.0.0.2")
-    names = cluster.names
-    hosts = {names.pod_fqdn("cache-0"): "127.0.0.2", names.pod_fqdn("cache-1"): "127.0.0.3"}
-    primary = launch(cluster, host="127.0.0.2", port=port, pod="cache-0", hosts=hosts)
-    replica = launch(cluster, host="127.0.0.3", port=port, pod="cache-1", material=primary.material, hosts=hosts)
+def test_replica_syncs_from_primary_over_tls(replica_pair: Pair) -> None:
+    primary, replica, names = replica_pair.primary, replica_pair.replica, replica_pair.cluster.names
     assert primary.cli("SET", "replicated", "yes").stdout.strip() == "OK"
-    deadline = time.monotonic() + 30
-    info = ""
-    while time.monotonic() < deadline:
-        info = replica.cli("INFO", "replication").stdout
-        if "master_link_status:up" in info:
-            break
-        time.sleep(0.3)
-    assert "master_link_status:up" in info, info + replica.log.read_text()
+    info = wait_for_info(replica, "master_link_status:up")
     assert f"master_host:{names.pod_fqdn('cache-0')}" in info
     assert replica.cli("GET", "replicated").stdout.strip() == "yes"
     # The primary has no plaintext port (port 0), so this link is TLS; it lists its replica.

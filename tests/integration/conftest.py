@@ -162,3 +162,11 @@ def get_vkc(namespace: str, name: str = "cache") -> dict[str, Any]:
 
 def condition(body: dict[str, Any], kind: str) -> dict[str, Any]:
     return next((c for c in body.get("status", {}).get("conditions", []) if c["type"] == kind), {})
+
+
+def timer_passes() -> float:
+    """How many timer passes the in-process operator has made so far."""
+    from valkey_operator import metrics
+
+    count = metrics.REGISTRY.get_sample_value("valkey_operator_reconcile_duration_seconds_count", {"handler": "timer"})
+    return count or 0.0

@@ -11,7 +11,16 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.conftest import apply, condition, example_body, get_vkc, kubectl, kubectl_json, wait_until
+from tests.integration.conftest import (
+    apply,
+    condition,
+    example_body,
+    get_vkc,
+    kubectl,
+    kubectl_json,
+    timer_passes,
+    wait_until,
+)
 from valkey_operator.api.spec import parse_cluster
 from valkey_operator.pki.issue import KeyPair, LeafRequest, issue_leaf, mint_ca
 from valkey_operator.pki.plan import server_requirements
@@ -135,16 +144,8 @@ def test_broken_external_secret_on_a_running_cluster_changes_nothing(
     assert reason in events
     assert "PRIVATE KEY" not in events
     # Two more passes later, still nothing touched.
-    from valkey_operator import metrics
-
-    def passes() -> float:
-        return (
-            metrics.REGISTRY.get_sample_value("valkey_operator_reconcile_duration_seconds_count", {"handler": "timer"})
-            or 0.0
-        )
-
-    start = passes()
-    wait_until(lambda: passes() >= start + 2, what="two more passes")
+    start = timer_passes()
+    wait_until(lambda: timer_passes() >= start + 2, what="two more passes")
     assert snapshot(namespace) == before
     assert {p["metadata"]["uid"] for p in kubectl_json("get", "pods", "-n", namespace)["items"]} == pods_before
     # Fixing the Secret recovers, without restarting the operator.

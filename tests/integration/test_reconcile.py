@@ -15,6 +15,7 @@ from tests.integration.conftest import (
     get_vkc,
     kubectl,
     kubectl_json,
+    timer_passes,
     wait_until,
 )
 
@@ -93,22 +94,14 @@ def test_example_creates_every_owned_object_with_owner_references(operator: Any,
 
 
 def test_a_second_reconcile_changes_nothing(operator: Any, namespace: str) -> None:
-    from valkey_operator import metrics
-
     apply(example_body(namespace))
     wait_until(lambda: provisioned(namespace), what="status")
     # Pods are created once; let the not-ready-outdated replacement settle first.
     wait_until(lambda: get_vkc(namespace)["status"]["phase"] == "Provisioning", what="rollout to settle")
     before = owned_versions(namespace)
 
-    def passes() -> float:
-        return (
-            metrics.REGISTRY.get_sample_value("valkey_operator_reconcile_duration_seconds_count", {"handler": "timer"})
-            or 0.0
-        )
-
-    start = passes()
-    wait_until(lambda: passes() >= start + 3, what="three more timer passes")
+    start = timer_passes()
+    wait_until(lambda: timer_passes() >= start + 3, what="three more timer passes")
     assert owned_versions(namespace) == before
 
 

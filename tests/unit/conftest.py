@@ -13,6 +13,20 @@ from valkey_operator.api.spec import ValkeyCluster, parse_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+# DESIGN.md, "Objects a ValkeyCluster cache owns", for the example (one client, replication mode).
+CONTRACT_OBJECTS = [
+    ("Secret", "cache-ca"),
+    ("Secret", "cache-tls"),
+    ("Secret", "cache-client-app"),
+    ("Secret", "cache-auth"),
+    ("Secret", "cache-connection"),
+    ("ConfigMap", "cache-config"),
+    ("Service", "cache"),
+    ("Service", "cache-headless"),
+    ("Service", "cache-ro"),
+    ("StatefulSet", "cache"),
+    ("PodDisruptionBudget", "cache"),
+]
 
 
 def example_body(**spec: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.unit.conftest import NOW, example_body
+from tests.unit.conftest import CONTRACT_OBJECTS, NOW, example_body
 from valkey_operator.api.spec import ValkeyCluster, parse_cluster
 from valkey_operator.builders.configmap import config_files, config_hash
 from valkey_operator.builders.desired import Inputs, desired_objects
@@ -38,19 +38,7 @@ def by_name(objs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]
 
 
 def test_exactly_the_contract_objects() -> None:
-    assert list(by_name(objects())) == [
-        ("Secret", "cache-ca"),
-        ("Secret", "cache-tls"),
-        ("Secret", "cache-client-app"),
-        ("Secret", "cache-auth"),
-        ("Secret", "cache-connection"),
-        ("ConfigMap", "cache-config"),
-        ("Service", "cache"),
-        ("Service", "cache-headless"),
-        ("Service", "cache-ro"),
-        ("StatefulSet", "cache"),
-        ("PodDisruptionBudget", "cache"),
-    ]
+    assert list(by_name(objects())) == CONTRACT_OBJECTS
 
 
 def test_every_object_is_labelled_and_owned() -> None:
