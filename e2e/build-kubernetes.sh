@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes binaries the tests run (kube-apiserver, kube-controller-manager, kube-scheduler,
 # kubelet, kube-proxy, kubectl) from the upstream k8s.io/kubernetes Go module at a pinned release, helm
-# from its module, and installs etcd from Debian trixie. Everything is cached outside git, so only the
+# and promtool from their modules, and installs etcd from Debian trixie. Everything is cached outside git, so only the
 # first run pays: a second run builds nothing.
 #
 # If KUBEBUILDER_ASSETS names a folder with kube-apiserver, etcd and kubectl (as setup-envtest gives),
@@ -10,9 +10,12 @@ set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-v1.33.13}
 HELM_VERSION=${HELM_VERSION:-v3.18.6}
+PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-v0.316.0}   # the Go module version of Prometheus, for promtool
 CACHE=${VALKEY_OPERATOR_CACHE:-$HOME/.cache/valkey-tls-operator}
 BIN="$CACHE/k8s/$K8S_VERSION/bin"
-STAMP="$BIN/.complete-$K8S_VERSION-$HELM_VERSION"
+# Bump BUILD_REV when the way a tool is built changes, so cached binaries are rebuilt.
+BUILD_REV=2
+STAMP="$BIN/.complete-$K8S_VERSION-$HELM_VERSION-$PROMETHEUS_VERSION-r$BUILD_REV"
 K8S_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 
 log() { echo "k8s-build: $*" >&2; }
@@ -103,14 +106,24 @@ build_helm() {
   ( cd "$work"
     [ -f go.mod ] || { go mod init valkey-operator-helm-build >/dev/null 2>&1; printf 'package main\n\nfunc main() {}\n' > main.go; }
     retry go get "helm.sh/helm/v3@$HELM_VERSION" >/dev/null 2>&1
-    retry go build -p 2 -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
-      -o "$BIN/helm" helm.sh/helm/v3/cmd/helm
+    # helm's own Makefile sets the Kubernetes version it assumes offline (helm template, helm lint);
+    # without it helm says v1.20 and refuses charts that need newer.
+    local kv="helm.sh/helm/v3/pkg" ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+    ldflags+=" -X $kv/lint/rules.k8sVersionMajor=1 -X $kv/lint/rules.k8sVersionMinor=33"
+    ldflags+=" -X $kv/chartutil.k8sVersionMajor=1 -X $kv/chartutil.k8sVersionMinor=33"
+    retry go build -p 2 -trimpath -ldflags "$ldflags" -o "$BIN/helm" helm.sh/helm/v3/cmd/helm
   )
+}
+
+build_promtool() {
+  GOBIN="$BIN" retry go install -trimpath -ldflags "-s -w" \
+    "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
 }
 
 install_etcd
 for b in "${K8S_BINARIES[@]}"; do [ -x "$BIN/$b" ] || { build_kubernetes; break; }; done
-[ -x "$BIN/helm" ] || build_helm
+[ -f "$BIN/.helm-$HELM_VERSION-r$BUILD_REV" ] || { build_helm && touch "$BIN/.helm-$HELM_VERSION-r$BUILD_REV"; }
+[ -x "$BIN/promtool" ] || build_promtool
 touch "$STAMP"
 log "done in $(( $(date +%s) - start )) s; cache $(du -sh "$CACHE" | cut -f1)"
 echo "$BIN"

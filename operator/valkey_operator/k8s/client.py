@@ -23,24 +23,33 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 FIELD_MANAGER = names.MANAGER
 
-# Every API the operator touches, with the verbs it uses: the chart's RBAC rules are checked against this.
-PERMISSIONS: list[dict[str, Any]] = [
-    {"apiGroups": [names.GROUP], "resources": [names.PLURAL], "verbs": ["get", "list", "watch", "patch"]},
-    {"apiGroups": [names.GROUP], "resources": [f"{names.PLURAL}/status"], "verbs": ["get", "patch"]},
-    {
-        "apiGroups": [""],
-        "resources": ["secrets", "configmaps", "services"],
-        "verbs": ["get", "list", "watch", "create", "patch"],
-    },
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "patch", "delete"]},
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
-    {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
-    {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["get", "list", "watch", "create", "patch"]},
-    {
-        "apiGroups": ["policy"],
-        "resources": ["poddisruptionbudgets"],
-        "verbs": ["get", "list", "watch", "create", "patch"],
-    },
+# Every API call the operator makes, as RBAC rules: the chart's rules are checked against these, and the
+# real authorizer proves them sufficient in the e2e tests. Each verb names the code that needs it.
+NAMESPACED_PERMISSIONS: list[dict[str, Any]] = [
+    # kopf: list+watch to follow ValkeyClusters; patch for its finalizer, annotations and our status.
+    {"apiGroups": [names.GROUP], "resources": [names.PLURAL], "verbs": ["list", "watch", "patch"]},
+    {"apiGroups": [names.GROUP], "resources": [f"{names.PLURAL}/status"], "verbs": ["patch"]},
+    # Kube.read_secret/get (get); Kube.apply, server-side apply that may create (create, patch).
+    {"apiGroups": [""], "resources": ["secrets", "configmaps"], "verbs": ["get", "create", "patch"]},
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "patch"]},
+    {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["get", "create", "patch"]},
+    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["create", "patch"]},
+    # Kube.list (list), Kube.label_pod (patch), Kube.delete_pod (delete).
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "patch", "delete"]},
+    # kopf.event.
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    # kopf peering (leader election) when watching namespaces.
+    {"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"], "verbs": ["get", "list", "watch", "patch"]},
+]
+CLUSTER_PERMISSIONS: list[dict[str, Any]] = [
+    # kopf watches CRDs to learn when the ValkeyCluster resource appears or changes.
+    {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
+    # kopf peering (leader election) when watching every namespace.
+    {"apiGroups": ["kopf.dev"], "resources": ["clusterkopfpeerings"], "verbs": ["get", "list", "watch", "patch"]},
+]
+# Watching a list of namespaces, kopf follows the Namespace objects (found by the real authorizer: 403).
+NAMESPACE_OBSERVER_PERMISSIONS: list[dict[str, Any]] = [
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
 ]
 
 

@@ -1,0 +1,47 @@
+{{/* The alert rules, shared by the PrometheusRule and the promtool test (tests render this). */}}
+{{- define "valkey-operator.ruleGroups" -}}
+groups:
+  - name: valkey-operator
+    rules:
+      - alert: ValkeyCertificateExpiringSoon
+        expr: |
+          (valkey_operator_certificate_expiration_timestamp_seconds - time()) < {{ .Values.metrics.prometheusRule.warnBeforeSeconds }}
+          and (valkey_operator_certificate_expiration_timestamp_seconds - time()) > 0
+        for: 10m
+        labels:
+          severity: warning
+        annotations:
+          summary: "Certificate {{ "{{" }} $labels.certificate {{ "}}" }} of ValkeyCluster {{ "{{" }} $labels.namespace {{ "}}" }}/{{ "{{" }} $labels.cluster {{ "}}" }} expires in less than {{ div .Values.metrics.prometheusRule.warnBeforeSeconds 86400 }} days"
+          description: "The operator renews certificates before this; check the ValkeyCluster's CertificatesReady condition and its Events."
+      - alert: ValkeyCertificateExpired
+        expr: (valkey_operator_certificate_expiration_timestamp_seconds - time()) <= 0
+        labels:
+          severity: critical
+        annotations:
+          summary: "Certificate {{ "{{" }} $labels.certificate {{ "}}" }} of ValkeyCluster {{ "{{" }} $labels.namespace {{ "}}" }}/{{ "{{" }} $labels.cluster {{ "}}" }} has expired"
+          description: "Clients and replicas can no longer connect with it. Check the issuer and the operator's logs."
+      - alert: ValkeyCertificateNotReady
+        expr: valkey_operator_certificate_ready_status == 0
+        for: 15m
+        labels:
+          severity: warning
+        annotations:
+          summary: "Certificate {{ "{{" }} $labels.certificate {{ "}}" }} of ValkeyCluster {{ "{{" }} $labels.namespace {{ "}}" }}/{{ "{{" }} $labels.cluster {{ "}}" }} is not ready"
+          description: "kubectl describe valkeycluster shows the reason in the CertificatesReady condition."
+      - alert: ValkeyOperatorReconcileErrors
+        expr: sum by (handler, reason) (rate(valkey_operator_reconcile_errors_total[10m])) > 0
+        for: 15m
+        labels:
+          severity: warning
+        annotations:
+          summary: "The Valkey operator's {{ "{{" }} $labels.handler {{ "}}" }} passes fail ({{ "{{" }} $labels.reason {{ "}}" }})"
+          description: "Read the operator's logs."
+      - alert: ValkeyClusterNotReady
+        expr: valkey_operator_cluster_ready == 0
+        for: 15m
+        labels:
+          severity: warning
+        annotations:
+          summary: "ValkeyCluster {{ "{{" }} $labels.namespace {{ "}}" }}/{{ "{{" }} $labels.cluster {{ "}}" }} is not ready"
+          description: "kubectl get valkeycluster shows its phase; its conditions say why."
+{{- end -}}

@@ -1,0 +1,207 @@
+"""`helm install` on a fresh control plane, then the operator running with the chart's ServiceAccount
+token (not the admin kubeconfig): the real authorizer proves the chart's RBAC sufficient, and `can-i`
+that it is no wider than needed. Also helm upgrade, helm uninstall keeping the CRD, and /metrics."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.integration.conftest import ROOT, example_body, wait_until
+
+pytestmark = pytest.mark.integration
+CHART = ROOT / "charts" / "valkey-operator"
+RELEASE, NS = "vo", "valkey-system"
+SA = f"system:serviceaccount:{NS}:{RELEASE}-valkey-operator"
+CONTRACT_METRICS = [
+    "valkey_operator_certificate_expiration_timestamp_seconds",
+    "valkey_operator_certificate_not_before_timestamp_seconds",
+    "valkey_operator_certificate_renewal_timestamp_seconds",
+    "valkey_operator_certificate_ready_status",
+    "valkey_operator_certificate_rotations_total",
+    "valkey_operator_cluster_ready",
+    "valkey_operator_reconcile_duration_seconds",
+    "valkey_operator_reconcile_errors_total",
+]
+
+
+class Plane:
+    """A fresh control plane of this module's own, so the chart installs the CRD itself."""
+
+    def __init__(self, cluster: Any) -> None:
+        self.cluster = cluster
+        self.bins: Path = cluster.bins
+        self.admin = str(cluster.kubeconfig)
+
+    def run(
+        self, tool: str, *args: str, kubeconfig: str | None = None, check: bool = True, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        cmd = [str(self.bins / tool), f"--kubeconfig={kubeconfig or self.admin}", *args]
+        out = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=120, check=False)
+        if check and out.returncode != 0:
+            raise AssertionError(f"{tool} {' '.join(args)}:\n{out.stdout}\n{out.stderr}")
+        return out
+
+    def kubectl(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        return self.run("kubectl", *args, **kw)
+
+    def helm(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        return self.run("helm", *args, **kw)
+
+
+@pytest.fixture(scope="module")
+def plane() -> Iterator[Plane]:
+    sys.path.insert(0, str(ROOT / "e2e"))
+    from controlplane import LocalCluster
+
+    with tempfile.TemporaryDirectory(prefix="helm-plane-") as tmp, LocalCluster(Path(tmp)) as cluster:
+        yield Plane(cluster)
+
+
+def token_kubeconfig(plane: Plane, path: Path) -> Path:
+    token = plane.kubectl("create", "token", f"{RELEASE}-valkey-operator", "-n", NS, "--duration=2h").stdout.strip()
+    admin = yaml.safe_load(Path(plane.admin).read_text())
+    cluster = admin["clusters"][0]["cluster"]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "sa",
+        "clusters": [{"name": "local", "cluster": cluster}],
+        "users": [{"name": "sa", "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "local", "user": "sa"}}],
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+class Operator:
+    def __init__(self, kubeconfig: Path, log: Path, *args: str) -> None:
+        from tests.integration.test_run_command import free_port
+
+        self.metrics_port, self.log = free_port(), log
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "VALKEY_OPERATOR_TIMER_INTERVAL": "2"}
+        cli = Path(sys.executable).parent / "valkey-operator"
+        self.proc = subprocess.Popen(
+            [
+                str(cli),
+                "run",
+                "--standalone",
+                "--metrics-port",
+                str(self.metrics_port),
+                "--health-port",
+                str(free_port()),
+                *args,
+            ],
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as resp:
+            return str(resp.read().decode())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+    def forbidden(self) -> list[str]:
+        return [line for line in self.log.read_text().splitlines() if "403" in line or "orbidden" in line]
+
+
+def vkc(plane: Plane, ns: str) -> dict[str, Any]:
+    out = plane.kubectl("get", "valkeycluster", "cache", "-n", ns, "-o", "yaml", check=False)
+    return yaml.safe_load(out.stdout) if out.returncode == 0 else {}
+
+
+def certificates_ready(plane: Plane, ns: str) -> bool:
+    conds = vkc(plane, ns).get("status", {}).get("conditions", [])
+    return any(c["type"] == "CertificatesReady" and c["status"] == "True" for c in conds)
+
+
+def test_helm_install_and_the_operator_with_the_charts_rbac(plane: Plane, tmp_path: Path) -> None:
+    plane.helm("install", RELEASE, str(CHART), "-n", NS, "--create-namespace")
+    crd = yaml.safe_load(plane.kubectl("get", "crd", "valkeyclusters.valkeyops.dev", "-o", "yaml").stdout)
+    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    # The rendered manifests are valid for this Kubernetes: the real API server took every one.
+    plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/valkeyclusters.valkeyops.dev")
+    wait_until(lambda: plane.kubectl("explain", "valkeycluster", check=False).returncode == 0, what="OpenAPI")
+
+    # Minimal: what the operator never needs, it cannot do.
+    for verb, resource in [
+        ("delete", "secrets"),
+        ("list", "secrets"),
+        ("create", "pods"),
+        ("delete", "statefulsets"),
+        ("create", "clusterrolebindings"),
+        ("get", "nodes"),
+        ("delete", "valkeyclusters"),
+    ]:
+        out = plane.kubectl("auth", "can-i", verb, resource, "-A", f"--as={SA}", check=False)
+        assert out.stdout.strip() == "no", (verb, resource)
+    assert plane.kubectl("auth", "can-i", "patch", "valkeyclusters/status", "-A", f"--as={SA}").stdout.strip() == "yes"
+
+    kubeconfig = token_kubeconfig(plane, tmp_path / "sa.kubeconfig")
+    plane.kubectl("create", "namespace", "apps")
+    op = Operator(kubeconfig, tmp_path / "operator.log", "--all-namespaces")
+    try:
+        plane.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(example_body("apps")))
+        wait_until(lambda: certificates_ready(plane, "apps"), timeout=90, what="reconcile with the SA token")
+        for kind, name in [
+            ("secret", "cache-tls"),
+            ("secret", "cache-connection"),
+            ("statefulset", "cache"),
+            ("service", "cache-ro"),
+            ("poddisruptionbudget", "cache"),
+            ("configmap", "cache-config"),
+        ]:
+            plane.kubectl("get", kind, name, "-n", "apps")
+        plane.kubectl("annotate", "valkeycluster", "cache", "-n", "apps", "valkeyops.dev/rotate-certificates=now")
+        wait_until(lambda: 'reason="manual"' in op.metrics(), what="a rotation in the metrics")
+        text = op.metrics()
+        for name in CONTRACT_METRICS:
+            assert f"# TYPE {name} " in text, name
+        for name in CONTRACT_METRICS[:4]:
+            assert f'{name}{{certificate="server",cluster="cache",namespace="apps"}}' in text, name
+        assert 'valkey_operator_cluster_ready{cluster="cache",namespace="apps"}' in text
+        assert 'certificate="client/app"' in text
+        assert op.forbidden() == [], op.forbidden()
+    finally:
+        op.stop()
+
+    # helm upgrade: watch only "apps"; the Role there is enough for the operator.
+    plane.helm("upgrade", RELEASE, str(CHART), "-n", NS, "--set", "watchNamespaces={apps}", "--set", "logLevel=debug")
+    roles = plane.kubectl("get", "role", "-n", "apps", "-o", "name").stdout
+    assert f"role.rbac.authorization.k8s.io/{RELEASE}-valkey-operator" in roles
+    assert (
+        plane.kubectl("auth", "can-i", "get", "secrets", "-n", "default", f"--as={SA}", check=False).stdout.strip()
+        == "no"
+    )
+    op = Operator(kubeconfig, tmp_path / "operator-ns.log", "--namespace", "apps")
+    try:
+        body = example_body("apps", name="second")
+        plane.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(body))
+        wait_until(
+            lambda: plane.kubectl("get", "secret", "second-tls", "-n", "apps", check=False).returncode == 0,
+            timeout=90,
+            what="reconcile with namespaced RBAC",
+        )
+        assert op.forbidden() == [], op.forbidden()
+    finally:
+        op.stop()
+
+    # helm uninstall keeps the CRD (crds.keep) and so every ValkeyCluster.
+    plane.helm("uninstall", RELEASE, "-n", NS)
+    plane.kubectl("get", "crd", "valkeyclusters.valkeyops.dev")
+    assert vkc(plane, "apps")["metadata"]["name"] == "cache"
+    assert plane.kubectl("get", "clusterrole", f"{RELEASE}-valkey-operator", check=False).returncode != 0
