@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "e2e"))
+sys.path.insert(0, str(ROOT))  # run as a script: make the e2e package importable
 
 
 def kubectl(*args: str, stdin: str | None = None) -> str:
@@ -99,7 +99,7 @@ def main() -> None:
     if os.environ.get("KUBECONFIG"):
         run(args.count, args.namespace)
         return
-    from controlplane import LocalCluster
+    from e2e.controlplane import LocalCluster
 
     with tempfile.TemporaryDirectory() as tmp, LocalCluster(Path(tmp)) as cluster:
         os.environ.update(cluster.env())

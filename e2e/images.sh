@@ -21,9 +21,26 @@ ensure_tools() {
   command -v podman >/dev/null || need+=(podman)
   if [ ${#need[@]} -gt 0 ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" uidmap slirp4netns \
-      fuse-overlayfs >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" runc uidmap \
+      slirp4netns fuse-overlayfs >&2
   fi
+  # This machine mounts cgroup v1 beside a v2 hierarchy ("hybrid"), which crun refuses; runc with the
+  # cgroupfs manager (PID 1 is not systemd) works.
+  # podman's default ulimits (nofile, nproc) exceed what this sandbox lets a container set: runc fails
+  # with "error setting rlimit ... operation not permitted". Measured here: nofile up to 19999 and nproc
+  # 4096 work; the host's own hard limits do not.
+  local conf=/etc/containers/containers.conf.d/valkey-operator.conf nofile=16384 nproc=4096
+  [ "$(ulimit -Hn)" = unlimited ] || [ "$(ulimit -Hn)" -gt "$nofile" ] || nofile=$(( $(ulimit -Hn) - 1 ))
+  mkdir -p "$(dirname "$conf")"
+  cat > "$conf" <<CONF
+[containers]
+default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
 }
 
 mirror() {  # the machine's own Debian mirror, so no host name is written here
@@ -63,6 +80,7 @@ operator() {
 }
 
 check() {
+  ensure_tools
   local got
   got=$(podman run --rm --network none --entrypoint valkey-operator "$OPERATOR_IMAGE" version)
   [ "$got" = "$VERSION" ] || { log "image printed '$got', want '$VERSION'"; exit 1; }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The one test command: installs what the tests need, then runs every tier.
-#   static checks -> unit -> acceptance (real valkey-server) -> integration (real control plane)
+# The one test command: installs what the tests need, then runs every tier:
+#   static checks -> unit -> acceptance (real valkey-server) -> chart (helm, promtool)
+#   -> integration (real control plane) -> e2e (images built with podman, run for real)
 # Usage: scripts/test.sh [extra pytest args]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,18 +15,16 @@ step "python environment"
 venv=$(bash scripts/setup-python.sh)
 export PATH="$venv/bin:$PATH"
 
-step "static checks: ruff, mypy, import layers, CRD drift"
+step "static checks: ruff, mypy, import layers"
 ruff check .
 ruff format --check .
 mypy
 PYTHONPATH=operator lint-imports --no-cache >/dev/null
 
-tiers=(tests/unit tests/acceptance)
-if [ -d tests/integration ]; then
-  step "control plane binaries (built once, cached)"
-  bash e2e/build-kubernetes.sh >/dev/null
-  tiers+=(tests/integration)
-fi
+step "Kubernetes, helm and promtool binaries (built once, cached)"
+bash e2e/build-kubernetes.sh >/dev/null
+step "container images: Debian base by debootstrap, the operator image by podman (cached base)"
+bash e2e/images.sh operator >/dev/null
 
-step "pytest: ${tiers[*]}"
-python -m pytest "${tiers[@]}" "$@"
+step "pytest: unit, acceptance, chart, integration, e2e"
+python -m pytest tests/unit tests/acceptance tests/chart tests/integration e2e "$@"

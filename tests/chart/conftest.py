@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,7 @@ CHART = ROOT / "charts" / "valkey-operator"
 
 @pytest.fixture(scope="session")
 def bins() -> Path:
-    sys.path.insert(0, str(ROOT / "e2e"))
-    from controlplane import bin_dir
+    from e2e.controlplane import bin_dir
 
     return bin_dir()
 

@@ -23,17 +23,13 @@ import yaml
 os.environ.setdefault("VALKEY_OPERATOR_TIMER_INTERVAL", "2")
 
 ROOT = Path(__file__).resolve().parents[2]
-sys_path_e2e = str(ROOT / "e2e")
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    import sys
-
-    sys.path.insert(0, sys_path_e2e)
-    from controlplane import LocalCluster
+    from e2e.controlplane import LocalCluster
 
     cluster = LocalCluster(tmp_path_factory.mktemp("controlplane"))
     cluster.up()

@@ -60,8 +60,7 @@ class Plane:
 
 @pytest.fixture(scope="module")
 def plane() -> Iterator[Plane]:
-    sys.path.insert(0, str(ROOT / "e2e"))
-    from controlplane import LocalCluster
+    from e2e.controlplane import LocalCluster
 
     with tempfile.TemporaryDirectory(prefix="helm-plane-") as tmp, LocalCluster(Path(tmp)) as cluster:
         yield Plane(cluster)
