@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import secrets
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -35,6 +37,7 @@ def crd_helm_template() -> str:
     )
 
 
+PEERING_NAME = "valkey-tls-operator"
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -86,11 +89,17 @@ def _run(args: argparse.Namespace) -> int:
     handler.setFormatter(JSONFormatter() if args.log_format == "json" else logging.Formatter(PLAIN_FORMAT))
     logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     start_http_server(args.metrics_port, registry=REGISTRY)
+    peering: dict[str, Any] = {"standalone": True}
+    if not args.standalone:
+        # kopf peering: the peer with the highest priority works, the others pause. Replicas of one
+        # Deployment share their arguments, so each draws its own priority unless one is given.
+        priority = args.priority if args.priority is not None else secrets.randbelow(1_000_000) + 1
+        peering = {"peering_name": PEERING_NAME, "priority": priority}
     kopf.run(
         clusterwide=args.all_namespaces or not args.namespace,
         namespaces=args.namespace or (),
         liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz",
-        standalone=args.standalone,
+        **peering,
     )
     return 0
 
@@ -105,6 +114,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-port", type=int, default=8080)
     run.add_argument("--health-port", type=int, default=8081)
     run.add_argument("--standalone", action="store_true", help="no leader election (kopf peering)")
+    run.add_argument("--priority", type=int, help="kopf peering priority (default: drawn at random)")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     run.add_argument("--log-format", default="plain", choices=["plain", "json"])
     run.set_defaults(func=_run)

@@ -66,8 +66,8 @@ def plane() -> Iterator[Plane]:
         yield Plane(cluster)
 
 
-def token_kubeconfig(plane: Plane, path: Path) -> Path:
-    token = plane.kubectl("create", "token", f"{RELEASE}-valkey-operator", "-n", NS, "--duration=2h").stdout.strip()
+def token_kubeconfig(plane: Plane, path: Path, release: str = RELEASE) -> Path:
+    token = plane.kubectl("create", "token", f"{release}-valkey-operator", "-n", NS, "--duration=2h").stdout.strip()
     admin = yaml.safe_load(Path(plane.admin).read_text())
     cluster = admin["clusters"][0]["cluster"]
     config = {
@@ -84,7 +84,7 @@ def token_kubeconfig(plane: Plane, path: Path) -> Path:
 
 
 class Operator:
-    def __init__(self, kubeconfig: Path, log: Path, *args: str) -> None:
+    def __init__(self, kubeconfig: Path, log: Path, *args: str, standalone: bool = True) -> None:
         from tests.integration.test_run_command import free_port
 
         self.metrics_port, self.log = free_port(), log
@@ -94,7 +94,7 @@ class Operator:
             [
                 str(cli),
                 "run",
-                "--standalone",
+                *(["--standalone"] if standalone else []),
                 "--metrics-port",
                 str(self.metrics_port),
                 "--health-port",
@@ -115,7 +115,7 @@ class Operator:
         self.proc.wait(30)
 
     def forbidden(self) -> list[str]:
-        return [line for line in self.log.read_text().splitlines() if "403" in line or "orbidden" in line]
+        return [line for line in self.log.read_text().splitlines() if "status=403" in line or "orbidden" in line]
 
 
 def vkc(plane: Plane, ns: str) -> dict[str, Any]:
@@ -204,3 +204,47 @@ def test_helm_install_and_the_operator_with_the_charts_rbac(plane: Plane, tmp_pa
     plane.kubectl("get", "crd", "valkeyclusters.valkeyops.dev")
     assert vkc(plane, "apps")["metadata"]["name"] == "cache"
     assert plane.kubectl("get", "clusterrole", f"{RELEASE}-valkey-operator", check=False).returncode != 0
+
+
+def test_two_replicas_elect_one_active_operator_through_kopf_peering(plane: Plane, tmp_path: Path) -> None:
+    plane.helm(
+        "install",
+        "ha",
+        str(CHART),
+        "-n",
+        NS,
+        "--create-namespace",
+        "--set",
+        "crds.enabled=false",
+        "-f",
+        str(CHART / "ci" / "ha-values.yaml"),
+    )
+    plane.kubectl("get", "clusterkopfpeering", "valkey-tls-operator")
+    plane.kubectl("apply", "-f", str(ROOT / "crds"))  # whether or not an earlier release kept it
+    plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/valkeyclusters.valkeyops.dev")
+    kubeconfig = token_kubeconfig(plane, tmp_path / "ha.kubeconfig", "ha")
+    high = Operator(kubeconfig, tmp_path / "high.log", "--all-namespaces", "--priority=20", standalone=False)
+    low: Operator | None = None
+    try:
+        plane.kubectl("create", "namespace", "ha-apps")
+        plane.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(example_body("ha-apps")))
+        wait_until(lambda: certificates_ready(plane, "ha-apps"), timeout=90, what="the active peer to reconcile")
+        # A second replica joins: kopf starts it paused until it has seen its peers.
+        low = Operator(kubeconfig, tmp_path / "low.log", "--all-namespaces", "--priority=10", standalone=False)
+        wait_until(lambda: "Initial authentication has finished" in low.log.read_text(), what="the second replica")
+        assert "reconciled ha-apps/cache" in high.log.read_text()
+        # The lower peer stays paused while the higher one lives...
+        start = len(high.log.read_text().splitlines())
+        wait_until(lambda: len(high.log.read_text().splitlines()) > start + 3, what="more passes by the active peer")
+        assert "reconciled ha-apps/cache" not in low.log.read_text()
+        # ...and takes over when it goes.
+        high.stop()
+        plane.kubectl("annotate", "valkeycluster", "cache", "-n", "ha-apps", "touched=1")
+        wait_until(lambda: "reconciled ha-apps/cache" in low.log.read_text(), timeout=150, what="the takeover")
+        assert low.forbidden() == []
+        assert high.forbidden() == []
+    finally:
+        if low is not None:
+            low.stop()
+        high.stop()
+        plane.helm("uninstall", "ha", "-n", NS, check=False)

@@ -31,8 +31,6 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = f"{names.GROUP}/finalizer"
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = RUNTIME.watch_timeout
-    settings.peering.name = "valkey-tls-operator"
-    settings.peering.mandatory = False
 
 
 @kopf.on.login()
