@@ -183,3 +183,26 @@ def test_replica_syncs_from_primary_over_tls(replica_pair: Pair) -> None:
     assert replica.cli("GET", "replicated").stdout.strip() == "yes"
     # The primary has no plaintext port (port 0), so this link is TLS; it lists its replica.
     assert "connected_slaves:1" in primary.cli("INFO", "replication").stdout
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"mode": "cluster"},
+        {"mode": "standalone", "replicas": 1, "persistence": {"enabled": True}},
+        {"image": "valkey/valkey:7.2", "tls": {"protocols": ["TLSv1.3"], "ciphersuites": "TLS_AES_256_GCM_SHA384"}},
+        {"tls": {"mode": "disabled"}},
+    ],
+    ids=["cluster", "standalone-aof", "valkey-7.2-tls13-only", "tls-disabled"],
+)
+def test_other_rendered_configs_start_and_serve(launch: Any, spec: dict[str, Any]) -> None:
+    cluster = example(**spec)
+    inst = launch(cluster)
+    out = inst.cli("PING", tls=cluster.spec.tls.enabled)
+    assert out.stdout.strip() == "PONG", out.stdout + out.stderr + inst.log.read_text()
+    if cluster.spec.mode == "cluster":
+        info = inst.cli("CLUSTER", "INFO").stdout
+        assert "cluster_enabled:1" in inst.cli("INFO", "cluster").stdout
+        assert "cluster_state:" in info
+        myself = inst.cli("CLUSTER", "MYSHARDID").stdout.strip()
+        assert myself, "cluster commands answer over TLS"
