@@ -100,7 +100,7 @@ class LocalCluster:
             pids = json.loads(self.pids_file.read_text())["pids"]
             for name in ["kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"]:
                 if name in pids:
-                    _stop_group(pids[name])
+                    stop_group(pids[name])
             self.pids_file.unlink()
         keep = self.keep if keep_state is None else keep_state
         if not keep and self.state_dir.exists():
@@ -259,6 +259,8 @@ class LocalCluster:
             f"--kubelet-client-certificate={d / 'admin.crt'}",
             f"--kubelet-client-key={d / 'admin.key'}",
             f"--cert-dir={d / 'apiserver-certs'}",
+            # Reach kubelets by the address they report, never by a host name the machine would resolve.
+            "--kubelet-preferred-address-types=InternalIP",
             "--v=1",
         ]
 
@@ -295,7 +297,7 @@ def _write_pair(folder: Path, name: str, pair: KeyPair) -> None:
     key.chmod(0o600)
 
 
-def _stop_group(pid: int, grace: float = 15.0) -> None:
+def stop_group(pid: int, grace: float = 15.0) -> None:
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -324,15 +326,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cluster.sh", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("verb", choices=["up", "down", "env", "status"])
     parser.add_argument("--dir", type=Path, default=CACHE / "cluster", help="state folder")
+    parser.add_argument("--node", action="store_true", help="up: also a node (kubelet, containerd, runc, CNI)")
     args = parser.parse_args(argv)
     cluster = LocalCluster(args.dir)
     if args.verb == "up":
         started = time.monotonic()
         cluster.up()
+        if args.node:
+            from e2e.node import Node
+
+            Node(cluster, args.dir / "node").up()
         print(
             f"control plane up in {time.monotonic() - started:.1f}s; KUBECONFIG={cluster.kubeconfig}", file=sys.stderr
         )
     elif args.verb == "down":
+        if (args.dir / "node").exists():
+            from e2e.node import Node
+
+            Node(cluster, args.dir / "node").down()
         cluster.down()
     elif args.verb == "env":
         for key, value in cluster.env().items():

@@ -1,0 +1,297 @@
+"""A real node for the local control plane: containerd (Debian trixie's 1.7) with runc and CNI, and a kubelet.
+
+Pods get addresses on a bridge of the harness's own (10.244.0.0/24), inside network namespaces that
+containerd creates; nothing leaves this machine. `down` removes every process, mount and network
+namespace it made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import yaml
+
+from e2e.controlplane import LocalCluster, stop_group
+from valkey_operator.pki.issue import KeyPair, LeafRequest, issue_leaf
+
+HERE = Path(__file__).resolve().parent
+NODE_NAME = "node-1"
+BRIDGE = "vkbr0"
+POD_CIDR = "10.244.0.0/24"
+NODE_IP = "10.244.0.1"  # the bridge's own address: the API server reaches the kubelet there
+PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
+PAUSE_C = """#include <signal.h>
+#include <unistd.h>
+static void done(int s) { (void)s; _exit(0); }
+int main(void) { signal(SIGTERM, done); signal(SIGINT, done); for (;;) pause(); }
+"""
+
+
+def _run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(cmd), capture_output=True, text=True, check=check, timeout=300)
+
+
+def ensure_packages() -> None:
+    """containerd 1.7 from trixie (pinned low by build-kubernetes.sh), runc and CNI plugins from bookworm."""
+    if shutil.which("containerd") and Path("/usr/lib/cni/bridge").exists():
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    Path("/usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")
+    Path("/usr/sbin/policy-rc.d").chmod(0o755)
+    subprocess.run(
+        [
+            "apt-get",
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "containerd/trixie",
+            "runc",
+            "containernetworking-plugins",
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=600,
+    )
+    _run("pkill", "-x", "containerd", check=False)  # a package script may have started one
+
+
+@dataclass
+class Node:
+    cluster: LocalCluster
+    state_dir: Path
+
+    @property
+    def socket(self) -> Path:
+        return self.state_dir / "containerd.sock"
+
+    @property
+    def pids_file(self) -> Path:
+        return self.state_dir / "node-pids"
+
+    def ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return _run("ctr", "--address", str(self.socket), "-n", "k8s.io", *args, check=check)
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+    def up(self) -> Node:
+        ensure_packages()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.netns_before = set(_netns())
+        (self.state_dir / "netns-before").write_text("\n".join(sorted(self.netns_before)))
+        _run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+        _run("mount", "--make-rshared", "/")
+        self._bridge()
+        self._write_containerd_config()
+        pids = [self._start("containerd", ["containerd", "--config", str(self.state_dir / "containerd.toml")])]
+        self._wait(lambda: self.ctr("version", check=False).returncode == 0, "containerd")
+        self._import_pause()
+        self._write_kubelet_config()
+        assert self.cluster.bins is not None
+        pids.append(
+            self._start(
+                "kubelet",
+                [
+                    str(self.cluster.bins / "kubelet"),
+                    f"--config={self.state_dir / 'kubelet.yaml'}",
+                    f"--kubeconfig={self.state_dir / 'kubelet.kubeconfig'}",
+                    f"--root-dir={self.state_dir / 'kubelet'}",
+                    f"--hostname-override={NODE_NAME}",
+                    f"--node-ip={NODE_IP}",
+                    "--v=1",
+                ],
+            )
+        )
+        self.pids_file.write_text(" ".join(map(str, pids)))
+        self._wait(self._ready, "the node to be Ready")
+        return self
+
+    def down(self) -> None:
+        """Stop containers, containerd and the kubelet; unmount, delete the netns and the bridge."""
+        pids = [int(p) for p in self.pids_file.read_text().split()] if self.pids_file.exists() else []
+        if pids:
+            stop_group(pids[-1])  # the kubelet first, so it restarts nothing
+        if self.socket.exists():
+            tasks = self.ctr("tasks", "ls", "-q", check=False).stdout.split()
+            for task in tasks:
+                self.ctr("tasks", "kill", "-s", "SIGKILL", task, check=False)
+            for task in tasks:
+                self.ctr("tasks", "delete", "-f", task, check=False)
+        for pid in pids[:-1]:
+            stop_group(pid)
+        _run("pkill", "-f", f"containerd-shim-runc-v2 .*-address {self.socket}", check=False)
+        for mount in sorted(_mounts_under(self.state_dir), reverse=True):
+            _run("umount", "-l", mount, check=False)
+        before = (
+            set((self.state_dir / "netns-before").read_text().split())
+            if (self.state_dir / "netns-before").exists()
+            else set()
+        )
+        for ns in set(_netns()) - before:
+            _run("ip", "netns", "delete", ns, check=False)
+        _run("ip", "link", "delete", BRIDGE, check=False)
+        if self.pids_file.exists():
+            self.pids_file.unlink()
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def import_image(self, image: str) -> None:
+        """podman save -> ctr import: images reach the node without a registry."""
+        tar = self.state_dir / "image.tar"
+        _run("podman", "save", "-o", str(tar), image)
+        self.ctr("images", "import", str(tar))
+        tar.unlink()
+
+    # --- pieces --------------------------------------------------------------------------------------
+    def _start(self, name: str, cmd: list[str]) -> int:
+        log = (self.state_dir / f"{name}.log").open("ab")
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True).pid
+
+    def _wait(self, check: object, what: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():  # type: ignore[operator]
+                return
+            time.sleep(0.5)
+        logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.state_dir.glob("*.log")))
+        raise RuntimeError(f"timed out waiting for {what}\n{logs}")
+
+    def _ready(self) -> bool:
+        assert self.cluster.bins is not None
+        out = _run(
+            str(self.cluster.bins / "kubectl"),
+            f"--kubeconfig={self.cluster.kubeconfig}",
+            "get",
+            "node",
+            NODE_NAME,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+            check=False,
+        )
+        return out.stdout.strip() == "True"
+
+    def _bridge(self) -> None:
+        if _run("ip", "link", "show", BRIDGE, check=False).returncode != 0:
+            _run("ip", "link", "add", BRIDGE, "type", "bridge")
+            _run("ip", "addr", "add", f"{NODE_IP}/24", "dev", BRIDGE)
+        _run("ip", "link", "set", BRIDGE, "up")
+
+    def _write_containerd_config(self) -> None:
+        s = self.state_dir
+        (s / "cni").mkdir(exist_ok=True)
+        (s / "containerd.toml").write_text(f"""version = 2
+root = "{s}/containerd/root"
+state = "{s}/containerd/state"
+[grpc]
+  address = "{self.socket}"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{PAUSE_IMAGE}"
+  # This sandbox refuses negative oom_score_adj for the pause container ("can't get final child's PID").
+  restrict_oom_score_adj = true
+  enable_unprivileged_ports = false
+  enable_unprivileged_icmp = false
+  disable_apparmor = true
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+      SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{s}/cni"
+""")
+        conflist = {
+            "cniVersion": "0.4.0",
+            "name": "valkeynet",
+            "plugins": [
+                {
+                    "type": "bridge",
+                    "bridge": BRIDGE,
+                    "isGateway": True,
+                    "ipMasq": False,
+                    "hairpinMode": True,
+                    "ipam": {
+                        "type": "host-local",
+                        "ranges": [[{"subnet": POD_CIDR, "gateway": NODE_IP}]],
+                        "routes": [{"dst": "0.0.0.0/0"}],
+                    },
+                },
+                {"type": "portmap", "capabilities": {"portMappings": True}},
+            ],
+        }
+        (s / "cni" / "10-bridge.conflist").write_text(json.dumps(conflist))  # CNI reads JSON only
+
+    def _import_pause(self) -> None:
+        if PAUSE_IMAGE in self.ctr("images", "ls", "-q").stdout.split():
+            return
+        work = self.state_dir / "pause"
+        work.mkdir(exist_ok=True)
+        (work / "pause.c").write_text(PAUSE_C)
+        _run("gcc", "-static", "-O2", "-o", str(work / "pause"), str(work / "pause.c"))
+        (work / "Containerfile").write_text('FROM scratch\nCOPY pause /pause\nENTRYPOINT ["/pause"]\n')
+        _run("podman", "build", "--pull=never", "-t", PAUSE_IMAGE, str(work))
+        self.import_image(PAUSE_IMAGE)
+
+    def _write_kubelet_config(self) -> None:
+        s, c = self.state_dir, self.cluster.state_dir
+        ca = KeyPair((c / "ca.crt").read_bytes(), (c / "ca.key").read_bytes())
+        node = issue_leaf(
+            ca,
+            LeafRequest(
+                f"system:node:{NODE_NAME}", organization=("system:nodes",), server=False, duration=timedelta(days=30)
+            ),
+            datetime.now(UTC),
+        )
+        (s / "node.crt").write_bytes(node.cert_pem)
+        (s / "node.key").write_bytes(node.key_pem)
+        kubeconfig = yaml.safe_load(self.cluster.kubeconfig.read_text())
+        kubeconfig["users"][0]["user"] = {"client-certificate": str(s / "node.crt"), "client-key": str(s / "node.key")}
+        (s / "kubelet.kubeconfig").write_text(yaml.safe_dump(kubeconfig))
+        config = {
+            "apiVersion": "kubelet.config.k8s.io/v1beta1",
+            "kind": "KubeletConfiguration",
+            "cgroupDriver": "cgroupfs",
+            "failSwapOn": False,
+            "failCgroupV1": False,
+            "containerRuntimeEndpoint": f"unix://{self.socket}",
+            "authentication": {
+                "anonymous": {"enabled": False},
+                "webhook": {"enabled": True},
+                "x509": {"clientCAFile": str(c / "ca.crt")},
+            },
+            "authorization": {"mode": "Webhook"},
+            "clusterDomain": "cluster.local",
+            "clusterDNS": ["10.96.0.10"],
+            "address": NODE_IP,
+            "port": 10250,
+            "readOnlyPort": 0,
+            "healthzPort": 0,
+            "evictionHard": {
+                "memory.available": "100Mi",
+                "nodefs.available": "1%",
+                "imagefs.available": "1%",
+                "nodefs.inodesFree": "1%",
+            },
+            "imageGCHighThresholdPercent": 100,
+            "imageGCLowThresholdPercent": 99,
+            "enforceNodeAllocatable": [],
+            "cgroupsPerQOS": False,
+            "resolvConf": "/etc/resolv.conf",
+        }
+        (s / "kubelet.yaml").write_text(yaml.safe_dump(config))
+
+
+def _netns() -> list[str]:
+    return [line.split()[0] for line in _run("ip", "netns", "list").stdout.splitlines() if line.strip()]
+
+
+def _mounts_under(folder: Path) -> list[str]:
+    prefix = str(folder)
+    return [
+        line.split()[1] for line in Path("/proc/mounts").read_text().splitlines() if line.split()[1].startswith(prefix)
+    ]
