@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from e2e.controlplane import LocalCluster
+from e2e.node import BRIDGE, Node, _mounts_under, _netns
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,3 +24,55 @@ def operator_image() -> str:
     if out.returncode != 0:
         raise AssertionError(f"building the operator image failed:\n{out.stderr[-5000:]}")
     return out.stdout.strip().splitlines()[-1]
+
+
+def _image(verb: str) -> str:
+    out = subprocess.run(
+        ["bash", str(ROOT / "e2e" / "images.sh"), verb], capture_output=True, text=True, timeout=1800, check=False
+    )
+    if out.returncode != 0:
+        raise AssertionError(f"images.sh {verb} failed:\n{out.stderr[-5000:]}")
+    return out.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def valkey_image() -> str:
+    """Debian's valkey-server 8.0 (built with TLS) on the debootstrapped base."""
+    return _image("valkey")
+
+
+@pytest.fixture(scope="session")
+def node(operator_image: str, valkey_image: str) -> Iterator[Node]:
+    """A control plane with a real node that has both images; torn down with nothing left behind."""
+    with tempfile.TemporaryDirectory(prefix="node-plane-") as tmp:
+        cluster = LocalCluster(Path(tmp) / "plane").up()
+        before = set(_netns())
+        n = Node(cluster, Path(tmp) / "node")
+        try:
+            n.up()
+            n.import_image(operator_image)
+            n.import_image(valkey_image)
+            yield n
+        finally:
+            n.down()
+            cluster.down()
+            assert _mounts_under(Path(tmp)) == []
+            assert set(_netns()) <= before
+            assert subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True, check=False).returncode != 0
+            left = subprocess.run(["pgrep", "-af", tmp], capture_output=True, text=True, check=False).stdout
+            assert left.strip() == "", left
+
+
+def kubectl(node: Node, *args: str, stdin: str | None = None, check: bool = True) -> str:
+    assert node.cluster.bins is not None
+    out = subprocess.run(
+        [str(node.cluster.bins / "kubectl"), f"--kubeconfig={node.cluster.kubeconfig}", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if check and out.returncode != 0:
+        raise AssertionError(out.stdout + out.stderr)
+    return out.stdout

@@ -4,54 +4,13 @@ teardown that leaves no process, mount or network namespace behind."""
 from __future__ import annotations
 
 import ipaddress
-import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
-from e2e.controlplane import LocalCluster
-from e2e.node import BRIDGE, POD_CIDR, Node, _mounts_under, _netns
-
-
-@pytest.fixture(scope="module")
-def node(operator_image: str) -> Iterator[Node]:
-    with tempfile.TemporaryDirectory(prefix="node-plane-") as tmp:
-        cluster = LocalCluster(Path(tmp) / "plane").up()
-        before = set(_netns())
-        n = Node(cluster, Path(tmp) / "node")
-        try:
-            n.up()
-            n.import_image(operator_image)
-            yield n
-        finally:
-            n.down()
-            cluster.down()
-            # Teardown leaves nothing behind.
-            assert _mounts_under(Path(tmp)) == []
-            assert set(_netns()) <= before
-            assert subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True, check=False).returncode != 0
-            left = subprocess.run(["pgrep", "-af", tmp], capture_output=True, text=True, check=False).stdout
-            assert left.strip() == "", left
-
-
-def kubectl(node: Node, *args: str, stdin: str | None = None, check: bool = True) -> str:
-    assert node.cluster.bins is not None
-    out = subprocess.run(
-        [str(node.cluster.bins / "kubectl"), f"--kubeconfig={node.cluster.kubeconfig}", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if check and out.returncode != 0:
-        raise AssertionError(out.stdout + out.stderr)
-    return out.stdout
+from e2e.conftest import kubectl
+from e2e.node import POD_CIDR, Node
 
 
 def test_a_pod_from_a_locally_built_image_runs_on_the_node(node: Node, operator_image: str) -> None:
