@@ -22,6 +22,7 @@ from valkey_operator.api.status import (
     merge_conditions,
     phase,
 )
+from valkey_operator.builders.configmap import config_files, config_map
 from valkey_operator.builders.desired import Inputs, desired_objects
 from valkey_operator.builders.services import ROLE_LABEL, ROLE_PRIMARY, ROLE_REPLICA
 from valkey_operator.clock import Clock
@@ -315,14 +316,8 @@ class Reconciler:
         if step.action == "switchover" and step.pod and self.switchover is not None:
             target = next(p.name for p in pods if p.name != step.pod and p.revision == update and p.ready)
             self.switchover(cluster, material, password, step.pod, target)
-            self.kube.apply(
-                {
-                    "apiVersion": "v1",
-                    "kind": "ConfigMap",
-                    "metadata": {"name": cluster.names.config_map, "namespace": cluster.namespace},
-                    "data": {PRIMARY_KEY: target},
-                }
-            )
+            # The whole ConfigMap again: a partial apply by the same field manager would drop the other keys.
+            self.kube.apply(config_map(cluster, config_files(cluster), target))
             events.append(Event("Normal", "Switchover", f"Moved the primary from {step.pod} to {target}."))
             return rollout.Step("wait", message=f"Switched over to {target}.")
         if step.action == "delete" and step.pod and step.uid:
