@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes binaries the tests run (kube-apiserver, kube-controller-manager, kube-scheduler,
-# kubelet, kube-proxy, kubectl) from the upstream k8s.io/kubernetes Go module at a pinned release, helm
-# and promtool from their modules, and installs etcd from Debian trixie. Everything is cached outside git, so only the
-# first run pays: a second run builds nothing.
+# kubelet, kube-proxy, kubectl) from the upstream k8s.io/kubernetes Go module at a pinned release, helm,
+# promtool and CoreDNS from their modules, and installs etcd from Debian trixie. Everything is cached
+# outside git, so only the first run pays: a second run builds nothing.
 #
 # If KUBEBUILDER_ASSETS names a folder with kube-apiserver, etcd and kubectl (as setup-envtest gives),
 # that folder is used and nothing is built. The last line printed is the folder with the binaries.
@@ -11,11 +11,12 @@ set -euo pipefail
 K8S_VERSION=${K8S_VERSION:-v1.33.13}
 HELM_VERSION=${HELM_VERSION:-v3.18.6}
 PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-v0.316.0}   # the Go module version of Prometheus, for promtool
+COREDNS_VERSION=${COREDNS_VERSION:-v1.12.4}  # BUILD_REV below also covers its plugin list
 CACHE=${VALKEY_OPERATOR_CACHE:-$HOME/.cache/valkey-tls-operator}
 BIN="$CACHE/k8s/$K8S_VERSION/bin"
 # Bump BUILD_REV when the way a tool is built changes, so cached binaries are rebuilt.
 BUILD_REV=2
-STAMP="$BIN/.complete-$K8S_VERSION-$HELM_VERSION-$PROMETHEUS_VERSION-r$BUILD_REV"
+STAMP="$BIN/.complete-$K8S_VERSION-$HELM_VERSION-$PROMETHEUS_VERSION-$COREDNS_VERSION-r$BUILD_REV"
 K8S_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 
 log() { echo "k8s-build: $*" >&2; }
@@ -120,10 +121,47 @@ build_promtool() {
     "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
 }
 
+# CoreDNS with only the plugins a cluster's DNS needs (the documented way to choose plugins at compile
+# time: a main package that sets dnsserver.Directives and imports those plugins). The full build pulls
+# every cloud SDK for plugins the node never runs.
+build_coredns() {
+  local work="$CACHE/coredns/$COREDNS_VERSION"
+  mkdir -p "$work"
+  ( cd "$work"
+    cat > main.go <<'GO'
+package main
+
+import (
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/coremain"
+
+	_ "github.com/coredns/coredns/plugin/bind"
+	_ "github.com/coredns/coredns/plugin/cache"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/health"
+	_ "github.com/coredns/coredns/plugin/kubernetes"
+	_ "github.com/coredns/coredns/plugin/ready"
+)
+
+func init() {
+	// The order is the plugin chain's, as in CoreDNS's plugin.cfg: cache must wrap kubernetes.
+	dnsserver.Directives = []string{"bind", "ready", "health", "errors", "cache", "kubernetes"}
+}
+
+func main() { coremain.Run() }
+GO
+    [ -f go.mod ] || go mod init valkey-operator-coredns-build >/dev/null 2>&1
+    retry go get "github.com/coredns/coredns@$COREDNS_VERSION" >/dev/null 2>&1
+    retry go mod tidy >/dev/null 2>&1
+    retry go build -p 2 -trimpath -ldflags "-s -w" -o "$BIN/coredns" .
+  )
+}
+
 install_etcd
 for b in "${K8S_BINARIES[@]}"; do [ -x "$BIN/$b" ] || { build_kubernetes; break; }; done
 [ -f "$BIN/.helm-$HELM_VERSION-r$BUILD_REV" ] || { build_helm && touch "$BIN/.helm-$HELM_VERSION-r$BUILD_REV"; }
 [ -x "$BIN/promtool" ] || build_promtool
+[ -f "$BIN/.coredns-$COREDNS_VERSION" ] || { build_coredns && touch "$BIN/.coredns-$COREDNS_VERSION"; }
 touch "$STAMP"
 log "done in $(( $(date +%s) - start )) s; cache $(du -sh "$CACHE" | cut -f1)"
 echo "$BIN"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from e2e.controlplane import LocalCluster
-from e2e.node import BRIDGE, Node, _mounts_under, _netns
+from e2e.node import BRIDGE, NODE_IP, Node, _mounts_under, _netns
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,9 +43,10 @@ def valkey_image() -> str:
 
 @pytest.fixture(scope="session")
 def node(operator_image: str, valkey_image: str) -> Iterator[Node]:
-    """A control plane with a real node that has both images; torn down with nothing left behind."""
+    """A control plane with a real node (kubelet, kube-proxy, CoreDNS) that has both images; torn down with
+    no process, mount, network namespace, bridge or iptables rule left behind."""
     with tempfile.TemporaryDirectory(prefix="node-plane-") as tmp:
-        cluster = LocalCluster(Path(tmp) / "plane").up()
+        cluster = LocalCluster(Path(tmp) / "plane", node_ip=NODE_IP).up()
         before = set(_netns())
         n = Node(cluster, Path(tmp) / "node")
         try:
@@ -61,6 +62,8 @@ def node(operator_image: str, valkey_image: str) -> Iterator[Node]:
             assert subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True, check=False).returncode != 0
             left = subprocess.run(["pgrep", "-af", tmp], capture_output=True, text=True, check=False).stdout
             assert left.strip() == "", left
+            rules = subprocess.run(["iptables-save"], capture_output=True, text=True, check=False).stdout
+            assert "KUBE-" not in rules, "kube-proxy left iptables rules behind"
 
 
 def kubectl(node: Node, *args: str, stdin: str | None = None, check: bool = True) -> str:

@@ -32,7 +32,7 @@ from valkey_operator.pki.keys import generate_key, key_to_pem
 
 HERE = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("VALKEY_OPERATOR_CACHE", Path.home() / ".cache" / "valkey-tls-operator"))
-SERVICE_CIDR = "10.96.0.0/16"  # a setting only: no traffic is ever sent there
+SERVICE_CIDR = "10.96.0.0/16"  # virtual: only kube-proxy's rules on a node (e2e/node.py) give it meaning
 SERVICE_IP = "10.96.0.1"
 STARTUP_TIMEOUT = 180.0
 
@@ -59,6 +59,9 @@ class LocalCluster:
     bins: Path | None = None
     ports: dict[str, int] = field(default_factory=dict)
     keep: bool = False
+    # With a node, pods reach the API server through the `kubernetes` Service, whose endpoint is this
+    # address (the node's bridge); the API server then listens on every address, not only loopback.
+    node_ip: str | None = None
 
     @property
     def kubeconfig(self) -> Path:
@@ -176,7 +179,7 @@ class LocalCluster:
                     "kubernetes.default.svc",
                     "kubernetes.default.svc.cluster.local",
                 ),
-                ip_addresses=("127.0.0.1", SERVICE_IP),
+                ip_addresses=("127.0.0.1", SERVICE_IP, *([self.node_ip] if self.node_ip else [])),
                 client=False,
                 duration=timedelta(days=30),
             ),
@@ -245,8 +248,8 @@ class LocalCluster:
         return [
             f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
             f"--secure-port={self.ports['apiserver']}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            f"--bind-address={'0.0.0.0' if self.node_ip else '127.0.0.1'}",  # noqa: S104 (pods reach it via the bridge)
+            f"--advertise-address={self.node_ip or '127.0.0.1'}",
             f"--tls-cert-file={d / 'apiserver.crt'}",
             f"--tls-private-key-file={d / 'apiserver.key'}",
             f"--client-ca-file={d / 'ca.crt'}",
@@ -329,6 +332,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--node", action="store_true", help="up: also a node (kubelet, containerd, runc, CNI)")
     args = parser.parse_args(argv)
     cluster = LocalCluster(args.dir)
+    if args.verb == "up" and args.node:
+        from e2e.node import NODE_IP
+
+        cluster.node_ip = NODE_IP
     if args.verb == "up":
         started = time.monotonic()
         cluster.up()

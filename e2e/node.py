@@ -1,8 +1,11 @@
-"""A real node for the local control plane: containerd (Debian trixie's 1.7) with runc and CNI, and a kubelet.
+"""A real node for the local control plane: containerd (Debian trixie's 1.7) with runc and CNI, a kubelet,
+kube-proxy (iptables mode) and CoreDNS.
 
 Pods get addresses on a bridge of the harness's own (10.244.0.0/24), inside network namespaces that
-containerd creates; nothing leaves this machine. `down` removes every process, mount and network
-namespace it made.
+containerd creates; nothing leaves this machine. kube-proxy and CoreDNS run as host processes, as
+"the hard way" runs them: kube-proxy programs the Service rules (10.96.0.0/16) into the host's
+iptables, CoreDNS answers the cluster's names on the bridge address, which the kubelet gives pods as
+their nameserver. `down` removes every process, iptables rule, mount and network namespace it made.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from e2e.controlplane import LocalCluster, stop_group
+from e2e.controlplane import LocalCluster, free_port, stop_group
 from valkey_operator.pki.issue import KeyPair, LeafRequest, issue_leaf
 
 HERE = Path(__file__).resolve().parent
@@ -39,8 +42,8 @@ def _run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def ensure_packages() -> None:
-    """containerd 1.7 from trixie (pinned low by build-kubernetes.sh), runc and CNI plugins from bookworm."""
-    if shutil.which("containerd") and Path("/usr/lib/cni/bridge").exists():
+    """containerd 1.7 from trixie (pinned low by build-kubernetes.sh), runc, CNI plugins and iptables."""
+    if shutil.which("containerd") and Path("/usr/lib/cni/bridge").exists() and shutil.which("iptables"):
         return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     Path("/usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")
@@ -55,6 +58,7 @@ def ensure_packages() -> None:
             "containerd/trixie",
             "runc",
             "containernetworking-plugins",
+            "iptables",
         ],
         check=True,
         env=env,
@@ -111,13 +115,32 @@ class Node:
         )
         self.pids_file.write_text(" ".join(map(str, pids)))
         self._wait(self._ready, "the node to be Ready")
+        self._write_kube_proxy_config()
+        self._write_corefile()
+        extra = [
+            self._start(
+                "kube-proxy", [str(self.cluster.bins / "kube-proxy"), f"--config={self.state_dir / 'kube-proxy.yaml'}"]
+            ),
+            self._start("coredns", [str(self.cluster.bins / "coredns"), "-conf", str(self.state_dir / "Corefile")]),
+        ]
+        (self.state_dir / "service-pids").write_text(" ".join(map(str, extra)))
+        self._wait(self._services_programmed, "kube-proxy's rules for the kubernetes Service")
+        self._wait(self._dns_ready, "CoreDNS to be ready")
         return self
 
     def down(self) -> None:
-        """Stop containers, containerd and the kubelet; unmount, delete the netns and the bridge."""
+        """Stop CoreDNS, kube-proxy, the kubelet, containers and containerd; remove the iptables chains
+        they made; unmount, delete the network namespaces and the bridge."""
+        services = self.state_dir / "service-pids"
+        for pid in [int(p) for p in services.read_text().split()] if services.exists() else []:
+            stop_group(pid)
         pids = [int(p) for p in self.pids_file.read_text().split()] if self.pids_file.exists() else []
         if pids:
             stop_group(pids[-1])  # the kubelet first, so it restarts nothing
+        if self.cluster.bins is not None and (self.state_dir / "kube-proxy.yaml").exists():
+            # kube-proxy's own cleanup removes the Service chains; the kubelet's canaries stay, so they go next.
+            _run(str(self.cluster.bins / "kube-proxy"), "--cleanup", check=False)
+        _remove_kube_chains()
         if self.socket.exists():
             tasks = self.ctr("tasks", "ls", "-q", check=False).stdout.split()
             for task in tasks:
@@ -239,19 +262,8 @@ state = "{s}/containerd/state"
 
     def _write_kubelet_config(self) -> None:
         s, c = self.state_dir, self.cluster.state_dir
-        ca = KeyPair((c / "ca.crt").read_bytes(), (c / "ca.key").read_bytes())
-        node = issue_leaf(
-            ca,
-            LeafRequest(
-                f"system:node:{NODE_NAME}", organization=("system:nodes",), server=False, duration=timedelta(days=30)
-            ),
-            datetime.now(UTC),
-        )
-        (s / "node.crt").write_bytes(node.cert_pem)
-        (s / "node.key").write_bytes(node.key_pem)
-        kubeconfig = yaml.safe_load(self.cluster.kubeconfig.read_text())
-        kubeconfig["users"][0]["user"] = {"client-certificate": str(s / "node.crt"), "client-key": str(s / "node.key")}
-        (s / "kubelet.kubeconfig").write_text(yaml.safe_dump(kubeconfig))
+        kubeconfig = self._user_kubeconfig(f"system:node:{NODE_NAME}", ("system:nodes",))
+        kubeconfig.rename(s / "kubelet.kubeconfig")
         config = {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
             "kind": "KubeletConfiguration",
@@ -266,7 +278,7 @@ state = "{s}/containerd/state"
             },
             "authorization": {"mode": "Webhook"},
             "clusterDomain": "cluster.local",
-            "clusterDNS": ["10.96.0.10"],
+            "clusterDNS": [NODE_IP],  # CoreDNS listens on the bridge address
             "address": NODE_IP,
             "port": 10250,
             "readOnlyPort": 0,
@@ -284,6 +296,87 @@ state = "{s}/containerd/state"
             "resolvConf": "/etc/resolv.conf",
         }
         (s / "kubelet.yaml").write_text(yaml.safe_dump(config))
+
+    def _user_kubeconfig(self, user: str, groups: tuple[str, ...] = ()) -> Path:
+        """A kubeconfig for `user`, with a client certificate from the control plane's CA."""
+        s, c = self.state_dir, self.cluster.state_dir
+        ca = KeyPair((c / "ca.crt").read_bytes(), (c / "ca.key").read_bytes())
+        name = user.replace(":", "-")
+        pair = issue_leaf(
+            ca,
+            LeafRequest(user, organization=groups, server=False, duration=timedelta(days=30)),
+            datetime.now(UTC),
+        )
+        (s / f"{name}.crt").write_bytes(pair.cert_pem)
+        (s / f"{name}.key").write_bytes(pair.key_pem)
+        (s / f"{name}.key").chmod(0o600)
+        kubeconfig = yaml.safe_load(self.cluster.kubeconfig.read_text())
+        kubeconfig["users"][0]["user"] = {
+            "client-certificate": str(s / f"{name}.crt"),
+            "client-key": str(s / f"{name}.key"),
+        }
+        path = s / f"{name}.kubeconfig"
+        path.write_text(yaml.safe_dump(kubeconfig))
+        path.chmod(0o600)
+        return path
+
+    def _write_kube_proxy_config(self) -> None:
+        # system:kube-proxy is bound to the built-in system:node-proxier ClusterRole.
+        config = {
+            "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+            "kind": "KubeProxyConfiguration",
+            "clientConnection": {"kubeconfig": str(self._user_kubeconfig("system:kube-proxy"))},
+            "mode": "iptables",
+            "clusterCIDR": POD_CIDR,
+            "hostnameOverride": NODE_NAME,
+            "bindAddress": NODE_IP,
+            "healthzBindAddress": f"127.0.0.1:{free_port()}",
+            "metricsBindAddress": f"127.0.0.1:{free_port()}",
+            # Leave the host's conntrack table and sysctls as they are.
+            "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},
+            "iptables": {"localhostNodePorts": False, "masqueradeAll": False},
+        }
+        (self.state_dir / "kube-proxy.yaml").write_text(yaml.safe_dump(config))
+
+    def _write_corefile(self) -> None:
+        self.dns_ports = {"health": free_port(), "ready": free_port()}
+        (self.state_dir / "Corefile").write_text(f""".:53 {{
+    bind {NODE_IP}
+    errors
+    health 127.0.0.1:{self.dns_ports["health"]}
+    ready 127.0.0.1:{self.dns_ports["ready"]}
+    kubernetes cluster.local in-addr.arpa ip6.arpa {{
+        kubeconfig {self.cluster.kubeconfig}
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }}
+    cache 5
+}}
+""")
+
+    def _services_programmed(self) -> bool:
+        rules = _run("iptables", "-t", "nat", "-S", "KUBE-SERVICES", check=False).stdout
+        return "default/kubernetes:https cluster IP" in rules
+
+    def _dns_ready(self) -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.dns_ports['ready']}/ready", timeout=2) as resp:
+                return int(resp.status) == 200
+        except OSError:
+            return False
+
+
+def _remove_kube_chains() -> None:
+    """Drop what kube-proxy's cleanup leaves: the kubelet's canary and firewall chains (IPv4 and IPv6)."""
+    for save, restore in (("iptables-save", "iptables-restore"), ("ip6tables-save", "ip6tables-restore")):
+        if not shutil.which(save):
+            continue
+        dump = _run(save, check=False).stdout
+        if "KUBE-" in dump:
+            kept = "".join(line + "\n" for line in dump.splitlines() if "KUBE-" not in line)
+            subprocess.run([restore], input=kept, text=True, check=True, capture_output=True, timeout=60)
 
 
 def _netns() -> list[str]:
