@@ -5,7 +5,7 @@
 #   e2e/images.sh base       the base image (Debian bookworm minbase + python3), cached as a tarball
 #   e2e/images.sh operator   the operator image (podman build of ./Dockerfile on the base)
 #   e2e/images.sh check      run the operator image: `valkey-operator version` must print the version
-#   e2e/images.sh valkey     a Valkey image: Debian's valkey-server 8.0 (with TLS) on the same base
+#   e2e/images.sh valkey     a Valkey image: Debian trixie's valkey-server 8.1 (with TLS) on the same base
 # Prints the image name last. Needs root (debootstrap, podman).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,7 +14,7 @@ IMAGES="$CACHE/images"
 BASE_IMAGE=localhost/valkey-operator-base:bookworm
 VERSION=$(cd "$root" && python3 -c 'import re;print(re.search(r"\"(.+)\"", open("operator/valkey_operator/__init__.py").read()).group(1))')
 OPERATOR_IMAGE=localhost/valkey-tls-operator:$VERSION
-VALKEY_IMAGE=localhost/valkey:8.0
+VALKEY_IMAGE=localhost/valkey:8.1
 log() { echo "images: $*" >&2; }
 
 ensure_tools() {
