@@ -19,6 +19,10 @@ LABEL org.opencontainers.image.title="valkey-tls-operator" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /venv /venv
+# A passwd entry for the runtime user, so tools that look the user up (getpass, kopf outside a pod) work.
+RUN groupadd --system --gid 10001 valkey-operator \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin valkey-operator
 ENV PATH=/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1

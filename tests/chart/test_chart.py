@@ -105,6 +105,9 @@ def test_ha_values_enable_peering(bins: Path) -> None:
     assert "--standalone" not in dep["spec"]["template"]["spec"]["containers"][0]["args"]
     names = {d["metadata"]["name"] for d in find(docs, "CustomResourceDefinition")}
     assert {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"} <= names
+    # Each peer is known by its pod's name (kopf reads POD_ID), never by a passwd lookup of runAsUser.
+    env = dep["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "POD_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in env
 
 
 @pytest.mark.parametrize(
