@@ -290,7 +290,8 @@ class Reconciler:
             p["metadata"]["name"]: p
             for p in self.kube.list("v1", "Pod", cluster.namespace, names.selector_labels(cluster.name))
         }
-        for pod in pods:
+        # The primary first: the read-write Service then never has zero endpoints.
+        for pod in sorted(pods, key=lambda p: p.name != primary):
             role = ROLE_PRIMARY if pod.name == primary else ROLE_REPLICA
             if (raw.get(pod.name, {}).get("metadata", {}).get("labels") or {}).get(ROLE_LABEL) != role:
                 self.kube.label_pod(cluster.namespace, pod.name, {ROLE_LABEL: role})
@@ -318,6 +319,8 @@ class Reconciler:
             self.switchover(cluster, material, password, step.pod, target)
             # The whole ConfigMap again: a partial apply by the same field manager would drop the other keys.
             self.kube.apply(config_map(cluster, config_files(cluster), target))
+            # Move the read-write Service to the new primary now, not a rollout interval later.
+            self._label_roles(cluster, pods, target)
             events.append(Event("Normal", "Switchover", f"Moved the primary from {step.pod} to {target}."))
             return rollout.Step("wait", message=f"Switched over to {target}.")
         if step.action == "delete" and step.pod and step.uid:

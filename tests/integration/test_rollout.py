@@ -66,10 +66,14 @@ def test_replicas_roll_first_then_switchover_then_the_primary(control_plane: Any
 
     order: list[str] = []
     right_after_switchover: dict[str, str] = {}
+    roles_after_switchover: dict[str, str] = {}
     for _ in range(12):  # bounded: three pods, one step per pass
         reconcile()
         if switched and not right_after_switchover:
             right_after_switchover = kubectl_json("get", "configmap", "cache-config", "-n", namespace)["data"]
+            roles_after_switchover = {
+                n: p["metadata"]["labels"].get("valkeyops.dev/role") for n, p in pods(namespace).items()
+            }
         wait_until(
             lambda: (
                 all(not p["metadata"].get("deletionTimestamp") for p in pods(namespace).values())
@@ -90,6 +94,10 @@ def test_replicas_roll_first_then_switchover_then_the_primary(control_plane: Any
     # pods mount it as a directory, so a missing valkey.conf would reach them.
     assert right_after_switchover["primary"] == target
     assert {"valkey.conf", "start.sh", "probe.sh"} <= set(right_after_switchover)
+    # ... and moves the role labels at once, so the read-write Service follows the new primary in that
+    # pass rather than a rollout interval later (clients would see READONLY meanwhile).
+    want = {name: "primary" if name == target else "replica" for name in ("cache-0", "cache-1", "cache-2")}
+    assert roles_after_switchover == want
     reconcile()
     roles = {n: p["metadata"]["labels"].get("valkeyops.dev/role") for n, p in pods(namespace).items()}
     assert roles == {name: "primary" if name == target else "replica" for name in ("cache-0", "cache-1", "cache-2")}
