@@ -206,3 +206,30 @@ def test_other_rendered_configs_start_and_serve(launch: Any, spec: dict[str, Any
         assert "cluster_state:" in info
         myself = inst.cli("CLUSTER", "MYSHARDID").stdout.strip()
         assert myself, "cluster commands answer over TLS"
+
+
+def probe(inst: Instance, kind: str) -> int:
+    """The rendered probe.sh of `inst`, with `localhost` resolving to the instance as it does in its pod."""
+    hosts = Path(inst.layout.run_dir) / "probe-hosts"
+    hosts.write_text(f"{inst.host} localhost\n")
+    inner = f'mount --bind "{hosts}" /etc/hosts && exec "$@"'
+    script = f"{inst.layout.config_dir}/probe.sh"
+    return subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", inner, "sh", "sh", script, kind],
+        env={"PATH": "/usr/bin:/bin", "VALKEY_PASSWORD": PASSWORD},
+        capture_output=True,
+        timeout=20,
+        check=False,
+    ).returncode
+
+
+def test_a_replica_is_ready_only_while_its_link_to_the_primary_is_up(replica_pair: Pair) -> None:
+    primary, replica = replica_pair.primary, replica_pair.replica
+    wait_for_info(replica, "master_link_status:up")
+    assert probe(primary, "readiness") == 0
+    assert probe(replica, "readiness") == 0
+    primary.stop()
+    wait_for_info(replica, "master_link_status:down")
+    # Cut off from its primary it serves stale data: not ready, yet alive (no restart would help).
+    assert probe(replica, "readiness") != 0
+    assert probe(replica, "liveness") == 0

@@ -39,9 +39,9 @@ def _container_ports(cluster: ValkeyCluster) -> list[dict[str, Any]]:
     return out
 
 
-def _probe(period: int, failures: int, initial_delay: int) -> dict[str, Any]:
+def _probe(kind: str, period: int, failures: int, initial_delay: int) -> dict[str, Any]:
     return {
-        "exec": {"command": ["sh", f"{POD_LAYOUT.config_dir}/{PROBE_KEY}"]},
+        "exec": {"command": ["sh", f"{POD_LAYOUT.config_dir}/{PROBE_KEY}", kind]},
         "initialDelaySeconds": initial_delay,
         "periodSeconds": period,
         "timeoutSeconds": 5,
@@ -79,8 +79,8 @@ def pod_template(cluster: ValkeyCluster, tls_revision: int, config_digest: str) 
         "command": ["sh", f"{POD_LAYOUT.config_dir}/{START_KEY}"],
         "env": _env(cluster),
         "ports": _container_ports(cluster),
-        "readinessProbe": _probe(period=5, failures=3, initial_delay=2),
-        "livenessProbe": _probe(period=10, failures=6, initial_delay=10),
+        "readinessProbe": _probe("readiness", period=5, failures=3, initial_delay=2),
+        "livenessProbe": _probe("liveness", period=10, failures=6, initial_delay=10),
         "resources": dict(cluster.spec.resources),
         "securityContext": {
             "allowPrivilegeEscalation": False,

@@ -48,29 +48,45 @@ def render_start_script(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT) -> 
     return "\n".join(lines) + "\n"
 
 
-def probe_command(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT, host: str = "localhost") -> list[str]:
-    """valkey-cli arguments that PING the local server the way a client must: TLS, name check, own cert."""
+def cli_command(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT, host: str = "localhost") -> list[str]:
+    """valkey-cli arguments that reach the local server the way a client must: TLS, name check, own cert."""
     args = ["valkey-cli", "--no-auth-warning", "-h", host, "-p", str(layout.port)]
     if cluster.spec.tls.enabled:
         args += ["--tls", "--cacert", layout.ca_file, "--sni", host]
         if cluster.spec.tls.client_auth != "none":
             # The pod's own server certificate carries clientAuth, so the probe authenticates with it.
             args += ["--cert", layout.cert_file, "--key", layout.key_file]
-    return [*args, "ping"]
+    return args
+
+
+def probe_command(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT, host: str = "localhost") -> list[str]:
+    """The liveness check: a PING over the same TLS (and mTLS) a client uses."""
+    return [*cli_command(cluster, layout, host), "ping"]
 
 
 def render_probe_script(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT) -> str:
-    cmd = " ".join(probe_command(cluster, layout))
+    """`probe.sh` (liveness): the server answers PING. `probe.sh readiness`: it serves as a primary, or as a
+    replica whose link to the primary is up; a replica still syncing (or cut off) serves stale data, and the
+    rollout must not take the next pod down while it is not caught up."""
+    cli = " ".join(cli_command(cluster, layout))
     return (
         "\n".join(
             [
                 "#!/bin/sh",
-                "# Readiness and liveness: a PING over the same TLS (and mTLS) a client uses.",
+                "# Liveness: PING. Readiness: primary, or replica with master_link_status:up. Over the same TLS",
+                "# (and mTLS) a client uses.",
                 "set -eu",
                 f'if [ -n "${{{ENV_PASSWORD}:-}}" ]; then',
                 f'  export VALKEYCLI_AUTH="${{{ENV_PASSWORD}}}" REDISCLI_AUTH="${{{ENV_PASSWORD}}}"',
                 "fi",
-                f"{cmd} | grep -q PONG",
+                'if [ "${1:-liveness}" = readiness ]; then',
+                f"  info=$({cli} info replication)",
+                '  case "$info" in',
+                "    *role:master*|*master_link_status:up*) exit 0 ;;",
+                "    *) exit 1 ;;",
+                "  esac",
+                "fi",
+                f"{cli} ping | grep -q PONG",
             ]
         )
         + "\n"

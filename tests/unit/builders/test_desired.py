@@ -72,7 +72,8 @@ def test_pod_is_hardened_and_annotated() -> None:
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"] == {"drop": ["ALL"]}
-    assert container["readinessProbe"]["exec"]["command"] == ["sh", "/etc/valkey/probe.sh"]
+    assert container["readinessProbe"]["exec"]["command"] == ["sh", "/etc/valkey/probe.sh", "readiness"]
+    assert container["livenessProbe"]["exec"]["command"] == ["sh", "/etc/valkey/probe.sh", "liveness"]
     assert sts["spec"]["updateStrategy"] == {"type": "OnDelete"}
 
 
