@@ -88,6 +88,8 @@ def _run(args: argparse.Namespace) -> int:
     handler = logging.StreamHandler()
     handler.setFormatter(JSONFormatter() if args.log_format == "json" else logging.Formatter(PLAIN_FORMAT))
     logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
+    # One access line per liveness probe (every 10 s) buries the operator's own lines; keep only errors.
+    logging.getLogger("aiohttp.access").setLevel(max(logging.WARNING, logging.getLogger().level))
     start_http_server(args.metrics_port, registry=REGISTRY)
     peering: dict[str, Any] = {"standalone": True}
     if not args.standalone:
