@@ -1,6 +1,6 @@
 """Valkey pods that really run: the operator's StatefulSet on a real node, TLS probes passing with the pod's
 own certificate, and real clients on the host verifying the pod's DNS name against ca.crt of the
-connection Secret. (Standalone: cluster DNS and Services need CoreDNS and kube-proxy, not here yet.)"""
+connection Secret. The operator runs on the host here; test_operator_in_cluster.py runs it in a pod."""
 
 from __future__ import annotations
 

@@ -1,0 +1,598 @@
+"""The whole product on a real node: the operator installed by helm runs in its own pod, the example
+ValkeyCluster's pods start, replicate over TLS and keep every acknowledged write through certificate
+rotations, with clients in pods reaching them through kube-proxy and CoreDNS.
+
+The tests in this module share one installation and one ValkeyCluster and run in file order.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from e2e.conftest import kubectl
+from e2e.node import Node
+from valkey_operator import __version__, names
+from valkey_operator.builders.services import ROLE_LABEL, ROLE_PRIMARY
+from valkey_operator.pki.issue import LeafRequest, issue_leaf, mint_ca
+
+ROOT = Path(__file__).resolve().parents[1]
+RELEASE, OPERATOR_NS, NS, NAME = "valkey-operator", "valkey-operator-system", "default", "cache"
+SELECTOR = ",".join(f"{k}={v}" for k, v in names.selector_labels(NAME).items())
+SERVICE_DNS = f"{NAME}.{NS}.svc"  # the read-write Service, as clients in pods address it
+
+
+def pod_fqdn(pod: str) -> str:
+    return f"{pod}.{NAME}-headless.{NS}.svc"
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 300, every: float = 1.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def get_json(node: Node, *args: str) -> dict[str, Any]:
+    return dict(json.loads(kubectl(node, "get", *args, "-o", "json")))
+
+
+def vkc(node: Node) -> dict[str, Any]:
+    return get_json(node, "valkeycluster", NAME, "-n", NS)
+
+
+def condition(body: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next((c for c in body.get("status", {}).get("conditions", []) if c["type"] == kind), {})
+
+
+def secret(node: Node, name: str, ns: str = NS) -> dict[str, bytes]:
+    return {k: base64.b64decode(v) for k, v in get_json(node, "secret", name, "-n", ns)["data"].items()}
+
+
+def pods(node: Node) -> list[dict[str, Any]]:
+    return list(get_json(node, "pods", "-n", NS, "-l", SELECTOR)["items"])
+
+
+def is_ready(pod: dict[str, Any]) -> bool:
+    conds = pod.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+
+
+def role(pod: dict[str, Any]) -> str:
+    return str(pod["metadata"].get("labels", {}).get(ROLE_LABEL, ""))
+
+
+def primary(node: Node) -> dict[str, Any]:
+    found = [p for p in pods(node) if role(p) == ROLE_PRIMARY]
+    assert len(found) == 1, [(p["metadata"]["name"], role(p)) for p in pods(node)]
+    return found[0]
+
+
+@dataclass
+class Creds:
+    folder: Path
+    password: str
+
+    def tls_context(self, client_cert: bool = True) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.folder / "ca.crt"))
+        if client_cert:
+            ctx.load_cert_chain(str(self.folder / "tls.crt"), str(self.folder / "tls.key"))
+        return ctx
+
+    def cli(self, ip: str, fqdn: str, *args: str, client_cert: bool = True, timeout: float = 30) -> str:
+        """valkey-cli on the host, over TLS to a pod address, with the pod's name as SNI."""
+        cmd = ["valkey-cli", "--no-auth-warning", "-h", ip, "-p", "6379", "--tls", "--sni", fqdn]
+        cmd += ["--cacert", str(self.folder / "ca.crt"), "-a", self.password]
+        if client_cert:
+            cmd += ["--cert", str(self.folder / "tls.crt"), "--key", str(self.folder / "tls.key")]
+        out = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout, check=False)
+        return out.stdout + out.stderr
+
+
+def served_fingerprint(creds: Creds, ip: str, fqdn: str) -> str:
+    """A live handshake from the host that verifies `fqdn` against ca.crt; the served leaf's SHA-256."""
+    with (
+        socket.create_connection((ip, 6379), timeout=10) as raw,
+        creds.tls_context().wrap_socket(raw, server_hostname=fqdn) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return hashlib.sha256(der).hexdigest()
+
+
+def plain(fingerprint: str) -> str:
+    return fingerprint.replace(":", "").lower()
+
+
+# --- fixtures -------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def installed(node: Node, operator_image: str) -> Iterator[None]:
+    """`helm install` of the chart with the locally built operator image; uninstalled at the end."""
+    assert node.cluster.bins is not None
+    repo, tag = operator_image.rsplit(":", 1)
+    helm = [str(node.cluster.bins / "helm"), f"--kubeconfig={node.cluster.kubeconfig}"]
+    args = [
+        "install", RELEASE, str(ROOT / "charts" / "valkey-operator"), "-n", OPERATOR_NS, "--create-namespace",
+        "--set", f"image.repository={repo}", "--set", f"image.tag={tag}", "--set", "image.pullPolicy=Never",
+        # Timer passes every 10 s, so a renewal the clock makes due is noticed within seconds.
+        "--set", "extraEnv[0].name=VALKEY_OPERATOR_TIMER_INTERVAL", "--set-string", "extraEnv[0].value=10",
+        "--wait", "--timeout", "300s",
+    ]  # fmt: skip
+    out = subprocess.run([*helm, *args], capture_output=True, text=True, timeout=400, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr + kubectl(node, "get", "pods", "-A", "-o", "wide", check=False)
+    try:
+        yield
+    finally:
+        kubectl(node, "delete", "valkeycluster", "--all", "-n", NS, "--wait=true", "--timeout=120s", check=False)
+        subprocess.run(
+            [*helm, "uninstall", RELEASE, "-n", OPERATOR_NS, "--wait"], capture_output=True, timeout=300, check=False
+        )
+
+
+@pytest.fixture(scope="module")
+def example(node: Node, installed: None, valkey_image: str) -> dict[str, Any]:
+    """examples/valkeycluster.yaml as shipped, with only the image swapped for the locally built Debian
+    valkey-server 8.1 (no registry here); Ready within five minutes."""
+    body = yaml.safe_load((ROOT / "examples" / "valkeycluster.yaml").read_text())
+    assert body["spec"]["image"].endswith(":8.1")
+    assert valkey_image.endswith(":8.1")
+    body["spec"]["image"], body["spec"]["imagePullPolicy"] = valkey_image, "Never"
+    kubectl(node, "apply", "-f", "-", stdin=yaml.safe_dump(body))
+    return dict(wait_for(lambda: vkc(node).get("status", {}).get("phase") == "Ready" and vkc(node), "Ready", 300))
+
+
+@pytest.fixture(scope="module")
+def creds(node: Node, example: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Creds:
+    folder = tmp_path_factory.mktemp("conn")
+    conn = secret(node, f"{NAME}-connection")
+    for key in ("ca.crt", "tls.crt", "tls.key"):
+        (folder / key).write_bytes(conn[key])
+        (folder / key).chmod(0o600)
+    return Creds(folder, conn["password"].decode())
+
+
+def run_pod(node: Node, name: str, image: str, command: list[str], timeout: float = 180) -> str:
+    """A client pod with the connection Secret at /tls; runs to completion, returns its log."""
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "restartPolicy": "Never",
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [
+                {
+                    "name": "client",
+                    "image": image,
+                    "imagePullPolicy": "Never",
+                    "command": command,
+                    "volumeMounts": [{"name": "tls", "mountPath": "/tls", "readOnly": True}],
+                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                }
+            ],
+            "volumes": [{"name": "tls", "secret": {"secretName": f"{NAME}-connection"}}],
+        },
+    }
+    kubectl(node, "apply", "-f", "-", stdin=yaml.safe_dump(body))
+    phase = wait_for(
+        lambda: (
+            get_json(node, "pod", name, "-n", NS).get("status", {}).get("phase") in ("Succeeded", "Failed")
+            and get_json(node, "pod", name, "-n", NS)["status"]["phase"]
+        ),
+        f"pod {name} to finish",
+        timeout,
+    )
+    log = kubectl(node, "logs", name, "-n", NS)
+    kubectl(node, "delete", "pod", name, "-n", NS, "--wait=false")
+    assert phase == "Succeeded", log
+    return log
+
+
+# Runs in a pod from the operator image (Python and valkey-py): name verification through CoreDNS and
+# kube-proxy, and the refusals.
+CLIENT_PY = """
+import json, ssl, valkey
+pw = open("/tls/password").read()
+def conn(host, cert=True, check=True):
+    extra = {"ssl_certfile": "/tls/tls.crt", "ssl_keyfile": "/tls/tls.key"} if cert else {}
+    return valkey.Valkey(host=host, port=6379, password=pw, ssl=True, ssl_ca_certs="/tls/ca.crt",
+                         ssl_check_hostname=check, socket_timeout=5, socket_connect_timeout=5, **extra)
+def attempt(fn):
+    try:
+        return repr(fn())
+    except Exception as exc:
+        return type(exc).__name__
+out = {
+    "service_set": attempt(lambda: conn("%(service)s").set("from-pod", "yes")),
+    "pod_name_get": attempt(lambda: conn("%(pod)s").get("from-pod")),
+    "no_client_cert": attempt(lambda: conn("%(service)s", cert=False).ping()),
+    "wrong_name": attempt(lambda: conn("%(wrong)s").ping()),
+}
+print(json.dumps(out))
+"""
+
+# A writer at a steady rate (50/s) of numbered keys through the read-write Service, until the key
+# writer:stop appears; every failed attempt is counted and retried with the same number, so the
+# acknowledged writes are exactly 0..acked-1, and at the end each one is read back.
+WRITER_PY = """
+import collections, json, sys, time, valkey
+from valkey.backoff import NoBackoff
+from valkey.retry import Retry
+pw = open("/tls/password").read()
+def conn():
+    return valkey.Valkey(host="%(service)s", port=6379, password=pw, ssl=True, ssl_ca_certs="/tls/ca.crt",
+                         ssl_certfile="/tls/tls.crt", ssl_keyfile="/tls/tls.key", ssl_check_hostname=True,
+                         socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0))
+i = failures = 0
+errors = collections.Counter()
+c = None
+start = last_ack = time.monotonic()
+longest = 0.0
+next_t = start
+deadline = start + %(max_seconds)d
+while time.monotonic() < deadline:
+    try:
+        if c is None:
+            c = conn()
+        c.set("w:%%08d" %% i, i)
+        now = time.monotonic()
+        longest = max(longest, now - last_ack)
+        last_ack = now
+        i += 1
+        if i == 1:
+            print("first write acknowledged", flush=True)
+        if i %% 25 == 0 and c.exists("writer:stop"):
+            break
+    except Exception as exc:
+        failures += 1
+        errors[type(exc).__name__ + ": " + str(exc)[:60]] += 1
+        c = None
+        time.sleep(0.05)
+    next_t = max(next_t + 0.02, time.monotonic() - 0.02)
+    time.sleep(max(0.0, next_t - time.monotonic()))
+elapsed = time.monotonic() - start
+missing = []
+for attempt in range(20):
+    try:
+        c = conn()
+        missing = []
+        for base in range(0, i, 500):
+            keys = ["w:%%08d" %% n for n in range(base, min(i, base + 500))]
+            missing += [k for k, v in zip(keys, c.mget(keys)) if v is None]
+        break
+    except Exception:
+        time.sleep(1)
+print(json.dumps({"acked": i, "failures": failures, "longest_pause_ms": round(longest * 1000),
+                  "seconds": round(elapsed, 1), "missing": missing[:20], "missing_count": len(missing),
+                  "errors": dict(errors)}))
+"""
+
+
+@dataclass
+class PodWatch:
+    """Polls the cluster's pods twice a second while a rotation runs: replacements in order, the role
+    each pod had when it went away, and how many pods were ever unavailable at once."""
+
+    node: Node
+    seen: dict[str, tuple[str, str]] = field(default_factory=dict)  # uid -> (pod name, last role)
+    replaced: list[tuple[str, str]] = field(default_factory=list)  # (pod name, role it had), in order
+    most_unavailable: int = 0
+    stop: threading.Event = field(default_factory=threading.Event)
+    errors: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self._poll()
+        self.thread.start()
+
+    def _poll(self) -> None:
+        current = pods(self.node)
+        uids = {p["metadata"]["uid"] for p in current}
+        for uid, (name, last_role) in list(self.seen.items()):
+            if uid not in uids:
+                self.replaced.append((name, last_role))
+                del self.seen[uid]
+        for p in current:
+            self.seen[p["metadata"]["uid"]] = (p["metadata"]["name"], role(p))
+        unavailable = 3 - sum(1 for p in current if is_ready(p) and not p["metadata"].get("deletionTimestamp"))
+        self.most_unavailable = max(self.most_unavailable, unavailable)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self._poll()
+            except Exception as exc:  # keep watching; the test reports what went wrong
+                self.errors.append(repr(exc))
+            self.stop.wait(0.5)
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.thread.join(10)
+        self._poll()
+
+
+def rolled_once_in_order(watch: PodWatch, old_primary: str) -> None:
+    """Each pod replaced exactly once, the replicas first, the old primary last and only after it had
+    handed the primary role to a replica; never more than one pod unavailable."""
+    order = [name for name, _ in watch.replaced]
+    assert sorted(order) == ["cache-0", "cache-1", "cache-2"], watch.replaced
+    assert order[-1] == old_primary, watch.replaced
+    assert watch.replaced[-1][1] != ROLE_PRIMARY, f"{old_primary} was deleted while still primary: {watch.replaced}"
+    assert watch.most_unavailable <= 1, watch.most_unavailable
+
+
+def rotate_and_watch(node: Node, creds: Creds, start: Callable[[], None], what: str) -> dict[str, Any]:
+    """Run one rotation under the writer: trigger it, watch the roll, check the new certificate everywhere."""
+    before = vkc(node)["status"]["certificates"]["server"]
+    old_primary = primary(node)["metadata"]["name"]
+    watch = PodWatch(node)
+    start()
+    try:
+
+        def done() -> bool:
+            body = vkc(node)
+            server = body.get("status", {}).get("certificates", {}).get("server", {})
+            return (
+                server.get("serial") != before["serial"]
+                and body["status"].get("phase") == "Ready"
+                and len(watch.replaced) >= 3
+            )
+
+        wait_for(done, f"the rotation by {what} to finish", timeout=600)
+    finally:
+        watch.finish()
+    assert not watch.errors, watch.errors
+    rolled_once_in_order(watch, old_primary)
+    after = vkc(node)["status"]["certificates"]["server"]
+    assert after["notAfter"] > before["notAfter"]
+    # Every pod serves the new certificate: a live handshake verifying each pod's DNS name.
+    for p in pods(node):
+        got = served_fingerprint(creds, p["status"]["podIP"], pod_fqdn(p["metadata"]["name"]))
+        assert got == plain(after["fingerprintSHA256"]) != plain(before["fingerprintSHA256"])
+    # The operator's metrics show the new expiry.
+    expiry = datetime.strptime(after["notAfter"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    wait_for(lambda: metric(node, "valkey_operator_certificate_expiration_timestamp_seconds", "server") == expiry,
+             "the expiry metric", 60)  # fmt: skip
+    return dict(after)
+
+
+def metric(node: Node, name: str, certificate: str) -> float | None:
+    pod = get_json(node, "pods", "-n", OPERATOR_NS)["items"][0]
+    with urllib.request.urlopen(f"http://{pod['status']['podIP']}:8080/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + "{") and f'cluster="{NAME}"' in line and f'certificate="{certificate}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+# --- tests ----------------------------------------------------------------------------------------------
+def test_helm_installed_operator_runs_the_example_to_ready(node: Node, example: dict[str, Any]) -> None:
+    operator_pods = get_json(node, "pods", "-n", OPERATOR_NS)["items"]
+    assert len(operator_pods) == 1
+    assert is_ready(operator_pods[0])
+    assert operator_pods[0]["spec"]["containers"][0]["image"].endswith(f"valkey-tls-operator:{__version__}")
+    table = kubectl(node, "get", "valkeyclusters", "-n", NS)
+    print("\n" + table)
+    header, row = table.splitlines()[0].split(), table.splitlines()[1].split()
+    assert header[:6] == ["NAME", "MODE", "READY", "TLS", "CERT-EXPIRES", "STATUS"]
+    assert row[:4] == [NAME, "replication", "3/3", "required"]
+    assert row[4] == example["status"]["certificates"]["server"]["notAfter"]
+    assert row[5] == "Ready"
+    assert all(is_ready(p) for p in pods(node))
+    assert len(pods(node)) == 3
+
+
+def test_tls_from_the_host_verifies_names_and_refuses_the_rest(node: Node, creds: Creds) -> None:
+    for p in pods(node):
+        ip, fqdn = p["status"]["podIP"], pod_fqdn(p["metadata"]["name"])
+        assert "PONG" in creds.cli(ip, fqdn, "PING")
+        out = subprocess.run(
+            ["openssl", "s_client", "-connect", f"{ip}:6379", "-servername", fqdn, "-verify_hostname", fqdn,
+             "-CAfile", str(creds.folder / "ca.crt"), "-cert", str(creds.folder / "tls.crt"),
+             "-key", str(creds.folder / "tls.key"), "-verify_return_error", "-brief"],
+            input="", capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert "Verification: OK" in out.stdout + out.stderr, out.stdout + out.stderr
+        # clientAuth: required refuses a client without a certificate; there is no plain port.
+        assert "PONG" not in creds.cli(ip, fqdn, "PING", client_cert=False)
+        for port in ("6379", "6380"):
+            plain_try = subprocess.run(
+                ["valkey-cli", "-h", ip, "-p", port, "PING"], capture_output=True, text=True, timeout=30, check=False
+            )
+            assert "PONG" not in plain_try.stdout
+
+
+def test_replicas_report_the_link_up_over_tls(node: Node, creds: Creds) -> None:
+    head = primary(node)
+    for p in pods(node):
+        info = creds.cli(p["status"]["podIP"], pod_fqdn(p["metadata"]["name"]), "INFO", "replication")
+        if p is head or p["metadata"]["name"] == head["metadata"]["name"]:
+            assert "role:master" in info, info
+            assert "connected_slaves:2" in info, info
+        else:
+            assert "role:slave" in info, info
+            assert "master_link_status:up" in info, info
+            assert f"master_host:{pod_fqdn(head['metadata']['name'])}" in info, info
+        tls_replication = creds.cli(
+            p["status"]["podIP"], pod_fqdn(p["metadata"]["name"]), "CONFIG", "GET", "tls-replication"
+        )
+        assert tls_replication.split() == ["tls-replication", "yes"]
+
+
+def test_clients_in_pods_reach_the_service_by_name(node: Node, creds: Creds, operator_image: str,
+                                                    valkey_image: str) -> None:  # fmt: skip
+    # A name CoreDNS resolves to a Valkey pod, but not one its certificate carries.
+    wrong = get_json(node, "pod", "cache-1", "-n", NS)["status"]["podIP"].replace(".", "-") + f".{NS}.pod.cluster.local"
+    script = CLIENT_PY % {"service": SERVICE_DNS, "pod": pod_fqdn("cache-1"), "wrong": wrong}
+    result = json.loads(run_pod(node, "client-py", operator_image, ["python", "-c", script]).splitlines()[-1])
+    assert result == {
+        "service_set": "True",
+        "pod_name_get": "b'yes'",
+        "no_client_cert": "ConnectionError",
+        "wrong_name": "ConnectionError",
+    }, result
+    cli = ["valkey-cli", "--no-auth-warning", "--tls", "--cacert", "/tls/ca.crt", "-h", SERVICE_DNS, "-p", "6379"]
+    auth = '-a "$(cat /tls/password)"'
+    out = run_pod(
+        node,
+        "client-cli",
+        valkey_image,
+        ["sh", "-c", f"{' '.join(cli)} {auth} --cert /tls/tls.crt --key /tls/tls.key GET from-pod; "
+                     f"{' '.join(cli)} {auth} PING 2>&1 || true"],
+    )  # fmt: skip
+    assert out.splitlines()[0] == "yes", out
+    assert "PONG" not in out
+
+
+def test_rotation_under_load_keeps_every_acknowledged_write(node: Node, creds: Creds, operator_image: str) -> None:
+    writer = WRITER_PY % {"service": SERVICE_DNS, "max_seconds": 1500}
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "writer", "namespace": NS},
+        "spec": {
+            "restartPolicy": "Never",
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
+            "containers": [
+                {
+                    "name": "writer",
+                    "image": operator_image,
+                    "imagePullPolicy": "Never",
+                    "command": ["python", "-c", writer],
+                    "volumeMounts": [{"name": "tls", "mountPath": "/tls", "readOnly": True}],
+                }
+            ],
+            "volumes": [{"name": "tls", "secret": {"secretName": f"{NAME}-connection"}}],
+        },
+    }
+    kubectl(node, "apply", "-f", "-", stdin=yaml.safe_dump(body))
+    wait_for(lambda: "first write acknowledged" in kubectl(node, "logs", "writer", "-n", NS, check=False), "the writer")
+
+    # 1. By annotation.
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    annotate = ["annotate", "valkeycluster", NAME, "-n", NS, f"{names.ANN_ROTATE_CERTIFICATES}={stamp}"]
+
+    def by_annotation() -> None:
+        kubectl(node, *annotate)
+
+    first = rotate_and_watch(node, creds, by_annotation, "annotation")
+
+    # 2. By the clock: renewBefore chosen so the renewal time falls 40 s from now; the operator's timer
+    # notices when the clock passes it. Afterwards renewBefore goes back, so the new certificate is not due.
+    not_after = datetime.strptime(first["notAfter"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    due_at = datetime.now(UTC) + timedelta(seconds=40)
+    renew_before = int((not_after - due_at).total_seconds())
+    original = vkc(node)["spec"]["tls"]["certificates"]["renewBefore"]
+
+    def set_renew_before(value: str) -> None:
+        patch = {"spec": {"tls": {"certificates": {"renewBefore": value}}}}
+        kubectl(node, "patch", "valkeycluster", NAME, "-n", NS, "--type=merge", "-p", json.dumps(patch))
+
+    def by_clock() -> None:
+        set_renew_before(f"{renew_before}s")
+        when = wait_for(
+            lambda: (
+                vkc(node)["status"]["certificates"]["server"].get("renewalTime") != first.get("renewalTime")
+                and vkc(node)["status"]["certificates"]["server"]["renewalTime"]
+            ),
+            "the new renewal time in status",
+            60,
+        )
+        assert abs((datetime.strptime(when, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) - due_at).total_seconds()) < 2
+        assert vkc(node)["status"]["certificates"]["server"]["serial"] == first["serial"], "re-issued before due"
+        wait_for(lambda: vkc(node)["status"]["certificates"]["server"]["serial"] != first["serial"], "renewal", 120)
+        assert datetime.now(UTC) >= due_at
+        set_renew_before(original)
+
+    rotate_and_watch(node, creds, by_clock, "the clock")
+
+    # Stop the writer (through the primary), then read its report.
+    head = primary(node)
+    assert "OK" in creds.cli(head["status"]["podIP"], pod_fqdn(head["metadata"]["name"]), "SET", "writer:stop", "1")
+    wait_for(
+        lambda: get_json(node, "pod", "writer", "-n", NS)["status"].get("phase") in ("Succeeded", "Failed"),
+        "the writer to finish",
+        120,
+    )
+    report = json.loads(kubectl(node, "logs", "writer", "-n", NS).splitlines()[-1])
+    print(f"\nwriter under two rotations: {json.dumps(report)}")
+    Path(ROOT / ".e2e-rotation-report.json").write_text(json.dumps(report, indent=2))
+    kubectl(node, "delete", "pod", "writer", "-n", NS, "--wait=false")
+    assert report["acked"] > 1000, report
+    assert report["missing_count"] == 0, report
+    # Every replica holds the same keys as the primary.
+    head = primary(node)
+    size = creds.cli(head["status"]["podIP"], pod_fqdn(head["metadata"]["name"]), "DBSIZE").strip()
+    for p in pods(node):
+        ip, fqdn = p["status"]["podIP"], pod_fqdn(p["metadata"]["name"])
+
+        def synced(ip: str = ip, fqdn: str = fqdn) -> bool:
+            return creds.cli(ip, fqdn, "DBSIZE").strip() == size
+
+        wait_for(synced, f"{fqdn} to hold every key", 60)
+
+
+def test_a_broken_external_secret_leaves_the_running_pods_serving(node: Node, creds: Creds) -> None:
+    now = datetime.now(UTC)
+    ca, other = mint_ca("external CA", now, timedelta(days=365)), mint_ca("other", now, timedelta(days=365))
+    dns = vkc(node)["status"]["certificates"]["server"]["dnsNames"]
+    leaf = issue_leaf(ca, LeafRequest("cache", tuple(dns)), now)
+    wrong_key = issue_leaf(other, LeafRequest("cache", tuple(dns)), now).key_pem
+    broken = {"tls.crt": leaf.cert_pem, "tls.key": wrong_key, "ca.crt": ca.cert_pem}
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "my-certs", "namespace": NS},
+        "data": {k: base64.b64encode(v).decode() for k, v in broken.items()},
+    }
+    kubectl(node, "apply", "-f", "-", stdin=yaml.safe_dump(doc))
+    uids = {p["metadata"]["uid"] for p in pods(node)}
+    sts = get_json(node, "statefulset", NAME, "-n", NS)
+    tls_rv = get_json(node, "secret", f"{NAME}-tls", "-n", NS)["metadata"]["resourceVersion"]
+    served = {p["metadata"]["name"]: served_fingerprint(creds, p["status"]["podIP"], pod_fqdn(p["metadata"]["name"]))
+              for p in pods(node)}  # fmt: skip
+    # An External issuer brings its own client certificates, so the app client goes from the spec too.
+    patch: dict[str, Any] = {
+        "spec": {"tls": {"issuer": {"type": "External", "secretName": "my-certs"}, "clients": None}}
+    }
+    kubectl(node, "patch", "valkeycluster", NAME, "-n", NS, "--type=merge", "-p", json.dumps(patch))
+    wait_for(lambda: condition(vkc(node), "CertificatesReady").get("reason") == "PrivateKeyMismatch", "the refusal", 60)
+    events = get_json(node, "events", "-n", NS, "--field-selector", "reason=PrivateKeyMismatch")["items"]
+    assert [e["involvedObject"]["name"] for e in events] == [NAME]
+    assert "tls.key does not belong to its certificate" in events[0]["message"]
+    assert "PRIVATE KEY" not in json.dumps(events)
+    time.sleep(25)  # two more timer passes
+    assert {p["metadata"]["uid"] for p in pods(node)} == uids
+    assert all(is_ready(p) for p in pods(node))
+    after = get_json(node, "statefulset", NAME, "-n", NS)
+    assert after["metadata"]["generation"] == sts["metadata"]["generation"]
+    assert after["status"]["updateRevision"] == sts["status"]["updateRevision"]
+    assert get_json(node, "secret", f"{NAME}-tls", "-n", NS)["metadata"]["resourceVersion"] == tls_rv
+    for p in pods(node):
+        name, ip = p["metadata"]["name"], p["status"]["podIP"]
+        assert served_fingerprint(creds, ip, pod_fqdn(name)) == served[name]
+        assert "PONG" in creds.cli(ip, pod_fqdn(name), "PING")
+    # Back to the operator's own CA: Ready again, with the same pods.
+    patch = {"spec": {"tls": {"issuer": {"type": "SelfSigned", "secretName": None}, "clients": [{"name": "app"}]}}}
+    kubectl(node, "patch", "valkeycluster", NAME, "-n", NS, "--type=merge", "-p", json.dumps(patch))
+    wait_for(lambda: vkc(node)["status"].get("phase") == "Ready", "Ready again", 120)
+    assert {p["metadata"]["uid"] for p in pods(node)} == uids
