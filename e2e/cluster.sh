@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# e2e/cluster.sh up [--node]|down|env|status: the project's local Kubernetes (see controlplane.py, node.py).
+# e2e/cluster.sh up [--node] | down | env | status | import IMAGE...: the project's local Kubernetes
+# (controlplane.py, node.py). `import` loads local podman images into the node's containerd.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv=$(bash "$root/scripts/setup-python.sh")

@@ -73,7 +73,7 @@ class LocalCluster:
 
     # --- lifecycle -----------------------------------------------------------------------------------
     def up(self) -> LocalCluster:
-        if self.healthy():
+        if self.healthy() and json.loads(self.pids_file.read_text()).get("node_ip") == self.node_ip:
             return self
         self.down()
         self.bins = self.bins or bin_dir()
@@ -89,7 +89,7 @@ class LocalCluster:
             self._wait(self._apiserver_ready, "kube-apiserver /readyz")
             pids["kube-controller-manager"] = self._start("kube-controller-manager", self._controller_args())
             pids["kube-scheduler"] = self._start("kube-scheduler", self._scheduler_args())
-            self.pids_file.write_text(json.dumps({"pids": pids, "ports": self.ports}))
+            self.pids_file.write_text(json.dumps({"pids": pids, "ports": self.ports, "node_ip": self.node_ip}))
             self._wait(self._default_service_account, "the default ServiceAccount (controller-manager)")
         except Exception:
             self.pids_file.write_text(json.dumps({"pids": pids, "ports": self.ports}))
@@ -327,9 +327,12 @@ def _reap(pid: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cluster.sh", description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("verb", choices=["up", "down", "env", "status"])
+    parser.add_argument("verb", choices=["up", "down", "env", "status", "import"])
+    parser.add_argument("images", nargs="*", help="import: local podman images to load into the node")
     parser.add_argument("--dir", type=Path, default=CACHE / "cluster", help="state folder")
-    parser.add_argument("--node", action="store_true", help="up: also a node (kubelet, containerd, runc, CNI)")
+    parser.add_argument(
+        "--node", action="store_true", help="up: also a node (kubelet, containerd, runc, CNI, kube-proxy, CoreDNS)"
+    )
     args = parser.parse_args(argv)
     cluster = LocalCluster(args.dir)
     if args.verb == "up" and args.node:
@@ -342,7 +345,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.node:
             from e2e.node import Node
 
-            Node(cluster, args.dir / "node").up()
+            node = Node(cluster, args.dir / "node")
+            if not node.running():
+                node.up()
         print(
             f"control plane up in {time.monotonic() - started:.1f}s; KUBECONFIG={cluster.kubeconfig}", file=sys.stderr
         )
@@ -352,6 +357,16 @@ def main(argv: list[str] | None = None) -> int:
 
             Node(cluster, args.dir / "node").down()
         cluster.down()
+    elif args.verb == "import":
+        from e2e.node import Node
+
+        node = Node(cluster, args.dir / "node")
+        if not (cluster.healthy() and node.running()):
+            print("no node is running: e2e/cluster.sh up --node first", file=sys.stderr)
+            return 1
+        cluster.bins = bin_dir()
+        for image in args.images:
+            node.import_image(image)
     elif args.verb == "env":
         for key, value in cluster.env().items():
             print(f"export {key}={value!r}".replace("'", '"'))

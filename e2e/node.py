@@ -85,6 +85,19 @@ class Node:
         return _run("ctr", "--address", str(self.socket), "-n", "k8s.io", *args, check=check)
 
     # --- lifecycle -----------------------------------------------------------------------------------
+    def running(self) -> bool:
+        """Every process of this node (containerd, kubelet, kube-proxy, CoreDNS) is alive."""
+        files = [self.pids_file, self.state_dir / "service-pids"]
+        if not all(f.exists() for f in files):
+            return False
+        pids = [int(p) for f in files for p in f.read_text().split()]
+        try:
+            for pid in pids:
+                os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
     def up(self) -> Node:
         ensure_packages()
         self.state_dir.mkdir(parents=True, exist_ok=True)
