@@ -71,13 +71,15 @@ def recheck(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     _pass("timer", body, patch)
 
 
-def _rolling(status: kopf.Status, **_: Any) -> bool:
-    return bool(status.get("phase") == "Rotating")
+def _converging(status: kopf.Status, **_: Any) -> bool:
+    # Pod readiness changes no ValkeyCluster field, so no event would report it: poll while it matters.
+    return bool(status.get("phase") in ("Provisioning", "Rotating"))
 
 
-@kopf.timer(*_RESOURCE, interval=RUNTIME.rollout_interval, when=_rolling)
+@kopf.timer(*_RESOURCE, interval=RUNTIME.rollout_interval, when=_converging)
 def advance_rollout(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    """While pods roll, take the next step every few seconds instead of waiting for the slow timer."""
+    """While pods start or roll, take the next step (and report readiness) every few seconds instead of
+    waiting for the slow timer."""
     _pass("rollout", body, patch)
 
 
