@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,3 +82,13 @@ def kubectl(node: Node, *args: str, stdin: str | None = None, check: bool = True
     if check and out.returncode != 0:
         raise AssertionError(out.stdout + out.stderr)
     return out.stdout
+
+
+def get_json(node: Node, *args: str) -> dict[str, Any]:
+    """`kubectl get ... -o json`, parsed."""
+    return dict(json.loads(kubectl(node, "get", *args, "-o", "json")))
+
+
+def secret(node: Node, name: str, namespace: str = "default") -> dict[str, bytes]:
+    """A Secret's data, decoded."""
+    return {k: base64.b64decode(v) for k, v in get_json(node, "secret", name, "-n", namespace)["data"].items()}

@@ -89,13 +89,16 @@ class LocalCluster:
             self._wait(self._apiserver_ready, "kube-apiserver /readyz")
             pids["kube-controller-manager"] = self._start("kube-controller-manager", self._controller_args())
             pids["kube-scheduler"] = self._start("kube-scheduler", self._scheduler_args())
-            self.pids_file.write_text(json.dumps({"pids": pids, "ports": self.ports, "node_ip": self.node_ip}))
+            self._save_state(pids)
             self._wait(self._default_service_account, "the default ServiceAccount (controller-manager)")
         except Exception:
-            self.pids_file.write_text(json.dumps({"pids": pids, "ports": self.ports}))
+            self._save_state(pids)
             self.down(keep_state=True)
             raise
         return self
+
+    def _save_state(self, pids: dict[str, int]) -> None:
+        self.pids_file.write_text(json.dumps({"pids": pids, "ports": self.ports, "node_ip": self.node_ip}))
 
     def down(self, keep_state: bool | None = None) -> None:
         """Stop every process this cluster started (whole process groups) and check none is left."""
@@ -335,16 +338,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     cluster = LocalCluster(args.dir)
-    if args.verb == "up" and args.node:
-        from e2e.node import NODE_IP
-
-        cluster.node_ip = NODE_IP
     if args.verb == "up":
         started = time.monotonic()
+        if args.node:
+            from e2e.node import NODE_IP, Node
+
+            cluster.node_ip = NODE_IP
         cluster.up()
         if args.node:
-            from e2e.node import Node
-
             node = Node(cluster, args.dir / "node")
             if not node.running():
                 node.up()

@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import time
+import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -85,14 +86,16 @@ class Node:
         return _run("ctr", "--address", str(self.socket), "-n", "k8s.io", *args, check=check)
 
     # --- lifecycle -----------------------------------------------------------------------------------
+    @property
+    def services_pids_file(self) -> Path:
+        return self.state_dir / "service-pids"
+
     def running(self) -> bool:
         """Every process of this node (containerd, kubelet, kube-proxy, CoreDNS) is alive."""
-        files = [self.pids_file, self.state_dir / "service-pids"]
-        if not all(f.exists() for f in files):
+        if not (self.pids_file.exists() and self.services_pids_file.exists()):
             return False
-        pids = [int(p) for f in files for p in f.read_text().split()]
         try:
-            for pid in pids:
+            for pid in _pids(self.pids_file) + _pids(self.services_pids_file):
                 os.kill(pid, 0)
         except ProcessLookupError:
             return False
@@ -136,7 +139,7 @@ class Node:
             ),
             self._start("coredns", [str(self.cluster.bins / "coredns"), "-conf", str(self.state_dir / "Corefile")]),
         ]
-        (self.state_dir / "service-pids").write_text(" ".join(map(str, extra)))
+        self.services_pids_file.write_text(" ".join(map(str, extra)))
         self._wait(self._services_programmed, "kube-proxy's rules for the kubernetes Service")
         self._wait(self._dns_ready, "CoreDNS to be ready")
         return self
@@ -144,10 +147,9 @@ class Node:
     def down(self) -> None:
         """Stop CoreDNS, kube-proxy, the kubelet, containers and containerd; remove the iptables chains
         they made; unmount, delete the network namespaces and the bridge."""
-        services = self.state_dir / "service-pids"
-        for pid in [int(p) for p in services.read_text().split()] if services.exists() else []:
+        for pid in _pids(self.services_pids_file):
             stop_group(pid)
-        pids = [int(p) for p in self.pids_file.read_text().split()] if self.pids_file.exists() else []
+        pids = _pids(self.pids_file)
         if pids:
             stop_group(pids[-1])  # the kubelet first, so it restarts nothing
         if self.cluster.bins is not None and (self.state_dir / "kube-proxy.yaml").exists():
@@ -372,13 +374,16 @@ state = "{s}/containerd/state"
         return "default/kubernetes:https cluster IP" in rules
 
     def _dns_ready(self) -> bool:
-        import urllib.request
-
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.dns_ports['ready']}/ready", timeout=2) as resp:
                 return int(resp.status) == 200
         except OSError:
             return False
+
+
+def _pids(path: Path) -> list[int]:
+    """The pids a node wrote to `path` (none when it is missing)."""
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
 def _remove_kube_chains() -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.conftest import kubectl
+from e2e.conftest import get_json, kubectl, secret
 from e2e.node import Node
 from valkey_operator import __version__, names
 from valkey_operator.builders.services import ROLE_LABEL, ROLE_PRIMARY
@@ -51,20 +51,12 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 300, every: f
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def get_json(node: Node, *args: str) -> dict[str, Any]:
-    return dict(json.loads(kubectl(node, "get", *args, "-o", "json")))
-
-
 def vkc(node: Node) -> dict[str, Any]:
     return get_json(node, "valkeycluster", NAME, "-n", NS)
 
 
 def condition(body: dict[str, Any], kind: str) -> dict[str, Any]:
     return next((c for c in body.get("status", {}).get("conditions", []) if c["type"] == kind), {})
-
-
-def secret(node: Node, name: str, ns: str = NS) -> dict[str, bytes]:
-    return {k: base64.b64decode(v) for k, v in get_json(node, "secret", name, "-n", ns)["data"].items()}
 
 
 def pods(node: Node) -> list[dict[str, Any]]:
@@ -169,8 +161,8 @@ def creds(node: Node, example: dict[str, Any], tmp_path_factory: pytest.TempPath
     return Creds(folder, conn["password"].decode())
 
 
-def run_pod(node: Node, name: str, image: str, command: list[str], timeout: float = 180) -> str:
-    """A client pod with the connection Secret at /tls; runs to completion, returns its log."""
+def start_client_pod(node: Node, name: str, image: str, command: list[str]) -> None:
+    """A hardened pod with the connection Secret at /tls, running `command` once."""
     body = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -192,18 +184,26 @@ def run_pod(node: Node, name: str, image: str, command: list[str], timeout: floa
         },
     }
     kubectl(node, "apply", "-f", "-", stdin=yaml.safe_dump(body))
-    phase = wait_for(
-        lambda: (
-            get_json(node, "pod", name, "-n", NS).get("status", {}).get("phase") in ("Succeeded", "Failed")
-            and get_json(node, "pod", name, "-n", NS)["status"]["phase"]
-        ),
-        f"pod {name} to finish",
-        timeout,
-    )
+
+
+def finish_pod(node: Node, name: str, timeout: float) -> str:
+    """Wait for a client pod to end, delete it, return its log; it must have succeeded."""
+
+    def ended() -> str | None:
+        phase = get_json(node, "pod", name, "-n", NS).get("status", {}).get("phase")
+        return str(phase) if phase in ("Succeeded", "Failed") else None
+
+    phase = wait_for(ended, f"pod {name} to finish", timeout)
     log = kubectl(node, "logs", name, "-n", NS)
     kubectl(node, "delete", "pod", name, "-n", NS, "--wait=false")
     assert phase == "Succeeded", log
     return log
+
+
+def run_pod(node: Node, name: str, image: str, command: list[str], timeout: float = 180) -> str:
+    """A client pod run to completion; its log."""
+    start_client_pod(node, name, image, command)
+    return finish_pod(node, name, timeout)
 
 
 # Runs in a pod from the operator image (Python and valkey-py): name verification through CoreDNS and
@@ -465,26 +465,7 @@ def test_clients_in_pods_reach_the_service_by_name(node: Node, creds: Creds, ope
 
 def test_rotation_under_load_keeps_every_acknowledged_write(node: Node, creds: Creds, operator_image: str) -> None:
     writer = WRITER_PY % {"service": SERVICE_DNS, "max_seconds": 1500}
-    body = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "writer", "namespace": NS},
-        "spec": {
-            "restartPolicy": "Never",
-            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
-            "containers": [
-                {
-                    "name": "writer",
-                    "image": operator_image,
-                    "imagePullPolicy": "Never",
-                    "command": ["python", "-c", writer],
-                    "volumeMounts": [{"name": "tls", "mountPath": "/tls", "readOnly": True}],
-                }
-            ],
-            "volumes": [{"name": "tls", "secret": {"secretName": f"{NAME}-connection"}}],
-        },
-    }
-    kubectl(node, "apply", "-f", "-", stdin=yaml.safe_dump(body))
+    start_client_pod(node, "writer", operator_image, ["python", "-c", writer])
     wait_for(lambda: "first write acknowledged" in kubectl(node, "logs", "writer", "-n", NS, check=False), "the writer")
 
     # 1. By annotation.
@@ -528,15 +509,9 @@ def test_rotation_under_load_keeps_every_acknowledged_write(node: Node, creds: C
     # Stop the writer (through the primary), then read its report.
     head = primary(node)
     assert "OK" in creds.cli(head["status"]["podIP"], pod_fqdn(head["metadata"]["name"]), "SET", "writer:stop", "1")
-    wait_for(
-        lambda: get_json(node, "pod", "writer", "-n", NS)["status"].get("phase") in ("Succeeded", "Failed"),
-        "the writer to finish",
-        120,
-    )
-    report = json.loads(kubectl(node, "logs", "writer", "-n", NS).splitlines()[-1])
+    report = json.loads(finish_pod(node, "writer", 120).splitlines()[-1])
     print(f"\nwriter under two rotations: {json.dumps(report)}")
     Path(ROOT / ".e2e-rotation-report.json").write_text(json.dumps(report, indent=2))
-    kubectl(node, "delete", "pod", "writer", "-n", NS, "--wait=false")
     assert report["acked"] > 1000, report
     assert report["missing_count"] == 0, report
     # Every replica holds the same keys as the primary.

@@ -4,8 +4,6 @@ connection Secret. The operator runs on the host here; test_operator_in_cluster.
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import subprocess
 import sys
@@ -18,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.conftest import kubectl
+from e2e.conftest import get_json, kubectl, secret
 from e2e.node import Node
 
 
@@ -45,12 +43,7 @@ def running_operator(node: Node) -> Iterator[None]:
 
 
 def vkc(node: Node, name: str) -> dict[str, Any]:
-    return dict(json.loads(kubectl(node, "get", "valkeycluster", name, "-o", "json")))
-
-
-def secret(node: Node, name: str) -> dict[str, bytes]:
-    data = json.loads(kubectl(node, "get", "secret", name, "-o", "json"))["data"]
-    return {k: base64.b64decode(v) for k, v in data.items()}
+    return get_json(node, "valkeycluster", name)
 
 
 def test_a_standalone_valkey_pod_serves_tls_with_verified_names(
