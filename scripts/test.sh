@@ -27,4 +27,11 @@ step "container images: Debian base by debootstrap, the operator image by podman
 bash e2e/images.sh operator >/dev/null
 
 step "pytest: unit, acceptance, chart, integration, e2e"
+golden_before=$(git status --porcelain -- tests/unit/*/golden 2>/dev/null || true)
 python -m pytest tests/unit tests/acceptance tests/chart tests/integration e2e "$@"
+# A run never rewrites the reviewed golden files (UPDATE_GOLDEN=1 is for a developer, then git diff).
+if [ "$(git status --porcelain -- tests/unit/*/golden 2>/dev/null || true)" != "$golden_before" ]; then
+  echo "the golden files changed during the run:" >&2
+  git status --porcelain -- tests/unit/*/golden >&2
+  exit 1
+fi

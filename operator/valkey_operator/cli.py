@@ -79,25 +79,53 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """The composition root: settings read once, adapters and the Reconciler built once, handed to kopf."""
+    import os  # noqa: PLC0415
+
     import kopf  # noqa: PLC0415 - only `run` needs the operator machinery
     from prometheus_client import start_http_server  # noqa: PLC0415
 
-    from valkey_operator import handlers  # noqa: F401, PLC0415 - registers the handlers
+    from valkey_operator import handlers  # noqa: PLC0415
+    from valkey_operator.clock import SystemClock  # noqa: PLC0415
+    from valkey_operator.config import OperatorConfig  # noqa: PLC0415
+    from valkey_operator.k8s.client import Kube  # noqa: PLC0415
     from valkey_operator.metrics import REGISTRY  # noqa: PLC0415
+    from valkey_operator.reconcile import Reconciler  # noqa: PLC0415
+    from valkey_operator.valkey_admin import ValkeyAdmin  # noqa: PLC0415
 
     handler = logging.StreamHandler()
     handler.setFormatter(JSONFormatter() if args.log_format == "json" else logging.Formatter(PLAIN_FORMAT))
     logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     # One access line per liveness probe (every 10 s) buries the operator's own lines; keep only errors.
     logging.getLogger("aiohttp.access").setLevel(max(logging.WARNING, logging.getLogger().level))
+    config = OperatorConfig.from_env(os.environ)
+    reconciler = Reconciler(Kube(), ValkeyAdmin(), SystemClock(), config.cluster_domain)
     start_http_server(args.metrics_port, registry=REGISTRY)
+    log = logging.getLogger("valkey_operator.cli")
     peering: dict[str, Any] = {"standalone": True}
-    if not args.standalone:
+    if args.leader_election:
         # kopf peering: the peer with the highest priority works, the others pause. Replicas of one
         # Deployment share their arguments, so each draws its own priority unless one is given.
         priority = args.priority if args.priority is not None else secrets.randbelow(1_000_000) + 1
         peering = {"peering_name": PEERING_NAME, "priority": priority}
+        log.info(
+            "leader election on (peering %s, priority %d): the operator works only while it leads, and waits "
+            "while the kopf.dev peering CRDs (the chart installs them) are missing",
+            PEERING_NAME,
+            priority,
+        )
+    else:
+        log.info("leader election off: run one replica (--leader-election turns it on)")
+    scope = ", ".join(args.namespace) if args.namespace and not args.all_namespaces else "every namespace"
+    log.info(
+        "watching ValkeyClusters in %s; timers every %g s (rollouts %g s)",
+        scope,
+        config.timer_interval,
+        config.rollout_interval,
+    )
     kopf.run(
+        registry=handlers.registry(config),
+        memo=handlers.memo(reconciler),
         clusterwide=args.all_namespaces or not args.namespace,
         namespaces=args.namespace or (),
         liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz",
@@ -115,7 +143,8 @@ def parser() -> argparse.ArgumentParser:
     scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace (default)")
     run.add_argument("--metrics-port", type=int, default=8080)
     run.add_argument("--health-port", type=int, default=8081)
-    run.add_argument("--standalone", action="store_true", help="no leader election (kopf peering)")
+    run.add_argument("--leader-election", action="store_true", help="elect one working replica through kopf peering")
+    run.add_argument("--standalone", action="store_true", help="no leader election (the default; kept for scripts)")
     run.add_argument("--priority", type=int, help="kopf peering priority (default: drawn at random)")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     run.add_argument("--log-format", default="plain", choices=["plain", "json"])

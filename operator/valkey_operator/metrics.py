@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from valkey_operator.report import CertTimes, Metrics
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 _CERT = ["namespace", "cluster", "certificate"]
@@ -26,6 +26,12 @@ NOT_BEFORE = Gauge(
 RENEWAL = Gauge(
     "valkey_operator_certificate_renewal_timestamp_seconds",
     "When the operator will re-issue the certificate, as a Unix timestamp.",
+    _CERT,
+    registry=REGISTRY,
+)
+WARNING = Gauge(
+    "valkey_operator_certificate_warning_timestamp_seconds",
+    "When the certificate passes its cluster's warnBefore (notAfter - warnBefore), as a Unix timestamp.",
     _CERT,
     registry=REGISTRY,
 )
@@ -61,12 +67,7 @@ RECONCILE_ERRORS = Counter(
 )
 
 
-@dataclass(frozen=True)
-class CertTimes:
-    not_before: datetime
-    not_after: datetime
-    renewal: datetime | None
-    ready: bool
+__all__ = ["CertTimes", "record"]
 
 
 def record_certificates(namespace: str, cluster: str, certs: Mapping[str, CertTimes]) -> None:
@@ -76,6 +77,8 @@ def record_certificates(namespace: str, cluster: str, certs: Mapping[str, CertTi
         NOT_BEFORE.labels(*labels).set(t.not_before.timestamp())
         if t.renewal is not None:
             RENEWAL.labels(*labels).set(t.renewal.timestamp())
+        if t.warning is not None:
+            WARNING.labels(*labels).set(t.warning.timestamp())
         READY.labels(*labels).set(1 if t.ready else 0)
 
 
@@ -92,9 +95,18 @@ def record_cluster_ready(namespace: str, cluster: str, ready: bool) -> None:
     CLUSTER_READY.labels(namespace, cluster).set(1 if ready else 0)
 
 
+def record(namespace: str, cluster: str, values: Metrics) -> None:
+    """Everything one pass decided to report."""
+    record_certificates(namespace, cluster, values.certificates)
+    record_not_ready(namespace, cluster, list(values.not_ready))
+    for r in values.rotations:
+        record_rotation(namespace, cluster, r.certificate, r.reason)
+    record_cluster_ready(namespace, cluster, values.cluster_ready)
+
+
 def forget(namespace: str, cluster: str) -> None:
     """Drop every series of a deleted cluster, so dashboards do not show ghosts."""
-    for metric in (EXPIRATION, NOT_BEFORE, RENEWAL, READY, ROTATIONS, CLUSTER_READY):
+    for metric in (EXPIRATION, NOT_BEFORE, RENEWAL, WARNING, READY, ROTATIONS, CLUSTER_READY):
         for labels in list(metric._metrics):
             if labels[:2] == (namespace, cluster):
                 metric.remove(*labels)

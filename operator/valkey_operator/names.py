@@ -17,6 +17,8 @@ ANNOTATION_PREFIX = f"{GROUP}/"
 
 ANN_TLS_REVISION = f"{GROUP}/tls-revision"
 ANN_CONFIG_HASH = f"{GROUP}/config-hash"
+# On the pod template: a digest of the whole template, so a pod's own annotation says whether it is current.
+ANN_TEMPLATE_HASH = f"{GROUP}/template-hash"
 ANN_ROTATE_CERTIFICATES = f"{GROUP}/rotate-certificates"
 ANN_ROTATE_CA = f"{GROUP}/rotate-ca"
 # Written on the Secrets the operator owns, so that the state of a rotation survives a restart.
@@ -25,6 +27,11 @@ ANN_HANDLED_ROTATE_CERTIFICATES = f"{GROUP}/handled-rotate-certificates"
 ANN_HANDLED_ROTATE_CA = f"{GROUP}/handled-rotate-ca"
 ANN_RETIRING_CA = f"{GROUP}/retiring-ca-fingerprint"
 ANN_SPEC_HASH = f"{GROUP}/certificate-spec-hash"
+
+# Pod roles, set by the operator; the read-write Service selects the primary, the read-only one the replicas.
+ROLE_LABEL = f"{GROUP}/role"
+ROLE_PRIMARY = "primary"
+ROLE_REPLICA = "replica"
 
 COMPONENT_SERVER = "server"
 COMPONENT_CA = "ca"
@@ -52,6 +59,17 @@ def selector_labels(cluster: str) -> dict[str, str]:
         "app.kubernetes.io/instance": cluster,
         "app.kubernetes.io/component": COMPONENT_SERVER,
     }
+
+
+def owned_selector(cluster: str) -> dict[str, str]:
+    """The labels that select every object the operator created for one cluster, pods included."""
+    return {"app.kubernetes.io/instance": cluster, "app.kubernetes.io/managed-by": MANAGER}
+
+
+def ordinal(pod: str) -> int:
+    """A StatefulSet pod's ordinal (`cache-2` -> 2); -1 for a name without one."""
+    tail = pod.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
 
 
 @dataclass(frozen=True)

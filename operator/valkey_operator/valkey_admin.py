@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import socket
+import ssl
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import valkey
 
+from valkey_operator.conf.layout import POD_LAYOUT, Layout
 from valkey_operator.pki.issue import KeyPair
+from valkey_operator.snapshot import Replication
+
+
+class PodError(Exception):
+    """A pod could not be reached, refused the handshake, or refused the command."""
 
 
 @dataclass(frozen=True)
@@ -63,49 +72,81 @@ def connect(host: str, port: int, creds: Credentials, *, address: str | None = N
             conn.close()
 
 
-def replication_info(conn: valkey.Valkey) -> dict[str, str]:
-    info: dict[str, object] = conn.info("replication")  # type: ignore[assignment]
-    return {k: str(v) for k, v in info.items()}
-
-
-def switchover(primary: valkey.Valkey, target_host: str, target_port: int, timeout_ms: int = 10000) -> None:
-    """Coordinated FAILOVER: the primary pauses writes, waits for the target to catch up, then swaps roles."""
-    primary.execute_command("FAILOVER", "TO", target_host, target_port, "TIMEOUT", timeout_ms)
-
-
-def wait_role(conn: valkey.Valkey, role: str, attempts: int = 50, pause: float = 0.2) -> bool:
-    """Poll INFO replication until `role` (master|slave) shows, a bounded number of times."""
-    import time  # noqa: PLC0415 - only this helper sleeps
-
-    for _ in range(attempts):
-        if replication_info(conn).get("role") == role:
-            return True
-        time.sleep(pause)
-    return False
-
-
-def served_fingerprint(host: str, port: int, creds: Credentials, *, address: str | None = None) -> str:
-    """SHA-256 of the certificate a server presents in a live handshake, its name verified against `host`."""
-    import hashlib  # noqa: PLC0415
-    import socket  # noqa: PLC0415
-    import ssl  # noqa: PLC0415
-
-    with _files(creds) as (ca, cert, key):
-        ctx = ssl.create_default_context(cafile=ca)
-        if cert and key:
-            ctx.load_cert_chain(cert, key)
-        with (
-            socket.create_connection((address or host, port), timeout=10) as raw,
-            ctx.wrap_socket(raw, server_hostname=host) as tls,
-        ):
-            der = tls.getpeercert(binary_form=True)
-    if der is None:
-        raise ssl.SSLError(f"{host} presented no certificate")
-    return hashlib.sha256(der).hexdigest()
-
-
-def reload_tls(conn: valkey.Valkey, cert_file: str, key_file: str, ca_file: str) -> None:
-    """Make a running server re-read its certificate files: the same paths force a re-read."""
-    conn.execute_command(
-        "CONFIG", "SET", "tls-cert-file", cert_file, "tls-key-file", key_file, "tls-ca-cert-file", ca_file
+def parse_replication(info: Mapping[str, object]) -> Replication:
+    return Replication(
+        role=str(info.get("role", "")),
+        master_host=str(info["master_host"]) if "master_host" in info else None,
+        link_up=str(info.get("master_link_status", "")) == "up",
+        offset=int(str(info.get("master_repl_offset", 0) or 0)),
+        failover_state=str(info.get("master_failover_state", "no-failover")),
     )
+
+
+class ValkeyAdmin:
+    """Every call the operator makes to a pod, each over TLS to the pod's stable DNS name (verified)."""
+
+    def __init__(self, layout: Layout = POD_LAYOUT) -> None:
+        self.layout = layout
+
+    @contextmanager
+    def _conn(self, host: str, creds: Credentials | None) -> Iterator[valkey.Valkey]:
+        if creds is None:
+            raise PodError(f"{host}: no certificates to talk to it with yet")
+        try:
+            with connect(host, self.layout.port, creds) as conn:
+                yield conn
+        except (OSError, valkey.exceptions.ValkeyError) as exc:
+            raise PodError(f"{host}: {exc}") from exc
+
+    def replication(self, host: str, creds: Credentials | None) -> Replication:
+        with self._conn(host, creds) as conn:
+            info: dict[str, object] = conn.info("replication")  # type: ignore[assignment]
+        return parse_replication(info)
+
+    def switchover(self, host: str, target_host: str, creds: Credentials | None, timeout_ms: int = 10000) -> None:
+        """Coordinated FAILOVER: the primary pauses writes, waits for the target to catch up, then swaps roles.
+
+        The command returns at once; the next pass reads the outcome from INFO replication.
+        """
+        with self._conn(host, creds) as conn:
+            conn.execute_command("FAILOVER", "TO", target_host, self.layout.port, "TIMEOUT", timeout_ms)
+
+    def repoint(self, host: str, primary_host: str, creds: Credentials | None) -> None:
+        """Make a replica follow `primary_host` (REPLICAOF); a no-op for one that already does."""
+        with self._conn(host, creds) as conn:
+            conn.execute_command("REPLICAOF", primary_host, self.layout.port)
+
+    def reload(self, host: str, creds: Credentials | None) -> None:
+        """Make a running server re-read its certificate files: the same paths force a re-read."""
+        lay = self.layout
+        with self._conn(host, creds) as conn:
+            conn.execute_command(
+                "CONFIG",
+                "SET",
+                "tls-cert-file",
+                lay.cert_file,
+                "tls-key-file",
+                lay.key_file,
+                "tls-ca-cert-file",
+                lay.ca_file,
+            )
+
+    def served(self, host: str, creds: Credentials | None) -> str:
+        """SHA-256 of the certificate `host` presents in a live handshake, its name verified."""
+        if creds is None:
+            raise PodError(f"{host}: no certificates to talk to it with yet")
+        try:
+            with _files(creds) as (ca, cert, key):
+                ctx = ssl.create_default_context(cafile=ca)
+                if cert and key:
+                    ctx.load_cert_chain(cert, key)
+                with (
+                    socket.create_connection((host, self.layout.port), timeout=10) as raw,
+                    ctx.wrap_socket(raw, server_hostname=host) as tls,
+                ):
+                    der = tls.getpeercert(binary_form=True)
+        except OSError as exc:
+            raise PodError(f"{host}: {exc}") from exc
+        if der is None:
+            raise PodError(f"{host} presented no certificate")
+        return hashlib.sha256(der).hexdigest()

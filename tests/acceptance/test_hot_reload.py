@@ -18,27 +18,17 @@ pytestmark = pytest.mark.acceptance
 CHILD = """
 import sys
 from pathlib import Path
-import yaml
-from valkey_operator.api.spec import parse_cluster
 from valkey_operator.conf.layout import Layout
-from valkey_operator.handlers.runtime import hot_reload, served
 from valkey_operator.pki.issue import KeyPair
-from valkey_operator.pki.plan import Material
+from valkey_operator.valkey_admin import Credentials, ValkeyAdmin
 
-tls, example, port, password, action = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
-body = yaml.safe_load(open(example))
-body["spec"]["tls"]["rotation"] = {"strategy": "HotReload"}
-cluster = parse_cluster(body)
-layout = Layout(tls_dir=str(tls), port=port)
-material = Material(
-    bundle=(tls / "ca.crt").read_bytes(),
-    server=KeyPair((tls / "tls.crt").read_bytes(), (tls / "tls.key").read_bytes()),
-    revision=1, server_annotations={},
-    clients={"connection": KeyPair((tls / "connection.crt").read_bytes(), (tls / "connection.key").read_bytes())},
-)
+tls, fqdn, port, password, action = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+admin = ValkeyAdmin(Layout(tls_dir=str(tls), port=port))
+creds = Credentials((tls / "ca.crt").read_bytes(),
+                    KeyPair((tls / "connection.crt").read_bytes(), (tls / "connection.key").read_bytes()), password)
 if action == "reload":
-    hot_reload(cluster, material, password, "cache-0", layout)
-print(served(cluster, material, password, "cache-0", layout))
+    admin.reload(fqdn, creds)
+print(admin.served(fqdn, creds))
 """
 
 
@@ -48,8 +38,7 @@ def test_hot_reload_serves_the_new_certificate_without_a_restart(launch: Any, tm
     hosts = {cluster.names.pod_fqdn("cache-0"): "127.0.0.2"}
     inst = launch(cluster, host="127.0.0.2", port=port, pod="cache-0", hosts=hosts)
     inst.client_files()
-    example_file = str(Path(__file__).resolve().parents[2] / "examples" / "valkeycluster.yaml")
-    args = (inst.layout.tls_dir, example_file, str(port), PASSWORD)
+    args = (inst.layout.tls_dir, cluster.names.pod_fqdn("cache-0"), str(port), PASSWORD)
 
     before = run_with_hosts(tmp_path, hosts, CHILD, *args, "check")
     assert before.returncode == 0, before.stderr

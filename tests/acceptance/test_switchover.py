@@ -1,50 +1,83 @@
-"""The operator's switchover (valkey_admin over TLS, names verified) between two real valkey-servers."""
+"""The operator's switchover and repoint (ValkeyAdmin over TLS, names verified) on three real valkey-servers:
+the role moves without losing a write, and the third pod then follows the new primary, so restarting the old
+primary takes nobody else down."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.acceptance.conftest import PASSWORD, Pair, run_with_hosts, wait_for_info
+from tests.acceptance.conftest import PASSWORD, example, free_port, run_with_hosts, wait_for_info
 
 pytestmark = pytest.mark.acceptance
 
+# What the operator does across passes, in one child process that resolves pod names as a pod would.
 CHILD = """
-import sys
+import sys, time
 from pathlib import Path
-import yaml
-from valkey_operator.api.spec import parse_cluster
 from valkey_operator.conf.layout import Layout
-from valkey_operator.handlers.runtime import switchover
 from valkey_operator.pki.issue import KeyPair
-from valkey_operator.pki.plan import Material
+from valkey_operator.valkey_admin import Credentials, ValkeyAdmin
 
-tls, example, port, password = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
-cluster = parse_cluster(yaml.safe_load(open(example)))
-server = KeyPair((tls / "tls.crt").read_bytes(), (tls / "tls.key").read_bytes())
-client = KeyPair((tls / "connection.crt").read_bytes(), (tls / "connection.key").read_bytes())
-material = Material(bundle=(tls / "ca.crt").read_bytes(), server=server, revision=1, server_annotations={},
-                    clients={"connection": client})
-switchover(cluster, material, password, "cache-0", "cache-1", Layout(port=port))
+tls, port, password, fqdn = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+creds = Credentials((tls / "ca.crt").read_bytes(),
+                    KeyPair((tls / "connection.crt").read_bytes(), (tls / "connection.key").read_bytes()), password)
+admin = ValkeyAdmin(Layout(port=port))
+pod = lambda name: fqdn.format(name)
+
+def until(check, what):
+    for _ in range(100):  # bounded: 20 s
+        if check():
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"timed out: {what}")
+
+admin.switchover(pod("cache-0"), pod("cache-1"), creds)
+until(lambda: admin.replication(pod("cache-1"), creds).role == "master", "cache-1 promoted")
+until(lambda: admin.replication(pod("cache-0"), creds).role == "slave", "cache-0 demoted")
+print("third follows", admin.replication(pod("cache-2"), creds).master_host)
+admin.repoint(pod("cache-2"), pod("cache-1"), creds)
+until(lambda: (r := admin.replication(pod("cache-2"), creds)).master_host == pod("cache-1") and r.link_up,
+      "cache-2 follows cache-1")
 print("switched")
 """
 
 
-def test_switchover_moves_the_primary_without_losing_writes(replica_pair: Pair, tmp_path: Path) -> None:
-    primary, replica, hosts, port = replica_pair.primary, replica_pair.replica, replica_pair.hosts, replica_pair.port
-    wait_for_info(replica, "master_link_status:up")
+def test_switchover_then_repoint_moves_every_replica_without_losing_writes(launch: Any, tmp_path: Path) -> None:
+    cluster = example()
+    n = cluster.names
+    port = free_port("127.0.0.2")
+    hosts = {n.pod_fqdn(f"cache-{i}"): f"127.0.0.{i + 2}" for i in range(3)}
+    primary = launch(cluster, host="127.0.0.2", port=port, pod="cache-0", hosts=hosts)
+    replicas = [
+        launch(cluster, host=f"127.0.0.{i + 2}", port=port, pod=f"cache-{i}", material=primary.material, hosts=hosts)
+        for i in (1, 2)
+    ]
+    for r in replicas:
+        wait_for_info(r, "master_link_status:up")
     for i in range(200):
         primary.cli("SET", f"k{i}", str(i))
     primary.client_files()  # connection.crt/.key for the child
-    root = Path(__file__).resolve().parents[2]
-    example_file = str(root / "examples" / "valkeycluster.yaml")
-    out = run_with_hosts(tmp_path, hosts, CHILD, primary.layout.tls_dir, example_file, str(port), PASSWORD)
+    fqdn = n.pod_fqdn("{}")
+    out = run_with_hosts(tmp_path, hosts, CHILD, primary.layout.tls_dir, str(port), PASSWORD, fqdn)
     assert out.returncode == 0, out.stdout + out.stderr
+    # FAILOVER leaves the third pod following the old primary: what the operator must repair.
+    assert f"third follows {n.pod_fqdn('cache-0')}" in out.stdout
     assert "switched" in out.stdout
-    assert "role:master" in replica.cli("INFO", "replication").stdout
-    wait_for_info(primary, "master_link_status:up")
-    assert "role:slave" in primary.cli("INFO", "replication").stdout
-    assert replica.cli("GET", "k199").stdout.strip() == "199"
-    assert replica.cli("DBSIZE").stdout.strip() == "200"
-    assert replica.cli("SET", "after", "switch").stdout.strip() == "OK"
+    new_primary, third = replicas
+    assert "role:master" in new_primary.cli("INFO", "replication").stdout
+    assert new_primary.cli("DBSIZE").stdout.strip() == "200"
+    assert new_primary.cli("SET", "after", "switch").stdout.strip() == "OK"
+    for _ in range(50):  # bounded: the write reaches the third pod through its new primary
+        if third.cli("GET", "after").stdout.strip() == "switch":
+            break
+        time.sleep(0.2)
+    assert third.cli("GET", "after").stdout.strip() == "switch"
+    # The old primary restarts (a rollout's next step): the third pod's link stays up.
+    primary.stop()
+    info = wait_for_info(third, "master_link_status:up")
+    assert f"master_host:{n.pod_fqdn('cache-1')}" in info
+    assert third.cli("DBSIZE").stdout.strip() == "201"

@@ -17,6 +17,7 @@ from valkey_operator.cli import crd_helm_template, crd_yaml
 from valkey_operator.k8s.client import CLUSTER_PERMISSIONS, NAMESPACE_OBSERVER_PERMISSIONS, NAMESPACED_PERMISSIONS
 
 EXPIRY = "valkey_operator_certificate_expiration_timestamp_seconds"
+WARNING = "valkey_operator_certificate_warning_timestamp_seconds"
 VALUES_FILES = sorted((CHART / "ci").glob("*.yaml"))
 
 
@@ -95,14 +96,14 @@ def test_deployment_is_hardened_with_probes_on_the_health_port(bins: Path) -> No
     assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert c["image"] == f"valkey-tls-operator:{__version__}"
-    assert "--standalone" in c["args"]
+    assert "--leader-election" not in c["args"]  # one replica: no peering to wait for
 
 
 def test_ha_values_enable_peering(bins: Path) -> None:
     docs = render(bins, "-f", str(CHART / "ci" / "ha-values.yaml"))
     (dep,) = find(docs, "Deployment")
     assert dep["spec"]["replicas"] == 2
-    assert "--standalone" not in dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--leader-election" in dep["spec"]["template"]["spec"]["containers"][0]["args"]
     names = {d["metadata"]["name"] for d in find(docs, "CustomResourceDefinition")}
     assert {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"} <= names
     # Each peer is known by its pod's name (kopf reads POD_ID), never by a passwd lookup of runAsUser.
@@ -171,8 +172,9 @@ def expect(at: str, alert: str, labels: dict[str, str], summary: str, descriptio
 def test_alert_rules_fire_as_the_contract_says(bins: Path, tmp_path: Path) -> None:
     rules = rules_file(bins, tmp_path)
     day = 86400
-    # promtool's clock starts at 0: expiring at 30 days warns, at 90 days does not, at 600 s has
-    # expired by the 20th minute (critical, and no longer "expiring soon").
+    # promtool's clock starts at 0. Each certificate warns at its own cluster's warnBefore: c expires in 30
+    # days with the default 45-day warnBefore (warns), d also in 30 days but with warnBefore 10 days (does
+    # not warn yet), and e's CA at 600 s has expired by the 20th minute (critical, no longer "expiring soon").
     fixture = {
         "rule_files": [str(rules)],
         "evaluation_interval": "1m",
@@ -185,12 +187,24 @@ def test_alert_rules_fire_as_the_contract_says(bins: Path, tmp_path: Path) -> No
                         "values": f"{30 * day}x60",
                     },
                     {
+                        "series": WARNING + '{namespace="a",cluster="c",certificate="server"}',
+                        "values": f"{(30 - 45) * day}x60",
+                    },
+                    {
                         "series": EXPIRY + '{namespace="a",cluster="d",certificate="server"}',
-                        "values": f"{90 * day}x60",
+                        "values": f"{30 * day}x60",
+                    },
+                    {
+                        "series": WARNING + '{namespace="a",cluster="d",certificate="server"}',
+                        "values": f"{(30 - 10) * day}x60",
                     },
                     {
                         "series": EXPIRY + '{namespace="a",cluster="e",certificate="ca"}',
                         "values": "600x60",
+                    },
+                    {
+                        "series": WARNING + '{namespace="a",cluster="e",certificate="ca"}',
+                        "values": f"{600 - 45 * day}x60",
                     },
                     {"series": 'valkey_operator_cluster_ready{namespace="a",cluster="c"}', "values": "0x60"},
                     {
@@ -203,7 +217,7 @@ def test_alert_rules_fire_as_the_contract_says(bins: Path, tmp_path: Path) -> No
                         "20m",
                         "ValkeyCertificateExpiringSoon",
                         {"severity": "warning", "namespace": "a", "cluster": "c", "certificate": "server"},
-                        "Certificate server of ValkeyCluster a/c expires in less than 45 days",
+                        "Certificate server of ValkeyCluster a/c has passed its warnBefore and expires soon",
                         "The operator renews certificates before this; check the ValkeyCluster's "
                         "CertificatesReady condition and its Events.",
                     ),

@@ -20,7 +20,8 @@ import pytest
 import yaml
 
 # The timer re-checks often here, so tests that move the clock see the result quickly.
-os.environ.setdefault("VALKEY_OPERATOR_TIMER_INTERVAL", "2")
+TIMER_INTERVAL = 2.0
+WATCHED_PREFIX = "t-"
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,7 +70,8 @@ def crd(control_plane: Any) -> None:
 class OperatorThread:
     """kopf.operator() in a thread of its own; start() and stop() may be called again and again."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Any) -> None:
+        self.clock = clock
         self.thread: threading.Thread | None = None
         self.stop_flag = threading.Event()
         self.error: BaseException | None = None
@@ -77,10 +79,27 @@ class OperatorThread:
     def _run(self, stop_flag: threading.Event, ready_flag: threading.Event) -> None:
         import kopf
 
-        from valkey_operator import handlers  # noqa: F401 - registers the handlers
+        from valkey_operator import handlers
+        from valkey_operator.config import OperatorConfig
+        from valkey_operator.k8s.client import Kube
+        from valkey_operator.reconcile import Reconciler
+        from valkey_operator.valkey_admin import ValkeyAdmin
 
+        config = OperatorConfig(timer_interval=TIMER_INTERVAL)
+        reconciler = Reconciler(Kube(), ValkeyAdmin(), self.clock, config.cluster_domain)
         try:
-            asyncio.run(kopf.operator(clusterwide=True, standalone=True, stop_flag=stop_flag, ready_flag=ready_flag))
+            asyncio.run(
+                kopf.operator(
+                    registry=handlers.registry(config),
+                    memo=handlers.memo(reconciler),
+                    # Only the namespaces of the `namespace` fixture: a test that drives passes itself
+                    # (`unwatched_namespace`) is never reconciled behind its back.
+                    namespaces=[f"{WATCHED_PREFIX}*"],
+                    standalone=True,
+                    stop_flag=stop_flag,
+                    ready_flag=ready_flag,
+                )
+            )
         except BaseException as exc:  # reported by the fixture
             self.error = exc
 
@@ -109,21 +128,29 @@ def clock() -> Any:
 
 @pytest.fixture(scope="session")
 def operator(crd: None, clock: Any) -> Iterator[OperatorThread]:
-    from valkey_operator.handlers.runtime import RUNTIME
-
-    RUNTIME.reset(clock)
-    op = OperatorThread().start()
+    op = OperatorThread(clock).start()
     yield op
     op.stop()
     assert op.error is None, op.error
 
 
-@pytest.fixture
-def namespace(control_plane: Any) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
+def _namespace(prefix: str) -> Iterator[str]:
+    name = f"{prefix}{uuid.uuid4().hex[:8]}"
     kubectl("create", "namespace", name)
     yield name
     kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def namespace(control_plane: Any) -> Iterator[str]:
+    """A namespace the session's operator watches."""
+    yield from _namespace(WATCHED_PREFIX)
+
+
+@pytest.fixture
+def unwatched_namespace(control_plane: Any) -> Iterator[str]:
+    """A namespace no operator watches: the test runs every pass itself."""
+    yield from _namespace("manual-")
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.conftest import get_vkc, kubectl
+from tests.integration.conftest import get_vkc, kubectl, kubectl_json
 
 pytestmark = pytest.mark.integration
 
@@ -109,3 +109,15 @@ def test_mode_is_immutable_and_shards_cannot_shrink(crd: None, namespace: str) -
     assert out.returncode != 0
     assert "shards cannot be reduced" in out.stderr
     kubectl("patch", "valkeycluster", "imm", "-n", namespace, "--type=merge", "-p", '{"spec":{"shards":5}}')
+
+
+def test_standalone_without_replicas_is_accepted(crd: None, namespace: str) -> None:
+    """`replicas` defaults by mode: a user who wrote only `mode: standalone` is not told to fix it."""
+    doc = {
+        "apiVersion": "valkeyops.dev/v1alpha1",
+        "kind": "ValkeyCluster",
+        "metadata": {"name": "solo", "namespace": namespace},
+        "spec": {"mode": "standalone"},
+    }
+    kubectl("create", "-f", "-", stdin=yaml.safe_dump(doc))
+    assert "replicas" not in kubectl_json("get", "valkeycluster", "solo", "-n", namespace)["spec"]

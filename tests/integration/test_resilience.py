@@ -23,7 +23,7 @@ from valkey_operator.k8s.client import Kube, with_conflict_retry
 pytestmark = pytest.mark.integration
 
 
-def test_restart_in_the_middle_of_a_rotation_finishes_it(operator: OperatorThread, namespace: str) -> None:
+def test_restart_in_the_middle_of_a_rotation_finishes_it(operator: OperatorThread, namespace: str, clock: Any) -> None:
     apply(example_body(namespace))
     wait_until(lambda: get_vkc(namespace).get("status", {}).get("certificates"), what="provisioning")
     wait_until(lambda: pods_at_update_revision(namespace), what="pods")
@@ -33,13 +33,13 @@ def test_restart_in_the_middle_of_a_rotation_finishes_it(operator: OperatorThrea
     try:
         # While the operator is down, a rotation is asked for...
         kubectl("annotate", "valkeycluster", "cache", "-n", namespace, "valkeyops.dev/rotate-certificates=r1")
-        restarted = OperatorThread().start()
+        restarted = OperatorThread(clock).start()
         # ...stop again as soon as the new certificate is written, before the pods have all rolled.
         wait_until(lambda: server_cert(namespace) != old_cert, what="the re-issue")
         restarted.stop()
         assert restarted.error is None
         mid = server_cert(namespace)
-        again = OperatorThread().start()
+        again = OperatorThread(clock).start()
         try:
             wait_until(lambda: pods_at_update_revision(namespace), timeout=90, what="the rollout to finish")
             new_pods = {p["metadata"]["uid"] for p in kubectl_json("get", "pods", "-n", namespace)["items"]}

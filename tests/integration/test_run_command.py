@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import apply, example_body, get_vkc, wait_until
+from tests.integration.conftest import apply, example_body, get_vkc, kubectl, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -32,6 +32,8 @@ def fetch(port: int, path: str) -> tuple[int, str]:
 
 
 def test_run_serves_metrics_and_health_and_reconciles(crd: None, namespace: str, tmp_path: Path) -> None:
+    """The README's quick start as written (`run --namespace NS`, only crds/ applied, no peering CRD):
+    it reconciles at once, and says at the default level that leader election is off."""
     metrics_port, health_port = free_port(), free_port()
     cli = Path(sys.executable).parent / "valkey-operator"
     log = tmp_path / "operator.log"
@@ -41,7 +43,6 @@ def test_run_serves_metrics_and_health_and_reconciles(crd: None, namespace: str,
             "run",
             "--namespace",
             namespace,
-            "--standalone",
             "--metrics-port",
             str(metrics_port),
             "--health-port",
@@ -54,7 +55,10 @@ def test_run_serves_metrics_and_health_and_reconciles(crd: None, namespace: str,
     try:
         wait_until(lambda: fetch(health_port, "/healthz")[0] == 200, what="/healthz")
         apply(example_body(namespace))
-        wait_until(lambda: get_vkc(namespace).get("status", {}).get("certificates"), what="reconcile")
+        # The StatefulSet created and status written within 30 s of the apply.
+        wait_until(lambda: get_vkc(namespace).get("status", {}).get("certificates"), timeout=30, what="reconcile")
+        kubectl("get", "statefulset", "cache", "-n", namespace)
+        assert "leader election off" in log.read_text()
 
         def scraped() -> Any:
             code, text = fetch(metrics_port, "/metrics")
@@ -65,6 +69,7 @@ def test_run_serves_metrics_and_health_and_reconciles(crd: None, namespace: str,
             "valkey_operator_certificate_expiration_timestamp_seconds",
             "valkey_operator_certificate_not_before_timestamp_seconds",
             "valkey_operator_certificate_renewal_timestamp_seconds",
+            "valkey_operator_certificate_warning_timestamp_seconds",
             "valkey_operator_certificate_ready_status",
             "valkey_operator_cluster_ready",
             "valkey_operator_reconcile_duration_seconds_bucket",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,3 +46,13 @@ def example(**spec: Any) -> ValkeyCluster:
 @pytest.fixture
 def cluster() -> ValkeyCluster:
     return example()
+
+
+def check_golden(path: Path, text: str) -> None:
+    """`text` must equal the reviewed golden file. `UPDATE_GOLDEN=1 python -m pytest tests/unit` rewrites the
+    files for review (git diff shows what changed); under CI that variable is an error, never a rewrite."""
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        assert not os.environ.get("CI"), "UPDATE_GOLDEN=1 under CI would rewrite the golden files: unset it"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+    assert text == path.read_text(), f"{path.name} changed; see tests/unit/conftest.py:check_golden to regenerate"

@@ -17,7 +17,7 @@ def exposition() -> str:
 
 
 def test_certificate_series_carry_namespace_cluster_certificate() -> None:
-    metrics.record_certificates("apps", "m1", {"server": metrics.CertTimes(T0, T1, T0, True)})
+    metrics.record_certificates("apps", "m1", {"server": metrics.CertTimes(T0, T1, T0, True, T0)})
     labels = {"namespace": "apps", "cluster": "m1", "certificate": "server"}
 
     def value(name: str) -> float | None:
@@ -27,6 +27,8 @@ def test_certificate_series_carry_namespace_cluster_certificate() -> None:
     assert value("valkey_operator_certificate_not_before_timestamp_seconds") == T0.timestamp()
     assert value("valkey_operator_certificate_renewal_timestamp_seconds") == T0.timestamp()
     assert value("valkey_operator_certificate_ready_status") == 1.0
+    # The alert's own threshold: notAfter - this cluster's warnBefore.
+    assert value("valkey_operator_certificate_warning_timestamp_seconds") == T0.timestamp()
 
 
 def test_rotations_and_cluster_ready_and_reconcile_metrics_are_named_as_the_contract_says() -> None:

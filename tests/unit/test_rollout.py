@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from valkey_operator.rollout import PodState, next_step
+from valkey_operator.rollout import PodState, complete, next_step
 
 
-def pod(i: int, rev: str = "old", ready: bool = True, terminating: bool = False) -> PodState:
-    return PodState(f"cache-{i}", f"uid-{i}", rev, ready, terminating)
+def pod(i: int, rev: str = "old", ready: bool = True, terminating: bool = False, synced: bool = True) -> PodState:
+    return PodState(f"cache-{i}", f"uid-{i}", rev == "new", ready, terminating, synced)
 
 
 @pytest.mark.parametrize(
@@ -23,24 +23,55 @@ def pod(i: int, rev: str = "old", ready: bool = True, terminating: bool = False)
         ([pod(0), pod(1, "new"), pod(2, "new")], ["cache-0"], ("switchover", "cache-0")),
         # A primary that moved to cache-2 is still last.
         ([pod(0), pod(1), pod(2)], ["cache-2"], ("delete", "cache-1")),
-        # An outdated pod that never became ready serves nobody: replaced at once, even the primary.
-        ([pod(0, ready=False), pod(1), pod(2)], ["cache-0"], ("delete", "cache-0")),
+        # An outdated replica that never became ready serves nobody: replaced at once.
+        ([pod(0), pod(1, ready=False), pod(2)], ["cache-0"], ("delete", "cache-1")),
+        # An outdated primary that is not ready is never deleted while it holds the role (it was, before:
+        # "cache-0 is not ready and outdated" took the serving primary down without a switchover).
+        ([pod(0, ready=False), pod(1), pod(2)], ["cache-0"], ("wait", None)),
         # An updated pod still starting: wait before touching the next one.
         ([pod(0), pod(1), pod(2, "new", ready=False)], ["cache-0"], ("wait", None)),
         # A pod on its way out: wait.
         ([pod(0), pod(1), pod(2, terminating=True)], ["cache-0"], ("wait", None)),
-        # A single pod (standalone) restarts without a switchover.
+        # A single pod (standalone) restarts without a switchover, ready or not.
         ([pod(0)], ["cache-0"], ("delete", "cache-0")),
+        ([pod(0, ready=False)], ["cache-0"], ("delete", "cache-0")),
         # No primaries (cluster mode is not rolled by role yet): ordinal order.
         ([pod(0), pod(1)], [], ("delete", "cache-1")),
+        # No current replica whose link is up to hand the role to: wait.
+        ([pod(0), pod(1, "new", synced=False), pod(2, "new", synced=False)], ["cache-0"], ("wait", None)),
     ],
 )
 def test_next_step(pods: list[PodState], primaries: list[str], expected: tuple[str, str | None]) -> None:
-    step = next_step(pods, "new", primaries, desired=len(pods))
+    step = next_step(pods, primaries, desired=len(pods))
     assert (step.action, step.pod) == expected
-    if step.pod:
-        assert step.uid == f"uid-{step.pod.rsplit('-', 1)[1]}"
+
+
+def test_the_switchover_target_is_a_current_replica() -> None:
+    step = next_step([pod(0), pod(1, "new"), pod(2, "new")], ["cache-0"], desired=3)
+    assert (step.action, step.pod, step.target) == ("switchover", "cache-0", "cache-1")
+
+
+def test_no_restart_while_a_replica_resyncs() -> None:
+    """A replica whose link is down is about to be unavailable: restarting another would make two."""
+    assert next_step([pod(0, "new"), pod(1, synced=False), pod(2)], ["cache-0"], desired=3).action == "wait"
 
 
 def test_missing_pods_are_waited_for() -> None:
-    assert next_step([pod(0, "new")], "new", ["cache-0"], desired=3).action == "wait"
+    assert next_step([pod(0, "new")], ["cache-0"], desired=3).action == "wait"
+
+
+@pytest.mark.parametrize(
+    ("pods", "desired", "expected"),
+    [
+        ([pod(0, "new"), pod(1, "new")], 2, True),
+        ([pod(0, "new"), pod(1)], 2, False),
+        ([pod(0, "new"), pod(1, "new", ready=False)], 2, False),
+        ([pod(0, "new")], 2, False),
+        # A pod on its way out does not count for or against.
+        ([pod(0, "new"), pod(1, "new"), pod(2, terminating=True)], 2, True),
+        # HotReload: a pod that does not serve the current certificate yet is not done.
+        ([pod(0, "new"), PodState("cache-1", "u", True, True, serving=False)], 2, False),
+    ],
+)
+def test_complete(pods: list[PodState], desired: int, expected: bool) -> None:
+    assert complete(pods, desired) is expected

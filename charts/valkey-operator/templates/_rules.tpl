@@ -4,14 +4,15 @@ groups:
   - name: valkey-operator
     rules:
       - alert: ValkeyCertificateExpiringSoon
+        # Each certificate's own threshold: notAfter - its cluster's spec.tls.certificates.warnBefore.
         expr: |
-          (valkey_operator_certificate_expiration_timestamp_seconds - time()) < {{ .Values.metrics.prometheusRule.warnBeforeSeconds }}
-          and (valkey_operator_certificate_expiration_timestamp_seconds - time()) > 0
+          time() >= valkey_operator_certificate_warning_timestamp_seconds
+          and on (namespace, cluster, certificate) (valkey_operator_certificate_expiration_timestamp_seconds - time()) > 0
         for: 10m
         labels:
           severity: warning
         annotations:
-          summary: "Certificate {{ "{{" }} $labels.certificate {{ "}}" }} of ValkeyCluster {{ "{{" }} $labels.namespace {{ "}}" }}/{{ "{{" }} $labels.cluster {{ "}}" }} expires in less than {{ div .Values.metrics.prometheusRule.warnBeforeSeconds 86400 }} days"
+          summary: "Certificate {{ "{{" }} $labels.certificate {{ "}}" }} of ValkeyCluster {{ "{{" }} $labels.namespace {{ "}}" }}/{{ "{{" }} $labels.cluster {{ "}}" }} has passed its warnBefore and expires soon"
           description: "The operator renews certificates before this; check the ValkeyCluster's CertificatesReady condition and its Events."
       - alert: ValkeyCertificateExpired
         expr: (valkey_operator_certificate_expiration_timestamp_seconds - time()) <= 0

@@ -259,9 +259,11 @@ def _spec_schema() -> Schema:
                 enum=list(MODES),
                 **{"x-kubernetes-validations": [_rule("self == oldSelf", "mode is immutable")]},
             ),
+            # No schema default: it follows the mode (3 in replication, 1 in standalone), so a user who
+            # writes only `mode: standalone` is not told to fix a value they never wrote.
             "replicas": _i(
-                "replication: pods in total (1 primary + replicas). standalone: must be 1.",
-                3,
+                "replication: pods in total (1 primary + replicas), default 3. standalone: 1 (the default).",
+                None,
                 minimum=1,
                 maximum=100,
             ),
@@ -299,7 +301,7 @@ def _spec_schema() -> Schema:
                     fieldPath=".shards",
                 ),
                 _rule(
-                    "self.mode != 'standalone' || self.replicas == 1",
+                    "self.mode != 'standalone' || !has(self.replicas) || self.replicas == 1",
                     "replicas must be 1 in standalone mode",
                     reason="FieldValueInvalid",
                     fieldPath=".replicas",

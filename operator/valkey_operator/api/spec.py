@@ -167,6 +167,10 @@ def _tls(raw: Mapping[str, Any]) -> TLSSpec:
     )
 
 
+# `replicas` defaults by mode (the CRD cannot: a schema default is one value for every mode).
+DEFAULT_REPLICAS = {"standalone": 1, "replication": 3}
+
+
 def parse_spec(raw: Mapping[str, Any] | None) -> ClusterSpec:
     """Default and validate a raw `spec`; raise SpecError with a reason and a one-sentence message."""
     data = s.apply_defaults(s.spec_schema(), dict(raw or {}))
@@ -175,7 +179,7 @@ def parse_spec(raw: Mapping[str, Any] | None) -> ClusterSpec:
         image=data["image"],
         image_pull_policy=data["imagePullPolicy"],
         mode=data["mode"],
-        replicas=int(data["replicas"]),
+        replicas=int(data["replicas"] if "replicas" in data else DEFAULT_REPLICAS.get(data["mode"], 3)),
         shards=int(data["shards"]),
         replicas_per_shard=int(data["replicasPerShard"]),
         resources=data["resources"],

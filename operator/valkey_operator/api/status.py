@@ -14,12 +14,19 @@ ROTATING = "Rotating"
 DEGRADED = "Degraded"
 
 
+CONTRACT_ORDER = (READY, CERTIFICATES_READY, EXPIRING_SOON, ROTATING, DEGRADED)
+
+
 @dataclass(frozen=True)
 class Condition:
     type: str
-    status: bool
+    status: bool | None  # None: Unknown
     reason: str
     message: str
+
+
+def _status_word(status: bool | None) -> str:
+    return "Unknown" if status is None else "True" if status else "False"
 
 
 def _iso(when: datetime) -> str:
@@ -33,7 +40,7 @@ def merge_conditions(
     before = {c.get("type"): c for c in previous}
     out = []
     for cond in new:
-        status = "True" if cond.status else "False"
+        status = _status_word(cond.status)
         old = before.get(cond.type)
         changed = old is None or old.get("status") != status
         out.append(
@@ -61,7 +68,8 @@ class Observation:
     expiring: tuple[str, ...] = ()  # labels of certificates under warnBefore
     soonest_expiry: datetime | None = None
     spec_error: tuple[str, str] | None = None
-    exists: bool = True  # the StatefulSet exists
+    exists: bool = True  # the StatefulSet exists (or this pass creates it)
+    primary_serving: bool = True  # replication: the read-write endpoint has a primary behind it
 
     @property
     def rolling(self) -> bool:
@@ -69,16 +77,37 @@ class Observation:
 
     @property
     def all_ready(self) -> bool:
-        return self.exists and self.ready >= self.desired and not self.rolling
+        return self.exists and self.ready >= self.desired and not self.rolling and self.primary_serving
+
+
+def spec_error_conditions(previous: Sequence[Mapping[str, Any]], reason: str, message: str) -> list[Condition]:
+    """A spec the operator cannot serve: Ready False and Degraded True, saying why; the other three keep what
+    was last observed (nothing changed them: the pass stopped before acting), or Unknown when never observed."""
+    before = {c.get("type"): c for c in previous}
+    out = []
+    for kind in CONTRACT_ORDER:
+        old = before.get(kind)
+        if kind == READY:
+            out.append(Condition(READY, False, reason, message))
+        elif kind == DEGRADED:
+            out.append(Condition(DEGRADED, True, reason, message))
+        elif old is not None:
+            word = old.get("status")
+            status = None if word not in ("True", "False") else word == "True"
+            out.append(Condition(kind, status, str(old.get("reason", "")), str(old.get("message", ""))))
+        else:
+            out.append(Condition(kind, None, "SpecInvalid", "Not checked while the spec is invalid: fix the spec."))
+    return out
 
 
 def conditions(obs: Observation) -> list[Condition]:
     out: list[Condition] = []
     if obs.spec_error:
-        reason, message = obs.spec_error
-        return [Condition(READY, False, reason, message), Condition(DEGRADED, True, reason, message)]
+        return spec_error_conditions((), *obs.spec_error)
     if obs.all_ready:
         out.append(Condition(READY, True, "AllPodsReady", f"All {obs.desired} pods serve the current certificates."))
+    elif obs.exists and obs.ready >= obs.desired and not obs.rolling and not obs.primary_serving:
+        out.append(Condition(READY, False, "NoPrimary", "No pod serves as the primary behind the read-write endpoint."))
     else:
         out.append(
             Condition(READY, False, "PodsNotReady", f"{obs.ready} of {obs.desired} pods are ready; wait or check pods.")

@@ -9,9 +9,7 @@ from valkey_operator.api.spec import ValkeyCluster
 from valkey_operator.builders.common import Manifest, metadata
 from valkey_operator.conf.layout import POD_LAYOUT, Layout
 
-ROLE_LABEL = f"{names.GROUP}/role"
-ROLE_PRIMARY = "primary"
-ROLE_REPLICA = "replica"
+ROLE_LABEL, ROLE_PRIMARY, ROLE_REPLICA = names.ROLE_LABEL, names.ROLE_PRIMARY, names.ROLE_REPLICA
 
 
 def ports(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT) -> list[dict[str, Any]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from valkey_operator import names
@@ -99,7 +101,7 @@ def pod_template(cluster: ValkeyCluster, tls_revision: int, config_digest: str) 
     if cluster.spec.tls.rotation_strategy == "RollingRestart":
         # Under HotReload new certificates reach pods without a restart, so the revision stays off the template.
         annotations[names.ANN_TLS_REVISION] = str(tls_revision)
-    return {
+    template: dict[str, Any] = {
         "metadata": {
             "labels": {**names.labels(cluster.name, names.COMPONENT_SERVER)},
             "annotations": annotations,
@@ -119,6 +121,16 @@ def pod_template(cluster: ValkeyCluster, tls_revision: int, config_digest: str) 
             "volumes": _volumes(cluster),
         },
     }
+    # Every pod carries the digest of the template it was made from, so "is this pod current" is a
+    # comparison of two strings, read from the pod itself (not from the StatefulSet's status, which lags).
+    digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:16]
+    annotations[names.ANN_TEMPLATE_HASH] = digest
+    return template
+
+
+def template_digest(manifest: Manifest) -> str:
+    """The template hash of a StatefulSet manifest built here."""
+    return str(manifest["spec"]["template"]["metadata"]["annotations"][names.ANN_TEMPLATE_HASH])
 
 
 def statefulset(cluster: ValkeyCluster, tls_revision: int, config_digest: str) -> Manifest:

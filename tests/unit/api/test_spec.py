@@ -22,6 +22,9 @@ def test_example_parses() -> None:
 
 def test_pod_count_per_mode() -> None:
     assert parse_spec({"mode": "standalone", "replicas": 1}).pod_count == 1
+    # replicas defaults by mode: `mode: standalone` alone is valid (it was refused: the default was 3).
+    assert parse_spec({"mode": "standalone"}).replicas == 1
+    assert parse_spec({}).replicas == 3
     assert parse_spec({"mode": "cluster", "shards": 4, "replicasPerShard": 2}).pod_count == 12
     assert parse_spec({"replicas": 5}).pod_count == 5
 

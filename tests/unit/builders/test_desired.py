@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import base64
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.unit.conftest import CONTRACT_OBJECTS, NOW, example_body
+from tests.unit.conftest import CONTRACT_OBJECTS, NOW, check_golden, example_body
 from valkey_operator.api.spec import ValkeyCluster, parse_cluster
 from valkey_operator.builders.configmap import config_files, config_hash
 from valkey_operator.builders.desired import Inputs, desired_objects
@@ -147,8 +146,4 @@ def test_config_hash_changes_with_the_config_only() -> None:
 @pytest.mark.parametrize("name", ["statefulset.yaml"])
 def test_golden_statefulset(name: str) -> None:
     text = yaml.safe_dump(statefulset(cluster(), 1, "0123456789abcdef"), sort_keys=False)
-    path = GOLDEN / name
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(text)
-    assert text == path.read_text(), "the StatefulSet changed; UPDATE_GOLDEN=1 rewrites it after review"
+    check_golden(GOLDEN / name, text)

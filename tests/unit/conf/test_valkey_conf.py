@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.unit import conftest as golden
 from tests.unit.conftest import example
 from valkey_operator.conf.layout import Layout
 from valkey_operator.conf.valkey_conf import render_valkey_conf
@@ -24,10 +24,7 @@ def directive(conf: list[str], name: str) -> list[str]:
 
 
 def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        path.write_text(text)
-    assert text == path.read_text(), f"{name} changed; UPDATE_GOLDEN=1 rewrites it after review"
+    golden.check_golden(GOLDEN / name, text)
 
 
 def test_golden_example() -> None:

@@ -1,0 +1,32 @@
+"""The operator's settings, read once at startup into a frozen value (tests build their own)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from valkey_operator import names
+
+ENV_TIMER_INTERVAL = "VALKEY_OPERATOR_TIMER_INTERVAL"
+ENV_ROLLOUT_INTERVAL = "VALKEY_OPERATOR_ROLLOUT_INTERVAL"
+ENV_WATCH_TIMEOUT = "VALKEY_OPERATOR_WATCH_TIMEOUT"
+ENV_CLUSTER_DOMAIN = "VALKEY_OPERATOR_CLUSTER_DOMAIN"
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    timer_interval: float = 300.0  # the slow re-check of every cluster (certificates age without events)
+    rollout_interval: float = 5.0  # while pods start or roll: the next step this often
+    watch_timeout: int = 300  # kopf's server-side watch timeout
+    cluster_domain: str = names.DEFAULT_CLUSTER_DOMAIN
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> OperatorConfig:
+        """The settings the chart passes as environment variables; unset ones keep their defaults."""
+        d = cls()
+        return cls(
+            timer_interval=float(env.get(ENV_TIMER_INTERVAL, d.timer_interval)),
+            rollout_interval=float(env.get(ENV_ROLLOUT_INTERVAL, d.rollout_interval)),
+            watch_timeout=int(env.get(ENV_WATCH_TIMEOUT, d.watch_timeout)),
+            cluster_domain=env.get(ENV_CLUSTER_DOMAIN, d.cluster_domain),
+        )

@@ -1,0 +1,375 @@
+"""One pass's decision, pure: from the resource and what the pass saw to the writes, Events and status.
+
+No I/O, no clock reads, no metrics: `decide(cluster, snapshot, now)` returns a Decision, and
+`reconcile.act` carries out its actions in order. Randomness (keys, serials, a new password) is the only
+thing a test cannot pin.
+"""
+
+from __future__ import annotations
+
+import secrets as pysecrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from valkey_operator import names, rollout
+from valkey_operator.actions import Action, Apply, DeletePod, Relabel, Reload, Repoint, Switchover
+from valkey_operator.api.spec import SpecError, ValkeyCluster
+from valkey_operator.api.status import (
+    CERTIFICATES_READY,
+    EXPIRING_SOON,
+    Observation,
+    conditions,
+    merge_conditions,
+    phase,
+    spec_error_conditions,
+)
+from valkey_operator.builders.desired import Inputs, desired_objects
+from valkey_operator.builders.diff import contains
+from valkey_operator.builders.statefulset import template_digest
+from valkey_operator.conf.layout import POD_LAYOUT
+from valkey_operator.pki.inspect import describe_pem
+from valkey_operator.pki.plan import Material, Plan, plan
+from valkey_operator.report import Metrics, certificates
+from valkey_operator.snapshot import (
+    ROLE_MASTER,
+    ROLE_SLAVE,
+    PodView,
+    Snapshot,
+    config_primary,
+    observed_secrets,
+    password,
+    pods,
+    statefulset_settled,
+    template_hash,
+)
+
+# "Not yet": how soon to look again while a switchover (an asynchronous FAILOVER) completes.
+SWITCHOVER_RECHECK = 1.0
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    actions: tuple[Action, ...] = ()
+    status: Mapping[str, Any] = field(default_factory=dict)
+    events: tuple[Event, ...] = ()
+    metrics: Metrics = field(default_factory=Metrics)
+    retry_after: float | None = None  # look again this soon, instead of at the next timer
+
+
+def _previous_conditions(snap: Snapshot) -> list[Mapping[str, Any]]:
+    return list(snap.status.get("conditions") or [])
+
+
+def _condition(snap: Snapshot, kind: str) -> Mapping[str, Any]:
+    return next((c for c in _previous_conditions(snap) if c.get("type") == kind), {})
+
+
+def decide_invalid(status: Mapping[str, Any], generation: int, error: SpecError, now: datetime) -> Decision:
+    """A spec the operator can never serve: say why, keep every condition, touch nothing."""
+    previous: list[Mapping[str, Any]] = list(status.get("conditions") or [])
+    ready: Mapping[str, Any] = next((c for c in previous if c.get("type") == "Ready"), {})
+    news = ready.get("reason") != error.reason
+    return Decision(
+        status={
+            "observedGeneration": generation,
+            "phase": phase(Observation(0, 0, 0, 0, spec_error=(error.reason, error.message))),
+            "conditions": merge_conditions(
+                previous, spec_error_conditions(previous, error.reason, error.message), now, generation
+            ),
+        },
+        events=(Event("Warning", error.reason, error.message),) if news else (),
+    )
+
+
+def _pod_state(
+    pod: PodView, snap: Snapshot, template: str | None, fingerprint: str | None, hot: bool
+) -> rollout.PodState:
+    report = snap.reports.get(pod.name)
+    rep = report.replication if report else None
+    return rollout.PodState(
+        name=pod.name,
+        uid=pod.uid,
+        current=template is not None and pod.template_hash == template,
+        ready=pod.ready,
+        terminating=pod.terminating,
+        synced=rep is None or rep.role == ROLE_MASTER or rep.link_up,
+        # Under HotReload a pod is done when its live handshake shows the current certificate.
+        serving=not hot or (report is not None and fingerprint is not None and report.served == fingerprint),
+    )
+
+
+def _fingerprint(pem: bytes | None) -> str | None:
+    return describe_pem(pem).fingerprint_sha256 if pem else None
+
+
+def _reported_primary(snap: Snapshot, views: Sequence[PodView], candidates: Sequence[str]) -> str | None:
+    """The one pod that reports itself primary, or None when none or several do."""
+    masters = [
+        p.name
+        for p in views
+        if not p.terminating
+        and (r := snap.reports.get(p.name)) is not None
+        and r.replication is not None
+        and r.replication.role == ROLE_MASTER
+    ]
+    return masters[0] if len(masters) == 1 and masters[0] in candidates else None
+
+
+def _primary(cluster: ValkeyCluster, snap: Snapshot, views: Sequence[PodView]) -> str | None:
+    """Replication: who is the primary. What the pods report wins over the ConfigMap's record."""
+    if cluster.spec.mode != "replication":
+        return None
+    candidates = cluster.names.pods(cluster.spec.pod_count)
+    reported = _reported_primary(snap, views, candidates)
+    if reported:
+        return reported
+    recorded = config_primary(cluster, snap)
+    return recorded if recorded in candidates else candidates[0]
+
+
+def _refuse(cluster: ValkeyCluster, snap: Snapshot, planned: Plan, now: datetime) -> Decision:
+    problem = planned.problems[0]
+    views = [p for p in pods(snap) if not p.terminating]
+    desired = cluster.spec.pod_count
+    ready = sum(p.ready for p in views)
+    exists = snap.get("StatefulSet", cluster.names.statefulset) is not None
+    obs = Observation(desired, ready, desired, 0, (problem.reason, problem.message), exists=exists)
+    news = _condition(snap, CERTIFICATES_READY).get("reason") != problem.reason
+    return Decision(
+        status=_base_status(cluster, snap, obs, now, ready, _tls_status(cluster, snap, rolling=False)),
+        events=(Event("Warning", problem.reason, problem.message),) if news else (),
+        metrics=Metrics(not_ready=("server",), cluster_ready=False),
+    )
+
+
+def _tls_status(cluster: ValkeyCluster, snap: Snapshot, rolling: bool) -> dict[str, str]:
+    """What the pods serve: while they still run an older configuration, what was reported before."""
+    before = snap.status.get("tls")
+    if rolling and isinstance(before, Mapping) and before.get("mode"):
+        return dict(before)
+    return {"mode": cluster.spec.tls.mode, "clientAuth": cluster.spec.tls.client_auth}
+
+
+def _base_status(
+    cluster: ValkeyCluster, snap: Snapshot, obs: Observation, now: datetime, ready: int, tls: Mapping[str, str]
+) -> dict[str, Any]:
+    desired = cluster.spec.pod_count
+    return {
+        "observedGeneration": cluster.generation,
+        "phase": phase(obs),
+        "replicas": desired,
+        "readyReplicas": ready,
+        "readyDisplay": f"{ready}/{desired}",
+        "tls": dict(tls),
+        "conditions": merge_conditions(_previous_conditions(snap), conditions(obs), now, cluster.generation),
+    }
+
+
+def _role_actions(views: Sequence[PodView], primary: str) -> list[Action]:
+    # The primary first: the read-write Service then never has zero endpoints.
+    out: list[Action] = []
+    for pod in sorted(views, key=lambda p: p.name != primary):
+        role = names.ROLE_PRIMARY if pod.name == primary else names.ROLE_REPLICA
+        if not pod.terminating and pod.role_label != role:
+            out.append(Relabel(pod.name, role))
+    return out
+
+
+def _repoints(cluster: ValkeyCluster, snap: Snapshot, views: Sequence[PodView], primary: str) -> list[Action]:
+    """Replicas that follow another pod than the confirmed primary (after a switchover, the third pod
+    still follows the old primary: restarting that one would take both down) follow the primary."""
+    report = snap.reports.get(primary)
+    if report is None or report.replication is None or report.replication.role != ROLE_MASTER:
+        return []
+    want = cluster.names.pod_fqdn(primary)
+    out: list[Action] = []
+    for pod in views:
+        other = snap.reports.get(pod.name)
+        rep = other.replication if other else None
+        if pod.name != primary and rep is not None and rep.role == ROLE_SLAVE and rep.master_host != want:
+            out.append(Repoint(pod.name, want))
+    return out
+
+
+@dataclass(frozen=True)
+class _Roll:
+    actions: tuple[Action, ...] = ()
+    events: tuple[Event, ...] = ()
+    retry_after: float | None = None
+
+
+def _roll(
+    cluster: ValkeyCluster,
+    snap: Snapshot,
+    states: Sequence[rollout.PodState],
+    primary: str | None,
+    sts_changes: bool,
+) -> _Roll:
+    if any(r.replication is not None and r.replication.failing_over for r in snap.reports.values()):
+        return _Roll(retry_after=SWITCHOVER_RECHECK)  # a FAILOVER is under way: read its outcome first
+    sts = snap.get("StatefulSet", cluster.names.statefulset)
+    if sts_changes or not statefulset_settled(sts):
+        return _Roll()  # a pod deleted now could come back on the old template
+    step = rollout.next_step(states, [primary] if primary else [], cluster.spec.pod_count)
+    if step.action == "switchover" and step.pod and step.target:
+        return _Roll(
+            (Switchover(step.pod, step.target),),
+            (Event("Normal", "Switchover", f"Handing the primary role from {step.pod} to {step.target}."),),
+            SWITCHOVER_RECHECK,
+        )
+    if step.action == "delete" and step.pod and step.uid:
+        return _Roll((DeletePod(step.pod, step.uid),), (Event("Normal", "RollingPod", step.message),))
+    return _Roll()
+
+
+def _reloads(snap: Snapshot, views: Sequence[PodView], fingerprint: str) -> tuple[list[Action], list[Event]]:
+    """HotReload: ready pods that serve another certificate re-read their files; the next pass confirms."""
+    actions: list[Action] = []
+    events: list[Event] = []
+    before = {s.get("pod"): s.get("fingerprintSHA256") for s in _served_before(snap)}
+    for pod in views:
+        report = snap.reports.get(pod.name)
+        if not pod.ready or report is None or report.served is None:
+            continue
+        if report.served != fingerprint:
+            actions.append(Reload(pod.name))
+        elif before.get(pod.name) not in (None, fingerprint):
+            events.append(Event("Normal", "CertificateReloaded", f"{pod.name} serves the new certificate."))
+    return actions, events
+
+
+def _served_before(snap: Snapshot) -> list[Mapping[str, Any]]:
+    return list(((snap.status.get("certificates") or {}).get("served")) or [])
+
+
+def _served(views: Sequence[PodView], snap: Snapshot) -> list[dict[str, str]]:
+    out = []
+    for pod in views:
+        report = snap.reports.get(pod.name)
+        if pod.ready:
+            out.append({"pod": pod.name, "fingerprintSHA256": (report.served if report else None) or ""})
+    return out
+
+
+def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
+    """Every decision of one pass."""
+    n = cluster.names
+    views = pods(snap)
+    live = [p for p in views if not p.terminating]
+    hot = cluster.spec.tls.rotation_strategy == "HotReload" and cluster.spec.tls.enabled
+    secrets = observed_secrets(cluster, snap)
+    # The rollout of what the Secrets hold now: the trust bundle may shrink only once it is complete.
+    old_template = template_hash(snap.get("StatefulSet", n.statefulset))
+    old_fp = _fingerprint(secrets.server.get("tls.crt") if secrets.server else None)
+    before = [_pod_state(p, snap, old_template, old_fp, hot) for p in views]
+    secrets = replace(secrets, rollout_complete=rollout.complete(before, cluster.spec.pod_count))
+    planned = plan(cluster, secrets, now)
+    if planned.problems or planned.material is None:
+        return _refuse(cluster, snap, planned, now)
+    material = planned.material
+    pw = (password(cluster, snap) or pysecrets.token_urlsafe(24)) if cluster.spec.auth_enabled else None
+    primary = _primary(cluster, snap, views)
+    manifests = desired_objects(cluster, Inputs(material, pw, primary))
+    applies = [Apply(m) for m in manifests if not contains(snap.get(m["kind"], m["metadata"]["name"]), m)]
+    sts_manifest = next(m for m in manifests if m["kind"] == "StatefulSet")
+    fingerprint = describe_pem(material.server.cert_pem).fingerprint_sha256
+    states = [_pod_state(p, snap, template_digest(sts_manifest), fingerprint, hot) for p in views]
+
+    actions: list[Action] = list(applies)
+    events = [
+        Event(
+            "Normal",
+            "CertificateRotated",
+            f"Re-issued the {r.certificate} certificate (reason {r.reason}); pods pick it up one at a time.",
+        )
+        for r in planned.rotations
+    ]
+    repoints = _repoints(cluster, snap, live, primary) if primary is not None else []
+    if primary is not None:
+        actions += _role_actions(live, primary)
+        actions += repoints
+    if hot:
+        reloads, reloaded = _reloads(snap, live, fingerprint)
+        actions += reloads
+        events += reloaded
+    retry_after: float | None = None
+    if repoints:
+        retry_after = SWITCHOVER_RECHECK  # no restart while a replica changes primary: look again soon
+    else:
+        roll = _roll(cluster, snap, states, primary, any(a.manifest is sts_manifest for a in applies))
+        actions += roll.actions
+        events += roll.events
+        retry_after = roll.retry_after
+    status, report_events, metrics = _report(cluster, snap, material, states, live, primary, now, hot, planned)
+    return Decision(tuple(actions), status, (*events, *report_events), metrics, retry_after)
+
+
+def _primary_serving(snap: Snapshot, live: Sequence[PodView], primary: str | None) -> bool:
+    if primary is None:
+        return True
+    pod = next((p for p in live if p.name == primary), None)
+    if pod is None or not pod.ready:
+        return False
+    report = snap.reports.get(primary)
+    return report is None or report.replication is None or report.replication.role == ROLE_MASTER
+
+
+def _report(
+    cluster: ValkeyCluster,
+    snap: Snapshot,
+    material: Material,
+    states: Sequence[rollout.PodState],
+    live: Sequence[PodView],
+    primary: str | None,
+    now: datetime,
+    hot: bool,
+    planned: Plan,
+) -> tuple[dict[str, Any], list[Event], Metrics]:
+    n = cluster.names
+    certs = certificates(cluster, material, now)
+    live_states = [s for s in states if not s.terminating]
+    ready = sum(p.ready for p in live)
+    done = sum(1 for s in live_states if s.current and s.serving)
+    outdated = len(live_states) - done
+    obs = Observation(
+        cluster.spec.pod_count,
+        ready,
+        done,
+        outdated,
+        None,
+        certs.expiring,
+        certs.soonest,
+        exists=True,
+        primary_serving=_primary_serving(snap, live, primary),
+    )
+    status = _base_status(cluster, snap, obs, now, ready, _tls_status(cluster, snap, rolling=obs.rolling))
+    scheme = "rediss" if cluster.spec.tls.enabled else "redis"
+    cert_status = dict(certs.status)
+    if hot:
+        cert_status["served"] = _served(live, snap)
+    status.update(
+        certificates=cert_status,
+        endpoints={"primary": f"{scheme}://{n.service_host(n.service)}:{POD_LAYOUT.port}"},
+        connectionSecret=n.connection_secret,
+    )
+    events: list[Event] = []
+    if primary is not None:
+        status["endpoints"]["readOnly"] = f"{scheme}://{n.service_host(n.ro_service)}:{POD_LAYOUT.port}"
+        status["primary"] = primary
+        was = snap.status.get("primary")
+        if was and was != primary:
+            events.append(Event("Normal", "PrimaryMoved", f"{primary} is the primary now (was {was})."))
+    if certs.expiring and _condition(snap, EXPIRING_SOON).get("status") != "True":
+        message = next(c["message"] for c in status["conditions"] if c["type"] == EXPIRING_SOON)
+        events.append(Event("Warning", "CertificateExpiringSoon", message))
+    metrics = Metrics(certs.times, (), planned.rotations, obs.all_ready)
+    return status, events, metrics

@@ -1,0 +1,148 @@
+"""What one pass saw, as one frozen value, and the pure views decisions take of it.
+
+`reconcile.gather` is the only code that fills a Snapshot; everything that reads one is pure.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from valkey_operator import names
+from valkey_operator.api.spec import ValkeyCluster
+from valkey_operator.conf.layout import PRIMARY_KEY
+from valkey_operator.pki.plan import CONNECTION_CLIENT, Observed, SecretData
+
+Object = Mapping[str, Any]
+# The kinds a ValkeyCluster owns, listed by its labels in one call each.
+OWNED_KINDS: tuple[tuple[str, str], ...] = (
+    ("v1", "Secret"),
+    ("v1", "ConfigMap"),
+    ("v1", "Service"),
+    ("apps/v1", "StatefulSet"),
+    ("policy/v1", "PodDisruptionBudget"),
+    ("v1", "Pod"),
+)
+ROLE_MASTER = "master"
+ROLE_SLAVE = "slave"
+
+
+@dataclass(frozen=True)
+class Replication:
+    """What `INFO replication` says, reduced to what decisions need."""
+
+    role: str  # master | slave
+    master_host: str | None = None
+    link_up: bool = False
+    offset: int = 0
+    failover_state: str = "no-failover"
+
+    @property
+    def failing_over(self) -> bool:
+        return self.failover_state not in ("", "no-failover")
+
+
+@dataclass(frozen=True)
+class PodReport:
+    """What one pod said over TLS in this pass; None: not asked, or it did not answer."""
+
+    replication: Replication | None = None
+    served: str | None = None  # SHA-256 of the certificate it presented
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Every read of one pass: the owned objects by (kind, name), the user's issuer Secret, the pods' reports."""
+
+    objects: Mapping[tuple[str, str], Object] = field(default_factory=dict)
+    issuer_secret: Object | None = None
+    reports: Mapping[str, PodReport] = field(default_factory=dict)
+    status: Mapping[str, Any] = field(default_factory=dict)  # the resource's status as read
+
+    def get(self, kind: str, name: str) -> Object | None:
+        return self.objects.get((kind, name))
+
+    def of_kind(self, kind: str) -> list[Object]:
+        return [o for (k, _), o in sorted(self.objects.items()) if k == kind]
+
+
+@dataclass(frozen=True)
+class PodView:
+    name: str
+    uid: str
+    ready: bool
+    terminating: bool
+    running: bool  # has an address and runs: the operator may talk to it
+    role_label: str | None
+    template_hash: str  # the pod template it was created from (ANN_TEMPLATE_HASH)
+
+
+def secret_data(obj: Object | None) -> SecretData | None:
+    if obj is None:
+        return None
+    data = {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
+    return SecretData(data, dict((obj.get("metadata") or {}).get("annotations") or {}))
+
+
+def pods(snap: Snapshot) -> list[PodView]:
+    out = []
+    for p in snap.of_kind("Pod"):
+        meta, status = p.get("metadata") or {}, p.get("status") or {}
+        conds = status.get("conditions") or []
+        out.append(
+            PodView(
+                name=meta["name"],
+                uid=meta.get("uid", ""),
+                ready=any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds),
+                terminating=bool(meta.get("deletionTimestamp")),
+                running=status.get("phase") == "Running" and bool(status.get("podIP")),
+                role_label=(meta.get("labels") or {}).get(names.ROLE_LABEL),
+                template_hash=(meta.get("annotations") or {}).get(names.ANN_TEMPLATE_HASH, ""),
+            )
+        )
+    return sorted(out, key=lambda p: names.ordinal(p.name))
+
+
+def observed_secrets(cluster: ValkeyCluster, snap: Snapshot) -> Observed:
+    """The Secrets that matter to certificates, decoded (rollout_complete is decide's to fill in)."""
+    n = cluster.names
+    clients = {c: secret_data(snap.get("Secret", n.client_secret(c))) for c in cluster.spec.tls.clients}
+    clients[CONNECTION_CLIENT] = secret_data(snap.get("Secret", n.connection_secret))
+    return Observed(
+        ca=secret_data(snap.get("Secret", n.ca_secret)) if cluster.spec.tls.issuer.type == "SelfSigned" else None,
+        issuer=secret_data(snap.issuer_secret),
+        server=secret_data(snap.get("Secret", n.tls_secret)),
+        clients={k: v for k, v in clients.items() if v is not None},
+    )
+
+
+def password(cluster: ValkeyCluster, snap: Snapshot) -> str | None:
+    """The password already generated, if any."""
+    secret = secret_data(snap.get("Secret", cluster.names.auth_secret))
+    value = secret.get("password") if secret else None
+    return value.decode() if value else None
+
+
+def config_primary(cluster: ValkeyCluster, snap: Snapshot) -> str | None:
+    """The primary the ConfigMap names (what pods read when they start)."""
+    cm = snap.get("ConfigMap", cluster.names.config_map) or {}
+    value = (cm.get("data") or {}).get(PRIMARY_KEY)
+    return str(value) if value else None
+
+
+def template_hash(obj: Object | None) -> str | None:
+    """The template hash a StatefulSet (as read) creates pods from."""
+    if obj is None:
+        return None
+    meta = ((obj.get("spec") or {}).get("template") or {}).get("metadata") or {}
+    return (meta.get("annotations") or {}).get(names.ANN_TEMPLATE_HASH)
+
+
+def statefulset_settled(obj: Object | None) -> bool:
+    """The StatefulSet controller has seen the current template (so a deleted pod comes back on it)."""
+    if obj is None:
+        return False
+    generation = (obj.get("metadata") or {}).get("generation", 0)
+    return int((obj.get("status") or {}).get("observedGeneration", 0)) >= int(generation)

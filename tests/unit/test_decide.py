@@ -1,0 +1,380 @@
+"""decide() over hand-built snapshots: given what a pass saw, exactly these writes, Events and status.
+
+A `World` is the test's bookkeeping of what the API server and the pods would hold after the decided writes
+(applied manifests stored as they are, pods made from the StatefulSet's template, pods' reports): plain
+data that the next snapshot is built from, so several passes read like the runbook.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from tests.unit.conftest import NOW, example_body
+from valkey_operator import names
+from valkey_operator.actions import Action, Apply, DeletePod, Relabel, Reload, Repoint, Switchover
+from valkey_operator.api.spec import SpecError, ValkeyCluster, parse_cluster
+from valkey_operator.decide import Decision, decide, decide_invalid
+from valkey_operator.pki.inspect import describe_pem, split_pem
+from valkey_operator.snapshot import ROLE_MASTER, ROLE_SLAVE, PodReport, Replication, Snapshot, secret_data
+
+FQDN = "{}.cache-headless.default.svc"
+
+
+def cluster(annotations: dict[str, str] | None = None, **spec: Any) -> ValkeyCluster:
+    body = example_body(**spec)
+    body["metadata"].update(uid="uid-cache", generation=1, annotations=annotations or {})
+    return parse_cluster(body)
+
+
+@dataclass
+class World:
+    """What the API server and the pods hold, as the next pass will read it."""
+
+    objects: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    reports: dict[str, PodReport] = field(default_factory=dict)
+    status: dict[str, Any] = field(default_factory=dict)
+    primary: str = "cache-0"  # who Valkey says is the primary
+    follows: dict[str, str] = field(default_factory=dict)  # replica -> the pod it replicates from
+    served: dict[str, str] = field(default_factory=dict)  # pod -> fingerprint it presents
+    uid: int = 0
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(copy.deepcopy(self.objects), None, dict(self.reports), copy.deepcopy(self.status))
+
+    def store(self, manifest: Any) -> None:
+        obj = copy.deepcopy(dict(manifest))
+        key = (obj["kind"], obj["metadata"]["name"])
+        if obj["kind"] == "StatefulSet":
+            old = self.objects.get(key)
+            generation = (old["metadata"]["generation"] + 1) if old else 1
+            obj["metadata"]["generation"] = generation
+            obj["status"] = {"observedGeneration": generation}
+        self.objects[key] = obj
+
+    def template(self) -> tuple[str, dict[str, Any]]:
+        sts = self.objects[("StatefulSet", "cache")]
+        meta = sts["spec"]["template"]["metadata"]
+        return meta["annotations"][names.ANN_TEMPLATE_HASH], meta
+
+    def start_pod(self, name: str, ready: bool = True) -> None:
+        """The StatefulSet controller and the kubelet: a pod on the current template, running."""
+        self.uid += 1
+        _, meta = self.template()
+        self.objects[("Pod", name)] = {
+            "metadata": {
+                "name": name,
+                "uid": f"pod-uid-{self.uid}",
+                "labels": dict(meta["labels"]),
+                "annotations": dict(meta["annotations"]),
+            },
+            "status": {
+                "phase": "Running",
+                "podIP": "10.244.0.9",
+                "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            },
+        }
+        self.served[name] = self.server_fingerprint()
+
+    def server_fingerprint(self) -> str:
+        tls = secret_data(self.objects[("Secret", "cache-tls")])
+        assert tls is not None
+        return describe_pem(tls.data["tls.crt"]).fingerprint_sha256
+
+    def report(self) -> None:
+        """What each running pod says over TLS."""
+        self.reports = {}
+        for (kind, name), _ in self.objects.items():
+            if kind != "Pod":
+                continue
+            if name == self.primary:
+                rep = Replication(ROLE_MASTER)
+            else:
+                rep = Replication(ROLE_SLAVE, FQDN.format(self.follows.get(name, self.primary)), link_up=True)
+            self.reports[name] = PodReport(rep, self.served.get(name))
+
+    def carry_out(self, decision: Decision) -> None:
+        """The writes of a pass, as the API server and Valkey would take them."""
+        for action in decision.actions:
+            if isinstance(action, Apply):
+                self.store(action.manifest)
+            elif isinstance(action, Relabel):
+                self.objects[("Pod", action.pod)]["metadata"]["labels"][names.ROLE_LABEL] = action.role
+            elif isinstance(action, DeletePod):
+                del self.objects[("Pod", action.pod)]
+                self.start_pod(action.pod)  # back at once on the current template
+            elif isinstance(action, Switchover):
+                for pod in self.pods():
+                    if pod not in (action.pod, action.target):
+                        self.follows[pod] = action.pod  # the third pod keeps following the old primary
+                self.primary = action.target
+                self.follows.pop(action.target, None)
+                self.follows[action.pod] = action.target
+            elif isinstance(action, Repoint):
+                self.follows[action.pod] = action.primary.split(".")[0]
+            elif isinstance(action, Reload):
+                self.served[action.pod] = self.server_fingerprint()
+        self.status.update(copy.deepcopy(dict(decision.status)))
+        self.report()
+
+    def pods(self) -> list[str]:
+        return sorted(name for kind, name in self.objects if kind == "Pod")
+
+    def secret(self, name: str) -> Any:
+        return secret_data(self.objects[("Secret", name)])
+
+
+def pass_(world: World, c: ValkeyCluster, now: datetime = NOW) -> Decision:
+    decision = decide(c, world.snapshot(), now)
+    world.carry_out(decision)
+    return decision
+
+
+def running(c: ValkeyCluster) -> World:
+    """A cluster after its first passes: objects applied, three ready pods, roles labelled, status Ready."""
+    world = World()
+    pass_(world, c)
+    for pod in c.names.pods(c.spec.pod_count):
+        world.start_pod(pod)
+    world.report()
+    pass_(world, c)
+    pass_(world, c)
+    return world
+
+
+def kinds(actions: tuple[Action, ...]) -> list[str]:
+    return [str(a) for a in actions]
+
+
+def condition(d: Decision, kind: str) -> dict[str, Any]:
+    return next(c for c in d.status["conditions"] if c["type"] == kind)
+
+
+def test_first_pass_applies_every_object_in_order_and_touches_no_pod() -> None:
+    d = decide(cluster(), Snapshot(), NOW)
+    assert kinds(d.actions) == [
+        "apply Secret/cache-ca",
+        "apply Secret/cache-tls",
+        "apply Secret/cache-client-app",
+        "apply Secret/cache-auth",
+        "apply Secret/cache-connection",
+        "apply ConfigMap/cache-config",
+        "apply Service/cache",
+        "apply Service/cache-headless",
+        "apply Service/cache-ro",
+        "apply StatefulSet/cache",
+        "apply PodDisruptionBudget/cache",
+    ]
+    # The StatefulSet is being created: the pods are awaited, so the fast timer runs.
+    assert d.status["phase"] == "Provisioning"
+    assert d.events == ()
+    assert d.retry_after is None
+
+
+def test_steady_state_writes_nothing_at_all() -> None:
+    c = cluster()
+    world = running(c)
+    before = world.snapshot()
+    d = decide(c, before, NOW)
+    assert d.actions == ()
+    assert d.events == ()
+    assert {k: v for k, v in d.status.items() if before.status.get(k) != v} == {}
+    assert d.status["phase"] == "Ready"
+    assert condition(d, "Ready")["status"] == "True"
+    assert d.status["primary"] == "cache-0"
+
+
+def test_pods_become_ready_within_the_pass_that_sees_them() -> None:
+    c = cluster()
+    world = World()
+    pass_(world, c)
+    world.start_pod("cache-0")
+    world.start_pod("cache-1", ready=False)
+    world.start_pod("cache-2")
+    world.report()
+    d = pass_(world, c)
+    assert d.status["readyReplicas"] == 2
+    assert d.status["phase"] == "Provisioning"
+    assert condition(d, "Ready")["status"] == "False"
+
+
+def roll_to_the_end(world: World, c: ValkeyCluster, now: datetime) -> list[str]:
+    """Passes until nothing is left to do; the pod writes in order."""
+    steps: list[str] = []
+    for _ in range(20):  # bounded: three pods, a switchover, a few waits
+        d = pass_(world, c, now)
+        steps += [s for s in kinds(d.actions) if not s.startswith("apply")]
+        if not d.actions and d.status["phase"] == "Ready":
+            return steps
+    raise AssertionError(f"the rollout did not finish: {steps}")
+
+
+def test_scheduled_reissue_rolls_replicas_first_then_switches_over_then_the_old_primary() -> None:
+    c = cluster()
+    world = running(c)
+    due = datetime.fromisoformat(world.status["certificates"]["server"]["renewalTime"].replace("Z", "+00:00"))
+    d = pass_(world, c, due + timedelta(minutes=1))
+    assert "apply Secret/cache-tls" in kinds(d.actions)
+    assert "apply StatefulSet/cache" in kinds(d.actions)
+    # The pass that changes the template deletes no pod (it could come back on the old template) but
+    # already says Rotating, so the fast timer takes the next step (it used to wait for the slow timer).
+    assert not [a for a in d.actions if isinstance(a, DeletePod)]
+    assert d.status["phase"] == "Rotating"
+    assert ("Normal", "CertificateRotated") in [(e.type, e.reason) for e in d.events]
+    assert "reason scheduled" in d.events[0].message
+    steps = roll_to_the_end(world, c, due + timedelta(minutes=1))
+    assert steps == [
+        "delete pod cache-2",
+        "label cache-2 replica",  # a new pod has no role until the operator gives it one
+        "delete pod cache-1",
+        "label cache-1 replica",
+        "switchover cache-0 -> cache-1",
+        # Valkey reports the new primary: labels follow it, and the third pod follows it too before the old
+        # primary restarts (it used to keep following cache-0, which took it down with cache-0).
+        "label cache-1 primary",
+        "label cache-0 replica",
+        "repoint cache-2 -> cache-1.cache-headless.default.svc",
+        # Only in a later pass, once every replica follows the new primary.
+        "delete pod cache-0",
+        "label cache-0 replica",
+    ]
+    assert world.status["primary"] == "cache-1"
+    assert world.objects[("ConfigMap", "cache-config")]["data"]["primary"] == "cache-1"
+
+
+def test_a_switchover_in_flight_is_awaited_without_sleeping() -> None:
+    c = cluster()
+    world = running(c)
+    world.reports["cache-0"] = PodReport(Replication(ROLE_MASTER, failover_state="waiting-for-sync"))
+    d = decide(c, world.snapshot(), NOW)
+    assert d.actions == ()
+    assert d.retry_after is not None
+    assert d.retry_after <= 1
+
+
+def test_manual_reissue_is_reason_manual_and_happens_once() -> None:
+    c = cluster(annotations={names.ANN_ROTATE_CERTIFICATES: "r1"})
+    world = running(cluster())
+    old = world.server_fingerprint()
+    d = pass_(world, c)
+    assert world.server_fingerprint() != old
+    assert any("reason manual" in e.message for e in d.events)
+    roll_to_the_end(world, c, NOW)
+    assert not [e for e in pass_(world, c).events if e.reason == "CertificateRotated"]
+
+
+def bundle(world: World) -> list[bytes]:
+    return split_pem(world.secret("cache-tls").data["ca.crt"])
+
+
+def test_ca_rotation_under_rolling_restart_keeps_the_old_ca_until_every_pod_rolled() -> None:
+    c = cluster(annotations={names.ANN_ROTATE_CA: "c1"})
+    world = running(cluster())
+    old_ca = world.secret("cache-ca").data["tls.crt"]
+    d = pass_(world, c)
+    assert any(e.message.startswith("Re-issued the ca certificate") for e in d.events)
+    assert len(bundle(world)) == 2
+    assert old_ca.strip() in [b.strip() for b in bundle(world)]
+    roll_to_the_end(world, c, NOW)
+    # Every pod runs the new template: the next pass drops the old CA (a second, bundle-only roll).
+    for _ in range(10):
+        if len(bundle(world)) == 1:
+            break
+        pass_(world, c)
+    assert len(bundle(world)) == 1
+    assert old_ca.strip() not in [b.strip() for b in bundle(world)]
+
+
+def test_ca_rotation_under_hot_reload_keeps_the_old_ca_until_every_pod_serves_the_new_certificate() -> None:
+    hot = {"rotation": {"strategy": "HotReload"}}
+    c = cluster(annotations={names.ANN_ROTATE_CA: "c1"}, tls=hot)
+    world = running(cluster(tls=hot))
+    d = pass_(world, c)
+    assert not [a for a in d.actions if isinstance(a, DeletePod)]  # no restart under HotReload
+    assert len(bundle(world)) == 2
+    # The kubelet has not refreshed the files yet: reloads change nothing, and the old CA stays.
+    world.served = dict.fromkeys(world.pods(), "old")
+    world.report()
+    d = decide(c, world.snapshot(), NOW)
+    assert {str(a) for a in d.actions if isinstance(a, Reload)} == {f"reload cache-{i}" for i in range(3)}
+    world.carry_out(replace(d, actions=()))
+    assert len(bundle(world)) == 2
+    assert d.status["phase"] == "Rotating"
+    # Files refreshed: the reload takes, a live handshake shows it, and only then does the old CA go.
+    for _ in range(10):
+        d = pass_(world, c)
+        if len(bundle(world)) == 1 and d.status["phase"] == "Ready":
+            break
+    assert len(bundle(world)) == 1
+    assert {s["fingerprintSHA256"] for s in d.status["certificates"]["served"]} == {world.server_fingerprint()}
+
+
+def test_the_primary_is_what_the_pods_report_not_the_configmap() -> None:
+    """A FAILOVER run by hand (or an operator killed right after its own): labels, ConfigMap and status
+    follow the pods."""
+    c = cluster()
+    world = running(c)
+    world.primary = "cache-2"
+    world.follows = {"cache-0": "cache-2", "cache-1": "cache-2"}
+    world.report()
+    d = pass_(world, c)
+    assert kinds(d.actions) == [
+        "apply ConfigMap/cache-config",
+        "label cache-2 primary",
+        "label cache-0 replica",
+    ]
+    assert d.status["primary"] == "cache-2"
+    assert ("Normal", "PrimaryMoved") in [(e.type, e.reason) for e in d.events]
+
+
+def test_ready_is_false_while_no_pod_serves_as_primary() -> None:
+    c = cluster()
+    world = running(c)
+    world.reports = {p: PodReport(Replication(ROLE_SLAVE, FQDN.format("cache-9"))) for p in world.pods()}
+    d = decide(c, world.snapshot(), NOW)
+    assert condition(d, "Ready")["status"] == "False"
+    assert d.status["phase"] != "Ready"
+
+
+def test_status_reports_what_pods_serve_while_a_tls_change_rolls() -> None:
+    c = cluster(tls={"mode": "preferred"})
+    world = running(c)
+    assert world.status["tls"]["mode"] == "preferred"
+    back = cluster(tls={"mode": "required"})
+    d = pass_(world, back)
+    assert d.status["phase"] == "Rotating"
+    assert d.status["tls"]["mode"] == "preferred"  # a pod still accepts plaintext
+    roll_to_the_end(world, back, NOW)
+    assert world.status["tls"]["mode"] == "required"
+
+
+def test_bad_input_changes_nothing_and_warns_once() -> None:
+    c = cluster(tls={"issuer": {"type": "External", "secretName": "mine"}, "clients": []})
+    first = decide(c, Snapshot(), NOW)
+    assert first.actions == ()
+    assert condition(first, "CertificatesReady")["status"] == "False"
+    assert condition(first, "CertificatesReady")["reason"] == "ExternalSecretNotFound"
+    assert [e.reason for e in first.events] == ["ExternalSecretNotFound"]
+    again = decide(c, Snapshot(status=dict(first.status)), NOW)
+    assert again.actions == ()
+    assert again.events == ()
+
+
+def test_a_spec_error_keeps_all_five_conditions() -> None:
+    world = running(cluster())
+    error = SpecError("InvalidTopology", "replicas must be 1 in standalone mode.")
+    d = decide_invalid(world.status, 2, error, NOW + timedelta(minutes=1))
+    by_type = {c["type"]: c for c in d.status["conditions"]}
+    assert list(by_type) == ["Ready", "CertificatesReady", "CertificateExpiringSoon", "Rotating", "Degraded"]
+    assert (by_type["Ready"]["status"], by_type["Ready"]["reason"]) == ("False", "InvalidTopology")
+    assert (by_type["Degraded"]["status"], by_type["Degraded"]["reason"]) == ("True", "InvalidTopology")
+    # What was last observed of the certificates stays, with its transition time.
+    before = {c["type"]: c for c in world.status["conditions"]}
+    assert by_type["CertificatesReady"] == {**before["CertificatesReady"], "observedGeneration": 2}
+    assert d.status["phase"] == "Failed"
+    assert [e.reason for e in d.events] == ["InvalidTopology"]
+    assert decide_invalid(d.status, 2, error, NOW).events == ()
+    fresh = {c["type"]: c["status"] for c in decide_invalid({}, 1, error, NOW).status["conditions"]}
+    assert fresh["CertificatesReady"] == "Unknown"
