@@ -26,6 +26,11 @@ ANN_REVISION = f"{GROUP}/revision"
 ANN_HANDLED_ROTATE_CERTIFICATES = f"{GROUP}/handled-rotate-certificates"
 ANN_HANDLED_ROTATE_CA = f"{GROUP}/handled-rotate-ca"
 ANN_RETIRING_CA = f"{GROUP}/retiring-ca-fingerprint"
+# A CA rotation's phase and when it began, on the CA Secret (so it survives an operator restart).
+ANN_CA_ROTATION_PHASE = f"{GROUP}/ca-rotation-phase"
+ANN_CA_ROTATION_SINCE = f"{GROUP}/ca-rotation-since"
+# Under HotReload the trust bundle's digest is on the pod template: a bundle change restarts pods.
+ANN_TRUST_BUNDLE = f"{GROUP}/trust-bundle-hash"
 ANN_SPEC_HASH = f"{GROUP}/certificate-spec-hash"
 
 # Pod roles, set by the operator; the read-write Service selects the primary, the read-only one the replicas.

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from valkey_operator import names
 from valkey_operator.api.spec import ValkeyCluster
 from valkey_operator.pki import renewal
 from valkey_operator.pki.inspect import describe_pem
@@ -81,6 +82,9 @@ def certificates(cluster: ValkeyCluster, material: Material, now: datetime) -> C
     }
     if when is not None:
         status["server"]["renewalTime"] = iso(when)
+    phase = material.ca_annotations.get(names.ANN_CA_ROTATION_PHASE)
+    if phase:
+        status["caRotation"] = {"phase": phase, "since": material.ca_annotations.get(names.ANN_CA_ROTATION_SINCE, "")}
     status["clients"] = []
     for name, pair in material.clients.items():
         info, _ = track(f"client/{name}", pair.cert_pem, True)

@@ -17,6 +17,7 @@ ISSUER_TYPES = ("SelfSigned", "CA", "External", "CertManager")
 ROTATION_STRATEGIES = ("RollingRestart", "HotReload")
 TLS_PROTOCOLS = ("TLSv1.2", "TLSv1.3")
 PHASES = ("Pending", "Provisioning", "Ready", "Rotating", "Degraded", "Failed")
+CA_ROTATION_PHASES = ("Trusting", "Reissuing", "Retiring")
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
@@ -82,6 +83,11 @@ def _certificates() -> Schema:
                 "1080h",
             ),
             "caDuration": _duration("Validity of the CA the operator mints (SelfSigned). Default 10 years.", "87600h"),
+            "caRotationOverlap": _duration(
+                "CA rotation: how long every pod and Secret trusts both the old and the new CA before the "
+                "certificates move to the new one (time for applications to pick up the new ca.crt).",
+                "24h",
+            ),
             "extraDNSNames": _a(
                 "DNS names added to the server certificate, besides every Service and pod name.",
                 _s("A DNS name."),
@@ -387,6 +393,14 @@ def status_schema() -> Schema:
                                 "secretName": _s("Secret that holds it."),
                             },
                         ),
+                    ),
+                    "caRotation": _o(
+                        "A CA rotation under way: Trusting (both CAs trusted, certificates still from the old "
+                        "one), Reissuing (certificates from the new CA), Retiring (the old CA leaves the bundle).",
+                        {
+                            "phase": _s("Trusting, Reissuing or Retiring.", enum=list(CA_ROTATION_PHASES)),
+                            "since": _s("When the phase began.", format="date-time"),
+                        },
                     ),
                     "served": _a(
                         "What each pod serves, checked by a live TLS handshake (HotReload).",

@@ -43,6 +43,7 @@ class CertificatesSpec:
     renew_before: timedelta = timedelta(days=60)
     warn_before: timedelta = timedelta(days=45)
     ca_duration: timedelta = timedelta(days=3650)
+    ca_rotation_overlap: timedelta = timedelta(hours=24)
     extra_dns_names: tuple[str, ...] = ()
     extra_ip_addresses: tuple[str, ...] = ()
 
@@ -127,6 +128,7 @@ def _certificates(raw: Mapping[str, Any]) -> CertificatesSpec:
         renew_before=_duration(raw["renewBefore"], f"{path}.renewBefore"),
         warn_before=_duration(raw["warnBefore"], f"{path}.warnBefore"),
         ca_duration=_duration(raw["caDuration"], f"{path}.caDuration"),
+        ca_rotation_overlap=_duration(raw["caRotationOverlap"], f"{path}.caRotationOverlap"),
         extra_dns_names=tuple(raw["extraDNSNames"]),
         extra_ip_addresses=tuple(raw["extraIPAddresses"]),
     )

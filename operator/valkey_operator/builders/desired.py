@@ -9,7 +9,7 @@ from valkey_operator.builders import secrets
 from valkey_operator.builders.common import Manifest
 from valkey_operator.builders.configmap import config_files, config_hash, config_map
 from valkey_operator.builders.services import services
-from valkey_operator.builders.statefulset import pod_disruption_budget, statefulset
+from valkey_operator.builders.statefulset import bundle_digest, pod_disruption_budget, statefulset
 from valkey_operator.conf.layout import POD_LAYOUT
 from valkey_operator.pki.plan import CONNECTION_CLIENT, Material
 
@@ -27,7 +27,7 @@ def desired_objects(cluster: ValkeyCluster, inputs: Inputs) -> list[Manifest]:
     m = inputs.material
     out: list[Manifest] = []
     if m.ca is not None:
-        out.append(secrets.ca_secret(cluster, m.ca, m.bundle, m.ca_annotations))
+        out.append(secrets.ca_secret(cluster, m.ca, m.bundle, m.ca_annotations, m.next_ca))
     out.append(secrets.server_secret(cluster, m.server, m.bundle, m.server_annotations))
     out += [
         secrets.client_secret(cluster, name, pair, m.bundle)
@@ -42,6 +42,6 @@ def desired_objects(cluster: ValkeyCluster, inputs: Inputs) -> list[Manifest]:
     files = config_files(cluster)
     out.append(config_map(cluster, files, inputs.primary))
     out += services(cluster)
-    out.append(statefulset(cluster, m.revision, config_hash(files)))
+    out.append(statefulset(cluster, m.revision, config_hash(files), bundle_digest(m.bundle)))
     out.append(pod_disruption_budget(cluster))
     return out

@@ -46,8 +46,18 @@ def tls_secret(
     return _secret(cluster, name, component, data, "kubernetes.io/tls", annotations)
 
 
-def ca_secret(cluster: ValkeyCluster, ca: KeyPair, bundle: bytes, annotations: Mapping[str, str]) -> Manifest:
-    return tls_secret(cluster, cluster.names.ca_secret, names.COMPONENT_CA, ca, bundle, annotations)
+def ca_secret(
+    cluster: ValkeyCluster,
+    ca: KeyPair,
+    bundle: bytes,
+    annotations: Mapping[str, str],
+    next_ca: KeyPair | None = None,
+) -> Manifest:
+    """The CA that signs, the trust bundle, and during a CA rotation's first phase the next CA."""
+    out = tls_secret(cluster, cluster.names.ca_secret, names.COMPONENT_CA, ca, bundle, annotations)
+    if next_ca is not None:
+        out["data"] |= {"next.crt": _b64(next_ca.cert_pem), "next.key": _b64(next_ca.key_pem)}
+    return out
 
 
 def server_secret(cluster: ValkeyCluster, server: KeyPair, bundle: bytes, annotations: Mapping[str, str]) -> Manifest:

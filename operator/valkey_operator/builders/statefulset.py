@@ -73,7 +73,11 @@ def _claim_templates(cluster: ValkeyCluster) -> list[dict[str, Any]]:
     return [{"metadata": {"name": "data", "labels": names.selector_labels(cluster.name)}, "spec": spec}]
 
 
-def pod_template(cluster: ValkeyCluster, tls_revision: int, config_digest: str) -> dict[str, Any]:
+def bundle_digest(bundle: bytes) -> str:
+    return hashlib.sha256(bundle).hexdigest()[:16]
+
+
+def pod_template(cluster: ValkeyCluster, tls_revision: int, config_digest: str, trust: str = "") -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": cluster.spec.image,
@@ -99,8 +103,12 @@ def pod_template(cluster: ValkeyCluster, tls_revision: int, config_digest: str) 
     }
     annotations = {names.ANN_CONFIG_HASH: config_digest}
     if cluster.spec.tls.rotation_strategy == "RollingRestart":
-        # Under HotReload new certificates reach pods without a restart, so the revision stays off the template.
         annotations[names.ANN_TLS_REVISION] = str(tls_revision)
+    elif trust:
+        # Under HotReload a new leaf reaches pods without a restart (a live handshake confirms it), so the
+        # revision stays off the template. A new trust bundle (a CA rotation's phases) cannot be confirmed
+        # from outside, so it restarts pods, one at a time, like RollingRestart.
+        annotations[names.ANN_TRUST_BUNDLE] = trust
     template: dict[str, Any] = {
         "metadata": {
             "labels": {**names.labels(cluster.name, names.COMPONENT_SERVER)},
@@ -133,7 +141,7 @@ def template_digest(manifest: Manifest) -> str:
     return str(manifest["spec"]["template"]["metadata"]["annotations"][names.ANN_TEMPLATE_HASH])
 
 
-def statefulset(cluster: ValkeyCluster, tls_revision: int, config_digest: str) -> Manifest:
+def statefulset(cluster: ValkeyCluster, tls_revision: int, config_digest: str, trust: str = "") -> Manifest:
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
@@ -146,7 +154,7 @@ def statefulset(cluster: ValkeyCluster, tls_revision: int, config_digest: str) -
             # time, replicas first and the primary last after a switchover.
             "podManagementPolicy": "Parallel",
             "updateStrategy": {"type": "OnDelete"},
-            "template": pod_template(cluster, tls_revision, config_digest),
+            "template": pod_template(cluster, tls_revision, config_digest, trust),
             "volumeClaimTemplates": _claim_templates(cluster),
         },
     }

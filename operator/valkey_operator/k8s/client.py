@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import logging
 import os
@@ -17,7 +16,6 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ConflictError, NotFoundError
 
 from valkey_operator import names
-from valkey_operator.pki.plan import SecretData
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -29,11 +27,12 @@ NAMESPACED_PERMISSIONS: list[dict[str, Any]] = [
     # kopf: list+watch to follow ValkeyClusters; patch for its finalizer, annotations and our status.
     {"apiGroups": [names.GROUP], "resources": [names.PLURAL], "verbs": ["list", "watch", "patch"]},
     {"apiGroups": [names.GROUP], "resources": [f"{names.PLURAL}/status"], "verbs": ["patch"]},
-    # Kube.read_secret/get (get); Kube.apply, server-side apply that may create (create, patch).
-    {"apiGroups": [""], "resources": ["secrets", "configmaps"], "verbs": ["get", "create", "patch"]},
-    {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "patch"]},
-    {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["get", "create", "patch"]},
-    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["create", "patch"]},
+    # reconcile.gather: Kube.list of every owned kind by label (list), Kube.get of the user's CA or
+    # External Secret (get); Kube.apply, server-side apply that may create (create, patch).
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "create", "patch"]},
+    {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": ["list", "create", "patch"]},
+    {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["list", "create", "patch"]},
+    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["list", "create", "patch"]},
     # Kube.list (list), Kube.label_pod (patch), Kube.delete_pod (delete).
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "patch", "delete"]},
     # kopf.event.
@@ -118,13 +117,6 @@ class Kube:
         label_selector = ",".join(f"{k}={v}" for k, v in selector.items())
         items = self._resource(api_version, kind).get(namespace=namespace, label_selector=label_selector)
         return [i.to_dict() for i in items.items]
-
-    def read_secret(self, namespace: str, name: str) -> SecretData | None:
-        obj = self.get("v1", "Secret", namespace, name)
-        if obj is None:
-            return None
-        data = {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
-        return SecretData(data, dict(obj["metadata"].get("annotations") or {}))
 
     def delete_pod(self, namespace: str, name: str, uid: str) -> None:
         """Delete one pod, only if it is still the one we decided about (uid precondition)."""

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from valkey_operator import names
+from valkey_operator.api.schema import CA_ROTATION_PHASES
 from valkey_operator.api.spec import ValkeyCluster
 from valkey_operator.pki import renewal
 from valkey_operator.pki.inspect import describe, describe_pem, fingerprint, load_certificates, split_pem
@@ -26,6 +27,8 @@ from valkey_operator.pki.validate import (
 )
 
 CONNECTION_CLIENT = "connection"
+TRUSTING, REISSUING, RETIRING = CA_ROTATION_PHASES
+NEXT_CRT, NEXT_KEY = "next.crt", "next.key"  # the CA Secret's new CA while it is only trusted
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class Material:
     server_annotations: Mapping[str, str]
     ca: KeyPair | None = None  # an owned CA to write (SelfSigned)
     ca_annotations: Mapping[str, str] = field(default_factory=dict)
+    next_ca: KeyPair | None = None  # a CA rotation's new CA, trusted but not yet signing
     clients: Mapping[str, KeyPair] = field(default_factory=dict)  # includes "connection" when issued
 
 
@@ -108,6 +112,9 @@ class _Trust:
     owned_ca: KeyPair | None = None  # SelfSigned: the CA Secret to write on every pass
     ca_annotations: Mapping[str, str] = field(default_factory=dict)
     rotations: tuple[Rotation, ...] = ()
+    next_ca: KeyPair | None = None
+    # Why a leaf that its signer did not issue is re-issued: the CA moved, or it is broken.
+    mismatch_reason: str = renewal.INVALID
 
 
 def _ca_reason(cluster: ValkeyCluster, obs: Observed, manual: str | None, now: datetime) -> str | None:
@@ -125,34 +132,83 @@ def _ca_reason(cluster: ValkeyCluster, obs: Observed, manual: str | None, now: d
     return None
 
 
+def _phase(annotations: dict[str, str], phase: str | None, now: datetime) -> dict[str, str]:
+    if phase is None:
+        annotations.pop(names.ANN_CA_ROTATION_PHASE, None)
+        annotations.pop(names.ANN_CA_ROTATION_SINCE, None)
+    else:
+        annotations[names.ANN_CA_ROTATION_PHASE] = phase
+        annotations[names.ANN_CA_ROTATION_SINCE] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return annotations
+
+
+def _since(annotations: Mapping[str, str]) -> datetime | None:
+    raw = annotations.get(names.ANN_CA_ROTATION_SINCE)
+    try:
+        return datetime.strptime(raw, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) if raw else None
+    except ValueError:
+        return None
+
+
 def _self_signed_trust(cluster: ValkeyCluster, obs: Observed, now: datetime) -> _Trust:
+    """A private CA, rotated in three phases, each reaching every pod before the next (DESIGN.md):
+    Trusting (old and new CA trusted, leaves still from the old one, for caRotationOverlap), Reissuing
+    (leaves from the new CA, the old one still trusted), Retiring (the old CA leaves the bundle)."""
     certs = cluster.spec.tls.certificates
     current = _pair(obs.ca)
+    ann = dict(obs.ca.annotations) if obs.ca else {}
+    phase = ann.get(names.ANN_CA_ROTATION_PHASE)
     manual = _requested(cluster, names.ANN_ROTATE_CA, obs.ca, names.ANN_HANDLED_ROTATE_CA)
-    annotations = dict(obs.ca.annotations) if obs.ca else {}
-    if manual:
-        annotations[names.ANN_HANDLED_ROTATE_CA] = manual
     reason = _ca_reason(cluster, obs, manual, now)
-    if reason is not None:
-        new = mint_ca(f"{cluster.name}.{cluster.namespace} Valkey CA", now, certs.ca_duration, certs.key_algorithm)
-        # The old CA stays trusted until every pod and client uses the new one; a broken one goes at once.
-        keep_old = current is not None and reason != renewal.INVALID
-        retiring = [current.cert_pem] if keep_old and current is not None else []
-        if retiring and current is not None:
-            annotations[names.ANN_RETIRING_CA] = fingerprint(current.certificate)
-        else:
-            annotations.pop(names.ANN_RETIRING_CA, None)
+
+    def mint() -> KeyPair:
+        return mint_ca(f"{cluster.name}.{cluster.namespace} Valkey CA", now, certs.ca_duration, certs.key_algorithm)
+
+    if current is None or reason in ("", renewal.INVALID):
+        # Nothing trustworthy to keep (none yet, or broken): a new CA at once, no phases.
+        new = mint()
+        ann.pop(names.ANN_RETIRING_CA, None)
         rotations = (Rotation("ca", reason),) if reason else ()
-        return _Trust(new, b"".join([new.cert_pem, *retiring]), new, annotations, rotations)
-    assert current is not None
+        return _Trust(new, new.cert_pem, new, _phase(ann, None, now), rotations, mismatch_reason=renewal.CA)
     assert obs.ca is not None
     bundle = obs.ca.get("ca.crt") or current.cert_pem
     others = [b for b in split_pem(bundle) if b.strip() != current.cert_pem.strip() and not validate_bundle(b, now)]
-    if others and obs.rollout_complete and _new_ca_in_use(obs, current, bundle):
-        others = []
-    if not others:
-        annotations.pop(names.ANN_RETIRING_CA, None)
-    return _Trust(current, b"".join([current.cert_pem, *others]), current, annotations)
+    following = _pair(SecretData({"tls.crt": obs.ca.get(NEXT_CRT) or b"", "tls.key": obs.ca.get(NEXT_KEY) or b""}))
+    if phase == TRUSTING and following is not None:
+        since = _since(ann) or now
+        if obs.rollout_complete and now - since >= certs.ca_rotation_overlap:
+            # Every pod trusts the new CA and applications had their overlap: leaves move to it.
+            return _Trust(
+                following,
+                following.cert_pem + current.cert_pem,
+                following,
+                _phase(ann, REISSUING, now),
+                mismatch_reason=renewal.CA,
+            )
+        return _Trust(current, current.cert_pem + following.cert_pem, current, ann, next_ca=following)
+    if phase == REISSUING or (phase is None and others):
+        # (phase None with other CAs in the bundle: a rotation an earlier operator version began.)
+        if obs.rollout_complete and _new_ca_in_use(obs, current, bundle):
+            ann.pop(names.ANN_RETIRING_CA, None)
+            return _Trust(current, current.cert_pem, current, _phase(ann, RETIRING, now))
+        return _Trust(current, b"".join([current.cert_pem, *others]), current, ann, mismatch_reason=renewal.CA)
+    if phase == RETIRING:
+        return _Trust(current, current.cert_pem, current, _phase(ann, None, now) if obs.rollout_complete else ann)
+    if reason is not None:
+        # A manual or scheduled rotation begins: the new CA is trusted everywhere first.
+        new = mint()
+        if manual:
+            ann[names.ANN_HANDLED_ROTATE_CA] = manual
+        ann[names.ANN_RETIRING_CA] = fingerprint(current.certificate)
+        return _Trust(
+            current,
+            current.cert_pem + new.cert_pem,
+            current,
+            _phase(ann, TRUSTING, now),
+            (Rotation("ca", reason),),
+            next_ca=new,
+        )
+    return _Trust(current, current.cert_pem, current, _phase(ann, None, now))
 
 
 def _new_ca_in_use(obs: Observed, ca: KeyPair, bundle: bytes) -> bool:
@@ -204,7 +260,7 @@ def _leaf(
     if pair is None:
         reason = None  # first issue: not a rotation
     elif validate_leaf(pair.cert_pem, pair.key_pem, trust.signer.cert_pem, req, now, label):
-        reason = renewal.CA if trust.rotations else renewal.INVALID
+        reason = trust.mismatch_reason
     else:
         policy = renewal.RenewalPolicy(
             renew_before=cluster.spec.tls.certificates.renew_before,
@@ -294,6 +350,7 @@ def _finish(
             server_annotations=annotations,
             ca=trust.owned_ca,
             ca_annotations=trust.ca_annotations,
+            next_ca=trust.next_ca,
             clients=clients,
         ),
         rotations=rotations,

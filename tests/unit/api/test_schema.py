@@ -48,6 +48,7 @@ def test_empty_spec_defaults_to_the_contract() -> None:
         "renewBefore": "1440h",
         "warnBefore": "1080h",
         "caDuration": "87600h",
+        "caRotationOverlap": "24h",
         "extraDNSNames": [],
         "extraIPAddresses": [],
     }

@@ -15,7 +15,16 @@ from valkey_operator.api.spec import ValkeyCluster, parse_cluster
 from valkey_operator.pki import renewal
 from valkey_operator.pki.inspect import describe_pem, split_pem
 from valkey_operator.pki.issue import LeafRequest, issue_leaf, mint_ca
-from valkey_operator.pki.plan import CONNECTION_CLIENT, Material, Observed, SecretData, plan, server_requirements
+from valkey_operator.pki.plan import (
+    CONNECTION_CLIENT,
+    NEXT_CRT,
+    NEXT_KEY,
+    Material,
+    Observed,
+    SecretData,
+    plan,
+    server_requirements,
+)
 from valkey_operator.pki.validate import issued_by
 
 
@@ -27,8 +36,16 @@ def written(m: Material, rollout_complete: bool = True, ca: SecretData | None = 
             {"tls.crt": pair.cert_pem, "tls.key": pair.key_pem, "ca.crt": m.bundle}, dict(annotations or {})
         )
 
+    def ca_secret() -> SecretData | None:
+        if m.ca is None:
+            return ca
+        data = dict(tls(m.ca, m.ca_annotations).data)
+        if m.next_ca is not None:
+            data |= {NEXT_CRT: m.next_ca.cert_pem, NEXT_KEY: m.next_ca.key_pem}
+        return SecretData(data, dict(m.ca_annotations))
+
     return Observed(
-        ca=tls(m.ca, m.ca_annotations) if m.ca else ca,
+        ca=ca_secret(),
         server=tls(m.server, m.server_annotations),
         clients={name: tls(pair) for name, pair in m.clients.items()},
         rollout_complete=rollout_complete,
@@ -108,33 +125,71 @@ def test_rotate_annotation_reissues_once() -> None:
     assert again.material.revision == 2
 
 
-def test_rotate_ca_bundles_old_and_new_then_drops_the_old_when_everyone_uses_the_new() -> None:
+def phase_of(m: Material) -> str | None:
+    return m.ca_annotations.get(names.ANN_CA_ROTATION_PHASE)
+
+
+def step(cluster: ValkeyCluster, m: Material, rolled: bool, at: timedelta) -> tuple[Material, Any]:
+    result = plan(cluster, written(m, rollout_complete=rolled), NOW + at)
+    assert result.material is not None, result.problems
+    return result.material, result.rotations
+
+
+def test_rotate_ca_in_three_phases_each_reaching_every_pod_before_the_next() -> None:
     m = first(example())
     assert m.ca is not None
     cluster = annotated(example(), **{names.ANN_ROTATE_CA: "1"})
-    step1 = plan(cluster, written(m), NOW)
-    assert step1.material is not None
-    new_ca = step1.material.ca
-    assert new_ca is not None
-    assert new_ca != m.ca
-    bundle = split_pem(step1.material.bundle)
-    assert len(bundle) == 2
-    assert bundle[0].strip() == new_ca.cert_pem.strip()
-    assert issued_by(step1.material.server.cert_pem, new_ca.cert_pem)
-    assert ("ca", renewal.MANUAL) in {(r.certificate, r.reason) for r in step1.rotations}
-    assert step1.material.ca_annotations[names.ANN_RETIRING_CA]
-    # Pods have not rolled yet: the old CA stays.
-    step2 = plan(cluster, written(step1.material, rollout_complete=False), NOW)
-    assert step2.material is not None
-    assert len(split_pem(step2.material.bundle)) == 2
-    assert step2.material.revision == step1.material.revision
-    # Every pod and Secret uses the new CA: the old one leaves, and pods roll once more.
-    step3 = plan(cluster, written(step2.material, rollout_complete=True), NOW)
-    assert step3.material is not None
-    assert split_pem(step3.material.bundle) == [new_ca.cert_pem.strip() + b"\n"]
-    assert names.ANN_RETIRING_CA not in step3.material.ca_annotations
-    assert step3.material.revision == step2.material.revision + 1
-    assert step3.rotations == ()
+    hour = timedelta(hours=1)
+    # 1. Trusting: every Secret trusts old and new CA; servers and clients keep their old-CA certificates
+    #    (a client holding the old ca.crt still verifies them), and pods roll for the new bundle.
+    t1, rotations = step(cluster, m, True, 0 * hour)
+    assert phase_of(t1) == "Trusting"
+    assert ("ca", renewal.MANUAL) in {(r.certificate, r.reason) for r in rotations}
+    assert t1.ca == m.ca
+    assert t1.next_ca is not None
+    assert t1.next_ca != m.ca
+    assert [b.strip() for b in split_pem(t1.bundle)] == [m.ca.cert_pem.strip(), t1.next_ca.cert_pem.strip()]
+    assert (t1.server, t1.clients) == (m.server, m.clients)
+    assert t1.revision == m.revision + 1
+    # Rolled, but the overlap (24h) has not passed; or it has, but the pods have not rolled: no change.
+    for rolled, at in ((True, 1 * hour), (False, 25 * hour)):
+        again, rotations = step(cluster, t1, rolled, at)
+        assert (phase_of(again), again.server, again.revision, rotations) == ("Trusting", t1.server, t1.revision, ())
+    # 2. Reissuing: every pod has the new bundle and the overlap passed: leaves come from the new CA.
+    r1, rotations = step(cluster, t1, True, 25 * hour)
+    assert phase_of(r1) == "Reissuing"
+    assert r1.ca == t1.next_ca
+    assert r1.next_ca is None
+    assert issued_by(r1.server.cert_pem, t1.next_ca.cert_pem)
+    assert all(issued_by(c.cert_pem, t1.next_ca.cert_pem) for c in r1.clients.values())
+    assert {r.reason for r in rotations} == {renewal.CA}
+    assert len(split_pem(r1.bundle)) == 2
+    assert r1.revision == t1.revision + 1
+    again, _ = step(cluster, r1, False, 26 * hour)
+    assert (phase_of(again), len(split_pem(again.bundle))) == ("Reissuing", 2)
+    # 3. Retiring: every pod serves a new-CA certificate: the old CA leaves the bundle, pods roll once more.
+    d1, rotations = step(cluster, r1, True, 26 * hour)
+    assert phase_of(d1) == "Retiring"
+    assert split_pem(d1.bundle) == [t1.next_ca.cert_pem.strip() + b"\n"]
+    assert names.ANN_RETIRING_CA not in d1.ca_annotations
+    assert d1.revision == r1.revision + 1
+    assert rotations == ()
+    # ...and when that roll is done, the rotation is over; the annotation is not acted on twice.
+    done, rotations = step(cluster, d1, True, 27 * hour)
+    assert (phase_of(done), done.revision, rotations) == (None, d1.revision, ())
+    assert names.ANN_CA_ROTATION_SINCE not in done.ca_annotations
+
+
+def test_the_overlap_is_the_specs() -> None:
+    m = first(example())
+    body = example_body()
+    body["spec"]["tls"]["certificates"] = {"caRotationOverlap": "10m"}
+    body["metadata"]["annotations"] = {names.ANN_ROTATE_CA: "1"}
+    cluster = parse_cluster(body)
+    t1, _ = step(cluster, m, True, timedelta(0))
+    early, _ = step(cluster, t1, True, timedelta(minutes=9))
+    late, _ = step(cluster, t1, True, timedelta(minutes=11))
+    assert (phase_of(early), phase_of(late)) == ("Trusting", "Reissuing")
 
 
 def test_a_broken_owned_ca_is_replaced_at_once() -> None:
