@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets as pysecrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from valkey_operator import names, rollout
@@ -31,7 +31,7 @@ from valkey_operator.builders.statefulset import template_digest
 from valkey_operator.conf.layout import POD_LAYOUT
 from valkey_operator.pki.inspect import describe_pem
 from valkey_operator.pki.plan import Material, Plan, plan
-from valkey_operator.report import Metrics, certificates
+from valkey_operator.report import CertReport, Metrics, certificates
 from valkey_operator.snapshot import (
     ROLE_MASTER,
     ROLE_SLAVE,
@@ -63,6 +63,7 @@ class Decision:
     events: tuple[Event, ...] = ()
     metrics: Metrics = field(default_factory=Metrics)
     retry_after: float | None = None  # look again this soon, instead of at the next timer
+    next_due: datetime | None = None  # the next time the clock alone makes work (a renewal, a phase's end)
 
 
 def _previous_conditions(snap: Snapshot) -> list[Mapping[str, Any]]:
@@ -309,8 +310,30 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
         actions += roll.actions
         events += roll.events
         retry_after = roll.retry_after
-    status, report_events, metrics = _report(cluster, snap, material, states, live, primary, now, hot, planned)
-    return Decision(tuple(actions), status, (*events, *report_events), metrics, retry_after)
+    certs = certificates(cluster, material, now)
+    status, report_events, metrics = _report(cluster, snap, certs, states, live, primary, now, hot, planned)
+    return Decision(
+        tuple(actions),
+        status,
+        (*events, *report_events),
+        metrics,
+        retry_after,
+        _next_due(cluster, material, certs, now),
+    )
+
+
+def _next_due(cluster: ValkeyCluster, material: Material, certs: CertReport, now: datetime) -> datetime | None:
+    """When the clock alone will next make work: the earliest renewal, a scheduled CA renewal, the end of a
+    CA rotation's overlap. The handlers wake up then when it comes before the slow timer."""
+    due = [t.renewal for t in certs.times.values() if t.renewal is not None]
+    spec = cluster.spec.tls.certificates
+    if material.ca is not None:
+        due.append(describe_pem(material.ca.cert_pem).not_after - 2 * spec.duration)
+    since = certs.status.get("caRotation", {}).get("since")
+    if certs.status.get("caRotation", {}).get("phase") == "Trusting" and since:
+        due.append(datetime.strptime(since, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) + spec.ca_rotation_overlap)
+    future = [d for d in due if d > now]
+    return min(future, default=None)
 
 
 def _primary_serving(snap: Snapshot, live: Sequence[PodView], primary: str | None) -> bool:
@@ -326,7 +349,7 @@ def _primary_serving(snap: Snapshot, live: Sequence[PodView], primary: str | Non
 def _report(
     cluster: ValkeyCluster,
     snap: Snapshot,
-    material: Material,
+    certs: CertReport,
     states: Sequence[rollout.PodState],
     live: Sequence[PodView],
     primary: str | None,
@@ -335,7 +358,6 @@ def _report(
     planned: Plan,
 ) -> tuple[dict[str, Any], list[Event], Metrics]:
     n = cluster.names
-    certs = certificates(cluster, material, now)
     live_states = [s for s in states if not s.terminating]
     ready = sum(p.ready for p in live)
     done = sum(1 for s in live_states if s.current and s.serving)

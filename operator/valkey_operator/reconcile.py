@@ -52,6 +52,7 @@ class Outcome:
     events: list[Event] = field(default_factory=list)
     retry_after: float | None = None
     actions: tuple[Action, ...] = ()
+    wake_in: float | None = None  # seconds until the clock alone makes work
 
 
 def credentials(cluster: ValkeyCluster, snap: Snapshot) -> Credentials | None:

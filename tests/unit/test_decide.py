@@ -389,3 +389,19 @@ def test_a_spec_error_keeps_all_five_conditions() -> None:
     assert decide_invalid(d.status, 2, error, NOW).events == ()
     fresh = {c["type"]: c["status"] for c in decide_invalid({}, 1, error, NOW).status["conditions"]}
     assert fresh["CertificatesReady"] == "Unknown"
+
+
+def test_the_next_renewal_is_when_the_pass_wants_to_look_again() -> None:
+    """A renewal due before the slow timer is not left to it (the e2e runs the default 300 s timer)."""
+    c = cluster()
+    world = running(c)
+    d = decide(c, world.snapshot(), NOW)
+    renewal = world.status["certificates"]["server"]["renewalTime"]
+    assert d.next_due is not None
+    assert d.next_due.strftime("%Y-%m-%dT%H:%M:%SZ") == renewal
+    # During a CA rotation's overlap, its end is the next thing the clock brings.
+    spec = {"certificates": {"caRotationOverlap": "30m"}}
+    world = running(cluster(tls=spec))
+    rotating = cluster(annotations={names.ANN_ROTATE_CA: "c1"}, tls=spec)
+    pass_(world, rotating)
+    assert decide(rotating, world.snapshot(), NOW).next_due == NOW + timedelta(minutes=30)

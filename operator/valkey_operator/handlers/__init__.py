@@ -37,7 +37,7 @@ class _QuietNotYet(logging.Filter):
         return f"failed temporarily: {NOT_YET}" not in record.getMessage()
 
 
-def _pass(handler: str, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo) -> None:
+def _pass(handler: str, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, timer_interval: float) -> None:
     meta = body.get("metadata", {})
     # One pass at a time per ValkeyCluster: the memo is kopf's per-object copy, gone with the object.
     lock: threading.Lock = memo.setdefault("lock", threading.Lock())
@@ -56,9 +56,13 @@ def _pass(handler: str, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo) -> 
         patch.status.update(outcome.status)
     for event in outcome.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-    if outcome.retry_after is not None:
-        log.info("%s/%s: looking again in %.1f s", meta.get("namespace"), meta.get("name"), outcome.retry_after)
-        raise kopf.TemporaryError(f"{NOT_YET}: a step is under way", delay=outcome.retry_after)
+    delay = outcome.retry_after
+    if delay is None and outcome.wake_in is not None and outcome.wake_in < timer_interval:
+        # The clock makes work (a renewal falls due) before the slow timer would look: wake up then.
+        delay = max(outcome.wake_in, 1.0)
+    if delay is not None:
+        log.info("%s/%s: looking again in %.1f s", meta.get("namespace"), meta.get("name"), delay)
+        raise kopf.TemporaryError(f"{NOT_YET}: looking again in {delay:.1f} s", delay=delay)
 
 
 def _converging(status: kopf.Status, **_: Any) -> bool:
@@ -94,18 +98,18 @@ def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     @kopf.on.create(*_RESOURCE, registry=reg)
     @kopf.on.update(*_RESOURCE, registry=reg)
     def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-        _pass("reconcile", body, patch, memo)
+        _pass("reconcile", body, patch, memo, config.timer_interval)
 
     @kopf.timer(*_RESOURCE, registry=reg, interval=config.timer_interval, initial_delay=config.timer_interval, idle=5)
     def recheck(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
         """Certificates age without any event: re-check them (and repair drift) on a timer."""
-        _pass("timer", body, patch, memo)
+        _pass("timer", body, patch, memo, config.timer_interval)
 
     @kopf.timer(*_RESOURCE, registry=reg, interval=config.rollout_interval, when=_converging)
     def advance_rollout(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
         """While pods start or roll, take the next step (and report readiness) every few seconds instead of
         waiting for the slow timer."""
-        _pass("rollout", body, patch, memo)
+        _pass("rollout", body, patch, memo, config.timer_interval)
 
     @kopf.on.delete(*_RESOURCE, registry=reg, optional=True)
     def forget(body: kopf.Body, **_: Any) -> None:
