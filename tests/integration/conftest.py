@@ -67,11 +67,30 @@ def crd(control_plane: Any) -> None:
     wait_until(lambda: kubectl("explain", "valkeycluster", check=False).returncode == 0, what="OpenAPI for the CRD")
 
 
+class CountingReconciler:
+    """The real Reconciler, counting finished passes per cluster, so a test waits for passes of its own
+    cluster (a count over every cluster of the session passes as soon as others are busy)."""
+
+    def __init__(self, *args: Any) -> None:
+        from valkey_operator.reconcile import Reconciler
+
+        self.inner = Reconciler(*args)
+        self.passes: dict[tuple[str, str], int] = {}
+
+    def reconcile(self, body: Any) -> Any:
+        outcome = self.inner.reconcile(body)
+        meta = body.get("metadata", {})
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        self.passes[key] = self.passes.get(key, 0) + 1
+        return outcome
+
+
 class OperatorThread:
     """kopf.operator() in a thread of its own; start() and stop() may be called again and again."""
 
     def __init__(self, clock: Any) -> None:
         self.clock = clock
+        self.reconciler: CountingReconciler | None = None
         self.thread: threading.Thread | None = None
         self.stop_flag = threading.Event()
         self.error: BaseException | None = None
@@ -82,11 +101,11 @@ class OperatorThread:
         from valkey_operator import handlers
         from valkey_operator.config import OperatorConfig
         from valkey_operator.k8s.client import Kube
-        from valkey_operator.reconcile import Reconciler
         from valkey_operator.valkey_admin import ValkeyAdmin
 
         config = OperatorConfig(timer_interval=TIMER_INTERVAL)
-        reconciler = Reconciler(Kube(), ValkeyAdmin(), self.clock, config.cluster_domain)
+        reconciler = CountingReconciler(Kube(), ValkeyAdmin(), self.clock, config.cluster_domain)
+        self.reconciler = reconciler
         try:
             asyncio.run(
                 kopf.operator(
@@ -94,7 +113,7 @@ class OperatorThread:
                     memo=handlers.memo(reconciler),
                     # Only the namespaces of the `namespace` fixture: a test that drives passes itself
                     # (`unwatched_namespace`) is never reconciled behind its back.
-                    namespaces=[f"{WATCHED_PREFIX}*"],
+                    namespaces=[f"{WATCHED_PREFIX}*", "default"],
                     standalone=True,
                     stop_flag=stop_flag,
                     ready_flag=ready_flag,
@@ -187,9 +206,14 @@ def condition(body: dict[str, Any], kind: str) -> dict[str, Any]:
     return next((c for c in body.get("status", {}).get("conditions", []) if c["type"] == kind), {})
 
 
-def timer_passes() -> float:
-    """How many timer passes the in-process operator has made so far."""
-    from valkey_operator import metrics
+def passes(operator: OperatorThread, namespace: str, name: str = "cache") -> int:
+    """How many passes the session's operator has finished for this one cluster."""
+    assert operator.reconciler is not None
+    return operator.reconciler.passes.get((namespace, name), 0)
 
-    count = metrics.REGISTRY.get_sample_value("valkey_operator_reconcile_duration_seconds_count", {"handler": "timer"})
-    return count or 0.0
+
+def handled_annotations(namespace: str, name: str = "cache") -> dict[str, str]:
+    """The annotations as kopf last handled them (its record, written after each successful pass)."""
+    meta = get_vkc(namespace, name)["metadata"].get("annotations") or {}
+    last = yaml.safe_load(meta.get("kopf.valkeyops.dev/last-handled-configuration") or "{}")
+    return dict((last.get("metadata") or {}).get("annotations") or {})

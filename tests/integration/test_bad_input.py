@@ -18,7 +18,7 @@ from tests.integration.conftest import (
     get_vkc,
     kubectl,
     kubectl_json,
-    timer_passes,
+    passes,
     wait_until,
 )
 from valkey_operator.api.spec import parse_cluster
@@ -144,8 +144,8 @@ def test_broken_external_secret_on_a_running_cluster_changes_nothing(
     assert reason in events
     assert "PRIVATE KEY" not in events
     # Two more passes later, still nothing touched.
-    start = timer_passes()
-    wait_until(lambda: timer_passes() >= start + 2, what="two more passes")
+    start = passes(operator, namespace)
+    wait_until(lambda: passes(operator, namespace) >= start + 2, what="two more passes of this cluster")
     assert snapshot(namespace) == before
     assert {p["metadata"]["uid"] for p in kubectl_json("get", "pods", "-n", namespace)["items"]} == pods_before
     # Fixing the Secret recovers, without restarting the operator.

@@ -15,7 +15,7 @@ from tests.integration.conftest import (
     get_vkc,
     kubectl,
     kubectl_json,
-    timer_passes,
+    passes,
     wait_until,
 )
 
@@ -100,8 +100,8 @@ def test_a_second_reconcile_changes_nothing(operator: Any, namespace: str) -> No
     wait_until(lambda: get_vkc(namespace)["status"]["phase"] == "Provisioning", what="rollout to settle")
     before = owned_versions(namespace)
 
-    start = timer_passes()
-    wait_until(lambda: timer_passes() >= start + 3, what="three more timer passes")
+    start = passes(operator, namespace)
+    wait_until(lambda: passes(operator, namespace) >= start + 3, what="three more passes of this cluster")
     assert owned_versions(namespace) == before
 
 

@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 from valkey_operator import names
+from valkey_operator.api import rules
 from valkey_operator.durations import DURATION_PATTERN
 
 Schema = dict[str, Any]
 
-KEY_ALGORITHMS = ("ECDSA-P256", "ECDSA-P384", "RSA-2048", "RSA-3072", "RSA-4096", "Ed25519")
-MODES = ("standalone", "replication", "cluster")
-TLS_MODES = ("disabled", "preferred", "required")
-CLIENT_AUTH = ("required", "optional", "none")
-ISSUER_TYPES = ("SelfSigned", "CA", "External", "CertManager")
-ROTATION_STRATEGIES = ("RollingRestart", "HotReload")
-TLS_PROTOCOLS = ("TLSv1.2", "TLSv1.3")
-PHASES = ("Pending", "Provisioning", "Ready", "Rotating", "Degraded", "Failed")
-CA_ROTATION_PHASES = ("Trusting", "Reissuing", "Retiring")
+# Each enum once, as a type the typed spec uses, and as the tuple the schema lists.
+KeyAlgorithm = Literal["ECDSA-P256", "ECDSA-P384", "RSA-2048", "RSA-3072", "RSA-4096", "Ed25519"]
+Mode = Literal["standalone", "replication", "cluster"]
+TLSMode = Literal["disabled", "preferred", "required"]
+ClientAuth = Literal["required", "optional", "none"]
+IssuerType = Literal["SelfSigned", "CA", "External", "CertManager"]
+RotationStrategy = Literal["RollingRestart", "HotReload"]
+TLSProtocol = Literal["TLSv1.2", "TLSv1.3"]
+Phase = Literal["Pending", "Provisioning", "Ready", "Rotating", "Degraded", "Failed"]
+CARotationPhase = Literal["Trusting", "Reissuing", "Retiring"]
+KEY_ALGORITHMS: tuple[KeyAlgorithm, ...] = get_args(KeyAlgorithm)
+MODES: tuple[Mode, ...] = get_args(Mode)
+TLS_MODES: tuple[TLSMode, ...] = get_args(TLSMode)
+CLIENT_AUTH: tuple[ClientAuth, ...] = get_args(ClientAuth)
+ISSUER_TYPES: tuple[IssuerType, ...] = get_args(IssuerType)
+ROTATION_STRATEGIES: tuple[RotationStrategy, ...] = get_args(RotationStrategy)
+TLS_PROTOCOLS: tuple[TLSProtocol, ...] = get_args(TLSProtocol)
+PHASES: tuple[Phase, ...] = get_args(Phase)
+CA_ROTATION_PHASES: tuple[CARotationPhase, ...] = get_args(CARotationPhase)
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
@@ -60,10 +71,6 @@ def _duration(description: str, default: str) -> Schema:
     return _s(description, default, pattern=DURATION_PATTERN)
 
 
-def _rule(rule: str, message: str, **extra: str) -> dict[str, str]:
-    return {"rule": rule, "message": message, **extra}
-
-
 def _certificates() -> Schema:
     return _o(
         "How the operator issues the server and client certificates.",
@@ -98,34 +105,7 @@ def _certificates() -> Schema:
             ),
         },
         default={},
-        **{
-            "x-kubernetes-validations": [
-                _rule(
-                    "duration(self.renewBefore) < duration(self.duration)",
-                    "renewBefore must be shorter than duration",
-                    reason="FieldValueInvalid",
-                    fieldPath=".renewBefore",
-                ),
-                _rule(
-                    "duration(self.warnBefore) < duration(self.duration)",
-                    "warnBefore must be shorter than duration",
-                    reason="FieldValueInvalid",
-                    fieldPath=".warnBefore",
-                ),
-                _rule(
-                    "duration(self.duration) < duration(self.caDuration)",
-                    "duration must be shorter than caDuration",
-                    reason="FieldValueInvalid",
-                    fieldPath=".duration",
-                ),
-                _rule(
-                    "duration(self.duration) >= duration('1h')",
-                    "duration must be at least 1h",
-                    reason="FieldValueInvalid",
-                    fieldPath=".duration",
-                ),
-            ]
-        },
+        **{"x-kubernetes-validations": rules.cel("tls.certificates")},
     )
 
 
@@ -153,22 +133,7 @@ def _issuer() -> Schema:
             ),
         },
         default={},
-        **{
-            "x-kubernetes-validations": [
-                _rule(
-                    "!(self.type in ['CA', 'External']) || has(self.secretName)",
-                    "secretName is required when the issuer type is CA or External",
-                    reason="FieldValueRequired",
-                    fieldPath=".secretName",
-                ),
-                _rule(
-                    "self.type != 'CertManager' || has(self.issuerRef)",
-                    "issuerRef is required when the issuer type is CertManager",
-                    reason="FieldValueRequired",
-                    fieldPath=".issuerRef",
-                ),
-            ]
-        },
+        **{"x-kubernetes-validations": rules.cel("tls.issuer")},
     )
 
 
@@ -263,7 +228,7 @@ def _spec_schema() -> Schema:
                 "bus). Immutable.",
                 "replication",
                 enum=list(MODES),
-                **{"x-kubernetes-validations": [_rule("self == oldSelf", "mode is immutable")]},
+                **{"x-kubernetes-validations": rules.cel("mode")},
             ),
             # No schema default: it follows the mode (3 in replication, 1 in standalone), so a user who
             # writes only `mode: standalone` is not told to fix a value they never wrote.
@@ -298,34 +263,7 @@ def _spec_schema() -> Schema:
             "tls": _tls(),
         },
         default={},
-        **{
-            "x-kubernetes-validations": [
-                _rule(
-                    "self.mode != 'cluster' || self.shards >= 3",
-                    "shards must be at least 3 in cluster mode",
-                    reason="FieldValueInvalid",
-                    fieldPath=".shards",
-                ),
-                _rule(
-                    "self.mode != 'standalone' || !has(self.replicas) || self.replicas == 1",
-                    "replicas must be 1 in standalone mode",
-                    reason="FieldValueInvalid",
-                    fieldPath=".replicas",
-                ),
-                _rule(
-                    "self.mode != 'cluster' || self.shards >= oldSelf.shards",
-                    "shards cannot be reduced: scaling a cluster down is not supported yet",
-                    reason="FieldValueForbidden",
-                    fieldPath=".shards",
-                ),
-                _rule(
-                    "self.tls.mode == 'disabled' || self.tls.issuer.type != 'External' || self.tls.clients.size() == 0",
-                    "client certificates cannot be issued with an External issuer: supply them yourself",
-                    reason="FieldValueForbidden",
-                    fieldPath=".tls.clients",
-                ),
-            ]
-        },
+        **{"x-kubernetes-validations": rules.cel("")},
     )
 
 

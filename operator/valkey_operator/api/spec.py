@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from valkey_operator import names
+from valkey_operator.api import rules
 from valkey_operator.api import schema as s
 from valkey_operator.durations import DurationError, parse_duration
 
@@ -31,14 +32,14 @@ class IssuerRef:
 
 @dataclass(frozen=True)
 class IssuerSpec:
-    type: str = "SelfSigned"
+    type: s.IssuerType = "SelfSigned"
     secret_name: str | None = None
     issuer_ref: IssuerRef | None = None
 
 
 @dataclass(frozen=True)
 class CertificatesSpec:
-    key_algorithm: str = "ECDSA-P256"
+    key_algorithm: s.KeyAlgorithm = "ECDSA-P256"
     duration: timedelta = timedelta(days=90)
     renew_before: timedelta = timedelta(days=60)
     warn_before: timedelta = timedelta(days=45)
@@ -50,8 +51,8 @@ class CertificatesSpec:
 
 @dataclass(frozen=True)
 class TLSSpec:
-    mode: str = "required"
-    client_auth: str = "required"
+    mode: s.TLSMode = "required"
+    client_auth: s.ClientAuth = "required"
     replication: bool = True
     cluster_bus: bool = True
     protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
@@ -59,7 +60,7 @@ class TLSSpec:
     ciphersuites: str | None = None
     issuer: IssuerSpec = field(default_factory=IssuerSpec)
     certificates: CertificatesSpec = field(default_factory=CertificatesSpec)
-    rotation_strategy: str = "RollingRestart"
+    rotation_strategy: s.RotationStrategy = "RollingRestart"
     clients: tuple[str, ...] = ()
 
     @property
@@ -78,7 +79,7 @@ class PersistenceSpec:
 class ClusterSpec:
     image: str = "valkey/valkey:8.1"
     image_pull_policy: str = "IfNotPresent"
-    mode: str = "replication"
+    mode: s.Mode = "replication"
     replicas: int = 3
     shards: int = 3
     replicas_per_shard: int = 1
@@ -193,13 +194,16 @@ def parse_spec(raw: Mapping[str, Any] | None) -> ClusterSpec:
         auth_enabled=data["auth"]["enabled"],
         tls=_tls(data["tls"]),
     )
-    for check in CHECKS:
-        check(spec)
+    _check_enums(spec)
+    # The CRD's CEL rules, the same table (api/rules.py), so `render` refuses what the API server would.
+    broken = rules.violations(data)
+    if broken:
+        raise SpecError(broken[0].reason, f"{broken[0].message}.")
     return spec
 
 
-# The same rules the CRD states in CEL, checked again here so `render` refuses what the API server would.
 def _check_enums(spec: ClusterSpec) -> None:
+    """The schema's enums, for `render` (the API server checks them before the operator sees a value)."""
     pairs = [
         ("mode", spec.mode, s.MODES),
         ("tls.mode", spec.tls.mode, s.TLS_MODES),
@@ -214,43 +218,8 @@ def _check_enums(spec: ClusterSpec) -> None:
     for proto in spec.tls.protocols:
         if proto not in s.TLS_PROTOCOLS:
             raise SpecError("InvalidValue", f"spec.tls.protocols: {proto!r} is not TLSv1.2 or TLSv1.3.")
-
-
-def _check_topology(spec: ClusterSpec) -> None:
-    if spec.mode == "cluster" and spec.shards < 3:
-        raise SpecError("InvalidTopology", "shards must be at least 3 in cluster mode.")
-    if spec.mode == "standalone" and spec.replicas != 1:
-        raise SpecError("InvalidTopology", "replicas must be 1 in standalone mode.")
     if spec.replicas < 1:
         raise SpecError("InvalidTopology", "replicas must be at least 1.")
-
-
-def _check_durations(spec: ClusterSpec) -> None:
-    c = spec.tls.certificates
-    if c.renew_before >= c.duration:
-        raise SpecError("InvalidDuration", "renewBefore must be shorter than duration.")
-    if c.warn_before >= c.duration:
-        raise SpecError("InvalidDuration", "warnBefore must be shorter than duration.")
-    if c.duration >= c.ca_duration:
-        raise SpecError("InvalidDuration", "duration must be shorter than caDuration.")
-    if c.duration < timedelta(hours=1):
-        raise SpecError("InvalidDuration", "duration must be at least 1h.")
-
-
-def _check_issuer(spec: ClusterSpec) -> None:
-    issuer = spec.tls.issuer
-    if issuer.type in ("CA", "External") and not issuer.secret_name:
-        raise SpecError("IssuerSecretMissing", "secretName is required when the issuer type is CA or External.")
-    if issuer.type == "CertManager" and issuer.issuer_ref is None:
-        raise SpecError("IssuerRefMissing", "issuerRef is required when the issuer type is CertManager.")
-    if spec.tls.enabled and issuer.type == "External" and spec.tls.clients:
-        raise SpecError(
-            "ClientsWithExternalIssuer",
-            "client certificates cannot be issued with an External issuer: supply them yourself.",
-        )
-
-
-CHECKS = (_check_enums, _check_topology, _check_durations, _check_issuer)
 
 
 def parse_cluster(body: Mapping[str, Any], cluster_domain: str = names.DEFAULT_CLUSTER_DOMAIN) -> ValkeyCluster:
