@@ -105,6 +105,7 @@ def _pod_state(
         synced=rep is None or rep.role == ROLE_MASTER or rep.link_up,
         # Under HotReload a pod is done when its live handshake shows the current certificate.
         serving=not hot or (report is not None and fingerprint is not None and report.served == fingerprint),
+        running=pod.running,
     )
 
 

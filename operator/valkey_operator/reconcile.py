@@ -17,7 +17,16 @@ from valkey_operator.clock import Clock
 from valkey_operator.decide import Decision, Event, decide, decide_invalid
 from valkey_operator.pki.issue import KeyPair
 from valkey_operator.pki.plan import CONNECTION_CLIENT
-from valkey_operator.snapshot import OWNED_KINDS, PodReport, Replication, Snapshot, observed_secrets, password, pods
+from valkey_operator.snapshot import (
+    LISTED_KINDS,
+    PodReport,
+    Replication,
+    Snapshot,
+    observed_secrets,
+    password,
+    pods,
+    secret_names,
+)
 from valkey_operator.valkey_admin import Credentials, PodError
 
 log = logging.getLogger(__name__)
@@ -93,14 +102,18 @@ def _ask_pods(admin: PodAdmin, cluster: ValkeyCluster, snap: Snapshot) -> dict[s
 
 
 def gather(kube: KubeAPI, admin: PodAdmin, cluster: ValkeyCluster, status: Mapping[str, Any]) -> Snapshot:
-    """Every read of one pass: one LIST per owned kind (by the owner's labels), the user's issuer Secret,
-    and what the pods report over TLS."""
+    """Every read of one pass: one LIST per listed owned kind (by the owner's labels), each owned Secret by
+    name, the user's issuer Secret, and what the pods report over TLS."""
     ns = cluster.namespace
     selector = names.owned_selector(cluster.name)
     objects: dict[tuple[str, str], Mapping[str, Any]] = {}
-    for api_version, kind in OWNED_KINDS:
+    for api_version, kind in LISTED_KINDS:
         for obj in kube.list(api_version, kind, ns, selector):
             objects[(kind, obj["metadata"]["name"])] = obj
+    for name in secret_names(cluster):
+        secret = kube.get("v1", "Secret", ns, name)
+        if secret is not None:
+            objects[("Secret", name)] = secret
     secret_name = cluster.spec.tls.issuer.secret_name
     issuer = kube.get("v1", "Secret", ns, secret_name) if secret_name else None
     snap = Snapshot(objects=objects, issuer_secret=issuer, status=status)

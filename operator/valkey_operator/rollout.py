@@ -20,6 +20,7 @@ class PodState:
     terminating: bool = False
     synced: bool = True  # a replica whose link to the primary is up (or not known otherwise)
     serving: bool = True  # serves the current certificate (HotReload: a live handshake showed it)
+    running: bool = True  # its container was started (phase Running): it may hold data
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,10 @@ def next_step(pods: Sequence[PodState], primaries: Sequence[str], desired: int) 
         return Step("done", message="Every pod runs the current revision.")
     if any(p.terminating for p in pods):
         return Step("wait", message="A pod is terminating.")
-    # A replica that never became ready serves nobody: replacing it cannot lose a write. A primary is
-    # replaced only after its role has moved, whatever its state.
+    # A replica that is not ready serves nobody: replacing it cannot lose a write. A running primary is
+    # replaced only after its role has moved, ready or not; one that never started holds nothing.
     for p in outdated:
-        if not p.ready and (p.name not in primaries or len(pods) == 1):
+        if not p.ready and (p.name not in primaries or len(pods) == 1 or not p.running):
             return Step("delete", p.name, p.uid, f"{p.name} is not ready and outdated.")
     if len(pods) < desired or any(not p.ready for p in pods):
         return Step("wait", message="Waiting for every pod to be ready before restarting the next one.")

@@ -16,9 +16,9 @@ from valkey_operator.conf.layout import PRIMARY_KEY
 from valkey_operator.pki.plan import CONNECTION_CLIENT, Observed, SecretData
 
 Object = Mapping[str, Any]
-# The kinds a ValkeyCluster owns, listed by its labels in one call each.
-OWNED_KINDS: tuple[tuple[str, str], ...] = (
-    ("v1", "Secret"),
+# The kinds a ValkeyCluster owns that are listed by its labels, one call each. Secrets are read by name
+# (secret_names): listing Secrets would need the right to read every Secret of the namespace.
+LISTED_KINDS: tuple[tuple[str, str], ...] = (
     ("v1", "ConfigMap"),
     ("v1", "Service"),
     ("apps/v1", "StatefulSet"),
@@ -77,6 +77,16 @@ class PodView:
     running: bool  # has an address and runs: the operator may talk to it
     role_label: str | None
     template_hash: str  # the pod template it was created from (ANN_TEMPLATE_HASH)
+
+
+def secret_names(cluster: ValkeyCluster) -> list[str]:
+    """Every Secret a cluster may own, by name."""
+    n, tls = cluster.names, cluster.spec.tls
+    out = [n.ca_secret] if tls.issuer.type == "SelfSigned" else []
+    out += [n.tls_secret, *(n.client_secret(c) for c in tls.clients), n.connection_secret]
+    if cluster.spec.auth_enabled:
+        out.append(n.auth_secret)
+    return out
 
 
 def secret_data(obj: Object | None) -> SecretData | None:

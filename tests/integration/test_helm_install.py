@@ -94,7 +94,7 @@ class Operator:
             [
                 str(cli),
                 "run",
-                *(["--standalone"] if standalone else []),
+                *([] if standalone else ["--leader-election"]),
                 "--metrics-port",
                 str(self.metrics_port),
                 "--health-port",

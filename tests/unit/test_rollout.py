@@ -28,6 +28,8 @@ def pod(i: int, rev: str = "old", ready: bool = True, terminating: bool = False,
         # An outdated primary that is not ready is never deleted while it holds the role (it was, before:
         # "cache-0 is not ready and outdated" took the serving primary down without a switchover).
         ([pod(0, ready=False), pod(1), pod(2)], ["cache-0"], ("wait", None)),
+        # ...but a primary whose container never started (Pending) holds nothing: replaced at once.
+        ([PodState("cache-0", "u", False, False, running=False), pod(1), pod(2)], ["cache-0"], ("delete", "cache-0")),
         # An updated pod still starting: wait before touching the next one.
         ([pod(0), pod(1), pod(2, "new", ready=False)], ["cache-0"], ("wait", None)),
         # A pod on its way out: wait.

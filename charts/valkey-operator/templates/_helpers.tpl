@@ -42,7 +42,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   verbs: [patch]
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get, list, create, patch]
+  verbs: [get, create, patch]
 - apiGroups: [""]
   resources: [configmaps, services]
   verbs: [list, create, patch]

@@ -27,9 +27,10 @@ NAMESPACED_PERMISSIONS: list[dict[str, Any]] = [
     # kopf: list+watch to follow ValkeyClusters; patch for its finalizer, annotations and our status.
     {"apiGroups": [names.GROUP], "resources": [names.PLURAL], "verbs": ["list", "watch", "patch"]},
     {"apiGroups": [names.GROUP], "resources": [f"{names.PLURAL}/status"], "verbs": ["patch"]},
-    # reconcile.gather: Kube.list of every owned kind by label (list), Kube.get of the user's CA or
-    # External Secret (get); Kube.apply, server-side apply that may create (create, patch).
-    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "create", "patch"]},
+    # reconcile.gather: Kube.list of the owned kinds by label (list), Kube.get of each owned Secret and of
+    # the user's CA or External Secret by name (get: never list, which would read every Secret);
+    # Kube.apply, server-side apply that may create (create, patch).
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "patch"]},
     {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": ["list", "create", "patch"]},
     {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["list", "create", "patch"]},
     {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["list", "create", "patch"]},
