@@ -295,6 +295,7 @@ def test_ca_rotation_in_three_phases_never_breaks_a_probe_a_replica_or_a_client(
     old_ca = world.secret("cache-ca").data["tls.crt"]
     old_client_bundle = world.secret("cache-connection").data["ca.crt"]  # an application loaded it before
     phases: list[str] = []
+    restarts = {"": 0, "Trusting": 0, "Reissuing": 0, "Retiring": 0}
     now = NOW
     for _ in range(60):  # bounded: three phases, three rolls of three pods, an overlap
         d = pass_(world, c, now)
@@ -309,6 +310,7 @@ def test_ca_rotation_in_three_phases_never_breaks_a_probe_a_replica_or_a_client(
         phase = (world.status["certificates"].get("caRotation") or {}).get("phase")
         if phase and (not phases or phases[-1] != phase):
             phases.append(phase)
+        restarts[phases[-1] if phases else ""] += sum(isinstance(a, DeletePod) for a in d.actions)
         if phases in ([], ["Trusting"]):
             # Until the overlap is over, a client with the old ca.crt verifies every server.
             assert all(trusted(world.serving[p], old_client_bundle) for p in world.pods()), phases
@@ -320,6 +322,13 @@ def test_ca_rotation_in_three_phases_never_breaks_a_probe_a_replica_or_a_client(
     assert len(bundle(world)) == 1
     assert not trusted(world.secret("cache-tls").data["tls.crt"], old_ca)
     assert now - NOW >= timedelta(hours=1)  # the overlap was kept
+    # Each trust change restarts every pod once; under HotReload the new leaves reload in place.
+    assert restarts == {
+        "": 0,
+        "Trusting": 3,
+        "Reissuing": 3 if strategy == "RollingRestart" else 0,
+        "Retiring": 3,
+    }
 
 
 def test_the_primary_is_what_the_pods_report_not_the_configmap() -> None:

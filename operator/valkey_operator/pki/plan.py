@@ -178,9 +178,11 @@ def _self_signed_trust(cluster: ValkeyCluster, obs: Observed, now: datetime) -> 
         since = _since(ann) or now
         if obs.rollout_complete and now - since >= certs.ca_rotation_overlap:
             # Every pod trusts the new CA and applications had their overlap: leaves move to it.
+            # The bundle keeps its bytes (old first, then new): under HotReload only the leaves change
+            # in this phase, and they reload in place.
             return _Trust(
                 following,
-                following.cert_pem + current.cert_pem,
+                current.cert_pem + following.cert_pem,
                 following,
                 _phase(ann, REISSUING, now),
                 mismatch_reason=renewal.CA,
@@ -191,7 +193,7 @@ def _self_signed_trust(cluster: ValkeyCluster, obs: Observed, now: datetime) -> 
         if obs.rollout_complete and _new_ca_in_use(obs, current, bundle):
             ann.pop(names.ANN_RETIRING_CA, None)
             return _Trust(current, current.cert_pem, current, _phase(ann, RETIRING, now))
-        return _Trust(current, b"".join([current.cert_pem, *others]), current, ann, mismatch_reason=renewal.CA)
+        return _Trust(current, b"".join([*others, current.cert_pem]), current, ann, mismatch_reason=renewal.CA)
     if phase == RETIRING:
         return _Trust(current, current.cert_pem, current, _phase(ann, None, now) if obs.rollout_complete else ann)
     if reason is not None:
