@@ -294,6 +294,7 @@ class PodWatch:
     seen: dict[str, tuple[str, str]] = field(default_factory=dict)  # uid -> (pod name, last role)
     replaced: list[tuple[str, str]] = field(default_factory=list)  # (pod name, role it had), in order
     most_unavailable: int = 0
+    container_restarts: int = 0  # the most restarts any container had (a failed liveness probe restarts one)
     stop: threading.Event = field(default_factory=threading.Event)
     errors: list[str] = field(default_factory=list)
 
@@ -313,6 +314,9 @@ class PodWatch:
             self.seen[p["metadata"]["uid"]] = (p["metadata"]["name"], role(p))
         unavailable = 3 - sum(1 for p in current if is_ready(p) and not p["metadata"].get("deletionTimestamp"))
         self.most_unavailable = max(self.most_unavailable, unavailable)
+        for p in current:
+            for c in p.get("status", {}).get("containerStatuses") or []:
+                self.container_restarts = max(self.container_restarts, int(c.get("restartCount", 0)))
 
     def _run(self) -> None:
         while not self.stop.is_set():
@@ -584,3 +588,122 @@ def test_a_broken_external_secret_leaves_the_running_pods_serving(node: Node, cr
     kubectl(node, "patch", "valkeycluster", NAME, "-n", NS, "--type=merge", "-p", json.dumps(patch))
     wait_for(lambda: vkc(node)["status"].get("phase") == "Ready", "Ready again", 120)
     assert {p["metadata"]["uid"] for p in pods(node)} == uids
+
+
+# A client that loaded ca.crt, its certificate and key once, before the CA rotation, and never re-reads
+# them (most applications): a new connection and a PING every half second, each outcome a JSON line.
+OLD_BUNDLE_PY = """
+import json, os, shutil, time, valkey
+os.makedirs("/tmp/old", exist_ok=True)
+for k in ("ca.crt", "tls.crt", "tls.key", "password"):
+    shutil.copy("/tls/" + k, "/tmp/old/" + k)
+pw = open("/tmp/old/password").read()
+print(json.dumps({"t": time.time(), "loaded": True}), flush=True)
+while True:
+    t = time.time()
+    try:
+        c = valkey.Valkey(host="%(service)s", port=6379, password=pw, ssl=True, ssl_ca_certs="/tmp/old/ca.crt",
+                          ssl_certfile="/tmp/old/tls.crt", ssl_keyfile="/tmp/old/tls.key", ssl_check_hostname=True,
+                          socket_timeout=2, socket_connect_timeout=2)
+        c.ping()
+        c.close()
+        print(json.dumps({"t": t, "ok": True}), flush=True)
+    except Exception as exc:
+        print(json.dumps({"t": t, "ok": False, "error": type(exc).__name__ + ": " + str(exc)[:160]}), flush=True)
+    time.sleep(0.5)
+"""
+
+
+def tls_error(error: str) -> bool:
+    """A refused certificate, either way (not a connection refused while a pod restarts)."""
+    return any(word in error for word in ("CERTIFICATE", "certificate", "SSL", "alert"))
+
+
+def fresh_creds(node: Node, folder: Path) -> Creds:
+    conn = secret(node, f"{NAME}-connection")
+    folder.mkdir(parents=True, exist_ok=True)
+    for key in ("ca.crt", "tls.crt", "tls.key"):
+        (folder / key).write_bytes(conn[key])
+        (folder / key).chmod(0o600)
+    return Creds(folder, conn["password"].decode())
+
+
+def settle(node: Node, watch_what: str) -> None:
+    def settled() -> bool:
+        body = vkc(node)
+        live = [p for p in pods(node) if not p["metadata"].get("deletionTimestamp")]
+        return body["status"].get("phase") == "Ready" and len(live) == 3 and all(is_ready(p) for p in live)
+
+    wait_for(settled, watch_what, 600)
+
+
+@pytest.mark.parametrize("strategy", ["RollingRestart", "HotReload"])
+def test_ca_rotation_in_three_phases_under_load(node: Node, operator_image: str, strategy: str, tmp_path: Path) -> None:
+    """rotate-ca under a steady writer that re-reads the connection Secret, beside a client that loaded the
+    old ca.crt before: 0 acknowledged writes lost, no container restart the operator did not plan, never
+    two pods out, the old-bundle client unbroken until the leaves move to the new CA (after the overlap),
+    the re-reading client never refused a certificate."""
+    spec = {"rotation": {"strategy": strategy}, "certificates": {"caRotationOverlap": "45s"}}
+    kubectl(node, "patch", "valkeycluster", NAME, "-n", NS, "--type=merge", "-p", json.dumps({"spec": {"tls": spec}}))
+    time.sleep(2)
+    settle(node, f"{strategy} in force")
+    old_ca = vkc(node)["status"]["certificates"]["ca"]["fingerprintSHA256"]
+    writer, old_client = f"writer-ca-{strategy.lower()}", f"old-bundle-{strategy.lower()}"
+    start_client_pod(
+        node, writer, operator_image, ["python", "-c", WRITER_PY % {"service": SERVICE_DNS, "max_seconds": 1500}]
+    )
+    start_client_pod(node, old_client, operator_image, ["python", "-c", OLD_BUNDLE_PY % {"service": SERVICE_DNS}])
+    wait_for(lambda: "first write acknowledged" in kubectl(node, "logs", writer, "-n", NS, check=False), "writer")
+    wait_for(lambda: '"ok": true' in kubectl(node, "logs", old_client, "-n", NS, check=False), "old-bundle client")
+
+    watch = PodWatch(node)
+    phases: dict[str, float] = {}
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    kubectl(node, "annotate", "valkeycluster", NAME, "-n", NS, f"{names.ANN_ROTATE_CA}={strategy}-{stamp}")
+    try:
+
+        def finished() -> bool:
+            body = vkc(node)
+            phase = (body["status"]["certificates"].get("caRotation") or {}).get("phase")
+            if phase and phase not in phases:
+                phases[phase] = time.time()
+            return bool(
+                "Retiring" in phases
+                and phase is None
+                and body["status"].get("phase") == "Ready"
+                and body["status"]["certificates"]["ca"]["fingerprintSHA256"] != old_ca
+            )
+
+        wait_for(finished, f"the CA rotation under {strategy}", 1200)
+    finally:
+        watch.finish()
+    assert list(phases) == ["Trusting", "Reissuing", "Retiring"], phases
+    assert not watch.errors, watch.errors
+    assert watch.most_unavailable <= 1, watch.replaced
+    assert watch.container_restarts == 0, "a container restarted that the operator did not restart"
+    # Every trust change rolls each pod once; under HotReload the new leaves reload in place.
+    assert len(watch.replaced) == (9 if strategy == "RollingRestart" else 6), watch.replaced
+
+    # The old-bundle client: never refused before the leaves moved to the new CA.
+    lines = [json.loads(x) for x in kubectl(node, "logs", old_client, "-n", NS).splitlines() if x.startswith("{")]
+    kubectl(node, "delete", "pod", old_client, "-n", NS, "--wait=false")
+    early = [x for x in lines if not x.get("ok") and "error" in x and x["t"] < phases["Reissuing"]]
+    assert not [x for x in early if tls_error(x["error"])], early[:5]
+    during_overlap = [x for x in lines if x.get("ok") and phases["Trusting"] <= x["t"] < phases["Reissuing"]]
+    assert len(during_overlap) >= 20, len(during_overlap)
+
+    # The re-reading writer: stop it through the primary, with credentials read afresh.
+    now_creds = fresh_creds(node, tmp_path / "creds")
+    head = primary(node)
+    assert "OK" in now_creds.cli(head["status"]["podIP"], pod_fqdn(head["metadata"]["name"]), "SET", "writer:stop", "1")
+    report = json.loads(finish_pod(node, writer, 180).splitlines()[-1])
+    print(f"\nwriter under a CA rotation ({strategy}): {json.dumps(report)}")
+    print(f"phases seen at: {phases}")
+    assert report["acked"] > 500, report
+    assert report["missing_count"] == 0, report
+    assert not [e for e in report["errors"] if tls_error(e)], report["errors"]
+    # Every pod serves a certificate from the new CA, verified with the new bundle alone.
+    bundle = secret(node, f"{NAME}-tls")["ca.crt"].decode()
+    assert bundle.count("BEGIN CERTIFICATE") == 1
+    for p in pods(node):
+        assert "PONG" in now_creds.cli(p["status"]["podIP"], pod_fqdn(p["metadata"]["name"]), "PING")

@@ -331,7 +331,7 @@ def _next_due(cluster: ValkeyCluster, material: Material, certs: CertReport, now
     if material.ca is not None:
         due.append(describe_pem(material.ca.cert_pem).not_after - 2 * spec.duration)
     since = certs.status.get("caRotation", {}).get("since")
-    if certs.status.get("caRotation", {}).get("phase") == "Trusting" and since:
+    if certs.status.get("caRotation", {}).get("phase") in ("Trusting", "Reissuing") and since:
         due.append(datetime.strptime(since, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) + spec.ca_rotation_overlap)
     future = [d for d in due if d > now]
     return min(future, default=None)

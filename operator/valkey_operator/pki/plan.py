@@ -153,7 +153,8 @@ def _since(annotations: Mapping[str, str]) -> datetime | None:
 def _self_signed_trust(cluster: ValkeyCluster, obs: Observed, now: datetime) -> _Trust:
     """A private CA, rotated in three phases, each reaching every pod before the next (DESIGN.md):
     Trusting (old and new CA trusted, leaves still from the old one, for caRotationOverlap), Reissuing
-    (leaves from the new CA, the old one still trusted), Retiring (the old CA leaves the bundle)."""
+    (leaves from the new CA, the old one still trusted, for caRotationOverlap again, so that clients pick up
+    their new certificates), Retiring (the old CA leaves the bundle)."""
     certs = cluster.spec.tls.certificates
     current = _pair(obs.ca)
     ann = dict(obs.ca.annotations) if obs.ca else {}
@@ -190,7 +191,9 @@ def _self_signed_trust(cluster: ValkeyCluster, obs: Observed, now: datetime) -> 
         return _Trust(current, current.cert_pem + following.cert_pem, current, ann, next_ca=following)
     if phase == REISSUING or (phase is None and others):
         # (phase None with other CAs in the bundle: a rotation an earlier operator version began.)
-        if obs.rollout_complete and _new_ca_in_use(obs, current, bundle):
+        # ...and applications have had the overlap again to pick up their new client certificates.
+        since = _since(ann) or now
+        if obs.rollout_complete and _new_ca_in_use(obs, current, bundle) and now - since >= certs.ca_rotation_overlap:
             ann.pop(names.ANN_RETIRING_CA, None)
             return _Trust(current, current.cert_pem, current, _phase(ann, RETIRING, now))
         return _Trust(current, b"".join([*others, current.cert_pem]), current, ann, mismatch_reason=renewal.CA)
