@@ -134,9 +134,14 @@ class ClusterNames:
     def pods(self, count: int) -> list[str]:
         return [self.pod(i) for i in range(count)]
 
+    @property
+    def pod_domain(self) -> str:
+        """The domain of every pod's stable name; start.sh gets it from the pod's environment."""
+        return f"{self.headless_service}.{self.namespace}.svc"
+
     def pod_fqdn(self, pod: str) -> str:
         """The stable DNS name of a pod, as the operator and peers address it (and verify it)."""
-        return f"{pod}.{self.headless_service}.{self.namespace}.svc"
+        return f"{pod}.{self.pod_domain}"
 
     def pod_dns_names(self, pod: str) -> list[str]:
         short = self.pod_fqdn(pod)

@@ -141,8 +141,7 @@ def start_instance(
     env = {
         **os.environ,
         "POD_NAME": pod,
-        "POD_NAMESPACE": cluster.namespace,
-        "VALKEY_HEADLESS_SERVICE": cluster.names.headless_service,
+        "VALKEY_POD_DOMAIN": cluster.names.pod_domain,
         "VALKEY_PASSWORD": PASSWORD,
     }
     # Loopback only: bind the instance to its own address instead of the pod's "*".

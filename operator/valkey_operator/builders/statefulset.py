@@ -19,8 +19,7 @@ CONTAINER = "valkey"
 def _env(cluster: ValkeyCluster) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         {"name": scripts.ENV_POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        {"name": scripts.ENV_NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-        {"name": scripts.ENV_HEADLESS, "value": cluster.names.headless_service},
+        {"name": scripts.ENV_POD_DOMAIN, "value": cluster.names.pod_domain},
     ]
     if cluster.spec.auth_enabled:
         env.append(

@@ -7,8 +7,7 @@ from valkey_operator.conf.layout import POD_LAYOUT, Layout
 
 # Environment the StatefulSet gives the container; the scripts read nothing else.
 ENV_POD_NAME = "POD_NAME"
-ENV_NAMESPACE = "POD_NAMESPACE"
-ENV_HEADLESS = "VALKEY_HEADLESS_SERVICE"
+ENV_POD_DOMAIN = "VALKEY_POD_DOMAIN"  # names.ClusterNames.pod_domain: the one spelling of pod names
 ENV_PASSWORD = "VALKEY_PASSWORD"  # noqa: S105 - the variable's name, not a password
 
 
@@ -19,7 +18,7 @@ def render_start_script(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT) -> 
         "# Writes this pod's part of the configuration, then becomes valkey-server. Rendered by",
         "# valkey-tls-operator: the operator overwrites edits.",
         "set -eu",
-        f'fqdn="${{{ENV_POD_NAME}}}.${{{ENV_HEADLESS}}}.${{{ENV_NAMESPACE}}}.svc"',
+        f'fqdn="${{{ENV_POD_NAME}}}.${{{ENV_POD_DOMAIN}}}"',
         f'out="{layout.runtime_file}"',
         "umask 077",
         f'mkdir -p "{layout.run_dir}"',
@@ -31,7 +30,7 @@ def render_start_script(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT) -> 
             # The operator names the primary in a ConfigMap key; updates reach the file without a restart.
             f'primary=$(cat "{layout.primary_file}" 2>/dev/null || true)',
             f'if [ -n "$primary" ] && [ "$primary" != "${{{ENV_POD_NAME}}}" ]; then',
-            f'  echo "replicaof $primary.${{{ENV_HEADLESS}}}.${{{ENV_NAMESPACE}}}.svc {layout.port}" >> "$out"',
+            f'  echo "replicaof $primary.${{{ENV_POD_DOMAIN}}} {layout.port}" >> "$out"',
             "fi",
         ]
     if mode == "cluster":

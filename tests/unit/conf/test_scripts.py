@@ -17,7 +17,7 @@ def test_scripts_are_valid_posix_sh() -> None:
 def test_replication_start_script_follows_the_primary_file() -> None:
     script = render_start_script(example())
     assert 'primary=$(cat "/etc/valkey/primary"' in script
-    assert "replicaof $primary.${VALKEY_HEADLESS_SERVICE}.${POD_NAMESPACE}.svc 6379" in script
+    assert "replicaof $primary.${VALKEY_POD_DOMAIN} 6379" in script
     assert "cluster-announce-hostname" not in script
     assert script.rstrip().endswith('exec valkey-server "/etc/valkey/valkey.conf" "$@"')
 
