@@ -174,4 +174,7 @@ class Reconciler:
         decision: Decision = decide(cluster, snap, now)
         act(self.kube, self.admin, cluster, credentials(cluster, snap), decision.actions)
         metrics.record(cluster.namespace, cluster.name, decision.metrics)
-        return Outcome(changed(status, decision.status), list(decision.events), decision.retry_after, decision.actions)
+        wake_in = (decision.next_due - now).total_seconds() if decision.next_due else None
+        return Outcome(
+            changed(status, decision.status), list(decision.events), decision.retry_after, decision.actions, wake_in
+        )

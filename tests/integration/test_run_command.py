@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +52,8 @@ def test_run_serves_metrics_and_health_and_reconciles(crd: None, namespace: str,
         ],
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
-        env=dict(os.environ),
+        # No fast timer to hide behind: only the pass's own wake-up can renew within the test's wait.
+        env={**os.environ, "VALKEY_OPERATOR_ROLLOUT_INTERVAL": "900", "VALKEY_OPERATOR_TIMER_INTERVAL": "300"},
     )
     try:
         wait_until(lambda: fetch(health_port, "/healthz")[0] == 200, what="/healthz")
@@ -78,6 +81,21 @@ def test_run_serves_metrics_and_health_and_reconciles(crd: None, namespace: str,
         assert f'certificate="server",cluster="cache",namespace="{namespace}"' in text
         assert "PRIVATE KEY" not in text
         assert "PRIVATE KEY" not in log.read_text()
+
+        # A renewal that falls due before the 300 s timer: the pass that saw it wakes up for it.
+        body = get_vkc(namespace)
+        server = body["status"]["certificates"]["server"]
+        not_after = datetime.strptime(server["notAfter"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        due = datetime.now(UTC) + timedelta(seconds=15)
+        patch = {"spec": {"tls": {"certificates": {"renewBefore": f"{int((not_after - due).total_seconds())}s"}}}}
+        kubectl("patch", "valkeycluster", "cache", "-n", namespace, "--type=merge", "-p", json.dumps(patch))
+
+        def renewed() -> bool:
+            return bool(get_vkc(namespace)["status"]["certificates"]["server"]["serial"] != server["serial"])
+
+        wait_until(renewed, timeout=45, what="the renewal the clock made due")
+        assert datetime.now(UTC) >= due
+        assert "looking again in" in log.read_text()
     finally:
         proc.terminate()
         proc.wait(30)

@@ -37,7 +37,8 @@ class _QuietNotYet(logging.Filter):
         return f"failed temporarily: {NOT_YET}" not in record.getMessage()
 
 
-def _pass(handler: str, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, timer_interval: float) -> None:
+def _pass(handler: str, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, next_look: float) -> None:
+    """One pass; `next_look` is when this handler would run again anyway (its timer's interval)."""
     meta = body.get("metadata", {})
     # One pass at a time per ValkeyCluster: the memo is kopf's per-object copy, gone with the object.
     lock: threading.Lock = memo.setdefault("lock", threading.Lock())
@@ -57,8 +58,8 @@ def _pass(handler: str, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, tim
     for event in outcome.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     delay = outcome.retry_after
-    if delay is None and outcome.wake_in is not None and outcome.wake_in < timer_interval:
-        # The clock makes work (a renewal falls due) before the slow timer would look: wake up then.
+    if delay is None and outcome.wake_in is not None and outcome.wake_in < next_look:
+        # The clock makes work (a renewal falls due) before this handler would look again: wake up then.
         delay = max(outcome.wake_in, 1.0)
     if delay is not None:
         log.info("%s/%s: looking again in %.1f s", meta.get("namespace"), meta.get("name"), delay)
@@ -109,7 +110,7 @@ def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     def advance_rollout(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
         """While pods start or roll, take the next step (and report readiness) every few seconds instead of
         waiting for the slow timer."""
-        _pass("rollout", body, patch, memo, config.timer_interval)
+        _pass("rollout", body, patch, memo, config.rollout_interval)
 
     @kopf.on.delete(*_RESOURCE, registry=reg, optional=True)
     def forget(body: kopf.Body, **_: Any) -> None:
