@@ -280,7 +280,7 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
     material = planned.material
     pw = (password(cluster, snap) or pysecrets.token_urlsafe(24)) if cluster.spec.auth_enabled else None
     primary = _primary(cluster, snap, views)
-    manifests = desired_objects(cluster, Inputs(material, pw, primary))
+    manifests = desired_objects(cluster, Inputs(material, pw, primary, layout=POD_LAYOUT))
     applies = [Apply(m) for m in manifests if not contains(snap.get(m["kind"], m["metadata"]["name"]), m)]
     sts_manifest = next(m for m in manifests if m["kind"] == "StatefulSet")
     fingerprint = describe_pem(material.server.cert_pem).fingerprint_sha256

@@ -14,6 +14,7 @@ from valkey_operator.api.spec import parse_cluster
 from valkey_operator.builders.common import Manifest
 from valkey_operator.builders.desired import Inputs, desired_objects
 from valkey_operator.clock import Clock, SystemClock
+from valkey_operator.conf.layout import POD_LAYOUT
 from valkey_operator.pki.plan import Observed, plan
 
 
@@ -29,7 +30,7 @@ def render_one(body: Mapping[str, Any], clock: Clock | None = None) -> list[Mani
         problem = decided.problems[0]
         raise RenderError(f"{problem.reason}: {problem.message}")
     password = secrets.token_urlsafe(24) if cluster.spec.auth_enabled else None
-    return desired_objects(cluster, Inputs(decided.material, password))
+    return desired_objects(cluster, Inputs(decided.material, password, layout=POD_LAYOUT))
 
 
 def render_documents(documents: Iterable[Any], clock: Clock | None = None) -> list[Manifest]:

@@ -8,16 +8,17 @@ from valkey_operator import names
 from valkey_operator.api.spec import ValkeyCluster
 from valkey_operator.builders.common import Manifest, metadata
 from valkey_operator.conf import layout as lay
+from valkey_operator.conf.layout import Layout
 from valkey_operator.conf.scripts import render_probe_script, render_start_script
 from valkey_operator.conf.valkey_conf import render_valkey_conf
 
 
-def config_files(cluster: ValkeyCluster) -> dict[str, str]:
+def config_files(cluster: ValkeyCluster, layout: Layout) -> dict[str, str]:
     """The files whose change must restart pods (their hash goes on the pod template)."""
     return {
-        lay.CONFIG_KEY: render_valkey_conf(cluster),
-        lay.START_KEY: render_start_script(cluster),
-        lay.PROBE_KEY: render_probe_script(cluster),
+        lay.CONFIG_KEY: render_valkey_conf(cluster, layout),
+        lay.START_KEY: render_start_script(cluster, layout),
+        lay.PROBE_KEY: render_probe_script(cluster, layout),
     }
 
 

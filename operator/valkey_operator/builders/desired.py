@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from valkey_operator.api.spec import ValkeyCluster
 from valkey_operator.builders import secrets
@@ -10,7 +10,7 @@ from valkey_operator.builders.common import Manifest
 from valkey_operator.builders.configmap import config_files, config_hash, config_map
 from valkey_operator.builders.services import services
 from valkey_operator.builders.statefulset import bundle_digest, pod_disruption_budget, statefulset
-from valkey_operator.conf.layout import POD_LAYOUT
+from valkey_operator.conf.layout import Layout
 from valkey_operator.pki.plan import CONNECTION_CLIENT, Material
 
 
@@ -21,6 +21,7 @@ class Inputs:
     material: Material
     password: str | None
     primary: str | None = None
+    layout: Layout = field(kw_only=True)  # where files live and which ports listen in the pod
 
 
 def desired_objects(cluster: ValkeyCluster, inputs: Inputs) -> list[Manifest]:
@@ -37,11 +38,13 @@ def desired_objects(cluster: ValkeyCluster, inputs: Inputs) -> list[Manifest]:
     if inputs.password is not None:
         out.append(secrets.auth_secret(cluster, inputs.password))
     out.append(
-        secrets.connection_secret(cluster, POD_LAYOUT.port, inputs.password, m.bundle, m.clients.get(CONNECTION_CLIENT))
+        secrets.connection_secret(
+            cluster, inputs.layout.port, inputs.password, m.bundle, m.clients.get(CONNECTION_CLIENT)
+        )
     )
-    files = config_files(cluster)
+    files = config_files(cluster, inputs.layout)
     out.append(config_map(cluster, files, inputs.primary))
-    out += services(cluster)
-    out.append(statefulset(cluster, m.revision, config_hash(files), bundle_digest(m.bundle)))
+    out += services(cluster, inputs.layout)
+    out.append(statefulset(cluster, inputs.layout, m.revision, config_hash(files), bundle_digest(m.bundle)))
     out.append(pod_disruption_budget(cluster))
     return out

@@ -7,36 +7,37 @@ from typing import Any
 from valkey_operator import names
 from valkey_operator.api.spec import ValkeyCluster
 from valkey_operator.builders.common import Manifest, metadata
-from valkey_operator.conf.layout import POD_LAYOUT, Layout
+from valkey_operator.conf.layout import Layout
 
 ROLE_LABEL, ROLE_PRIMARY, ROLE_REPLICA = names.ROLE_LABEL, names.ROLE_PRIMARY, names.ROLE_REPLICA
 
 
-def ports(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT) -> list[dict[str, Any]]:
+def ports(cluster: ValkeyCluster, layout: Layout) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = [{"name": "valkey", "port": layout.port, "targetPort": "valkey", "protocol": "TCP"}]
     if cluster.spec.tls.mode == "preferred":
         out.append({"name": "valkey-plain", "port": layout.plain_port, "targetPort": "valkey-plain", "protocol": "TCP"})
     return out
 
 
-def _service(cluster: ValkeyCluster, name: str, selector: dict[str, str], **spec: Any) -> Manifest:
+def _service(cluster: ValkeyCluster, layout: Layout, name: str, selector: dict[str, str], **spec: Any) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": metadata(cluster, name, names.COMPONENT_SERVER),
-        "spec": {"selector": selector, "ports": ports(cluster), **spec},
+        "spec": {"selector": selector, "ports": ports(cluster, layout), **spec},
     }
 
 
-def services(cluster: ValkeyCluster) -> list[Manifest]:
+def services(cluster: ValkeyCluster, layout: Layout) -> list[Manifest]:
     base = names.selector_labels(cluster.name)
     # In replication mode the operator labels pods with their role, so `cache` reaches the primary only.
     replicated = cluster.spec.mode == "replication"
     primary = {**base, ROLE_LABEL: ROLE_PRIMARY} if replicated else base
     out = [
-        _service(cluster, cluster.names.service, primary, type="ClusterIP"),
+        _service(cluster, layout, cluster.names.service, primary, type="ClusterIP"),
         _service(
             cluster,
+            layout,
             cluster.names.headless_service,
             base,
             clusterIP="None",
@@ -45,9 +46,9 @@ def services(cluster: ValkeyCluster) -> list[Manifest]:
         ),
     ]
     if replicated:
-        out.append(_service(cluster, cluster.names.ro_service, {**base, ROLE_LABEL: ROLE_REPLICA}, type="ClusterIP"))
-    if cluster.spec.mode == "cluster":
-        out[1]["spec"]["ports"].append(
-            {"name": "bus", "port": POD_LAYOUT.bus_port, "targetPort": "bus", "protocol": "TCP"}
+        out.append(
+            _service(cluster, layout, cluster.names.ro_service, {**base, ROLE_LABEL: ROLE_REPLICA}, type="ClusterIP")
         )
+    if cluster.spec.mode == "cluster":
+        out[1]["spec"]["ports"].append({"name": "bus", "port": layout.bus_port, "targetPort": "bus", "protocol": "TCP"})
     return out

@@ -10,7 +10,7 @@ from valkey_operator import names
 from valkey_operator.api.spec import ValkeyCluster
 from valkey_operator.builders.common import Manifest, metadata
 from valkey_operator.conf import scripts
-from valkey_operator.conf.layout import POD_LAYOUT, PROBE_KEY, START_KEY
+from valkey_operator.conf.layout import PROBE_KEY, START_KEY, Layout
 
 UID = 999  # the valkey user of the official and the Debian-based images
 CONTAINER = "valkey"
@@ -31,18 +31,18 @@ def _env(cluster: ValkeyCluster) -> list[dict[str, Any]]:
     return env
 
 
-def _container_ports(cluster: ValkeyCluster) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = [{"name": "valkey", "containerPort": POD_LAYOUT.port, "protocol": "TCP"}]
+def _container_ports(cluster: ValkeyCluster, layout: Layout) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [{"name": "valkey", "containerPort": layout.port, "protocol": "TCP"}]
     if cluster.spec.tls.mode == "preferred":
-        out.append({"name": "valkey-plain", "containerPort": POD_LAYOUT.plain_port, "protocol": "TCP"})
+        out.append({"name": "valkey-plain", "containerPort": layout.plain_port, "protocol": "TCP"})
     if cluster.spec.mode == "cluster":
-        out.append({"name": "bus", "containerPort": POD_LAYOUT.bus_port, "protocol": "TCP"})
+        out.append({"name": "bus", "containerPort": layout.bus_port, "protocol": "TCP"})
     return out
 
 
-def _probe(kind: str, period: int, failures: int, initial_delay: int) -> dict[str, Any]:
+def _probe(layout: Layout, kind: str, period: int, failures: int, initial_delay: int) -> dict[str, Any]:
     return {
-        "exec": {"command": ["sh", f"{POD_LAYOUT.config_dir}/{PROBE_KEY}", kind]},
+        "exec": {"command": ["sh", f"{layout.config_dir}/{PROBE_KEY}", kind]},
         "initialDelaySeconds": initial_delay,
         "periodSeconds": period,
         "timeoutSeconds": 5,
@@ -76,16 +76,18 @@ def bundle_digest(bundle: bytes) -> str:
     return hashlib.sha256(bundle).hexdigest()[:16]
 
 
-def pod_template(cluster: ValkeyCluster, tls_revision: int, config_digest: str, trust: str = "") -> dict[str, Any]:
+def pod_template(
+    cluster: ValkeyCluster, layout: Layout, tls_revision: int, config_digest: str, trust: str = ""
+) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": cluster.spec.image,
         "imagePullPolicy": cluster.spec.image_pull_policy,
-        "command": ["sh", f"{POD_LAYOUT.config_dir}/{START_KEY}"],
+        "command": ["sh", f"{layout.config_dir}/{START_KEY}"],
         "env": _env(cluster),
-        "ports": _container_ports(cluster),
-        "readinessProbe": _probe("readiness", period=5, failures=3, initial_delay=2),
-        "livenessProbe": _probe("liveness", period=10, failures=6, initial_delay=10),
+        "ports": _container_ports(cluster, layout),
+        "readinessProbe": _probe(layout, "readiness", period=5, failures=3, initial_delay=2),
+        "livenessProbe": _probe(layout, "liveness", period=10, failures=6, initial_delay=10),
         "resources": dict(cluster.spec.resources),
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -94,10 +96,10 @@ def pod_template(cluster: ValkeyCluster, tls_revision: int, config_digest: str, 
             "capabilities": {"drop": ["ALL"]},
         },
         "volumeMounts": [
-            {"name": "tls", "mountPath": POD_LAYOUT.tls_dir, "readOnly": True},
-            {"name": "config", "mountPath": POD_LAYOUT.config_dir, "readOnly": True},
-            {"name": "run", "mountPath": POD_LAYOUT.run_dir},
-            {"name": "data", "mountPath": POD_LAYOUT.data_dir},
+            {"name": "tls", "mountPath": layout.tls_dir, "readOnly": True},
+            {"name": "config", "mountPath": layout.config_dir, "readOnly": True},
+            {"name": "run", "mountPath": layout.run_dir},
+            {"name": "data", "mountPath": layout.data_dir},
         ],
     }
     annotations = {names.ANN_CONFIG_HASH: config_digest}
@@ -140,7 +142,9 @@ def template_digest(manifest: Manifest) -> str:
     return str(manifest["spec"]["template"]["metadata"]["annotations"][names.ANN_TEMPLATE_HASH])
 
 
-def statefulset(cluster: ValkeyCluster, tls_revision: int, config_digest: str, trust: str = "") -> Manifest:
+def statefulset(
+    cluster: ValkeyCluster, layout: Layout, tls_revision: int, config_digest: str, trust: str = ""
+) -> Manifest:
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
@@ -153,7 +157,7 @@ def statefulset(cluster: ValkeyCluster, tls_revision: int, config_digest: str, t
             # time, replicas first and the primary last after a switchover.
             "podManagementPolicy": "Parallel",
             "updateStrategy": {"type": "OnDelete"},
-            "template": pod_template(cluster, tls_revision, config_digest, trust),
+            "template": pod_template(cluster, layout, tls_revision, config_digest, trust),
             "volumeClaimTemplates": _claim_templates(cluster),
         },
     }

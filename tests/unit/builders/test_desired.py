@@ -14,6 +14,7 @@ from valkey_operator.api.spec import ValkeyCluster, parse_cluster
 from valkey_operator.builders.configmap import config_files, config_hash
 from valkey_operator.builders.desired import Inputs, desired_objects
 from valkey_operator.builders.statefulset import statefulset
+from valkey_operator.conf.layout import POD_LAYOUT
 from valkey_operator.pki.plan import Observed, plan
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -29,7 +30,7 @@ def objects(c: ValkeyCluster | None = None) -> list[dict[str, Any]]:
     c = c or cluster()
     material = plan(c, Observed(), NOW).material
     assert material is not None
-    return desired_objects(c, Inputs(material, "s3cret-password"))
+    return desired_objects(c, Inputs(material, "s3cret-password", layout=POD_LAYOUT))
 
 
 def by_name(objs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -86,7 +87,7 @@ def test_secrets_are_mounted_as_directories_never_with_subpath() -> None:
 
 def test_hot_reload_keeps_the_revision_off_the_template() -> None:
     c = cluster(tls={"rotation": {"strategy": "HotReload"}})
-    annotations = statefulset(c, 7, "h")["spec"]["template"]["metadata"]["annotations"]
+    annotations = statefulset(c, POD_LAYOUT, 7, "h")["spec"]["template"]["metadata"]["annotations"]
     assert "valkeyops.dev/tls-revision" not in annotations
 
 
@@ -131,19 +132,19 @@ def test_cluster_mode_has_no_read_only_service_and_opens_the_bus() -> None:
 
 
 def test_persistence_uses_claim_templates() -> None:
-    sts = statefulset(cluster(persistence={"enabled": True, "size": "5Gi"}), 1, "h")
+    sts = statefulset(cluster(persistence={"enabled": True, "size": "5Gi"}), POD_LAYOUT, 1, "h")
     (claim,) = sts["spec"]["volumeClaimTemplates"]
     assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
     assert "data" not in {v["name"] for v in sts["spec"]["template"]["spec"]["volumes"]}
 
 
 def test_config_hash_changes_with_the_config_only() -> None:
-    a = config_hash(config_files(cluster()))
-    assert a == config_hash(config_files(cluster()))
-    assert a != config_hash(config_files(cluster(tls={"clientAuth": "optional"})))
+    a = config_hash(config_files(cluster(), POD_LAYOUT))
+    assert a == config_hash(config_files(cluster(), POD_LAYOUT))
+    assert a != config_hash(config_files(cluster(tls={"clientAuth": "optional"}), POD_LAYOUT))
 
 
 @pytest.mark.parametrize("name", ["statefulset.yaml"])
 def test_golden_statefulset(name: str) -> None:
-    text = yaml.safe_dump(statefulset(cluster(), 1, "0123456789abcdef"), sort_keys=False)
+    text = yaml.safe_dump(statefulset(cluster(), POD_LAYOUT, 1, "0123456789abcdef"), sort_keys=False)
     check_golden(GOLDEN / name, text)
