@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from e2e.controlplane import LocalCluster
-from e2e.node import BRIDGE, NODE_IP, Node, _mounts_under, _netns
+from e2e.network import NETWORK, bridge_exists, kube_chains, mounts_under, netns
+from e2e.node import Node
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,10 +48,10 @@ def valkey_image() -> str:
 @pytest.fixture(scope="session")
 def node(operator_image: str, valkey_image: str) -> Iterator[Node]:
     """A control plane with a real node (kubelet, kube-proxy, CoreDNS) that has both images; torn down with
-    no process, mount, network namespace, bridge or iptables rule left behind."""
+    no process, mount, network namespace, bridge or iptables chain of its own left behind."""
     with tempfile.TemporaryDirectory(prefix="node-plane-") as tmp:
-        cluster = LocalCluster(Path(tmp) / "plane", node_ip=NODE_IP).up()
-        before = set(_netns())
+        cluster = LocalCluster(Path(tmp) / "plane", node_ip=NETWORK.node_ip).up()
+        before, chains_before = set(netns()), kube_chains()
         n = Node(cluster, Path(tmp) / "node")
         try:
             n.up()
@@ -60,13 +61,13 @@ def node(operator_image: str, valkey_image: str) -> Iterator[Node]:
         finally:
             n.down()
             cluster.down()
-            assert _mounts_under(Path(tmp)) == []
-            assert set(_netns()) <= before
-            assert subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True, check=False).returncode != 0
+            assert mounts_under(Path(tmp)) == []
+            assert set(netns()) <= before
+            assert not bridge_exists(NETWORK.bridge)
             left = subprocess.run(["pgrep", "-af", tmp], capture_output=True, text=True, check=False).stdout
             assert left.strip() == "", left
-            rules = subprocess.run(["iptables-save"], capture_output=True, text=True, check=False).stdout
-            assert "KUBE-" not in rules, "kube-proxy left iptables rules behind"
+            # Exactly what the node made is gone: no iptables chain of its own (nor of kube-proxy's) is left.
+            assert kube_chains() == chains_before, "the node left iptables chains behind"
 
 
 def kubectl(node: Node, *args: str, stdin: str | None = None, check: bool = True) -> str:

@@ -1,23 +1,16 @@
 """A real Kubernetes control plane on loopback: etcd, kube-apiserver, kube-controller-manager, kube-scheduler.
 
-    python e2e/controlplane.py up|down|env|status [--dir DIR]
-
-The same class is the integration tests' session fixture. Certificates come from the operator's own
-PKI code. Binaries come from e2e/build-kubernetes.sh (built once, cached; or KUBEBUILDER_ASSETS).
+Started by e2e/cluster.sh (e2e/cli.py), and the integration tests' session fixture. Certificates come from
+the operator's own PKI code. Binaries come from e2e/build-kubernetes.sh (built once, cached; or KUBEBUILDER_ASSETS).
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import json
 import os
-import signal
 import socket
 import ssl
 import subprocess
-import sys
-import time
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,20 +20,14 @@ from typing import Any
 import yaml
 from cryptography.hazmat.primitives import serialization
 
+from e2e import procs
+from e2e.network import NETWORK
 from valkey_operator.pki.issue import KeyPair, LeafRequest, issue_leaf, mint_ca
 from valkey_operator.pki.keys import generate_key, key_to_pem
 
 HERE = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("VALKEY_OPERATOR_CACHE", Path.home() / ".cache" / "valkey-tls-operator"))
-SERVICE_CIDR = "10.96.0.0/16"  # virtual: only kube-proxy's rules on a node (e2e/node.py) give it meaning
-SERVICE_IP = "10.96.0.1"
 STARTUP_TIMEOUT = 180.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def bin_dir() -> Path:
@@ -71,6 +58,31 @@ class LocalCluster:
     def pids_file(self) -> Path:
         return self.state_dir / "pids.json"
 
+    @property
+    def ca_file(self) -> Path:
+        """The cluster CA's certificate (kubelets trust client certificates it signed)."""
+        return self.state_dir / "ca.crt"
+
+    def kubeconfig_for(self, user: str, groups: tuple[str, ...], folder: Path) -> Path:
+        """A kubeconfig in `folder` for `user` in `groups`, with a client certificate from the cluster CA."""
+        ca = KeyPair(self.ca_file.read_bytes(), (self.state_dir / "ca.key").read_bytes())
+        name = user.replace(":", "-")
+        pair = issue_leaf(
+            ca,
+            LeafRequest(user, organization=groups, server=False, duration=timedelta(days=30)),
+            datetime.now(UTC),
+        )
+        _write_pair(folder, name, pair)
+        config = yaml.safe_load(self.kubeconfig.read_text())
+        config["users"][0]["user"] = {
+            "client-certificate": str(folder / f"{name}.crt"),
+            "client-key": str(folder / f"{name}.key"),
+        }
+        path = folder / f"{name}.kubeconfig"
+        path.write_text(yaml.safe_dump(config))
+        path.chmod(0o600)
+        return path
+
     # --- lifecycle -----------------------------------------------------------------------------------
     def up(self) -> LocalCluster:
         if self.healthy() and json.loads(self.pids_file.read_text()).get("node_ip") == self.node_ip:
@@ -78,7 +90,7 @@ class LocalCluster:
         self.down()
         self.bins = self.bins or bin_dir()
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.ports = {"etcd": free_port(), "etcd_peer": free_port(), "apiserver": free_port()}
+        self.ports = {"etcd": procs.free_port(), "etcd_peer": procs.free_port(), "apiserver": procs.free_port()}
         self._write_pki()
         self._write_kubeconfig()
         pids: dict[str, int] = {}
@@ -106,7 +118,7 @@ class LocalCluster:
             pids = json.loads(self.pids_file.read_text())["pids"]
             for name in ["kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"]:
                 if name in pids:
-                    stop_group(pids[name])
+                    procs.stop_group(pids[name])
             self.pids_file.unlink()
         keep = self.keep if keep_state is None else keep_state
         if not keep and self.state_dir.exists():
@@ -131,20 +143,10 @@ class LocalCluster:
     # --- processes -----------------------------------------------------------------------------------
     def _start(self, name: str, args: list[str]) -> int:
         assert self.bins is not None
-        log = (self.state_dir / f"{name}.log").open("ab")
-        proc = subprocess.Popen(
-            [str(self.bins / name), *args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        return proc.pid
+        return procs.start([str(self.bins / name), *args], self.state_dir / f"{name}.log")
 
     def _wait(self, check: Any, what: str) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            if check():
-                return
-            time.sleep(0.5)
-        logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.state_dir.glob("*.log")))
-        raise RuntimeError(f"timed out after {STARTUP_TIMEOUT:.0f}s waiting for {what}\n{logs}")
+        procs.wait_for(check, what, STARTUP_TIMEOUT, self.state_dir)
 
     @staticmethod
     def _tcp_open(port: int) -> bool:
@@ -182,7 +184,7 @@ class LocalCluster:
                     "kubernetes.default.svc",
                     "kubernetes.default.svc.cluster.local",
                 ),
-                ip_addresses=("127.0.0.1", SERVICE_IP, *([self.node_ip] if self.node_ip else [])),
+                ip_addresses=("127.0.0.1", NETWORK.service_ip, *([self.node_ip] if self.node_ip else [])),
                 client=False,
                 duration=timedelta(days=30),
             ),
@@ -259,7 +261,7 @@ class LocalCluster:
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={d / 'sa.pub'}",
             f"--service-account-signing-key-file={d / 'sa.key'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--service-cluster-ip-range={NETWORK.service_cidr}",
             "--authorization-mode=Node,RBAC",
             "--allow-privileged=true",
             f"--kubelet-client-certificate={d / 'admin.crt'}",
@@ -291,7 +293,7 @@ class LocalCluster:
             f"--kubeconfig={self.kubeconfig}",
             "--leader-elect=false",
             "--bind-address=127.0.0.1",
-            f"--secure-port={free_port()}",
+            f"--secure-port={procs.free_port()}",
             "--v=1",
         ]
 
@@ -301,82 +303,3 @@ def _write_pair(folder: Path, name: str, pair: KeyPair) -> None:
     key = folder / f"{name}.key"
     key.write_bytes(pair.key_pem)
     key.chmod(0o600)
-
-
-def stop_group(pid: int, grace: float = 15.0) -> None:
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return
-        _reap(pid)
-        time.sleep(0.1)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    _reap(pid)
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cluster.sh", description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("verb", choices=["up", "down", "env", "status", "import"])
-    parser.add_argument("images", nargs="*", help="import: local podman images to load into the node")
-    parser.add_argument("--dir", type=Path, default=CACHE / "cluster", help="state folder")
-    parser.add_argument(
-        "--node", action="store_true", help="up: also a node (kubelet, containerd, runc, CNI, kube-proxy, CoreDNS)"
-    )
-    args = parser.parse_args(argv)
-    cluster = LocalCluster(args.dir)
-    if args.verb == "up":
-        started = time.monotonic()
-        if args.node:
-            from e2e.node import NODE_IP, Node
-
-            cluster.node_ip = NODE_IP
-        cluster.up()
-        if args.node:
-            node = Node(cluster, args.dir / "node")
-            if not node.running():
-                node.up()
-        print(
-            f"control plane up in {time.monotonic() - started:.1f}s; KUBECONFIG={cluster.kubeconfig}", file=sys.stderr
-        )
-    elif args.verb == "down":
-        if (args.dir / "node").exists():
-            from e2e.node import Node
-
-            Node(cluster, args.dir / "node").down()
-        cluster.down()
-    elif args.verb == "import":
-        from e2e.node import Node
-
-        node = Node(cluster, args.dir / "node")
-        if not (cluster.healthy() and node.running()):
-            print("no node is running: e2e/cluster.sh up --node first", file=sys.stderr)
-            return 1
-        cluster.bins = bin_dir()
-        for image in args.images:
-            node.import_image(image)
-    elif args.verb == "env":
-        for key, value in cluster.env().items():
-            print(f"export {key}={value!r}".replace("'", '"'))
-    else:
-        ok = cluster.healthy()
-        print("running" if ok else "stopped")
-        return 0 if ok else 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -14,22 +14,19 @@ import json
 import os
 import shutil
 import subprocess
-import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
 
-from e2e.controlplane import LocalCluster, free_port, stop_group
-from valkey_operator.pki.issue import KeyPair, LeafRequest, issue_leaf
+from e2e import procs
+from e2e.controlplane import LocalCluster
+from e2e.network import NETWORK, bridge_exists, kube_chains, mounts_under, netns, remove_kube_chains
 
-HERE = Path(__file__).resolve().parent
 NODE_NAME = "node-1"
-BRIDGE = "vkbr0"
-POD_CIDR = "10.244.0.0/24"
-NODE_IP = "10.244.0.1"  # the bridge's own address: the API server reaches the kubelet there
+BRIDGE, POD_CIDR, NODE_IP = NETWORK.bridge, NETWORK.pod_cidr, NETWORK.node_ip
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 PAUSE_C = """#include <signal.h>
 #include <unistd.h>
@@ -46,6 +43,7 @@ def ensure_packages() -> None:
     """containerd 1.7 from trixie (pinned low by build-kubernetes.sh), runc, CNI plugins and iptables."""
     if shutil.which("containerd") and Path("/usr/lib/cni/bridge").exists() and shutil.which("iptables"):
         return
+    before = set(_run("pgrep", "-x", "containerd", check=False).stdout.split())
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     Path("/usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")
     Path("/usr/sbin/policy-rc.d").chmod(0o755)
@@ -66,7 +64,9 @@ def ensure_packages() -> None:
         capture_output=True,
         timeout=600,
     )
-    _run("pkill", "-x", "containerd", check=False)  # a package script may have started one
+    # A package script may have started a containerd: stop that one, never one that ran before.
+    for pid in set(_run("pgrep", "-x", "containerd", check=False).stdout.split()) - before:
+        _run("kill", pid, check=False)
 
 
 @dataclass
@@ -94,18 +94,14 @@ class Node:
         """Every process of this node (containerd, kubelet, kube-proxy, CoreDNS) is alive."""
         if not (self.pids_file.exists() and self.services_pids_file.exists()):
             return False
-        try:
-            for pid in _pids(self.pids_file) + _pids(self.services_pids_file):
-                os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
+        return all(procs.alive(pid) for pid in _pids(self.pids_file) + _pids(self.services_pids_file))
 
     def up(self) -> Node:
         ensure_packages()
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.netns_before = set(_netns())
-        (self.state_dir / "netns-before").write_text("\n".join(sorted(self.netns_before)))
+        # What the host had before: down removes only what this node added.
+        (self.state_dir / "netns-before").write_text("\n".join(sorted(netns())))
+        (self.state_dir / "kube-chains-before").write_text("\n".join(kube_chains()))
         _run("sysctl", "-qw", "net.ipv4.ip_forward=1")
         _run("mount", "--make-rshared", "/")
         self._bridge()
@@ -148,14 +144,14 @@ class Node:
         """Stop CoreDNS, kube-proxy, the kubelet, containers and containerd; remove the iptables chains
         they made; unmount, delete the network namespaces and the bridge."""
         for pid in _pids(self.services_pids_file):
-            stop_group(pid)
+            procs.stop_group(pid)
         pids = _pids(self.pids_file)
         if pids:
-            stop_group(pids[-1])  # the kubelet first, so it restarts nothing
+            procs.stop_group(pids[-1])  # the kubelet first, so it restarts nothing
         if self.cluster.bins is not None and (self.state_dir / "kube-proxy.yaml").exists():
             # kube-proxy's own cleanup removes the Service chains; the kubelet's canaries stay, so they go next.
             _run(str(self.cluster.bins / "kube-proxy"), "--cleanup", check=False)
-        _remove_kube_chains()
+        remove_kube_chains(set(_lines(self.state_dir / "kube-chains-before")))
         if self.socket.exists():
             tasks = self.ctr("tasks", "ls", "-q", check=False).stdout.split()
             for task in tasks:
@@ -163,18 +159,13 @@ class Node:
             for task in tasks:
                 self.ctr("tasks", "delete", "-f", task, check=False)
         for pid in pids[:-1]:
-            stop_group(pid)
+            procs.stop_group(pid)
         _run("pkill", "-f", f"containerd-shim-runc-v2 .*-address {self.socket}", check=False)
-        for mount in sorted(_mounts_under(self.state_dir), reverse=True):
+        for mount in sorted(mounts_under(self.state_dir), reverse=True):
             _run("umount", "-l", mount, check=False)
-        before = (
-            set((self.state_dir / "netns-before").read_text().split())
-            if (self.state_dir / "netns-before").exists()
-            else set()
-        )
-        for ns in set(_netns()) - before:
+        for ns in set(netns()) - set(_lines(self.state_dir / "netns-before")):
             _run("ip", "netns", "delete", ns, check=False)
-        _run("ip", "link", "delete", BRIDGE, check=False)
+        _run("ip", "link", "delete", BRIDGE, check=False)  # the harness's own name: ours, even from a crashed run
         if self.pids_file.exists():
             self.pids_file.unlink()
         shutil.rmtree(self.state_dir, ignore_errors=True)
@@ -188,17 +179,10 @@ class Node:
 
     # --- pieces --------------------------------------------------------------------------------------
     def _start(self, name: str, cmd: list[str]) -> int:
-        log = (self.state_dir / f"{name}.log").open("ab")
-        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True).pid
+        return procs.start(cmd, self.state_dir / f"{name}.log")
 
-    def _wait(self, check: object, what: str, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if check():  # type: ignore[operator]
-                return
-            time.sleep(0.5)
-        logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.state_dir.glob("*.log")))
-        raise RuntimeError(f"timed out waiting for {what}\n{logs}")
+    def _wait(self, check: Callable[[], object], what: str, timeout: float = 120) -> None:
+        procs.wait_for(check, what, timeout, self.state_dir)
 
     def _ready(self) -> bool:
         assert self.cluster.bins is not None
@@ -215,9 +199,9 @@ class Node:
         return out.stdout.strip() == "True"
 
     def _bridge(self) -> None:
-        if _run("ip", "link", "show", BRIDGE, check=False).returncode != 0:
+        if not bridge_exists(BRIDGE):
             _run("ip", "link", "add", BRIDGE, "type", "bridge")
-            _run("ip", "addr", "add", f"{NODE_IP}/24", "dev", BRIDGE)
+            _run("ip", "addr", "add", NETWORK.node_cidr, "dev", BRIDGE)
         _run("ip", "link", "set", BRIDGE, "up")
 
     def _write_containerd_config(self) -> None:
@@ -276,8 +260,8 @@ state = "{s}/containerd/state"
         self.import_image(PAUSE_IMAGE)
 
     def _write_kubelet_config(self) -> None:
-        s, c = self.state_dir, self.cluster.state_dir
-        kubeconfig = self._user_kubeconfig(f"system:node:{NODE_NAME}", ("system:nodes",))
+        s = self.state_dir
+        kubeconfig = self.cluster.kubeconfig_for(f"system:node:{NODE_NAME}", ("system:nodes",), s)
         kubeconfig.rename(s / "kubelet.kubeconfig")
         config = {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
@@ -289,7 +273,7 @@ state = "{s}/containerd/state"
             "authentication": {
                 "anonymous": {"enabled": False},
                 "webhook": {"enabled": True},
-                "x509": {"clientCAFile": str(c / "ca.crt")},
+                "x509": {"clientCAFile": str(self.cluster.ca_file)},
             },
             "authorization": {"mode": "Webhook"},
             "clusterDomain": "cluster.local",
@@ -312,41 +296,20 @@ state = "{s}/containerd/state"
         }
         (s / "kubelet.yaml").write_text(yaml.safe_dump(config))
 
-    def _user_kubeconfig(self, user: str, groups: tuple[str, ...] = ()) -> Path:
-        """A kubeconfig for `user`, with a client certificate from the control plane's CA."""
-        s, c = self.state_dir, self.cluster.state_dir
-        ca = KeyPair((c / "ca.crt").read_bytes(), (c / "ca.key").read_bytes())
-        name = user.replace(":", "-")
-        pair = issue_leaf(
-            ca,
-            LeafRequest(user, organization=groups, server=False, duration=timedelta(days=30)),
-            datetime.now(UTC),
-        )
-        (s / f"{name}.crt").write_bytes(pair.cert_pem)
-        (s / f"{name}.key").write_bytes(pair.key_pem)
-        (s / f"{name}.key").chmod(0o600)
-        kubeconfig = yaml.safe_load(self.cluster.kubeconfig.read_text())
-        kubeconfig["users"][0]["user"] = {
-            "client-certificate": str(s / f"{name}.crt"),
-            "client-key": str(s / f"{name}.key"),
-        }
-        path = s / f"{name}.kubeconfig"
-        path.write_text(yaml.safe_dump(kubeconfig))
-        path.chmod(0o600)
-        return path
-
     def _write_kube_proxy_config(self) -> None:
         # system:kube-proxy is bound to the built-in system:node-proxier ClusterRole.
         config = {
             "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
             "kind": "KubeProxyConfiguration",
-            "clientConnection": {"kubeconfig": str(self._user_kubeconfig("system:kube-proxy"))},
+            "clientConnection": {
+                "kubeconfig": str(self.cluster.kubeconfig_for("system:kube-proxy", (), self.state_dir))
+            },
             "mode": "iptables",
             "clusterCIDR": POD_CIDR,
             "hostnameOverride": NODE_NAME,
             "bindAddress": NODE_IP,
-            "healthzBindAddress": f"127.0.0.1:{free_port()}",
-            "metricsBindAddress": f"127.0.0.1:{free_port()}",
+            "healthzBindAddress": f"127.0.0.1:{procs.free_port()}",
+            "metricsBindAddress": f"127.0.0.1:{procs.free_port()}",
             # Leave the host's conntrack table and sysctls as they are.
             "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},
             "iptables": {"localhostNodePorts": False, "masqueradeAll": False},
@@ -354,7 +317,7 @@ state = "{s}/containerd/state"
         (self.state_dir / "kube-proxy.yaml").write_text(yaml.safe_dump(config))
 
     def _write_corefile(self) -> None:
-        self.dns_ports = {"health": free_port(), "ready": free_port()}
+        self.dns_ports = {"health": procs.free_port(), "ready": procs.free_port()}
         (self.state_dir / "Corefile").write_text(f""".:53 {{
     bind {NODE_IP}
     errors
@@ -386,23 +349,5 @@ def _pids(path: Path) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
-def _remove_kube_chains() -> None:
-    """Drop what kube-proxy's cleanup leaves: the kubelet's canary and firewall chains (IPv4 and IPv6)."""
-    for save, restore in (("iptables-save", "iptables-restore"), ("ip6tables-save", "ip6tables-restore")):
-        if not shutil.which(save):
-            continue
-        dump = _run(save, check=False).stdout
-        if "KUBE-" in dump:
-            kept = "".join(line + "\n" for line in dump.splitlines() if "KUBE-" not in line)
-            subprocess.run([restore], input=kept, text=True, check=True, capture_output=True, timeout=60)
-
-
-def _netns() -> list[str]:
-    return [line.split()[0] for line in _run("ip", "netns", "list").stdout.splitlines() if line.strip()]
-
-
-def _mounts_under(folder: Path) -> list[str]:
-    prefix = str(folder)
-    return [
-        line.split()[1] for line in Path("/proc/mounts").read_text().splitlines() if line.split()[1].startswith(prefix)
-    ]
+def _lines(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if line.strip()] if path.exists() else []

@@ -10,7 +10,8 @@ from typing import Any
 import yaml
 
 from e2e.conftest import kubectl
-from e2e.node import POD_CIDR, Node
+from e2e.network import NETWORK
+from e2e.node import Node
 
 
 def test_a_pod_from_a_locally_built_image_runs_on_the_node(node: Node, operator_image: str) -> None:
@@ -41,7 +42,7 @@ def test_a_pod_from_a_locally_built_image_runs_on_the_node(node: Node, operator_
         time.sleep(1)
     assert phase == "Running", kubectl(node, "describe", "pod", "hello")
     ip = kubectl(node, "get", "pod", "hello", "-o", "jsonpath={.status.podIP}")
-    assert ipaddress.ip_address(ip) in ipaddress.ip_network(POD_CIDR)
+    assert ipaddress.ip_address(ip) in ipaddress.ip_network(NETWORK.pod_cidr)
     # The API server reaches the kubelet (logs), with the kubelet's own authentication and authorization.
     assert "hello from the node" in kubectl(node, "logs", "hello")
     kubectl(node, "delete", "pod", "hello", "--wait=true", "--timeout=60s")
