@@ -141,9 +141,21 @@ def act(
             admin.reload(n.pod_fqdn(action.pod), creds)
 
 
-def changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
-    """The status fields that differ from what the resource holds: no write when nothing changed."""
-    return {k: v for k, v in after.items() if before.get(k) != v}
+def changed(before: Mapping[str, Any], after: Mapping[str, Any], *, top: bool = True) -> dict[str, Any]:
+    """A JSON merge patch from `before` to `after`: only what differs (no write when nothing changed), and
+    None for a key that must go inside a field the pass reports (a merge patch leaves a key it does not name
+    untouched). Top-level fields the pass does not report (a refused pass reports no certificates) stay."""
+    patch: dict[str, Any] = {}
+    for k in set(after) if top else set(before) | set(after):
+        if k not in after:
+            patch[k] = None
+        elif isinstance(after[k], Mapping) and isinstance(before.get(k), Mapping):
+            inner = changed(before[k], after[k], top=False)
+            if inner:
+                patch[k] = inner
+        elif before.get(k) != after[k]:
+            patch[k] = after[k]
+    return patch
 
 
 class Reconciler:

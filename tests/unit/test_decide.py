@@ -19,6 +19,7 @@ from valkey_operator import names
 from valkey_operator.actions import Action, Apply, DeletePod, Relabel, Reload, Repoint, Switchover
 from valkey_operator.api.spec import SpecError, ValkeyCluster, parse_cluster
 from valkey_operator.decide import Decision, decide, decide_invalid
+from valkey_operator.reconcile import changed
 from valkey_operator.pki.inspect import describe_pem, split_pem
 from valkey_operator.pki.validate import issued_by
 from valkey_operator.snapshot import ROLE_MASTER, ROLE_SLAVE, PodReport, Replication, Snapshot, secret_data
@@ -127,7 +128,8 @@ class World:
                 self.follows[action.pod] = action.primary.split(".")[0]
             elif isinstance(action, Reload):
                 self.load(action.pod)
-        self.status.update(copy.deepcopy(dict(decision.status)))
+        # The status patch the handler sends, applied as the API server applies a JSON merge patch.
+        merge(self.status, changed(self.status, decision.status))
         self.report()
 
     def pods(self) -> list[str]:
@@ -135,6 +137,16 @@ class World:
 
     def secret(self, name: str) -> Any:
         return secret_data(self.objects[("Secret", name)])
+
+
+def merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
+    for k, v in patch.items():
+        if v is None:
+            target.pop(k, None)
+        elif isinstance(v, dict) and isinstance(target.get(k), dict):
+            merge(target[k], v)
+        else:
+            target[k] = copy.deepcopy(v)
 
 
 def pass_(world: World, c: ValkeyCluster, now: datetime = NOW) -> Decision:
@@ -321,6 +333,9 @@ def test_ca_rotation_in_three_phases_never_breaks_a_probe_a_replica_or_a_client(
     assert [b.strip() for b in bundle(world)] != [old_ca.strip()]
     assert len(bundle(world)) == 1
     assert not trusted(world.secret("cache-tls").data["tls.crt"], old_ca)
+    # The rotation's bookkeeping is gone from the CA Secret too, not only from status.
+    assert names.ANN_CA_ROTATION_PHASE not in world.secret("cache-ca").annotations
+    assert "caRotation" not in world.status["certificates"]
     assert now - NOW >= timedelta(hours=2)  # the overlap was kept, before and after the leaves moved
     # Each trust change restarts every pod once; under HotReload the new leaves reload in place.
     assert restarts == {
