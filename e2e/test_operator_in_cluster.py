@@ -229,7 +229,7 @@ print(json.dumps(out))
 """
 
 # A writer at a steady rate (50/s) of numbered keys through the read-write Service, until the key
-# writer:stop appears; every failed attempt is counted and retried with the same number, so the
+# <prefix>:stop appears; every failed attempt is counted and retried with the same number, so the
 # acknowledged writes are exactly 0..acked-1, and at the end each one is read back.
 WRITER_PY = """
 import collections, json, sys, time, valkey
@@ -251,14 +251,14 @@ while time.monotonic() < deadline:
     try:
         if c is None:
             c = conn()
-        c.set("w:%%08d" %% i, i)
+        c.set("%(prefix)s:%%08d" %% i, i)
         now = time.monotonic()
         longest = max(longest, now - last_ack)
         last_ack = now
         i += 1
         if i == 1:
             print("first write acknowledged", flush=True)
-        if i %% 25 == 0 and c.exists("writer:stop"):
+        if i %% 25 == 0 and c.exists("%(prefix)s:stop"):
             break
     except Exception as exc:
         failures += 1
@@ -274,7 +274,7 @@ for attempt in range(20):
         c = conn()
         missing = []
         for base in range(0, i, 500):
-            keys = ["w:%%08d" %% n for n in range(base, min(i, base + 500))]
+            keys = ["%(prefix)s:%%08d" %% n for n in range(base, min(i, base + 500))]
             missing += [k for k, v in zip(keys, c.mget(keys)) if v is None]
         break
     except Exception:
@@ -467,7 +467,7 @@ def test_clients_in_pods_reach_the_service_by_name(node: Node, creds: Creds, ope
 
 
 def test_rotation_under_load_keeps_every_acknowledged_write(node: Node, creds: Creds, operator_image: str) -> None:
-    writer = WRITER_PY % {"service": SERVICE_DNS, "max_seconds": 1500}
+    writer = WRITER_PY % {"service": SERVICE_DNS, "max_seconds": 1500, "prefix": "w"}
     start_client_pod(node, "writer", operator_image, ["python", "-c", writer])
     wait_for(lambda: "first write acknowledged" in kubectl(node, "logs", "writer", "-n", NS, check=False), "the writer")
 
@@ -511,7 +511,7 @@ def test_rotation_under_load_keeps_every_acknowledged_write(node: Node, creds: C
 
     # Stop the writer (through the primary), then read its report.
     head = primary(node)
-    assert "OK" in creds.cli(head["status"]["podIP"], pod_fqdn(head["metadata"]["name"]), "SET", "writer:stop", "1")
+    assert "OK" in creds.cli(head["status"]["podIP"], pod_fqdn(head["metadata"]["name"]), "SET", "w:stop", "1")
     report = json.loads(finish_pod(node, "writer", 120).splitlines()[-1])
     print(f"\nwriter under two rotations: {json.dumps(report)}")
     Path(ROOT / ".e2e-rotation-report.json").write_text(json.dumps(report, indent=2))
@@ -631,6 +631,8 @@ def fresh_creds(node: Node, folder: Path) -> Creds:
 def settle(node: Node, watch_what: str) -> None:
     def settled() -> bool:
         body = vkc(node)
+        if body["status"].get("observedGeneration") != body["metadata"]["generation"]:
+            return False  # the pass for the latest spec has not run yet
         live = [p for p in pods(node) if not p["metadata"].get("deletionTimestamp")]
         return body["status"].get("phase") == "Ready" and len(live) == 3 and all(is_ready(p) for p in live)
 
@@ -645,12 +647,14 @@ def test_ca_rotation_in_three_phases_under_load(node: Node, operator_image: str,
     the re-reading client never refused a certificate."""
     spec = {"rotation": {"strategy": strategy}, "certificates": {"caRotationOverlap": "45s"}}
     kubectl(node, "patch", "valkeycluster", NAME, "-n", NS, "--type=merge", "-p", json.dumps({"spec": {"tls": spec}}))
-    time.sleep(2)
     settle(node, f"{strategy} in force")
     old_ca = vkc(node)["status"]["certificates"]["ca"]["fingerprintSHA256"]
     writer, old_client = f"writer-ca-{strategy.lower()}", f"old-bundle-{strategy.lower()}"
     start_client_pod(
-        node, writer, operator_image, ["python", "-c", WRITER_PY % {"service": SERVICE_DNS, "max_seconds": 1500}]
+        node,
+        writer,
+        operator_image,
+        ["python", "-c", WRITER_PY % {"service": SERVICE_DNS, "max_seconds": 1500, "prefix": writer}],
     )
     start_client_pod(node, old_client, operator_image, ["python", "-c", OLD_BUNDLE_PY % {"service": SERVICE_DNS}])
     wait_for(lambda: "first write acknowledged" in kubectl(node, "logs", writer, "-n", NS, check=False), "writer")
@@ -695,7 +699,9 @@ def test_ca_rotation_in_three_phases_under_load(node: Node, operator_image: str,
     # The re-reading writer: stop it through the primary, with credentials read afresh.
     now_creds = fresh_creds(node, tmp_path / "creds")
     head = primary(node)
-    assert "OK" in now_creds.cli(head["status"]["podIP"], pod_fqdn(head["metadata"]["name"]), "SET", "writer:stop", "1")
+    assert "OK" in now_creds.cli(
+        head["status"]["podIP"], pod_fqdn(head["metadata"]["name"]), "SET", f"{writer}:stop", "1"
+    )
     report = json.loads(finish_pod(node, writer, 180).splitlines()[-1])
     print(f"\nwriter under a CA rotation ({strategy}): {json.dumps(report)}")
     print(f"phases seen at: {phases}")
