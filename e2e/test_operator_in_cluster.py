@@ -640,7 +640,9 @@ def settle(node: Node, watch_what: str) -> None:
 
 
 @pytest.mark.parametrize("strategy", ["RollingRestart", "HotReload"])
-def test_ca_rotation_in_three_phases_under_load(node: Node, operator_image: str, strategy: str, tmp_path: Path) -> None:
+def test_ca_rotation_in_three_phases_under_load(
+    node: Node, example: dict[str, Any], operator_image: str, strategy: str, tmp_path: Path
+) -> None:
     """rotate-ca under a steady writer that re-reads the connection Secret, beside a client that loaded the
     old ca.crt before: 0 acknowledged writes lost, no container restart the operator did not plan, never
     two pods out, the old-bundle client unbroken until the leaves move to the new CA (after the overlap),
@@ -663,7 +665,9 @@ def test_ca_rotation_in_three_phases_under_load(node: Node, operator_image: str,
     watch = PodWatch(node)
     phases: dict[str, float] = {}
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    kubectl(node, "annotate", "valkeycluster", NAME, "-n", NS, f"{names.ANN_ROTATE_CA}={strategy}-{stamp}")
+    kubectl(
+        node, "annotate", "--overwrite", "valkeycluster", NAME, "-n", NS, f"{names.ANN_ROTATE_CA}={strategy}-{stamp}"
+    )
     try:
 
         def finished() -> bool:

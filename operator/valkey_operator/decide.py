@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets as pysecrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from valkey_operator import names, rollout
@@ -30,7 +30,7 @@ from valkey_operator.builders.diff import contains
 from valkey_operator.builders.statefulset import template_digest
 from valkey_operator.conf.layout import POD_LAYOUT
 from valkey_operator.pki.inspect import describe_pem
-from valkey_operator.pki.plan import Material, Plan, plan
+from valkey_operator.pki.plan import Material, Plan, plan, rotation_since
 from valkey_operator.report import CertReport, Metrics, certificates
 from valkey_operator.snapshot import (
     ROLE_MASTER,
@@ -103,8 +103,11 @@ def _pod_state(
         ready=pod.ready,
         terminating=pod.terminating,
         synced=rep is None or rep.role == ROLE_MASTER or rep.link_up,
-        # Under HotReload a pod is done when its live handshake shows the current certificate.
-        serving=not hot or (report is not None and fingerprint is not None and report.served == fingerprint),
+        # Under HotReload a pod is done when its live handshake shows the current certificate; a pod that is
+        # not ready is not asked (it counts as not ready, not as outdated).
+        serving=not hot
+        or not pod.ready
+        or (report is not None and fingerprint is not None and report.served == fingerprint),
         running=pod.running,
     )
 
@@ -214,14 +217,17 @@ def _roll(
     snap: Snapshot,
     states: Sequence[rollout.PodState],
     primary: str | None,
-    sts_changes: bool,
+    template_changes: bool,
 ) -> _Roll:
     if any(r.replication is not None and r.replication.failing_over for r in snap.reports.values()):
         return _Roll(retry_after=SWITCHOVER_RECHECK)  # a FAILOVER is under way: read its outcome first
     sts = snap.get("StatefulSet", cluster.names.statefulset)
-    if sts_changes or not statefulset_settled(sts):
+    if template_changes or not statefulset_settled(sts):
         return _Roll()  # a pod deleted now could come back on the old template
     step = rollout.next_step(states, [primary] if primary else [], cluster.spec.pod_count)
+    if step.action == "switchover" and not _reports_master(snap, step.pod):
+        # Only a primary that says so over the wire is switched over, and its outcome read the same way.
+        return _Roll()
     if step.action == "switchover" and step.pod and step.target:
         return _Roll(
             (Switchover(step.pod, step.target),),
@@ -307,7 +313,10 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
     if repoints:
         retry_after = SWITCHOVER_RECHECK  # no restart while a replica changes primary: look again soon
     else:
-        roll = _roll(cluster, snap, states, primary, any(a.manifest is sts_manifest for a in applies))
+        # The template changes when its hash does; an apply for another reason (a quantity the API server
+        # writes in canonical form) changes no pod, and must not hold the rollout back.
+        template_changes = old_template != template_digest(sts_manifest)
+        roll = _roll(cluster, snap, states, primary, template_changes)
         actions += roll.actions
         events += roll.events
         retry_after = roll.retry_after
@@ -330,11 +339,32 @@ def _next_due(cluster: ValkeyCluster, material: Material, certs: CertReport, now
     spec = cluster.spec.tls.certificates
     if material.ca is not None:
         due.append(describe_pem(material.ca.cert_pem).not_after - 2 * spec.duration)
-    since = certs.status.get("caRotation", {}).get("since")
-    if certs.status.get("caRotation", {}).get("phase") in ("Trusting", "Reissuing") and since:
-        due.append(datetime.strptime(since, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) + spec.ca_rotation_overlap)
+    since = rotation_since(material.ca_annotations)
+    if material.ca_annotations.get(names.ANN_CA_ROTATION_PHASE) in ("Trusting", "Reissuing") and since:
+        due.append(since + spec.ca_rotation_overlap)
     future = [d for d in due if d > now]
     return min(future, default=None)
+
+
+def needs_fast_look(status: Mapping[str, Any], now: datetime, horizon: timedelta) -> bool:
+    """Whether a cluster wants the fast timer: pods start or roll, a CA rotation is under way, or a renewal
+    falls due within `horizon` (the slow timer would look too late)."""
+    if status.get("phase") in ("Provisioning", "Rotating"):
+        return True
+    certs = status.get("certificates") or {}
+    if certs.get("caRotation"):
+        return True
+    due = (certs.get("server") or {}).get("renewalTime")
+    try:
+        when = datetime.strptime(str(due), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) if due else None
+    except ValueError:
+        return False
+    return when is not None and when - now < horizon
+
+
+def _reports_master(snap: Snapshot, pod: str | None) -> bool:
+    report = snap.reports.get(pod or "")
+    return report is not None and report.replication is not None and report.replication.role == ROLE_MASTER
 
 
 def _primary_serving(snap: Snapshot, live: Sequence[PodView], primary: str | None) -> bool:

@@ -30,6 +30,7 @@ from valkey_operator.snapshot import (
 from valkey_operator.valkey_admin import Credentials, PodError
 
 log = logging.getLogger(__name__)
+POD_CALL_RETRY = 5.0  # seconds: a pod that did not answer is asked again this soon
 
 
 class KubeAPI(Protocol):
@@ -122,23 +123,31 @@ def gather(kube: KubeAPI, admin: PodAdmin, cluster: ValkeyCluster, status: Mappi
 
 def act(
     kube: KubeAPI, admin: PodAdmin, cluster: ValkeyCluster, creds: Credentials | None, actions: Sequence[Action]
-) -> None:
-    """Every write of one pass, in the decided order."""
+) -> list[Action]:
+    """Every write of one pass, in the decided order. A pod that does not answer (it may be restarting) fails
+    its own action only: the others still run, and the failed ones are returned for a prompt retry. A
+    Kubernetes API error ends the pass (kopf retries it)."""
     ns, n = cluster.namespace, cluster.names
+    failed: list[Action] = []
     for action in actions:
         log.info("%s/%s: %s", ns, cluster.name, action)
-        if isinstance(action, Apply):
-            kube.apply(action.manifest)
-        elif isinstance(action, DeletePod):
-            kube.delete_pod(ns, action.pod, action.uid)
-        elif isinstance(action, Relabel):
-            kube.label_pod(ns, action.pod, {names.ROLE_LABEL: action.role})
-        elif isinstance(action, Switchover):
-            admin.switchover(n.pod_fqdn(action.pod), n.pod_fqdn(action.target), creds)
-        elif isinstance(action, Repoint):
-            admin.repoint(n.pod_fqdn(action.pod), action.primary, creds)
-        elif isinstance(action, Reload):
-            admin.reload(n.pod_fqdn(action.pod), creds)
+        try:
+            if isinstance(action, Apply):
+                kube.apply(action.manifest)
+            elif isinstance(action, DeletePod):
+                kube.delete_pod(ns, action.pod, action.uid)
+            elif isinstance(action, Relabel):
+                kube.label_pod(ns, action.pod, {names.ROLE_LABEL: action.role})
+            elif isinstance(action, Switchover):
+                admin.switchover(n.pod_fqdn(action.pod), n.pod_fqdn(action.target), creds)
+            elif isinstance(action, Repoint):
+                admin.repoint(n.pod_fqdn(action.pod), action.primary, creds)
+            elif isinstance(action, Reload):
+                admin.reload(n.pod_fqdn(action.pod), creds)
+        except PodError as exc:
+            log.warning("%s/%s: %s failed, trying again shortly: %s", ns, cluster.name, action, exc)
+            failed.append(action)
+    return failed
 
 
 def changed(before: Mapping[str, Any], after: Mapping[str, Any], *, top: bool = True) -> dict[str, Any]:
@@ -184,9 +193,10 @@ class Reconciler:
             return Outcome(changed(status, invalid.status), list(invalid.events))
         snap = gather(self.kube, self.admin, cluster, status)
         decision: Decision = decide(cluster, snap, now)
-        act(self.kube, self.admin, cluster, credentials(cluster, snap), decision.actions)
+        failed = act(self.kube, self.admin, cluster, credentials(cluster, snap), decision.actions)
+        retry_after = decision.retry_after
+        if failed:
+            retry_after = min(retry_after or POD_CALL_RETRY, POD_CALL_RETRY)
         metrics.record(cluster.namespace, cluster.name, decision.metrics)
         wake_in = (decision.next_due - now).total_seconds() if decision.next_due else None
-        return Outcome(
-            changed(status, decision.status), list(decision.events), decision.retry_after, decision.actions, wake_in
-        )
+        return Outcome(changed(status, decision.status), list(decision.events), retry_after, decision.actions, wake_in)

@@ -18,10 +18,10 @@ from tests.unit.conftest import NOW, example_body
 from valkey_operator import names
 from valkey_operator.actions import Action, Apply, DeletePod, Relabel, Reload, Repoint, Switchover
 from valkey_operator.api.spec import SpecError, ValkeyCluster, parse_cluster
-from valkey_operator.decide import Decision, decide, decide_invalid
-from valkey_operator.reconcile import changed
+from valkey_operator.decide import Decision, decide, decide_invalid, needs_fast_look
 from valkey_operator.pki.inspect import describe_pem, split_pem
 from valkey_operator.pki.validate import issued_by
+from valkey_operator.reconcile import changed
 from valkey_operator.snapshot import ROLE_MASTER, ROLE_SLAVE, PodReport, Replication, Snapshot, secret_data
 
 FQDN = "{}.cache-headless.default.svc"
@@ -429,3 +429,16 @@ def test_the_next_renewal_is_when_the_pass_wants_to_look_again() -> None:
     rotating = cluster(annotations={names.ANN_ROTATE_CA: "c1"}, tls=spec)
     pass_(world, rotating)
     assert decide(rotating, world.snapshot(), NOW).next_due == NOW + timedelta(minutes=30)
+
+
+def test_the_fast_timer_runs_while_work_is_near() -> None:
+    hour = timedelta(hours=1)
+    soon = {"phase": "Ready", "certificates": {"server": {"renewalTime": "2026-06-01T12:04:00Z"}}}
+    later = {"phase": "Ready", "certificates": {"server": {"renewalTime": "2026-07-01T12:00:00Z"}}}
+    assert needs_fast_look({"phase": "Rotating"}, NOW, hour)
+    assert needs_fast_look({"phase": "Provisioning"}, NOW, hour)
+    assert needs_fast_look({"phase": "Ready", "certificates": {"caRotation": {"phase": "Trusting"}}}, NOW, hour)
+    assert needs_fast_look(soon, NOW, hour)  # a renewal the slow timer would see too late
+    assert not needs_fast_look(later, NOW, hour)
+    assert not needs_fast_look({"phase": "Ready"}, NOW, hour)
+    assert not needs_fast_look({}, NOW, hour)

@@ -38,6 +38,10 @@ def contains(observed: Any, desired: Any, key: str = "") -> bool:
             return _empty(desired) and observed is None
         if _extra_owned_keys(key, observed, desired):
             return False
+        # An owned map the manifest leaves out entirely (no annotations left) must hold nothing of ours.
+        for k in (*_OWNED_WHOLE, *_OWNED_PREFIXED):
+            if k not in desired and isinstance(observed.get(k), Mapping) and _extra_owned_keys(k, observed[k], {}):
+                return False
         return all(contains(observed[k], v, k) if k in observed else _empty(v) for k, v in desired.items())
     if isinstance(desired, list):
         if observed is None:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 import kopf
 
 from valkey_operator import metrics, names
 from valkey_operator.config import OperatorConfig
+from valkey_operator.decide import needs_fast_look
 from valkey_operator.reconcile import Reconciler
 
 log = logging.getLogger(__name__)
@@ -66,11 +68,6 @@ def _pass(handler: str, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, nex
         raise kopf.TemporaryError(f"{NOT_YET}: looking again in {delay:.1f} s", delay=delay)
 
 
-def _converging(status: kopf.Status, **_: Any) -> bool:
-    # Pod readiness changes no ValkeyCluster field, so no event would report it: poll while it matters.
-    return bool(status.get("phase") in ("Provisioning", "Rotating"))
-
-
 def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     """Every handler, registered with this config's intervals."""
     reg = kopf.OperatorRegistry()
@@ -99,14 +96,22 @@ def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     @kopf.on.create(*_RESOURCE, registry=reg)
     @kopf.on.update(*_RESOURCE, registry=reg)
     def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-        _pass("reconcile", body, patch, memo, config.timer_interval)
+        # No wake-up delay from a change handler: kopf would not run it again for a newer spec while it
+        # waits. The fast timer below takes over what the clock brings soon.
+        _pass("reconcile", body, patch, memo, 0.0)
 
     @kopf.timer(*_RESOURCE, registry=reg, interval=config.timer_interval, initial_delay=config.timer_interval, idle=5)
     def recheck(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
         """Certificates age without any event: re-check them (and repair drift) on a timer."""
         _pass("timer", body, patch, memo, config.timer_interval)
 
-    @kopf.timer(*_RESOURCE, registry=reg, interval=config.rollout_interval, when=_converging)
+    def converging(status: kopf.Status, memo: kopf.Memo, **_: Any) -> bool:
+        # Pod readiness and the clock change no ValkeyCluster field, so no event would report them: poll
+        # while pods start or roll, and while a renewal or a CA rotation's next phase is near.
+        horizon = timedelta(seconds=config.timer_interval)
+        return needs_fast_look(status, memo["reconciler"].clock.now(), horizon)
+
+    @kopf.timer(*_RESOURCE, registry=reg, interval=config.rollout_interval, when=converging)
     def advance_rollout(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
         """While pods start or roll, take the next step (and report readiness) every few seconds instead of
         waiting for the slow timer."""

@@ -142,7 +142,8 @@ def _phase(annotations: dict[str, str], phase: str | None, now: datetime) -> dic
     return annotations
 
 
-def _since(annotations: Mapping[str, str]) -> datetime | None:
+def rotation_since(annotations: Mapping[str, str]) -> datetime | None:
+    """When the CA rotation's phase began (None: not recorded, or unreadable)."""
     raw = annotations.get(names.ANN_CA_ROTATION_SINCE)
     try:
         return datetime.strptime(raw, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) if raw else None
@@ -176,7 +177,7 @@ def _self_signed_trust(cluster: ValkeyCluster, obs: Observed, now: datetime) -> 
     others = [b for b in split_pem(bundle) if b.strip() != current.cert_pem.strip() and not validate_bundle(b, now)]
     following = _pair(SecretData({"tls.crt": obs.ca.get(NEXT_CRT) or b"", "tls.key": obs.ca.get(NEXT_KEY) or b""}))
     if phase == TRUSTING and following is not None:
-        since = _since(ann) or now
+        since = rotation_since(ann) or now
         if obs.rollout_complete and now - since >= certs.ca_rotation_overlap:
             # Every pod trusts the new CA and applications had their overlap: leaves move to it.
             # The bundle keeps its bytes (old first, then new): under HotReload only the leaves change
@@ -189,10 +190,12 @@ def _self_signed_trust(cluster: ValkeyCluster, obs: Observed, now: datetime) -> 
                 mismatch_reason=renewal.CA,
             )
         return _Trust(current, current.cert_pem + following.cert_pem, current, ann, next_ca=following)
-    if phase == REISSUING or (phase is None and others):
-        # (phase None with other CAs in the bundle: a rotation an earlier operator version began.)
+    if phase is None and others:
+        # A rotation an earlier operator version began (leaves already moved): go on from Reissuing, now.
+        ann, phase = _phase(ann, REISSUING, now), REISSUING
+    if phase == REISSUING:
         # ...and applications have had the overlap again to pick up their new client certificates.
-        since = _since(ann) or now
+        since = rotation_since(ann) or now
         if obs.rollout_complete and _new_ca_in_use(obs, current, bundle) and now - since >= certs.ca_rotation_overlap:
             ann.pop(names.ANN_RETIRING_CA, None)
             return _Trust(current, current.cert_pem, current, _phase(ann, RETIRING, now))
@@ -217,10 +220,14 @@ def _self_signed_trust(cluster: ValkeyCluster, obs: Observed, now: datetime) -> 
 
 
 def _new_ca_in_use(obs: Observed, ca: KeyPair, bundle: bytes) -> bool:
-    """Every Secret already carries this bundle and every leaf is signed by the current CA."""
+    """Every Secret already carries this bundle and every leaf in them is signed by the current CA (the
+    connection Secret has no leaf under clientAuth none)."""
     secrets = [obs.server, *obs.clients.values()]
     return all(
-        s is not None and s.get("ca.crt") == bundle and issued_by(s.get("tls.crt") or b"", ca.cert_pem) for s in secrets
+        s is not None
+        and s.get("ca.crt") == bundle
+        and (not s.get("tls.crt") or issued_by(s.get("tls.crt") or b"", ca.cert_pem))
+        for s in secrets
     )
 
 

@@ -50,3 +50,12 @@ def test_contains(observed: Any, expected: bool) -> None:
 def test_lists_match_element_by_element_and_empty_matches_absent() -> None:
     assert contains({"a": [{"x": 1, "y": 2}]}, {"a": [{"x": 1}], "b": [], "c": {}})
     assert not contains({"a": [{"x": 1}, {"x": 2}]}, {"a": [{"x": 1}]})
+
+
+def test_an_owned_annotation_goes_when_the_manifest_has_no_annotations_left() -> None:
+    """A scheduled CA rotation ends with no annotation left on the CA Secret's manifest: its phase must go."""
+    desired = {"metadata": {"name": "ca"}, "data": {"tls.crt": "QQ=="}}
+    left = {"metadata": {"name": "ca", "annotations": {"valkeyops.dev/ca-rotation-phase": "Retiring"}}}
+    assert not contains({**left, "data": {"tls.crt": "QQ=="}}, desired)
+    theirs = {"metadata": {"name": "ca", "annotations": {"someone.else/x": "1"}}}
+    assert contains({**theirs, "data": {"tls.crt": "QQ=="}}, desired)

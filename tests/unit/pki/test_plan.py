@@ -194,6 +194,46 @@ def test_the_overlap_is_the_specs() -> None:
     assert (phase_of(early), phase_of(late)) == ("Trusting", "Reissuing")
 
 
+def test_a_ca_rotation_finishes_without_client_certificates() -> None:
+    """clientAuth none: the connection Secret carries no leaf; the rotation must not wait for one."""
+    base = example(tls={"clientAuth": "none"})
+    m = first(base)
+    body = example_body(tls={"clientAuth": "none"})
+    body["metadata"]["annotations"] = {names.ANN_ROTATE_CA: "1"}
+    cluster = parse_cluster(body)
+    hour = timedelta(hours=1)
+    t1, _ = step(cluster, m, True, 0 * hour)
+    r1, _ = step(cluster, t1, True, 25 * hour)
+    d1, _ = step(cluster, r1, True, 50 * hour)
+    done, _ = step(cluster, d1, True, 51 * hour)
+    assert [phase_of(x) for x in (t1, r1, d1, done)] == ["Trusting", "Reissuing", "Retiring", None]
+
+
+def test_a_rotation_an_older_version_began_goes_on_from_reissuing() -> None:
+    """Two CAs in the bundle and no phase recorded (the single-phase rotation of earlier versions): the
+    phase is stamped now, so the overlap runs from here and the rotation ends."""
+    m = first(example())
+    assert m.ca is not None
+    new = plan(annotated(example(), **{names.ANN_ROTATE_CA: "1"}), written(m), NOW).material
+    assert new is not None
+    assert new.next_ca is not None
+    legacy = Material(
+        bundle=new.next_ca.cert_pem + m.ca.cert_pem,
+        server=m.server,
+        revision=m.revision,
+        server_annotations=m.server_annotations,
+        ca=new.next_ca,
+        ca_annotations={},
+        clients=m.clients,
+    )
+    cluster = example()
+    r1, _ = step(cluster, legacy, True, timedelta(0))
+    assert phase_of(r1) == "Reissuing"
+    assert names.ANN_CA_ROTATION_SINCE in r1.ca_annotations
+    d1, _ = step(cluster, r1, True, timedelta(hours=25))
+    assert phase_of(d1) == "Retiring"
+
+
 def test_a_broken_owned_ca_is_replaced_at_once() -> None:
     m = first(example())
     broken = written(m)
