@@ -66,7 +66,10 @@ class Outcome:
 
 
 def credentials(cluster: ValkeyCluster, snap: Snapshot) -> Credentials | None:
-    """How the operator talks to pods, from the Secrets as they are (what the pods were given)."""
+    """How the operator talks to pods, from the Secrets as they are (what the pods were given); plaintext
+    with the password when the cluster's TLS is disabled."""
+    if not cluster.spec.tls.enabled:
+        return Credentials(None, None, password(cluster, snap))
     secrets = observed_secrets(cluster, snap)
     server = secrets.server
     if server is None or not server.get("ca.crt") or not server.get("tls.crt") or not server.get("tls.key"):
@@ -85,7 +88,7 @@ def _ask_pods(admin: PodAdmin, cluster: ValkeyCluster, snap: Snapshot) -> dict[s
     roles = cluster.spec.mode == "replication"
     hot = cluster.spec.tls.rotation_strategy == "HotReload"
     creds = credentials(cluster, snap)
-    if creds is None or not cluster.spec.tls.enabled or not (roles or hot):
+    if creds is None or not (roles or hot):
         return {}
     out: dict[str, PodReport] = {}
     for pod in pods(snap):
@@ -94,7 +97,7 @@ def _ask_pods(admin: PodAdmin, cluster: ValkeyCluster, snap: Snapshot) -> dict[s
         host = cluster.names.pod_fqdn(pod.name)
         try:
             rep = admin.replication(host, creds) if roles else None
-            served = admin.served(host, creds) if hot and pod.ready else None
+            served = admin.served(host, creds) if hot and pod.ready and creds.bundle else None
         except PodError as exc:
             log.info("%s/%s: %s does not answer yet: %s", cluster.namespace, cluster.name, pod.name, exc)
             continue

@@ -25,9 +25,10 @@ class PodError(Exception):
 
 @dataclass(frozen=True)
 class Credentials:
-    """How the operator authenticates to pods: trust bundle, client certificate (optional), password."""
+    """How the operator authenticates to pods: trust bundle, client certificate (optional), password.
+    No bundle: the cluster runs with TLS disabled, and so does the operator's connection (never a fallback)."""
 
-    bundle: bytes
+    bundle: bytes | None
     client: KeyPair | None
     password: str | None
 
@@ -38,7 +39,7 @@ def _files(creds: Credentials) -> Iterator[tuple[str, str | None, str | None]]:
     with tempfile.TemporaryDirectory(prefix="valkey-admin-") as tmp:
         os.chmod(tmp, 0o700)
         ca = Path(tmp, "ca.crt")
-        ca.write_bytes(creds.bundle)
+        ca.write_bytes(creds.bundle or b"")
         cert = key = None
         if creds.client is not None:
             cert, key = str(Path(tmp, "tls.crt")), str(Path(tmp, "tls.key"))
@@ -50,7 +51,16 @@ def _files(creds: Credentials) -> Iterator[tuple[str, str | None, str | None]]:
 
 @contextmanager
 def connect(host: str, port: int, creds: Credentials, *, address: str | None = None) -> Iterator[valkey.Valkey]:
-    """A TLS connection to `host` (verified against the bundle); `address` overrides where to dial."""
+    """A TLS connection to `host` (verified against the bundle); `address` overrides where to dial. Plaintext
+    only for a cluster whose TLS is disabled (Credentials without a bundle)."""
+    if creds.bundle is None:
+        conn = valkey.Valkey(host=address or host, port=port, password=creds.password, socket_timeout=10)
+        try:
+            conn.ping()
+            yield conn
+        finally:
+            conn.close()
+        return
     with _files(creds) as (ca, cert, key):
         conn = valkey.Valkey(
             host=address or host,
@@ -133,8 +143,8 @@ class ValkeyAdmin:
 
     def served(self, host: str, creds: Credentials | None) -> str:
         """SHA-256 of the certificate `host` presents in a live handshake, its name verified."""
-        if creds is None:
-            raise PodError(f"{host}: no certificates to talk to it with yet")
+        if creds is None or creds.bundle is None:
+            raise PodError(f"{host}: no certificates to talk to it with")
         try:
             with _files(creds) as (ca, cert, key):
                 ctx = ssl.create_default_context(cafile=ca)

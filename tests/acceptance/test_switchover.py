@@ -81,3 +81,24 @@ def test_switchover_then_repoint_moves_every_replica_without_losing_writes(launc
     info = wait_for_info(third, "master_link_status:up")
     assert f"master_host:{n.pod_fqdn('cache-1')}" in info
     assert third.cli("DBSIZE").stdout.strip() == "201"
+
+
+PLAIN_CHILD = """
+import sys
+from valkey_operator.conf.layout import Layout
+from valkey_operator.valkey_admin import Credentials, ValkeyAdmin
+
+port, password, host = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+print(ValkeyAdmin(Layout(port=port)).replication(host, Credentials(None, None, password)).role)
+"""
+
+
+def test_with_tls_disabled_the_operator_reads_roles_in_plaintext(launch: Any, tmp_path: Path) -> None:
+    """A cluster whose user disabled TLS still gets roles read from the pods (switchovers, repoints)."""
+    cluster = example(tls={"mode": "disabled"})
+    port = free_port("127.0.0.2")
+    hosts = {cluster.names.pod_fqdn("cache-0"): "127.0.0.2"}
+    launch(cluster, host="127.0.0.2", port=port, pod="cache-0", hosts=hosts)
+    out = run_with_hosts(tmp_path, hosts, PLAIN_CHILD, str(port), PASSWORD, cluster.names.pod_fqdn("cache-0"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.strip() == "master"
