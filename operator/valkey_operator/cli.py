@@ -99,7 +99,8 @@ def _run(args: argparse.Namespace) -> int:
     # One access line per liveness probe (every 10 s) buries the operator's own lines; keep only errors.
     logging.getLogger("aiohttp.access").setLevel(max(logging.WARNING, logging.getLogger().level))
     config = OperatorConfig.from_env(os.environ)
-    reconciler = Reconciler(Kube(), ValkeyAdmin(), SystemClock(), config.cluster_domain)
+    clock = SystemClock()
+    reconciler = Reconciler(Kube(), ValkeyAdmin(), clock, config.cluster_domain)
     start_http_server(args.metrics_port, registry=REGISTRY)
     log = logging.getLogger("valkey_operator.cli")
     peering: dict[str, Any] = {"standalone": True}
@@ -125,7 +126,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     kopf.run(
         registry=handlers.registry(config),
-        memo=handlers.memo(reconciler),
+        memo=handlers.memo(reconciler, clock),
         clusterwide=args.all_namespaces or not args.namespace,
         namespaces=args.namespace or (),
         liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz",

@@ -110,7 +110,7 @@ class OperatorThread:
             asyncio.run(
                 kopf.operator(
                     registry=handlers.registry(config),
-                    memo=handlers.memo(reconciler),
+                    memo=handlers.memo(reconciler, self.clock),
                     # Only the namespaces of the `namespace` fixture: a test that drives passes itself
                     # (`unwatched_namespace`) is never reconciled behind its back.
                     namespaces=[f"{WATCHED_PREFIX}*", "default"],

@@ -15,6 +15,7 @@ from typing import Any
 import kopf
 
 from valkey_operator import metrics, names
+from valkey_operator.clock import Clock
 from valkey_operator.config import OperatorConfig
 from valkey_operator.decide import needs_fast_look
 from valkey_operator.reconcile import Reconciler
@@ -27,9 +28,10 @@ KOPF_PREFIX = f"kopf.{names.GROUP}"
 NOT_YET = "not yet"
 
 
-def memo(reconciler: Reconciler) -> kopf.Memo:
-    """The operator-level memo; kopf gives each ValkeyCluster a shallow copy of it."""
-    return kopf.Memo(reconciler=reconciler)
+def memo(reconciler: Reconciler, clock: Clock) -> kopf.Memo:
+    """The operator-level memo (the pass, and the clock the timers' filters read); kopf gives each
+    ValkeyCluster a shallow copy of it."""
+    return kopf.Memo(reconciler=reconciler, clock=clock)
 
 
 class _QuietNotYet(logging.Filter):
@@ -109,7 +111,7 @@ def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         # Pod readiness and the clock change no ValkeyCluster field, so no event would report them: poll
         # while pods start or roll, and while a renewal or a CA rotation's next phase is near.
         horizon = timedelta(seconds=config.timer_interval)
-        return needs_fast_look(status, memo["reconciler"].clock.now(), horizon)
+        return needs_fast_look(status, memo["clock"].now(), horizon)
 
     @kopf.timer(*_RESOURCE, registry=reg, interval=config.rollout_interval, when=converging)
     def advance_rollout(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
