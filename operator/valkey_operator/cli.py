@@ -88,7 +88,7 @@ def _run(args: argparse.Namespace) -> int:
     from valkey_operator import handlers  # noqa: PLC0415
     from valkey_operator.clock import SystemClock  # noqa: PLC0415
     from valkey_operator.config import OperatorConfig  # noqa: PLC0415
-    from valkey_operator.k8s.client import Kube  # noqa: PLC0415
+    from valkey_operator.k8s.client import Kube, ensure_peering  # noqa: PLC0415
     from valkey_operator.metrics import REGISTRY  # noqa: PLC0415
     from valkey_operator.reconcile import Reconciler  # noqa: PLC0415
     from valkey_operator.valkey_admin import ValkeyAdmin  # noqa: PLC0415
@@ -100,7 +100,8 @@ def _run(args: argparse.Namespace) -> int:
     logging.getLogger("aiohttp.access").setLevel(max(logging.WARNING, logging.getLogger().level))
     config = OperatorConfig.from_env(os.environ)
     clock = SystemClock()
-    reconciler = Reconciler(Kube(), ValkeyAdmin(), clock, config.cluster_domain)
+    kube = Kube()
+    reconciler = Reconciler(kube, ValkeyAdmin(), clock, config.cluster_domain)
     start_http_server(args.metrics_port, registry=REGISTRY)
     log = logging.getLogger("valkey_operator.cli")
     peering: dict[str, Any] = {"standalone": True}
@@ -109,6 +110,8 @@ def _run(args: argparse.Namespace) -> int:
         # Deployment share their arguments, so each draws its own priority unless one is given.
         priority = args.priority if args.priority is not None else secrets.randbelow(1_000_000) + 1
         peering = {"peering_name": PEERING_NAME, "priority": priority}
+        watched = [] if args.all_namespaces or not args.namespace else list(args.namespace)
+        ensure_peering(kube, PEERING_NAME, watched)
         log.info(
             "leader election on (peering %s, priority %d): the operator works only while it leads, and waits "
             "while the kopf.dev peering CRDs (the chart installs them) are missing",

@@ -219,7 +219,6 @@ def test_two_replicas_elect_one_active_operator_through_kopf_peering(plane: Plan
         "-f",
         str(CHART / "ci" / "ha-values.yaml"),
     )
-    plane.kubectl("get", "clusterkopfpeering", "valkey-tls-operator")
     plane.kubectl("apply", "-f", str(ROOT / "crds"))  # whether or not an earlier release kept it
     plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/valkeyclusters.valkeyops.dev")
     kubeconfig = token_kubeconfig(plane, tmp_path / "ha.kubeconfig", "ha")
@@ -229,6 +228,8 @@ def test_two_replicas_elect_one_active_operator_through_kopf_peering(plane: Plan
         plane.kubectl("create", "namespace", "ha-apps")
         plane.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(example_body("ha-apps")))
         wait_until(lambda: certificates_ready(plane, "ha-apps"), timeout=90, what="the active peer to reconcile")
+        # The operator made its peering object itself (the chart's CRDs, the operator's object: no hook race).
+        plane.kubectl("get", "clusterkopfpeering", "valkey-tls-operator")
         # A second replica joins: kopf starts it paused until it has seen its peers.
         low = Operator(kubeconfig, tmp_path / "low.log", "--all-namespaces", "--priority=10", standalone=False)
         wait_until(lambda: "Initial authentication has finished" in low.log.read_text(), what="the second replica")

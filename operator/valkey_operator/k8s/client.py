@@ -13,7 +13,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import ConflictError, NotFoundError
+from kubernetes.dynamic.exceptions import ConflictError, NotFoundError, ResourceNotFoundError
 
 from valkey_operator import names
 
@@ -38,14 +38,18 @@ NAMESPACED_PERMISSIONS: list[dict[str, Any]] = [
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "patch", "delete"]},
     # kopf.event.
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
-    # kopf peering (leader election) when watching namespaces.
-    {"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"], "verbs": ["get", "list", "watch", "patch"]},
+    # kopf peering (leader election) when watching namespaces; ensure_peering creates its object (create).
+    {"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"], "verbs": ["get", "list", "watch", "create", "patch"]},
 ]
 CLUSTER_PERMISSIONS: list[dict[str, Any]] = [
     # kopf watches CRDs to learn when the ValkeyCluster resource appears or changes.
     {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
-    # kopf peering (leader election) when watching every namespace.
-    {"apiGroups": ["kopf.dev"], "resources": ["clusterkopfpeerings"], "verbs": ["get", "list", "watch", "patch"]},
+    # kopf peering (leader election) when watching every namespace; ensure_peering creates its object.
+    {
+        "apiGroups": ["kopf.dev"],
+        "resources": ["clusterkopfpeerings"],
+        "verbs": ["get", "list", "watch", "create", "patch"],
+    },
 ]
 # Watching a list of namespaces, kopf follows the Namespace objects (found by the real authorizer: 403).
 NAMESPACE_OBSERVER_PERMISSIONS: list[dict[str, Any]] = [
@@ -92,6 +96,11 @@ class Kube:
             self._resources[key] = self.dynamic.resources.get(api_version=api_version, kind=kind)
         return self._resources[key]
 
+    def forget_discovery(self) -> None:
+        """Ask the API server afresh which kinds it serves (after a CRD was created)."""
+        self._resources.clear()
+        self.dynamic.resources.invalidate_cache()
+
     def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply of the whole desired object: creates, updates, and repairs drift."""
         res = self._resource(manifest["apiVersion"], manifest["kind"])
@@ -132,3 +141,29 @@ class Kube:
             namespace=namespace,
             content_type="application/merge-patch+json",
         )
+
+
+def ensure_peering(kube: Kube, name: str, namespaces: list[str], timeout: float = 120.0) -> None:
+    """Create the kopf peering object(s) leader election needs, if missing: a ClusterKopfPeering when
+    watching every namespace, else a KopfPeering in each. Waits (bounded, saying so) while the kopf.dev
+    CRDs are not served yet; raises when they never are."""
+    objects = (
+        [{"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": name}}]
+        if not namespaces
+        else [
+            {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": name, "namespace": ns}}
+            for ns in namespaces
+        ]
+    )
+    deadline = time.monotonic() + timeout
+    for obj in objects:
+        while True:
+            try:
+                kube.apply(obj)
+                break
+            except (ApiException, ResourceNotFoundError) as exc:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{obj['kind']} {name}: the kopf.dev peering CRDs are not served") from exc
+                log.info("waiting for the kopf.dev peering CRDs to create %s %s: %s", obj["kind"], name, exc)
+                kube.forget_discovery()  # a CRD created since is only found by asking again
+                time.sleep(2)
