@@ -647,7 +647,9 @@ def test_ca_rotation_in_three_phases_under_load(
     old ca.crt before: 0 acknowledged writes lost, no container restart the operator did not plan, never
     two pods out, the old-bundle client unbroken until the leaves move to the new CA (after the overlap),
     the re-reading client never refused a certificate."""
-    spec = {"rotation": {"strategy": strategy}, "certificates": {"caRotationOverlap": "45s"}}
+    # The overlap is the time an application has to pick up the new ca.crt; a pod that re-reads its mounted
+    # Secret sees it after the kubelet's next sync (1 min) and its Secret cache, so 45 s was too short.
+    spec = {"rotation": {"strategy": strategy}, "certificates": {"caRotationOverlap": "150s"}}
     kubectl(node, "patch", "valkeycluster", NAME, "-n", NS, "--type=merge", "-p", json.dumps({"spec": {"tls": spec}}))
     settle(node, f"{strategy} in force")
     old_ca = vkc(node)["status"]["certificates"]["ca"]["fingerprintSHA256"]
