@@ -23,6 +23,15 @@ def _d(value: Any) -> float:
         return float("nan")  # the schema's pattern refuses it first
 
 
+def _data_pods(spec: Raw) -> int:
+    """Pods that hold one copy of the data each: a primary and its replicas."""
+    if spec["mode"] == "cluster":
+        return int(spec["replicasPerShard"]) + 1
+    if spec["mode"] == "standalone":
+        return 1
+    return int(spec.get("replicas", 3))
+
+
 @dataclass(frozen=True)
 class Rule:
     scope: str  # where the rule sits: "" (spec), "tls.issuer", "tls.certificates", or a field ("mode")
@@ -73,6 +82,28 @@ RULES: tuple[Rule, ...] = (
         "ClientsWithExternalIssuer",
         lambda s: s["tls"]["mode"] == "disabled" or s["tls"]["issuer"]["type"] != "External" or not s["tls"]["clients"],
         {"tls": {"issuer": {"type": "External", "secretName": "x"}, "clients": [{"name": "app"}]}},
+    ),
+    Rule(
+        "",
+        "self.replication.minReplicasToWrite < (self.mode == 'cluster' ? self.replicasPerShard + 1 : "
+        "self.mode == 'standalone' ? 1 : has(self.replicas) ? self.replicas : 3)",
+        "replication.minReplicasToWrite must be smaller than the pods that hold the data (replicas; in cluster "
+        "mode 1 + replicasPerShard; 0 in standalone mode)",
+        ".replication.minReplicasToWrite",
+        "FieldValueInvalid",
+        "InvalidReplication",
+        lambda s: s["replication"]["minReplicasToWrite"] < _data_pods(s),
+        {"replicas": 2, "replication": {"minReplicasToWrite": 2}},
+    ),
+    Rule(
+        "failover.after",
+        "duration(self) >= duration('1s') && duration(self) <= duration('10m')",
+        "failover.after must be between 1s and 10m",
+        "",
+        "FieldValueInvalid",
+        "InvalidDuration",
+        lambda s: 1 <= _d(s) <= 600,
+        {"failover": {"after": "500ms"}},
     ),
     Rule(
         "mode",

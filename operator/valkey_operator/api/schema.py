@@ -255,6 +255,35 @@ def _spec_schema() -> Schema:
                 },
                 default={},
             ),
+            "failover": _o(
+                "replication mode: the operator promotes the most advanced replica when the primary is lost.",
+                {
+                    "enabled": _b("Promote a replica when the primary is lost (planned switchovers always run).", True),
+                    "after": {
+                        **_duration("How long the primary may be lost before a replica is promoted (1s to 10m).", "5s"),
+                        "x-kubernetes-validations": rules.cel("failover.after"),
+                    },
+                },
+                default={},
+            ),
+            "replication": _o(
+                "Write safety: a primary refuses writes while fewer replicas than minReplicasToWrite are in sync.",
+                {
+                    "minReplicasToWrite": _i(
+                        "min-replicas-to-write: replicas that must be connected for a write to be accepted (0: off).",
+                        0,
+                        minimum=0,
+                        maximum=100,
+                    ),
+                    "maxLagSeconds": _i(
+                        "min-replicas-max-lag: seconds since a replica's last acknowledgement for it to count.",
+                        10,
+                        minimum=1,
+                        maximum=3600,
+                    ),
+                },
+                default={},
+            ),
             "auth": _o(
                 "Password authentication (default user), in a generated Secret <cluster>-auth.",
                 {"enabled": _b("Require a password.", True)},

@@ -76,6 +76,18 @@ class PersistenceSpec:
 
 
 @dataclass(frozen=True)
+class FailoverSpec:
+    enabled: bool = True
+    after: timedelta = timedelta(seconds=5)
+
+
+@dataclass(frozen=True)
+class ReplicationSpec:
+    min_replicas_to_write: int = 0
+    max_lag_seconds: int = 10
+
+
+@dataclass(frozen=True)
 class ClusterSpec:
     image: str = "valkey/valkey:8.1"
     image_pull_policy: str = "IfNotPresent"
@@ -87,6 +99,8 @@ class ClusterSpec:
     persistence: PersistenceSpec = field(default_factory=PersistenceSpec)
     auth_enabled: bool = True
     tls: TLSSpec = field(default_factory=TLSSpec)
+    failover: FailoverSpec = field(default_factory=FailoverSpec)
+    replication: ReplicationSpec = field(default_factory=ReplicationSpec)
 
     @property
     def pod_count(self) -> int:
@@ -193,6 +207,10 @@ def parse_spec(raw: Mapping[str, Any] | None) -> ClusterSpec:
         ),
         auth_enabled=data["auth"]["enabled"],
         tls=_tls(data["tls"]),
+        failover=FailoverSpec(data["failover"]["enabled"], _duration(data["failover"]["after"], "failover.after")),
+        replication=ReplicationSpec(
+            int(data["replication"]["minReplicasToWrite"]), int(data["replication"]["maxLagSeconds"])
+        ),
     )
     _check_enums(spec)
     # The CRD's CEL rules, the same table (api/rules.py), so `render` refuses what the API server would.

@@ -56,6 +56,14 @@ def _mode_lines(cluster: ValkeyCluster, layout: Layout) -> list[str]:
     ]
 
 
+def _replication_lines(cluster: ValkeyCluster) -> list[str]:
+    """Write safety: an isolated primary stops accepting writes it would later lose."""
+    rep = cluster.spec.replication
+    if cluster.spec.mode == "standalone" or rep.min_replicas_to_write == 0:
+        return []
+    return [f"min-replicas-to-write {rep.min_replicas_to_write}", f"min-replicas-max-lag {rep.max_lag_seconds}"]
+
+
 def _persistence_lines(cluster: ValkeyCluster, layout: Layout) -> list[str]:
     lines = [f"dir {layout.data_dir}"]
     if cluster.spec.persistence.enabled:
@@ -77,6 +85,7 @@ def render_valkey_conf(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT) -> s
         'logfile ""',
         *_tls_lines(cluster, layout, version),
         *_mode_lines(cluster, layout),
+        *_replication_lines(cluster),
         *_persistence_lines(cluster, layout),
     ]
     if supports(version, "hide-user-data-from-log"):

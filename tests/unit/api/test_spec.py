@@ -55,6 +55,15 @@ def test_pod_count_per_mode() -> None:
             {"tls": {"issuer": {"type": "External", "secretName": "x"}, "clients": [{"name": "a"}]}},
             "ClientsWithExternalIssuer",
         ),
+        ({"failover": {"after": "500ms"}}, "InvalidDuration"),
+        ({"failover": {"after": "11m"}}, "InvalidDuration"),
+        ({"replication": {"minReplicasToWrite": 3}}, "InvalidReplication"),
+        ({"replicas": 2, "replication": {"minReplicasToWrite": 2}}, "InvalidReplication"),
+        ({"mode": "standalone", "replication": {"minReplicasToWrite": 1}}, "InvalidReplication"),
+        (
+            {"mode": "cluster", "replicasPerShard": 1, "replication": {"minReplicasToWrite": 2}},
+            "InvalidReplication",
+        ),
     ],
 )
 def test_bad_specs_are_refused_with_a_reason(spec: dict[str, Any], reason: str) -> None:
@@ -62,6 +71,13 @@ def test_bad_specs_are_refused_with_a_reason(spec: dict[str, Any], reason: str) 
         parse_spec(spec)
     assert exc.value.reason == reason
     assert exc.value.message.endswith(".")
+
+
+def test_failover_and_write_safety_settings_parse() -> None:
+    spec = parse_spec({"failover": {"enabled": False, "after": "1m30s"}, "replication": {"minReplicasToWrite": 2}})
+    assert (spec.failover.enabled, spec.failover.after.total_seconds()) == (False, 90.0)
+    assert (spec.replication.min_replicas_to_write, spec.replication.max_lag_seconds) == (2, 10)
+    assert parse_spec({}).failover.after.total_seconds() == 5.0
 
 
 def test_parse_cluster_reads_identity_and_annotations() -> None:

@@ -119,3 +119,10 @@ def test_layout_moves_paths_and_ports_and_runtime_include_comes_last() -> None:
     assert "tls-port 7000" in conf
     assert "tls-cert-file /x/tls/tls.crt" in conf
     assert conf[-1] == "include /x/run/runtime.conf"
+
+
+def test_write_safety_only_when_asked() -> None:
+    assert directive(lines(), "min-replicas-to-write") == []
+    conf = lines(replication={"minReplicasToWrite": 1, "maxLagSeconds": 5})
+    assert directive(conf, "min-replicas-to-write") == ["min-replicas-to-write 1"]
+    assert directive(conf, "min-replicas-max-lag") == ["min-replicas-max-lag 5"]
