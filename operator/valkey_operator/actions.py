@@ -62,6 +62,16 @@ class Repoint:
 
 
 @dataclass(frozen=True)
+class Promote:
+    """REPLICAOF NO ONE: the most advanced replica becomes the primary (the old one is lost)."""
+
+    pod: str
+
+    def __str__(self) -> str:
+        return f"promote {self.pod}"
+
+
+@dataclass(frozen=True)
 class Reload:
     """HotReload: CONFIG SET the certificate files again, so the pod re-reads them."""
 
@@ -71,4 +81,13 @@ class Reload:
         return f"reload {self.pod}"
 
 
-Action = Apply | DeletePod | Relabel | Switchover | Repoint | Reload
+Action = Apply | DeletePod | Relabel | Switchover | Promote | Repoint | Reload
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event on the ValkeyCluster, posted after the pass."""
+
+    type: str  # Normal | Warning
+    reason: str
+    message: str

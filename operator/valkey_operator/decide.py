@@ -13,8 +13,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from valkey_operator import names, rollout
-from valkey_operator.actions import Action, Apply, DeletePod, Relabel, Reload, Repoint, Switchover
+from valkey_operator import failover, names, rollout
+from valkey_operator.actions import Action, Apply, DeletePod, Event, Relabel, Reload, Repoint, Switchover
 from valkey_operator.api.spec import SpecError, ValkeyCluster
 from valkey_operator.api.status import (
     CERTIFICATES_READY,
@@ -34,10 +34,8 @@ from valkey_operator.pki.plan import Material, Plan, plan, rotation_since
 from valkey_operator.report import CertReport, Metrics, certificates
 from valkey_operator.snapshot import (
     ROLE_MASTER,
-    ROLE_SLAVE,
     PodView,
     Snapshot,
-    config_primary,
     observed_secrets,
     password,
     pods,
@@ -46,14 +44,8 @@ from valkey_operator.snapshot import (
 )
 
 # "Not yet": how soon to look again while a switchover (an asynchronous FAILOVER) completes.
-SWITCHOVER_RECHECK = 1.0
-
-
-@dataclass(frozen=True)
-class Event:
-    type: str  # Normal | Warning
-    reason: str
-    message: str
+SWITCHOVER_RECHECK = failover.RECHECK
+__all__ = ["Decision", "Event", "decide", "decide_invalid", "needs_fast_look"]
 
 
 @dataclass(frozen=True)
@@ -116,31 +108,6 @@ def _fingerprint(pem: bytes | None) -> str | None:
     return describe_pem(pem).fingerprint_sha256 if pem else None
 
 
-def _reported_primary(snap: Snapshot, views: Sequence[PodView], candidates: Sequence[str]) -> str | None:
-    """The one pod that reports itself primary, or None when none or several do."""
-    masters = [
-        p.name
-        for p in views
-        if not p.terminating
-        and (r := snap.reports.get(p.name)) is not None
-        and r.replication is not None
-        and r.replication.role == ROLE_MASTER
-    ]
-    return masters[0] if len(masters) == 1 and masters[0] in candidates else None
-
-
-def _primary(cluster: ValkeyCluster, snap: Snapshot, views: Sequence[PodView]) -> str | None:
-    """Replication: who is the primary. What the pods report wins over the ConfigMap's record."""
-    if cluster.spec.mode != "replication":
-        return None
-    candidates = cluster.names.pods(cluster.spec.pod_count)
-    reported = _reported_primary(snap, views, candidates)
-    if reported:
-        return reported
-    recorded = config_primary(cluster, snap)
-    return recorded if recorded in candidates else candidates[0]
-
-
 def _refuse(cluster: ValkeyCluster, snap: Snapshot, planned: Plan, now: datetime) -> Decision:
     problem = planned.problems[0]
     views = [p for p in pods(snap) if not p.terminating]
@@ -179,6 +146,17 @@ def _base_status(
     }
 
 
+def _hold_scale_down(cluster: ValkeyCluster, manifest: dict[str, Any], primary: str | None) -> dict[str, Any]:
+    """A scale-down waits for the primary to move to a pod that stays: the StatefulSet keeps the primary's
+    ordinal until then (it removes the highest ordinals first)."""
+    if manifest["kind"] != "StatefulSet" or primary is None:
+        return manifest
+    keep = names.ordinal(primary) + 1
+    if keep <= manifest["spec"]["replicas"]:
+        return manifest
+    return {**manifest, "spec": {**manifest["spec"], "replicas": keep}}
+
+
 def _role_actions(views: Sequence[PodView], primary: str) -> list[Action]:
     # The primary first: the read-write Service then never has zero endpoints.
     out: list[Action] = []
@@ -186,22 +164,6 @@ def _role_actions(views: Sequence[PodView], primary: str) -> list[Action]:
         role = names.ROLE_PRIMARY if pod.name == primary else names.ROLE_REPLICA
         if not pod.terminating and pod.role_label != role:
             out.append(Relabel(pod.name, role))
-    return out
-
-
-def _repoints(cluster: ValkeyCluster, snap: Snapshot, views: Sequence[PodView], primary: str) -> list[Action]:
-    """Replicas that follow another pod than the confirmed primary (after a switchover, the third pod
-    still follows the old primary: restarting that one would take both down) follow the primary."""
-    report = snap.reports.get(primary)
-    if report is None or report.replication is None or report.replication.role != ROLE_MASTER:
-        return []
-    want = cluster.names.pod_fqdn(primary)
-    out: list[Action] = []
-    for pod in views:
-        other = snap.reports.get(pod.name)
-        rep = other.replication if other else None
-        if pod.name != primary and rep is not None and rep.role == ROLE_SLAVE and rep.master_host != want:
-            out.append(Repoint(pod.name, want))
     return out
 
 
@@ -285,43 +247,53 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
         return _refuse(cluster, snap, planned, now)
     material = planned.material
     pw = (password(cluster, snap) or pysecrets.token_urlsafe(24)) if cluster.spec.auth_enabled else None
-    primary = _primary(cluster, snap, views)
-    manifests = desired_objects(cluster, Inputs(material, pw, primary, layout=POD_LAYOUT))
+    roles = failover.roles(cluster, snap, views, now)
+    primary = roles.primary
+    manifests = [
+        _hold_scale_down(cluster, m, primary)
+        for m in desired_objects(cluster, Inputs(material, pw, roles.record, layout=POD_LAYOUT))
+    ]
     applies = [Apply(m) for m in manifests if not contains(snap.get(m["kind"], m["metadata"]["name"]), m)]
     sts_manifest = next(m for m in manifests if m["kind"] == "StatefulSet")
     fingerprint = describe_pem(material.server.cert_pem).fingerprint_sha256
     states = [_pod_state(p, snap, template_digest(sts_manifest), fingerprint, hot) for p in views]
 
-    actions: list[Action] = list(applies)
+    # Role moves first (writes resume soonest), then the labels that move the Services, then replicas
+    # repointed to the primary, then the objects.
+    moves = [a for a in roles.actions if not isinstance(a, Repoint)]
+    repoints = [a for a in roles.actions if isinstance(a, Repoint)]
+    labels = _role_actions(live, primary) if primary else []
+    actions: list[Action] = [*moves, *labels, *repoints, *applies]
     events = [
-        Event(
-            "Normal",
-            "CertificateRotated",
-            f"Re-issued the {r.certificate} certificate (reason {r.reason}); pods pick it up one at a time.",
-        )
-        for r in planned.rotations
+        *roles.events,
+        *(
+            Event(
+                "Normal",
+                "CertificateRotated",
+                f"Re-issued the {r.certificate} certificate (reason {r.reason}); pods pick it up one at a time.",
+            )
+            for r in planned.rotations
+        ),
     ]
-    repoints = _repoints(cluster, snap, live, primary) if primary is not None else []
-    if primary is not None:
-        actions += _role_actions(live, primary)
-        actions += repoints
     if hot:
         reloads, reloaded = _reloads(snap, live, fingerprint)
         actions += reloads
         events += reloaded
-    retry_after: float | None = None
-    if repoints:
-        retry_after = SWITCHOVER_RECHECK  # no restart while a replica changes primary: look again soon
-    else:
-        # The template changes when its hash does; an apply for another reason (a quantity the API server
-        # writes in canonical form) changes no pod, and must not hold the rollout back.
+    failovers = roles.failovers
+    retry_after = roles.retry_after
+    if not roles.moving and retry_after is None:
+        # No restart while the primary is lost, moves, or a replica changes primary. The template changes
+        # when its hash does; an apply for another reason (a quantity the API server writes in canonical
+        # form) changes no pod, and must not hold the rollout back.
         template_changes = old_template != template_digest(sts_manifest)
         roll = _roll(cluster, snap, states, primary, template_changes)
         actions += roll.actions
         events += roll.events
         retry_after = roll.retry_after
+        failovers += (failover.SWITCHOVER,) * sum(isinstance(a, Switchover) for a in roll.actions)
     certs = certificates(cluster, material, now)
-    status, report_events, metrics = _report(cluster, snap, certs, states, live, primary, now, hot, planned)
+    status, report_events, metrics = _report(cluster, snap, certs, states, live, roles, now, hot, planned)
+    metrics = replace(metrics, failovers=failovers)
     return Decision(
         tuple(actions),
         status,
@@ -349,7 +321,7 @@ def _next_due(cluster: ValkeyCluster, material: Material, certs: CertReport, now
 def needs_fast_look(status: Mapping[str, Any], now: datetime, horizon: timedelta) -> bool:
     """Whether a cluster wants the fast timer: pods start or roll, a CA rotation is under way, or a renewal
     falls due within `horizon` (the slow timer would look too late)."""
-    if status.get("phase") in ("Provisioning", "Rotating"):
+    if status.get("phase") in ("Provisioning", "Rotating") or status.get("failover"):
         return True
     certs = status.get("certificates") or {}
     if certs.get("caRotation"):
@@ -367,14 +339,26 @@ def _reports_master(snap: Snapshot, pod: str | None) -> bool:
     return report is not None and report.replication is not None and report.replication.role == ROLE_MASTER
 
 
-def _primary_serving(snap: Snapshot, live: Sequence[PodView], primary: str | None) -> bool:
-    if primary is None:
-        return True
-    pod = next((p for p in live if p.name == primary), None)
-    if pod is None or not pod.ready:
-        return False
-    report = snap.reports.get(primary)
-    return report is None or report.replication is None or report.replication.role == ROLE_MASTER
+def _primary_serving(snap: Snapshot, live: Sequence[PodView], roles: failover.Roles) -> bool:
+    """Replication: the read-write endpoint has a ready pod behind it that says it is the primary."""
+    if roles.record is None:
+        return True  # no roles in this mode
+    pod = next((p for p in live if p.name == roles.primary), None)
+    return pod is not None and pod.ready and _reports_master(snap, pod.name) and not roles.moving
+
+
+_FAILOVER_MESSAGES = {
+    failover.STATE_LOST: "The primary {primary} is lost since {since}; the most advanced replica is promoted "
+    "after failover.after (writes fail until then; reads go on from the replicas that are in sync).",
+    failover.STATE_FAILING_OVER: "The primary role is moving from {primary} (since {since}).",
+}
+
+
+def _failover_observed(roles: failover.Roles) -> tuple[str, str] | None:
+    state = roles.failover_status
+    if not state:
+        return None
+    return str(state["state"]), _FAILOVER_MESSAGES[str(state["state"])].format(**state)
 
 
 def _report(
@@ -383,7 +367,7 @@ def _report(
     certs: CertReport,
     states: Sequence[rollout.PodState],
     live: Sequence[PodView],
-    primary: str | None,
+    roles: failover.Roles,
     now: datetime,
     hot: bool,
     planned: Plan,
@@ -402,7 +386,8 @@ def _report(
         certs.expiring,
         certs.soonest,
         exists=True,
-        primary_serving=_primary_serving(snap, live, primary),
+        primary_serving=_primary_serving(snap, live, roles),
+        failover=_failover_observed(roles),
     )
     status = _base_status(cluster, snap, obs, now, ready, _tls_status(cluster, snap, rolling=obs.rolling))
     scheme = "rediss" if cluster.spec.tls.enabled else "redis"
@@ -415,11 +400,13 @@ def _report(
         connectionSecret=n.connection_secret,
     )
     events: list[Event] = []
-    if primary is not None:
+    if roles.record is not None:
         status["endpoints"]["readOnly"] = f"{scheme}://{n.service_host(n.ro_service)}:{POD_LAYOUT.port}"
-        status["primary"] = primary
-        was = snap.status.get("primary")
-        if was and was != primary:
+        # What the pods report (or the pod promoted in this pass); None while no pod serves as primary.
+        status["primary"] = roles.primary
+        status["failover"] = dict(roles.failover_status) if roles.failover_status else None
+        was, primary = snap.status.get("primary"), roles.primary
+        if was and primary and was != primary:
             events.append(Event("Normal", "PrimaryMoved", f"{primary} is the primary now (was {was})."))
     if certs.expiring and _condition(snap, EXPIRING_SOON).get("status") != "True":
         message = next(c["message"] for c in status["conditions"] if c["type"] == EXPIRING_SOON)

@@ -47,6 +47,12 @@ ROTATIONS = Counter(
     [*_CERT, "reason"],
     registry=REGISTRY,
 )
+FAILOVERS = Counter(
+    "valkey_operator_failovers_total",
+    "Primary role moves, by reason: primary-lost (a replica promoted), switchover (a planned handover).",
+    ["namespace", "cluster", "reason"],
+    registry=REGISTRY,
+)
 CLUSTER_READY = Gauge(
     "valkey_operator_cluster_ready",
     "1 when every pod serves the current configuration and certificates, else 0.",
@@ -102,11 +108,13 @@ def record(namespace: str, cluster: str, values: Metrics) -> None:
     for r in values.rotations:
         record_rotation(namespace, cluster, r.certificate, r.reason)
     record_cluster_ready(namespace, cluster, values.cluster_ready)
+    for reason in values.failovers:
+        FAILOVERS.labels(namespace, cluster, reason).inc()
 
 
 def forget(namespace: str, cluster: str) -> None:
     """Drop every series of a deleted cluster, so dashboards do not show ghosts."""
-    for metric in (EXPIRATION, NOT_BEFORE, RENEWAL, WARNING, READY, ROTATIONS, CLUSTER_READY):
+    for metric in (EXPIRATION, NOT_BEFORE, RENEWAL, WARNING, READY, ROTATIONS, CLUSTER_READY, FAILOVERS):
         for labels in list(metric._metrics):
             if labels[:2] == (namespace, cluster):
                 metric.remove(*labels)

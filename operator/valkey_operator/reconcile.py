@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from valkey_operator import metrics, names
-from valkey_operator.actions import Action, Apply, DeletePod, Relabel, Reload, Repoint, Switchover
+from valkey_operator.actions import Action, Apply, DeletePod, Promote, Relabel, Reload, Repoint, Switchover
 from valkey_operator.api.spec import SpecError, ValkeyCluster, parse_cluster
 from valkey_operator.clock import Clock
 from valkey_operator.decide import Decision, Event, decide, decide_invalid
@@ -52,6 +52,7 @@ class PodAdmin(Protocol):
     def replication(self, host: str, creds: Credentials | None) -> Replication: ...
     def served(self, host: str, creds: Credentials | None) -> str: ...
     def switchover(self, host: str, target_host: str, creds: Credentials | None) -> None: ...
+    def promote(self, host: str, creds: Credentials | None) -> None: ...
     def repoint(self, host: str, primary_host: str, creds: Credentials | None) -> None: ...
     def reload(self, host: str, creds: Credentials | None) -> None: ...
 
@@ -84,7 +85,8 @@ def credentials(cluster: ValkeyCluster, snap: Snapshot) -> Credentials | None:
 
 
 def _ask_pods(admin: PodAdmin, cluster: ValkeyCluster, snap: Snapshot) -> dict[str, PodReport]:
-    """What each running pod reports over TLS, when a decision needs it."""
+    """What each running pod reports over TLS, when a decision needs it: a terminating pod too (a primary
+    being deleted still holds the role until it has handed it over)."""
     roles = cluster.spec.mode == "replication"
     hot = cluster.spec.tls.rotation_strategy == "HotReload"
     creds = credentials(cluster, snap)
@@ -92,12 +94,12 @@ def _ask_pods(admin: PodAdmin, cluster: ValkeyCluster, snap: Snapshot) -> dict[s
         return {}
     out: dict[str, PodReport] = {}
     for pod in pods(snap):
-        if not pod.running or pod.terminating:
+        if not pod.running or (pod.terminating and not roles):
             continue
         host = cluster.names.pod_fqdn(pod.name)
         try:
             rep = admin.replication(host, creds) if roles else None
-            served = admin.served(host, creds) if hot and pod.ready and creds.bundle else None
+            served = admin.served(host, creds) if hot and pod.ready and not pod.terminating and creds.bundle else None
         except PodError as exc:
             log.info("%s/%s: %s does not answer yet: %s", cluster.namespace, cluster.name, pod.name, exc)
             continue
@@ -143,6 +145,8 @@ def act(
                 kube.label_pod(ns, action.pod, {names.ROLE_LABEL: action.role})
             elif isinstance(action, Switchover):
                 admin.switchover(n.pod_fqdn(action.pod), n.pod_fqdn(action.target), creds)
+            elif isinstance(action, Promote):
+                admin.promote(n.pod_fqdn(action.pod), creds)
             elif isinstance(action, Repoint):
                 admin.repoint(n.pod_fqdn(action.pod), action.primary, creds)
             elif isinstance(action, Reload):

@@ -30,6 +30,7 @@ class Metrics:
     not_ready: tuple[str, ...] = ()  # certificate labels to mark not ready
     rotations: tuple[Rotation, ...] = ()
     cluster_ready: bool = False
+    failovers: tuple[str, ...] = ()  # reasons of primary role moves started by the pass
 
 
 @dataclass(frozen=True)

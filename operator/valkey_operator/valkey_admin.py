@@ -121,6 +121,11 @@ class ValkeyAdmin:
         with self._conn(host, creds) as conn:
             conn.execute_command("FAILOVER", "TO", target_host, self.layout.port, "TIMEOUT", timeout_ms)
 
+    def promote(self, host: str, creds: Credentials | None) -> None:
+        """REPLICAOF NO ONE: this replica becomes the primary, keeping its data and replication history."""
+        with self._conn(host, creds) as conn:
+            conn.execute_command("REPLICAOF", "NO", "ONE")
+
     def repoint(self, host: str, primary_host: str, creds: Credentials | None) -> None:
         """Make a replica follow `primary_host` (REPLICAOF); a no-op for one that already does."""
         with self._conn(host, creds) as conn:

@@ -72,15 +72,16 @@ class Instance:
         return cert, key
 
     def cli(
-        self, *args: str, tls: bool = True, client: bool = True, port: int | None = None
+        self, *args: str, tls: bool = True, client: bool = True, port: int | None = None, stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
+        """valkey-cli against this instance; `stdin`: one command per line, in one connection."""
         cmd = ["valkey-cli", "--no-auth-warning", "-h", self.host, "-p", str(port or self.layout.port), "-a", PASSWORD]
         if tls:
             cmd += ["--tls", "--cacert", self.layout.ca_file, "--sni", "localhost"]
             if client:
                 cert, key = self.client_files()
                 cmd += ["--cert", str(cert), "--key", str(key)]
-        return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=20, check=False)
+        return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=20, check=False, input=stdin)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -110,8 +111,12 @@ def start_instance(
     primary: str = "cache-0",
     material: Material | None = None,
     hosts: dict[str, str] | None = None,
+    promote: bool = True,
 ) -> Instance:
     """Render config, start script and certificates into `workdir` and run the start script there.
+
+    In replication mode every pod boots as a replica; the recorded primary (`pod == primary`) waits for
+    the operator, which `promote` stands in for here (REPLICAOF NO ONE, as the operator's first pass does).
 
     `hosts` maps names to loopback addresses through a private /etc/hosts in a mount namespace of the
     instance's own, so a replica resolves its primary's pod name as it would in Kubernetes.
@@ -160,10 +165,21 @@ def start_instance(
             raise RuntimeError(f"valkey-server exited {proc.returncode}:\n{log.read_text()}")
         with socket.socket() as s:
             if s.connect_ex((host, port)) == 0:
+                if promote and pod == primary and cluster.spec.mode == "replication":
+                    _promote(inst)
                 return inst
         time.sleep(0.1)
     inst.stop()
     raise RuntimeError(f"valkey-server did not listen on {host}:{port}:\n{log.read_text()}")
+
+
+def _promote(inst: Instance) -> None:
+    tls = inst.cluster.spec.tls.enabled
+    for _ in range(50):  # bounded: the TLS port may take a moment after the socket listens
+        if inst.cli("REPLICAOF", "NO", "ONE", tls=tls).stdout.strip() == "OK":
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"could not promote {inst.host}:\n{inst.log.read_text()}")
 
 
 def run_with_hosts(workdir: Path, hosts: dict[str, str], code: str, *args: str) -> subprocess.CompletedProcess[str]:

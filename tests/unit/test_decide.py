@@ -16,7 +16,7 @@ import pytest
 
 from tests.unit.conftest import NOW, example_body
 from valkey_operator import names
-from valkey_operator.actions import Action, Apply, DeletePod, Relabel, Reload, Repoint, Switchover
+from valkey_operator.actions import Action, Apply, DeletePod, Promote, Relabel, Reload, Repoint, Switchover
 from valkey_operator.api.spec import SpecError, ValkeyCluster, parse_cluster
 from valkey_operator.decide import Decision, decide, decide_invalid, needs_fast_look
 from valkey_operator.pki.inspect import describe_pem, split_pem
@@ -40,8 +40,10 @@ class World:
     objects: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     reports: dict[str, PodReport] = field(default_factory=dict)
     status: dict[str, Any] = field(default_factory=dict)
-    primary: str = "cache-0"  # who Valkey says is the primary
+    primary: str | None = None  # who Valkey says is the primary (pods boot as replicas: none at first)
     follows: dict[str, str] = field(default_factory=dict)  # replica -> the pod it replicates from
+    data: int = 0  # the primary's replication offset: what was written
+    synced: dict[str, int] = field(default_factory=dict)  # replica -> the offset it holds
     served: dict[str, str] = field(default_factory=dict)  # pod -> fingerprint it presents
     serving: dict[str, bytes] = field(default_factory=dict)  # pod -> the certificate it presents (in memory)
     loaded: dict[str, bytes] = field(default_factory=dict)  # pod -> the trust bundle it loaded (in memory)
@@ -66,8 +68,14 @@ class World:
         return meta["annotations"][names.ANN_TEMPLATE_HASH], meta
 
     def start_pod(self, name: str, ready: bool = True) -> None:
-        """The StatefulSet controller and the kubelet: a pod on the current template, running."""
+        """The StatefulSet controller and the kubelet: a pod on the current template, running. It starts
+        empty, as a replica of the primary its ConfigMap names (of itself when it is the one named)."""
         self.uid += 1
+        if self.primary == name:
+            self.primary = None
+        cm = self.objects[("ConfigMap", "cache-config")]["data"]
+        self.follows[name] = cm.get("primary") or name
+        self.synced[name] = 0
         _, meta = self.template()
         self.objects[("Pod", name)] = {
             "metadata": {
@@ -102,9 +110,13 @@ class World:
             if kind != "Pod":
                 continue
             if name == self.primary:
-                rep = Replication(ROLE_MASTER)
+                rep = Replication(ROLE_MASTER, offset=self.data)
             else:
-                rep = Replication(ROLE_SLAVE, FQDN.format(self.follows.get(name, self.primary)), link_up=True)
+                source = self.follows.get(name, self.primary or name)
+                linked = source == self.primary
+                if linked:
+                    self.synced[name] = self.data
+                rep = Replication(ROLE_SLAVE, FQDN.format(source), link_up=linked, offset=self.synced.get(name, 0))
             self.reports[name] = PodReport(rep, self.served.get(name))
 
     def carry_out(self, decision: Decision) -> None:
@@ -124,6 +136,10 @@ class World:
                 self.primary = action.target
                 self.follows.pop(action.target, None)
                 self.follows[action.pod] = action.target
+            elif isinstance(action, Promote):
+                self.primary = action.pod
+                self.data = max(self.data, self.synced.get(action.pod, 0))
+                self.follows.pop(action.pod, None)
             elif isinstance(action, Repoint):
                 self.follows[action.pod] = action.primary.split(".")[0]
             elif isinstance(action, Reload):
@@ -356,9 +372,9 @@ def test_the_primary_is_what_the_pods_report_not_the_configmap() -> None:
     world.report()
     d = pass_(world, c)
     assert kinds(d.actions) == [
-        "apply ConfigMap/cache-config",
         "label cache-2 primary",
         "label cache-0 replica",
+        "apply ConfigMap/cache-config",
     ]
     assert d.status["primary"] == "cache-2"
     assert ("Normal", "PrimaryMoved") in [(e.type, e.reason) for e in d.events]

@@ -334,7 +334,15 @@ def status_schema() -> Schema:
             "replicas": _i("Pods desired."),
             "readyReplicas": _i("Pods ready."),
             "readyDisplay": _s("readyReplicas/desired, for the READY column."),
-            "primary": _s("Pod currently acting as primary (replication mode)."),
+            "primary": _s("Pod that reports itself primary (replication mode); unset while none does."),
+            "failover": _o(
+                "Set while the primary is lost (PrimaryLost) or its role moves (FailingOver).",
+                {
+                    "state": _s("PrimaryLost or FailingOver.", enum=["PrimaryLost", "FailingOver"]),
+                    "primary": _s("The primary that was lost or hands over."),
+                    "since": _s("When it began.", format="date-time"),
+                },
+            ),
             "tls": _o(
                 "TLS settings in force.",
                 {"mode": _s("TLS mode in force."), "clientAuth": _s("Client authentication in force.")},

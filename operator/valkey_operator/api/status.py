@@ -70,6 +70,7 @@ class Observation:
     spec_error: tuple[str, str] | None = None
     exists: bool = True  # the StatefulSet exists (or this pass creates it)
     primary_serving: bool = True  # replication: the read-write endpoint has a primary behind it
+    failover: tuple[str, str] | None = None  # (PrimaryLost | FailingOver, message) while the primary is lost
 
     @property
     def rolling(self) -> bool:
@@ -77,7 +78,13 @@ class Observation:
 
     @property
     def all_ready(self) -> bool:
-        return self.exists and self.ready >= self.desired and not self.rolling and self.primary_serving
+        return (
+            self.exists
+            and self.ready >= self.desired
+            and not self.rolling
+            and self.primary_serving
+            and self.failover is None
+        )
 
 
 def spec_error_conditions(previous: Sequence[Mapping[str, Any]], reason: str, message: str) -> list[Condition]:
@@ -104,7 +111,9 @@ def conditions(obs: Observation) -> list[Condition]:
     out: list[Condition] = []
     if obs.spec_error:
         return spec_error_conditions((), *obs.spec_error)
-    if obs.all_ready:
+    if obs.failover:
+        out.append(Condition(READY, False, *obs.failover))
+    elif obs.all_ready:
         out.append(Condition(READY, True, "AllPodsReady", f"All {obs.desired} pods serve the current certificates."))
     elif obs.exists and obs.ready >= obs.desired and not obs.rolling and not obs.primary_serving:
         out.append(Condition(READY, False, "NoPrimary", "No pod serves as the primary behind the read-write endpoint."))
@@ -134,7 +143,9 @@ def conditions(obs: Observation) -> list[Condition]:
         )
     else:
         out.append(Condition(ROTATING, False, "Idle", "No rotation is under way."))
-    if obs.cert_problem and obs.exists:
+    if obs.failover:
+        out.append(Condition(DEGRADED, True, *obs.failover))
+    elif obs.cert_problem and obs.exists:
         out.append(Condition(DEGRADED, True, obs.cert_problem[0], obs.cert_problem[1]))
     else:
         out.append(Condition(DEGRADED, False, "AsExpected", "Nothing needs attention."))
@@ -148,6 +159,8 @@ def phase(obs: Observation) -> str:
         return "Degraded" if obs.exists else "Pending"
     if not obs.exists:
         return "Pending"
+    if obs.failover:
+        return "Degraded"
     if obs.rolling:
         return "Rotating"
     if obs.all_ready:

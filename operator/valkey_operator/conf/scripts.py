@@ -9,6 +9,9 @@ from valkey_operator.conf.layout import POD_LAYOUT, Layout
 ENV_POD_NAME = "POD_NAME"
 ENV_POD_DOMAIN = "VALKEY_POD_DOMAIN"  # names.ClusterNames.pod_domain: the one spelling of pod names
 ENV_PASSWORD = "VALKEY_PASSWORD"  # noqa: S105 - the variable's name, not a password
+# Where a pod that must wait for the operator "replicates" from: nothing listens on port 1 in a pod.
+NOWHERE_HOST = "127.0.0.1"
+NOWHERE_PORT = 1
 
 
 def render_start_script(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT) -> str:
@@ -27,10 +30,16 @@ def render_start_script(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT) -> 
     if mode == "replication":
         lines += [
             'echo "replica-announce-ip $fqdn" >> "$out"',
-            # The operator names the primary in a ConfigMap key; updates reach the file without a restart.
+            # A pod never makes itself primary: it boots as a replica of the primary the ConfigMap names
+            # (the file may lag the ConfigMap; the operator repoints). The one named waits, read-only, as a
+            # replica of a port where nothing listens (its link fails at once, without blocking the server,
+            # as a TLS link to itself would), until the operator promotes it or a replica that holds the
+            # data. So a pod that restarted empty is never the source its peers re-sync from.
             f'primary=$(cat "{layout.primary_file}" 2>/dev/null || true)',
             f'if [ -n "$primary" ] && [ "$primary" != "${{{ENV_POD_NAME}}}" ]; then',
             f'  echo "replicaof $primary.${{{ENV_POD_DOMAIN}}} {layout.port}" >> "$out"',
+            "else",
+            f'  echo "replicaof {NOWHERE_HOST} {NOWHERE_PORT}" >> "$out"',
             "fi",
         ]
     if mode == "cluster":

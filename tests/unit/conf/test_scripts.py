@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+from pathlib import Path
+
+import pytest
 
 from tests.unit.conftest import example
+from valkey_operator.conf.layout import Layout
 from valkey_operator.conf.scripts import probe_command, render_probe_script, render_start_script
 
 
@@ -20,6 +25,36 @@ def test_replication_start_script_follows_the_primary_file() -> None:
     assert "replicaof $primary.${VALKEY_POD_DOMAIN} 6379" in script
     assert "cluster-announce-hostname" not in script
     assert script.rstrip().endswith('exec valkey-server "/etc/valkey/valkey.conf" "$@"')
+
+
+@pytest.mark.parametrize(
+    ("recorded", "pod", "replicaof"),
+    [
+        ("cache-1", "cache-0", "replicaof cache-1.cache-headless.default.svc 6379"),
+        ("cache-0", "cache-0", "replicaof 127.0.0.1 1"),  # the one named waits for the operator
+        ("", "cache-2", "replicaof 127.0.0.1 1"),  # nothing named yet
+    ],
+)
+def test_every_pod_boots_as_a_replica(tmp_path: Path, recorded: str, pod: str, replicaof: str) -> None:
+    """Run the start script for real, with a `valkey-server` on PATH that prints the per-pod file."""
+    layout = Layout(config_dir=str(tmp_path / "etc"), run_dir=str(tmp_path / "run"), port=6379)
+    Path(layout.config_dir).mkdir()
+    Path(layout.primary_file).write_text(recorded)
+    start = tmp_path / "start.sh"
+    start.write_text(render_start_script(example(), layout))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "valkey-server"  # stands in for the server only to show what it would be given
+    fake.write_text(f'#!/bin/sh\ncat "{layout.runtime_file}"\n')
+    fake.chmod(0o755)
+    env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "POD_NAME": pod,
+        "VALKEY_POD_DOMAIN": "cache-headless.default.svc",
+    }
+    out = subprocess.run(["sh", str(start)], env=env, capture_output=True, text=True, check=True).stdout
+    assert [line for line in out.splitlines() if line.startswith("replicaof")] == [replicaof]
+    assert f"replica-announce-ip {pod}.cache-headless.default.svc" in out
 
 
 def test_cluster_start_script_announces_the_hostname() -> None:

@@ -1,0 +1,213 @@
+"""Replication roles, from what the pods report: who is the primary, and what to do when it is lost. Pure.
+
+Roles belong to the operator. Every pod boots as a replica (of the recorded primary, or of itself when it
+is the recorded primary: it waits for the operator), so a pod that restarted empty never becomes the source
+its peers re-sync from. The operator then decides here:
+- one pod reports itself primary: that is the primary, whatever the records say; replicas that follow
+  another pod are repointed, a second primary is fenced (made a replica);
+- the primary is being deleted (graceful: `kubectl delete`, a drain): it hands over first (`FAILOVER TO`),
+  while its `preStop` keeps the server up;
+- no pod is primary: the replica with the highest replication offset is promoted (`REPLICAOF NO ONE`), at
+  once when the recorded primary answers as a replica (it restarted: what it held is gone), else once the
+  primary has been lost for `failover.after`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from valkey_operator import names
+from valkey_operator.actions import Action, Event, Promote, Repoint, Switchover
+from valkey_operator.api.spec import ValkeyCluster
+from valkey_operator.snapshot import ROLE_MASTER, ROLE_SLAVE, PodView, Replication, Snapshot, config_primary
+
+# How soon to look again while a role moves (FAILOVER is asynchronous) or a lost primary is waited for.
+RECHECK = 1.0
+# Metric reasons (valkey_operator_failovers_total).
+PRIMARY_LOST = "primary-lost"
+SWITCHOVER = "switchover"
+# status.failover.state
+STATE_LOST = "PrimaryLost"
+STATE_FAILING_OVER = "FailingOver"
+
+
+@dataclass(frozen=True)
+class Roles:
+    primary: str | None  # the pod that serves writes (confirmed, or promoted/handed to in this pass)
+    record: str | None  # the primary the ConfigMap names, for pods that start
+    actions: tuple[Action, ...] = ()
+    events: tuple[Event, ...] = ()
+    failovers: tuple[str, ...] = ()  # metric reasons of role moves started in this pass
+    failover_status: Mapping[str, Any] | None = None  # status.failover while the primary is lost or moving
+    retry_after: float | None = None
+
+    @property
+    def moving(self) -> bool:
+        """The primary is lost or its role is moving: nothing else (a rollout step) may happen now."""
+        return self.failover_status is not None
+
+
+def _iso(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse(value: Any) -> datetime | None:
+    try:
+        return datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) if value else None
+    except ValueError:
+        return None
+
+
+def _since(before: Mapping[str, Any], state: str, now: datetime) -> datetime:
+    """When the current failover state began: kept from the last pass while it lasts."""
+    return (_parse(before.get("since")) if before.get("state") == state else None) or now
+
+
+def _replications(snap: Snapshot, views: Sequence[PodView]) -> dict[str, Replication]:
+    out = {}
+    for pod in views:
+        report = snap.reports.get(pod.name)
+        if report is not None and report.replication is not None:
+            out[pod.name] = report.replication
+    return out
+
+
+def _best(candidates: Sequence[str], reps: Mapping[str, Replication], prefer: str | None) -> str | None:
+    """The most advanced replica: the highest offset; on a tie the preferred pod, then the lowest ordinal."""
+    if not candidates:
+        return None
+    return max(candidates, key=lambda p: (reps[p].offset, p == prefer, -names.ordinal(p)))
+
+
+def _follow(
+    cluster: ValkeyCluster, views: Sequence[PodView], reps: Mapping[str, Replication], primary: str
+) -> list[Action]:
+    """Every other live pod follows the primary: a replica of another pod is repointed, a second primary fenced."""
+    want = cluster.names.pod_fqdn(primary)
+    out: list[Action] = []
+    for pod in views:
+        rep = reps.get(pod.name)
+        if pod.name == primary or pod.terminating or rep is None:
+            continue
+        if rep.role == ROLE_MASTER or (rep.role == ROLE_SLAVE and rep.master_host != want):
+            out.append(Repoint(pod.name, want))
+    return out
+
+
+def roles(cluster: ValkeyCluster, snap: Snapshot, views: Sequence[PodView], now: datetime) -> Roles:
+    """Replication mode: the primary and the role moves of this pass."""
+    if cluster.spec.mode != "replication":
+        return Roles(None, None)
+    desired = cluster.names.pods(cluster.spec.pod_count)
+    recorded = config_primary(cluster, snap)
+    record = recorded if recorded in desired else desired[0]
+    reps = _replications(snap, views)
+    live = [p for p in views if not p.terminating]
+    masters = [p.name for p in live if p.name in reps and reps[p.name].role == ROLE_MASTER]
+    # Replicas that may take the role: live, staying (not removed by a scale-down), answering.
+    candidates = [p.name for p in live if p.name in desired and p.name in reps and reps[p.name].role == ROLE_SLAVE]
+
+    if masters:
+        primary = masters[0] if len(masters) == 1 else _split_brain_winner(masters, reps, recorded)
+        actions = _follow(cluster, views, reps, primary)
+        events: list[Event] = []
+        if len(masters) > 1:
+            others = ", ".join(m for m in masters if m != primary)
+            events.append(Event("Warning", "SplitBrain", f"{others} also acted as primary; {primary} keeps the role."))
+        if primary in desired:
+            return Roles(primary, primary, tuple(actions), tuple(events), retry_after=RECHECK if actions else None)
+        # A scale-down removes the primary's ordinal: hand the role to a pod that stays first.
+        return _hand_over(snap, reps, primary, candidates, recorded, now, tuple(actions), tuple(events))
+
+    leaving = [p.name for p in views if p.terminating and p.name in reps and reps[p.name].role == ROLE_MASTER]
+    if leaving:
+        # A graceful deletion or a drain: the server stays up in its preStop until the role has moved.
+        return _hand_over(snap, reps, leaving[0], candidates, recorded, now, (), ())
+    return _lost(cluster, snap, reps, candidates, recorded, record, now)
+
+
+def _split_brain_winner(masters: Sequence[str], reps: Mapping[str, Replication], recorded: str | None) -> str:
+    if recorded is not None and recorded in masters:
+        return recorded
+    return max(masters, key=lambda p: (reps[p].offset, -names.ordinal(p)))
+
+
+def _hand_over(
+    snap: Snapshot,
+    reps: Mapping[str, Replication],
+    primary: str,
+    candidates: Sequence[str],
+    recorded: str | None,
+    now: datetime,
+    actions: tuple[Action, ...],
+    events: tuple[Event, ...],
+) -> Roles:
+    """The primary must go (deleted, or its ordinal removed): FAILOVER TO the most advanced synced replica."""
+    before = snap.status.get("failover") or {}
+    status = {"state": STATE_FAILING_OVER, "primary": primary, "since": _iso(_since(before, STATE_FAILING_OVER, now))}
+    if reps[primary].failing_over:
+        return Roles(primary, primary, actions, events, failover_status=status, retry_after=RECHECK)
+    synced = [p for p in candidates if reps[p].link_up]
+    target = _best(synced, reps, recorded)
+    if target is None:
+        return Roles(primary, primary, actions, events, failover_status=status, retry_after=RECHECK)
+    message = (
+        f"Handing the primary role from {primary} (offset {reps[primary].offset}) to {target} "
+        f"(offset {reps[target].offset}) before {primary} goes."
+    )
+    return Roles(
+        primary,
+        primary,
+        (*actions, Switchover(primary, target)),
+        (*events, Event("Normal", "Switchover", message)),
+        (SWITCHOVER,),
+        status,
+        RECHECK,
+    )
+
+
+def _lost(
+    cluster: ValkeyCluster,
+    snap: Snapshot,
+    reps: Mapping[str, Replication],
+    candidates: Sequence[str],
+    recorded: str | None,
+    record: str,
+    now: datetime,
+) -> Roles:
+    """No pod serves as the primary: promote the most advanced replica, now or after `failover.after`."""
+    before = snap.status.get("failover") or {}
+    if not before and not snap.status.get("primary") and all(reps[p].offset == 0 for p in candidates):
+        # A new cluster: no pod holds data yet. The recorded pod becomes the primary once it answers.
+        if record not in candidates:
+            return Roles(None, record)
+        event = Event("Normal", "PrimaryElected", f"{record} is the primary.")
+        return Roles(record, record, (Promote(record),), (event,), retry_after=RECHECK)
+    lost = str(before.get("primary") or snap.status.get("primary") or record)
+    since = _since(before, STATE_LOST, now)
+    restarted = lost in reps and reps[lost].role == ROLE_SLAVE  # it answers, as a replica: it restarted
+    allowed = candidates if cluster.spec.failover.enabled else [p for p in candidates if p == record]
+    best = _best(allowed, reps, record)
+    waited = now - since >= cluster.spec.failover.after
+    lost_status = {"state": STATE_LOST, "primary": lost, "since": _iso(since)}
+    if best is None or not (restarted or waited):
+        wait = (since + cluster.spec.failover.after - now).total_seconds()
+        return Roles(None, record, failover_status=lost_status, retry_after=max(RECHECK, wait))
+    was = f"offset {reps[lost].offset}, restarted empty" if lost in reps else "not answering"
+    others = ", ".join(f"{p} at {reps[p].offset}" for p in candidates if p != best) or "no other replica"
+    message = (
+        f"Promoted {best} (offset {reps[best].offset}) in place of the lost primary {lost} ({was}); "
+        f"{others}. The others follow {best}."
+    )
+    return Roles(
+        best,
+        best,
+        (Promote(best),),
+        (Event("Warning", "FailedOver", message),),
+        (PRIMARY_LOST,),
+        {"state": STATE_FAILING_OVER, "primary": lost, "since": _iso(since)},
+        RECHECK,
+    )

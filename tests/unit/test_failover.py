@@ -1,0 +1,210 @@
+"""Failover, pass by pass: a lost primary, a graceful deletion, a scale-down, a split brain, a new cluster.
+
+Uses test_decide's World (what the API server and the pods hold after each decided write): pods boot as
+replicas, the primary's offset is what was written, and a replica holds the offset it last synced.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from tests.unit.conftest import NOW
+from tests.unit.test_decide import FQDN, World, cluster, condition, kinds, pass_, running
+from valkey_operator.actions import Apply, DeletePod, Promote, Switchover
+from valkey_operator.decide import decide, needs_fast_look
+from valkey_operator.snapshot import ROLE_SLAVE, PodReport, Replication
+
+
+def written(world: World, offsets: dict[str, int]) -> None:
+    """Writes reached the primary; each replica acknowledged up to its offset (then its link dropped)."""
+    world.data = max(offsets.values())
+    world.synced.update(offsets)
+
+
+def lose(world: World, pod: str) -> None:
+    """The pod is gone: no report, no pod object (deleted, or its node died)."""
+    del world.objects[("Pod", pod)]
+    world.reports.pop(pod, None)
+    if world.primary == pod:
+        world.primary = None
+    for replica in list(world.reports):
+        rep = world.reports[replica].replication
+        assert rep is not None
+        world.reports[replica] = PodReport(
+            Replication(ROLE_SLAVE, rep.master_host, link_up=False, offset=world.synced.get(replica, 0))
+        )
+
+
+def events(d: object) -> list[tuple[str, str]]:
+    return [(e.type, e.reason) for e in d.events]  # type: ignore[attr-defined]
+
+
+def sts_replicas(d: object) -> list[int]:
+    return [
+        a.manifest["spec"]["replicas"]
+        for a in d.actions
+        if isinstance(a, Apply) and a.manifest["kind"] == "StatefulSet"
+    ]  # type: ignore[attr-defined]
+
+
+def test_a_new_cluster_promotes_the_recorded_pod_once_it_answers() -> None:
+    c = cluster()
+    world = World()
+    pass_(world, c)
+    for pod in ("cache-1", "cache-2"):
+        world.start_pod(pod)
+    world.report()
+    d = pass_(world, c)
+    # Every pod boots as a replica; the recorded primary (cache-0) is not up yet: nothing is promoted.
+    assert not [a for a in d.actions if isinstance(a, Promote)]
+    assert d.status["phase"] == "Provisioning"
+    assert condition(d, "Degraded")["status"] == "False"
+    world.start_pod("cache-0")
+    world.report()
+    d = pass_(world, c)
+    assert kinds(d.actions)[:2] == ["promote cache-0", "label cache-0 primary"]
+    assert events(d) == [("Normal", "PrimaryElected")]
+    assert d.metrics.failovers == ()
+    pass_(world, c)
+    d = pass_(world, c)
+    assert (d.status["phase"], d.status["primary"]) == ("Ready", "cache-0")
+
+
+def test_a_primary_that_restarted_empty_is_never_the_source_the_most_advanced_replica_is_promoted() -> None:
+    c = cluster()
+    world = running(c)
+    written(world, {"cache-1": 480, "cache-2": 500})
+    # The primary's server was killed and restarted: empty, and (as every pod) a replica of itself.
+    world.start_pod("cache-0")
+    world.report()
+    assert world.reports["cache-0"].replication == Replication(ROLE_SLAVE, FQDN.format("cache-0"), False, 0)
+    d = pass_(world, c)
+    # At once (it answered as a replica: what it held is gone), not after failover.after.
+    assert kinds(d.actions) == [
+        "promote cache-2",
+        "label cache-2 primary",
+        "label cache-0 replica",
+        "apply ConfigMap/cache-config",
+    ]
+    failed_over = next(e for e in d.events if e.reason == "FailedOver")
+    assert "cache-2 (offset 500)" in failed_over.message
+    assert "cache-0 (offset 0, restarted empty)" in failed_over.message
+    assert "cache-1 at 480" in failed_over.message
+    assert d.metrics.failovers == ("primary-lost",)
+    assert d.status["phase"] == "Degraded"
+    assert condition(d, "Degraded")["reason"] == "FailingOver"
+    assert condition(d, "Ready")["status"] == "False"
+    assert needs_fast_look(d.status, NOW, timedelta(0))
+    d = pass_(world, c)
+    assert sorted(kinds(d.actions)) == [
+        "repoint cache-0 -> cache-2.cache-headless.default.svc",
+        "repoint cache-1 -> cache-2.cache-headless.default.svc",
+    ]
+    d = pass_(world, c)
+    assert (d.status["phase"], d.status["primary"]) == ("Ready", "cache-2")
+    assert "failover" not in world.status
+    assert world.data == 500  # nothing acknowledged by the most advanced replica was lost
+    assert world.synced["cache-0"] == 500  # the old primary re-synced from the new one, not the other way
+
+
+def test_a_primary_that_does_not_answer_is_promoted_away_after_failover_after() -> None:
+    c = cluster(failover={"after": "10s"})
+    world = running(c)
+    written(world, {"cache-1": 300, "cache-2": 200})
+    lose(world, "cache-0")
+    d = pass_(world, c)
+    assert not [a for a in d.actions if isinstance(a, Promote)]
+    assert d.status["failover"]["state"] == "PrimaryLost"
+    assert condition(d, "Ready")["reason"] == "PrimaryLost"
+    assert condition(d, "Degraded")["reason"] == "PrimaryLost"
+    assert d.status["primary"] is None or "primary" not in world.status
+    assert d.retry_after == 10.0
+    d = decide(c, world.snapshot(), NOW + timedelta(seconds=4))
+    assert not [a for a in d.actions if isinstance(a, Promote)]
+    assert d.retry_after == 6.0
+    d = pass_(world, c, NOW + timedelta(seconds=10))
+    assert kinds(d.actions)[:2] == ["promote cache-1", "label cache-1 primary"]
+    assert d.metrics.failovers == ("primary-lost",)
+    assert "not answering" in next(e.message for e in d.events if e.reason == "FailedOver")
+    # The old primary comes back as a replica of the recorded primary (cache-1 now), and follows it.
+    world.start_pod("cache-0")
+    world.report()
+    pass_(world, c, NOW + timedelta(seconds=11))
+    d = pass_(world, c, NOW + timedelta(seconds=12))
+    assert (d.status["phase"], d.status["primary"]) == ("Ready", "cache-1")
+    assert world.data == 300
+
+
+def test_with_failover_disabled_only_the_recorded_primary_takes_the_role_back() -> None:
+    c = cluster(failover={"enabled": False})
+    world = running(c)
+    written(world, {"cache-1": 300, "cache-2": 300})
+    lose(world, "cache-0")
+    d = pass_(world, c, NOW + timedelta(minutes=5))
+    assert not [a for a in d.actions if isinstance(a, Promote)]
+    assert condition(d, "Degraded")["reason"] == "PrimaryLost"
+    world.start_pod("cache-0")
+    world.report()
+    d = pass_(world, c, NOW + timedelta(minutes=6))
+    assert kinds(d.actions)[0] == "promote cache-0"
+
+
+def test_a_primary_being_deleted_hands_over_before_it_goes() -> None:
+    c = cluster()
+    world = running(c)
+    written(world, {"cache-1": 100, "cache-2": 100})
+    world.objects[("Pod", "cache-0")]["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    d = pass_(world, c)
+    assert [a for a in d.actions if isinstance(a, Switchover)] == [Switchover("cache-0", "cache-1")]
+    assert d.metrics.failovers == ("switchover",)
+    assert condition(d, "Degraded")["reason"] == "FailingOver"
+    assert not [a for a in d.actions if isinstance(a, DeletePod)]
+    # FAILOVER done: cache-1 is primary; the labels and the ConfigMap follow at once.
+    d = pass_(world, c)
+    assert kinds(d.actions)[:2] == ["label cache-1 primary", "repoint cache-2 -> cache-1.cache-headless.default.svc"]
+    assert d.status["primary"] == "cache-1"
+
+
+def test_a_scale_down_moves_the_primary_to_a_pod_that_stays_before_the_statefulset_shrinks() -> None:
+    c = cluster()
+    world = running(c)
+    world.primary = "cache-2"
+    world.follows = {"cache-0": "cache-2", "cache-1": "cache-2"}
+    world.report()
+    pass_(world, c)
+    one = cluster(replicas=1)
+    d = pass_(world, one)
+    assert sts_replicas(d) == []  # held at 3: the primary's ordinal stays until the role has moved
+    assert [a for a in d.actions if isinstance(a, Switchover)] == [Switchover("cache-2", "cache-0")]
+    d = pass_(world, one)
+    assert sts_replicas(d) == [1]
+    assert d.status["primary"] == "cache-0"
+
+
+def test_two_primaries_the_recorded_one_keeps_the_role_and_the_other_is_fenced() -> None:
+    c = cluster()
+    world = running(c)
+    world.primary = "cache-0"
+    world.report()
+    world.reports["cache-2"] = PodReport(Replication("master", offset=7))
+    d = pass_(world, c)
+    assert "repoint cache-2 -> cache-0.cache-headless.default.svc" in kinds(d.actions)
+    assert ("Warning", "SplitBrain") in events(d)
+
+
+def test_no_pod_restarts_for_a_rollout_while_the_primary_is_lost() -> None:
+    c = cluster()
+    world = running(c)
+    lose(world, "cache-0")
+    d = pass_(world, cluster(resources={"limits": {"memory": "1Gi"}}))
+    assert not [a for a in d.actions if isinstance(a, (DeletePod, Switchover))]
+
+
+def test_a_hand_edit_of_the_recorded_primary_is_not_believed() -> None:
+    c = cluster()
+    world = running(c)
+    world.objects[("ConfigMap", "cache-config")]["data"]["primary"] = "cache-1"
+    d = pass_(world, c)
+    applied = [a.manifest for a in d.actions if isinstance(a, Apply) and a.manifest["kind"] == "ConfigMap"]
+    assert [m["data"]["primary"] for m in applied] == ["cache-0"]
+    assert not [a for a in d.actions if "label" in str(a)]
