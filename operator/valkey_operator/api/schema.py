@@ -246,6 +246,16 @@ def _spec_schema() -> Schema:
                 default={},
                 **{"x-kubernetes-preserve-unknown-fields": True},
             ),
+            "topologySpreadConstraints": _a(
+                "How the pods spread over nodes (the pod spec's field; the operator fills in its labelSelector "
+                "when it is left out). Unset: prefer different nodes, so one node's loss never takes the primary "
+                "and its replicas together. [] turns spreading off.",
+                {
+                    "type": "object",
+                    "description": "A topology spread constraint (maxSkew, topologyKey, whenUnsatisfiable, ...).",
+                    "x-kubernetes-preserve-unknown-fields": True,
+                },
+            ),
             "persistence": _o(
                 "Persistent storage for the data directory (append-only file).",
                 {

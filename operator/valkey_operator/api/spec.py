@@ -96,6 +96,7 @@ class ClusterSpec:
     shards: int = 3
     replicas_per_shard: int = 1
     resources: Mapping[str, Any] = field(default_factory=dict)
+    topology_spread: tuple[Mapping[str, Any], ...] | None = None  # None: the operator's default
     persistence: PersistenceSpec = field(default_factory=PersistenceSpec)
     auth_enabled: bool = True
     tls: TLSSpec = field(default_factory=TLSSpec)
@@ -200,6 +201,7 @@ def parse_spec(raw: Mapping[str, Any] | None) -> ClusterSpec:
         shards=int(data["shards"]),
         replicas_per_shard=int(data["replicasPerShard"]),
         resources=data["resources"],
+        topology_spread=tuple(data["topologySpreadConstraints"]) if "topologySpreadConstraints" in data else None,
         persistence=PersistenceSpec(
             enabled=persistence["enabled"],
             size=persistence["size"],

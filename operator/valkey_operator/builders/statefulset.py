@@ -72,6 +72,21 @@ def _claim_templates(cluster: ValkeyCluster) -> list[dict[str, Any]]:
     return [{"metadata": {"name": "data", "labels": names.selector_labels(cluster.name)}, "spec": spec}]
 
 
+def _spread(cluster: ValkeyCluster) -> list[dict[str, Any]]:
+    """Pods of one ValkeyCluster prefer different nodes (never a hard rule: a one-node cluster still runs)."""
+    selector = {"matchLabels": names.selector_labels(cluster.name)}
+    if cluster.spec.topology_spread is None:
+        return [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": selector,
+            }
+        ]
+    return [{"labelSelector": selector, **c} for c in cluster.spec.topology_spread]
+
+
 def bundle_digest(bundle: bytes) -> str:
     return hashlib.sha256(bundle).hexdigest()[:16]
 
@@ -88,6 +103,12 @@ def pod_template(
         "ports": _container_ports(cluster, layout),
         "readinessProbe": _probe(layout, "readiness", period=5, failures=3, initial_delay=2),
         "livenessProbe": _probe(layout, "liveness", period=10, failures=6, initial_delay=10),
+        # Replication: a primary being deleted keeps serving until the operator has handed its role over.
+        **(
+            {"lifecycle": {"preStop": {"exec": {"command": ["sh", f"{layout.config_dir}/{PROBE_KEY}", "prestop"]}}}}
+            if cluster.spec.mode == "replication"
+            else {}
+        ),
         "resources": dict(cluster.spec.resources),
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -126,6 +147,7 @@ def pod_template(
                 "fsGroup": UID,
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
+            **({"topologySpreadConstraints": spread} if (spread := _spread(cluster)) else {}),
             "containers": [container],
             "volumes": _volumes(cluster),
         },

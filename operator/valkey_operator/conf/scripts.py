@@ -12,6 +12,8 @@ ENV_PASSWORD = "VALKEY_PASSWORD"  # noqa: S105 - the variable's name, not a pass
 # Where a pod that must wait for the operator "replicates" from: nothing listens on port 1 in a pod.
 NOWHERE_HOST = "127.0.0.1"
 NOWHERE_PORT = 1
+# How long a primary being deleted waits for the operator's handover (within the 30 s grace period).
+PRESTOP_WAIT_SECONDS = 20
 
 
 def render_start_script(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT) -> str:
@@ -75,7 +77,8 @@ def probe_command(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT, host: str
 def render_probe_script(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT) -> str:
     """`probe.sh` (liveness): the server answers PING. `probe.sh readiness`: it serves as a primary, or as a
     replica whose link to the primary is up; a replica still syncing (or cut off) serves stale data, and the
-    rollout must not take the next pod down while it is not caught up."""
+    rollout must not take the next pod down while it is not caught up. `probe.sh prestop`: a primary with
+    replicas waits (bounded) until the operator has moved its role."""
     cli = " ".join(cli_command(cluster, layout))
     return (
         "\n".join(
@@ -86,6 +89,19 @@ def render_probe_script(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT) -> 
                 "set -eu",
                 f'if [ -n "${{{ENV_PASSWORD}:-}}" ]; then',
                 f'  export VALKEYCLI_AUTH="${{{ENV_PASSWORD}}}" REDISCLI_AUTH="${{{ENV_PASSWORD}}}"',
+                "fi",
+                'if [ "${1:-liveness}" = prestop ]; then',
+                "  # A primary with replicas keeps serving until the operator has handed its role over (FAILOVER",
+                f"  # TO), at most {PRESTOP_WAIT_SECONDS} s: a graceful deletion or a drain then loses no write.",
+                "  i=0",
+                f'  while [ "$i" -lt {PRESTOP_WAIT_SECONDS} ]; do',
+                f"    info=$({cli} info replication) || exit 0",
+                '    case "$info" in *role:master*) ;; *) exit 0 ;; esac',
+                '    case "$info" in *connected_slaves:0*) exit 0 ;; esac',
+                "    sleep 1",
+                "    i=$((i + 1))",
+                "  done",
+                "  exit 0",
                 "fi",
                 'if [ "${1:-liveness}" = readiness ]; then',
                 f"  info=$({cli} info replication)",

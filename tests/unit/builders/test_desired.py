@@ -10,10 +10,11 @@ import pytest
 import yaml
 
 from tests.unit.conftest import CONTRACT_OBJECTS, NOW, check_golden, example_body
+from valkey_operator import names
 from valkey_operator.api.spec import ValkeyCluster, parse_cluster
 from valkey_operator.builders.configmap import config_files, config_hash
 from valkey_operator.builders.desired import Inputs, desired_objects
-from valkey_operator.builders.statefulset import statefulset
+from valkey_operator.builders.statefulset import pod_template, statefulset
 from valkey_operator.conf.layout import POD_LAYOUT
 from valkey_operator.pki.plan import Observed, plan
 
@@ -148,3 +149,23 @@ def test_config_hash_changes_with_the_config_only() -> None:
 def test_golden_statefulset(name: str) -> None:
     text = yaml.safe_dump(statefulset(cluster(), POD_LAYOUT, 1, "0123456789abcdef"), sort_keys=False)
     check_golden(GOLDEN / name, text)
+
+
+def _pod_spec(**spec: Any) -> dict[str, Any]:
+    return dict(pod_template(parse_cluster(example_body(**spec)), POD_LAYOUT, 1, "x")["spec"])
+
+
+def test_pods_prefer_different_nodes_unless_the_spec_says_otherwise() -> None:
+    default = _pod_spec()["topologySpreadConstraints"]
+    assert default == [
+        {
+            "maxSkew": 1,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": names.selector_labels("cache")},
+        }
+    ]
+    zone = {"maxSkew": 2, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule"}
+    mine = _pod_spec(topologySpreadConstraints=[zone])["topologySpreadConstraints"]
+    assert mine == [{"labelSelector": default[0]["labelSelector"], **zone}]
+    assert "topologySpreadConstraints" not in _pod_spec(topologySpreadConstraints=[])
