@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 import ssl
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -236,3 +237,27 @@ def test_a_replica_is_ready_only_while_its_link_to_the_primary_is_up(replica_pai
     # Cut off from its primary it serves stale data: not ready, yet alive (no restart would help).
     assert probe(replica, "readiness") != 0
     assert probe(replica, "liveness") == 0
+
+
+def test_a_primary_being_deleted_waits_in_prestop_until_its_role_has_moved(replica_pair: Pair) -> None:
+    primary, replica = replica_pair.primary, replica_pair.replica
+    wait_for_info(replica, "master_link_status:up")
+    assert probe(replica, "prestop") == 0  # a replica stops at once
+    hosts = Path(primary.layout.run_dir) / "probe-hosts"
+    hosts.write_text(f"{primary.host} localhost\n")
+    inner = f'mount --bind "{hosts}" /etc/hosts && exec "$@"'
+    script = f"{primary.layout.config_dir}/probe.sh"
+    waiting = subprocess.Popen(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", inner, "sh", "sh", script, "prestop"],
+        env={"PATH": "/usr/bin:/bin", "VALKEY_PASSWORD": PASSWORD},
+    )
+    try:
+        time.sleep(3)
+        assert waiting.poll() is None, "a primary with a replica keeps serving until the handover"
+        # The operator's handover (what ValkeyAdmin.switchover sends).
+        target = replica_pair.cluster.names.pod_fqdn("cache-1")
+        assert primary.cli("FAILOVER", "TO", target, str(replica_pair.port)).stdout.strip() == "OK"
+        assert waiting.wait(15) == 0
+        assert "role:master" in wait_for_info(replica, "role:master")
+    finally:
+        waiting.kill()
