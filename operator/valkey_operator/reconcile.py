@@ -43,6 +43,9 @@ class KubeAPI(Protocol):
     ) -> list[dict[str, Any]]: ...
     def delete_pod(self, namespace: str, name: str, uid: str) -> None: ...
     def label_pod(self, namespace: str, name: str, labels: Mapping[str, str]) -> None: ...
+    def patch_status(
+        self, api_version: str, kind: str, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> None: ...
 
 
 class PodAdmin(Protocol):
@@ -59,7 +62,8 @@ class PodAdmin(Protocol):
 
 @dataclass
 class Outcome:
-    status: dict[str, Any]  # only the fields that changed
+    body: Mapping[str, Any]  # the ValkeyCluster as this pass read it (Events are posted on it)
+    status: dict[str, Any]  # only the fields that changed (already patched)
     events: list[Event] = field(default_factory=list)
     retry_after: float | None = None
     actions: tuple[Action, ...] = ()
@@ -189,7 +193,19 @@ class Reconciler:
         self.clock = clock
         self.cluster_domain = cluster_domain
 
-    def reconcile(self, body: Mapping[str, Any]) -> Outcome:
+    def reconcile(self, namespace: str, name: str) -> Outcome | None:
+        """One pass over the ValkeyCluster as it is now (read afresh, so the status patch is computed
+        against the status as written by the last pass); None when it is gone."""
+        api_version = f"{names.GROUP}/{names.VERSION}"
+        body = self.kube.get(api_version, names.KIND, namespace, name)
+        if body is None:
+            return None
+        outcome = self.decide_and_act(body)
+        if outcome.status:
+            self.kube.patch_status(api_version, names.KIND, namespace, name, outcome.status)
+        return outcome
+
+    def decide_and_act(self, body: Mapping[str, Any]) -> Outcome:
         now = self.clock.now()
         status = dict(body.get("status") or {})
         meta = body.get("metadata") or {}
@@ -197,7 +213,7 @@ class Reconciler:
             cluster = parse_cluster(body, self.cluster_domain)
         except SpecError as exc:
             invalid = decide_invalid(status, int(meta.get("generation", 0)), exc, now)
-            return Outcome(changed(status, invalid.status), list(invalid.events))
+            return Outcome(body, changed(status, invalid.status), list(invalid.events))
         snap = gather(self.kube, self.admin, cluster, status)
         decision: Decision = decide(cluster, snap, now)
         failed = act(self.kube, self.admin, cluster, credentials(cluster, snap), decision.actions)
@@ -206,4 +222,6 @@ class Reconciler:
             retry_after = min(retry_after or POD_CALL_RETRY, POD_CALL_RETRY)
         metrics.record(cluster.namespace, cluster.name, decision.metrics)
         wake_in = (decision.next_due - now).total_seconds() if decision.next_due else None
-        return Outcome(changed(status, decision.status), list(decision.events), retry_after, decision.actions, wake_in)
+        return Outcome(
+            body, changed(status, decision.status), list(decision.events), retry_after, decision.actions, wake_in
+        )

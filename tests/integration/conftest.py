@@ -77,10 +77,9 @@ class CountingReconciler:
         self.inner = Reconciler(*args)
         self.passes: dict[tuple[str, str], int] = {}
 
-    def reconcile(self, body: Any) -> Any:
-        outcome = self.inner.reconcile(body)
-        meta = body.get("metadata", {})
-        key = (meta.get("namespace", ""), meta.get("name", ""))
+    def reconcile(self, namespace: str, name: str) -> Any:
+        outcome = self.inner.reconcile(namespace, name)
+        key = (namespace, name)
         self.passes[key] = self.passes.get(key, 0) + 1
         return outcome
 

@@ -50,6 +50,9 @@ class RecordingValkey:
         self.primary = target
         self.follows[pod] = target
 
+    def promote(self, host: str, creds: Credentials | None) -> None:
+        raise PodError("the primary (cache-0) reports itself from the start here: nothing to promote")
+
     def repoint(self, host: str, primary_host: str, creds: Credentials | None) -> None:
         self.repointed.append(host.split(".", maxsplit=1)[0])
         self.follows[host.split(".", maxsplit=1)[0]] = primary_host.split(".", maxsplit=1)[0]
@@ -96,8 +99,7 @@ def test_replicas_roll_first_then_switchover_then_the_primary(
     reconciler = Reconciler(Kube(), valkey, SystemClock())
 
     def reconcile() -> Any:
-        body = kubectl_json("get", "valkeycluster", "cache", "-n", namespace)
-        return reconciler.reconcile(body)
+        return reconciler.reconcile(namespace, "cache")
 
     apply(example_body(namespace))
     reconcile()

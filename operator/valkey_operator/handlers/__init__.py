@@ -7,10 +7,9 @@ kopf's memo (built by the composition root, `valkey-operator run`, or by a test)
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -18,7 +17,8 @@ from valkey_operator import metrics, names
 from valkey_operator.clock import Clock
 from valkey_operator.config import OperatorConfig
 from valkey_operator.decide import needs_fast_look
-from valkey_operator.reconcile import Reconciler
+from valkey_operator.handlers.passes import Passes
+from valkey_operator.reconcile import Outcome, Reconciler
 
 log = logging.getLogger(__name__)
 _RESOURCE = (names.GROUP, names.VERSION, names.PLURAL)
@@ -28,10 +28,17 @@ KOPF_PREFIX = f"kopf.{names.GROUP}"
 NOT_YET = "not yet"
 
 
+# Kinds the operator creates for each cluster, watched so that a pod's loss, a restart or a hand edit
+# starts a pass at once instead of at the next timer (kopf filters them by the owner's labels).
+OWNED_RESOURCES = ("pods", "statefulsets.apps", "services", "configmaps", "poddisruptionbudgets.policy")
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+
+
 def memo(reconciler: Reconciler, clock: Clock) -> kopf.Memo:
-    """The operator-level memo (the pass, and the clock the timers' filters read); kopf gives each
-    ValkeyCluster a shallow copy of it."""
-    return kopf.Memo(reconciler=reconciler, clock=clock)
+    """The operator-level memo (the pass, the clock the timers' filters read, and the per-cluster pass
+    runner); kopf gives each ValkeyCluster a shallow copy of it, so they share one runner."""
+    return kopf.Memo(reconciler=reconciler, clock=clock, passes=Passes[Outcome | None]())
 
 
 class _QuietNotYet(logging.Filter):
@@ -41,33 +48,61 @@ class _QuietNotYet(logging.Filter):
         return f"failed temporarily: {NOT_YET}" not in record.getMessage()
 
 
-def _pass(handler: str, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, next_look: float) -> None:
-    """One pass; `next_look` is when this handler would run again anyway (its timer's interval)."""
-    meta = body.get("metadata", {})
-    # One pass at a time per ValkeyCluster: the memo is kopf's per-object copy, gone with the object.
-    lock: threading.Lock = memo.setdefault("lock", threading.Lock())
-    with lock:
+def _one_pass(handler: str, namespace: str, name: str, memo: kopf.Memo) -> Outcome | None:
+    """One pass, serialised and coalesced per cluster; its Events posted. None: covered by another pass,
+    or the resource is gone."""
+
+    def run() -> Outcome | None:
         started = time.perf_counter()
         try:
-            outcome = memo.reconciler.reconcile(body)
+            result: Outcome | None = memo.reconciler.reconcile(namespace, name)
         except Exception as exc:
             metrics.RECONCILE_ERRORS.labels(handler, type(exc).__name__).inc()
             raise
         finally:
             took = time.perf_counter() - started
             metrics.RECONCILE_DURATION.labels(handler).observe(took)
-    log.info("reconciled %s/%s (%s) in %.3f s", meta.get("namespace"), meta.get("name"), handler, took)
-    if outcome.status:
-        patch.status.update(outcome.status)
-    for event in outcome.events:
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-    delay = outcome.retry_after
-    if delay is None and outcome.wake_in is not None and outcome.wake_in < next_look:
-        # The clock makes work (a renewal falls due) before this handler would look again: wake up then.
-        delay = max(outcome.wake_in, 1.0)
+        log.info("reconciled %s/%s (%s) in %.3f s", namespace, name, handler, took)
+        return result
+
+    outcome: Outcome | None = memo.passes.run((namespace, name), run)
+    if outcome is not None:
+        for event in outcome.events:
+            kopf.event(
+                kopf.Body(cast(kopf.RawBody, dict(outcome.body))),
+                type=event.type,
+                reason=event.reason,
+                message=event.message,
+            )
+    return outcome
+
+
+def _delay(outcome: Outcome | None, next_look: float) -> float | None:
+    """How soon to look again: a pass asked for it, or the clock makes work before `next_look`."""
+    if outcome is None:
+        return None
+    if outcome.retry_after is not None:
+        return outcome.retry_after
+    if outcome.wake_in is not None and outcome.wake_in < next_look:
+        return max(outcome.wake_in, 1.0)
+    return None
+
+
+def _pass(handler: str, body: kopf.Body, memo: kopf.Memo, next_look: float) -> None:
+    """A kopf handler's pass; `next_look` is when this handler would run again anyway (its interval)."""
+    meta = body.get("metadata", {})
+    namespace, name = meta.get("namespace", ""), meta.get("name", "")
+    delay = _delay(_one_pass(handler, namespace, name, memo), next_look)
     if delay is not None:
-        log.info("%s/%s: looking again in %.1f s", meta.get("namespace"), meta.get("name"), delay)
+        log.info("%s/%s: looking again in %.1f s", namespace, name, delay)
         raise kopf.TemporaryError(f"{NOT_YET}: looking again in {delay:.1f} s", delay=delay)
+
+
+def _watched_pass(namespace: str, name: str, memo: kopf.Memo) -> None:
+    """A pass started by an owned object's change; its own "look again soon" is a timer of the runner."""
+    delay = _delay(_one_pass("watch", namespace, name, memo), float("inf"))
+    if delay is not None:
+        memo.passes.later((namespace, name), delay, lambda: _watched_pass(namespace, name, memo))
 
 
 def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
@@ -97,15 +132,15 @@ def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     @kopf.on.resume(*_RESOURCE, registry=reg)
     @kopf.on.create(*_RESOURCE, registry=reg)
     @kopf.on.update(*_RESOURCE, registry=reg)
-    def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         # No wake-up delay from a change handler: kopf would not run it again for a newer spec while it
         # waits. The fast timer below takes over what the clock brings soon.
-        _pass("reconcile", body, patch, memo, 0.0)
+        _pass("reconcile", body, memo, 0.0)
 
     @kopf.timer(*_RESOURCE, registry=reg, interval=config.timer_interval, initial_delay=config.timer_interval, idle=5)
-    def recheck(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    def recheck(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         """Certificates age without any event: re-check them (and repair drift) on a timer."""
-        _pass("timer", body, patch, memo, config.timer_interval)
+        _pass("timer", body, memo, config.timer_interval)
 
     def converging(status: kopf.Status, memo: kopf.Memo, **_: Any) -> bool:
         # Pod readiness and the clock change no ValkeyCluster field, so no event would report them: poll
@@ -114,15 +149,26 @@ def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         return needs_fast_look(status, memo["clock"].now(), horizon)
 
     @kopf.timer(*_RESOURCE, registry=reg, interval=config.rollout_interval, when=converging)
-    def advance_rollout(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    def advance_rollout(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         """While pods start or roll, take the next step (and report readiness) every few seconds instead of
         waiting for the slow timer."""
-        _pass("rollout", body, patch, memo, config.rollout_interval)
+        _pass("rollout", body, memo, config.rollout_interval)
+
+    for resource in OWNED_RESOURCES:
+
+        @kopf.on.event(resource, registry=reg, labels={MANAGED_BY_LABEL: names.MANAGER, INSTANCE_LABEL: kopf.PRESENT})
+        def owned_changed(namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
+            """A pod deleted, restarted or turned unready, an owned object deleted or edited by hand: look
+            now (failover reacts within seconds; drift is repaired at once)."""
+            if namespace:
+                _watched_pass(namespace, labels[INSTANCE_LABEL], memo)
 
     @kopf.on.delete(*_RESOURCE, registry=reg, optional=True)
-    def forget(body: kopf.Body, **_: Any) -> None:
-        """Owned objects go with the owner (ownerReferences); only our metrics need forgetting."""
+    def forget(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        """Owned objects go with the owner (ownerReferences); only our metrics and the pass runner's slot
+        need forgetting."""
         meta = body.get("metadata", {})
         metrics.forget(meta.get("namespace", ""), meta.get("name", ""))
+        memo.passes.forget((meta.get("namespace", ""), meta.get("name", "")))
 
     return reg

@@ -24,18 +24,20 @@ FIELD_MANAGER = names.MANAGER
 # Every API call the operator makes, as RBAC rules: the chart's rules are checked against these, and the
 # real authorizer proves them sufficient in the e2e tests. Each verb names the code that needs it.
 NAMESPACED_PERMISSIONS: list[dict[str, Any]] = [
-    # kopf: list+watch to follow ValkeyClusters; patch for its finalizer, annotations and our status.
-    {"apiGroups": [names.GROUP], "resources": [names.PLURAL], "verbs": ["list", "watch", "patch"]},
+    # kopf: list+watch to follow ValkeyClusters; patch for its finalizer and annotations. Reconciler: get
+    # (each pass reads the resource afresh) and patch of our status.
+    {"apiGroups": [names.GROUP], "resources": [names.PLURAL], "verbs": ["get", "list", "watch", "patch"]},
     {"apiGroups": [names.GROUP], "resources": [f"{names.PLURAL}/status"], "verbs": ["patch"]},
     # reconcile.gather: Kube.list of the owned kinds by label (list), Kube.get of each owned Secret and of
     # the user's CA or External Secret by name (get: never list, which would read every Secret);
-    # Kube.apply, server-side apply that may create (create, patch).
+    # Kube.apply, server-side apply that may create (create, patch). kopf watches the owned kinds (watch)
+    # so that a pod's loss or a hand edit starts a pass at once.
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "patch"]},
-    {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": ["list", "create", "patch"]},
-    {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["list", "create", "patch"]},
-    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["list", "create", "patch"]},
-    # Kube.list (list), Kube.label_pod (patch), Kube.delete_pod (delete).
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "patch", "delete"]},
+    {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": ["list", "watch", "create", "patch"]},
+    {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["list", "watch", "create", "patch"]},
+    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["list", "watch", "create", "patch"]},
+    # Kube.list (list), Kube.label_pod (patch), Kube.delete_pod (delete), kopf's watch (watch).
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch", "patch", "delete"]},
     # kopf.event.
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     # kopf peering (leader election) when watching namespaces; ensure_peering creates its object (create).
@@ -133,6 +135,15 @@ class Kube:
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}}
         with contextlib.suppress(NotFoundError):
             self._resource("v1", "Pod").delete(name=name, namespace=namespace, body=body)
+
+    def patch_status(self, api_version: str, kind: str, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        """A JSON merge patch of an object's status subresource."""
+        self._resource(api_version, kind).status.patch(
+            body={"status": dict(patch)},
+            name=name,
+            namespace=namespace,
+            content_type="application/merge-patch+json",
+        )
 
     def label_pod(self, namespace: str, name: str, labels: Mapping[str, str]) -> None:
         self._resource("v1", "Pod").patch(

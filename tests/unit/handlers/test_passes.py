@@ -1,0 +1,64 @@
+"""The per-cluster pass runner: one pass at a time per cluster, one pass per burst, one timer per cluster."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from valkey_operator.handlers.passes import Passes
+
+
+def test_passes_of_one_cluster_never_overlap_and_a_burst_costs_one_more_pass() -> None:
+    passes: Passes[int] = Passes()
+    inside = threading.Event()
+    release = threading.Event()
+    ran: list[str] = []
+    active = 0
+    most = 0
+
+    def work(tag: str) -> int:
+        nonlocal active, most
+        active += 1
+        most = max(most, active)
+        ran.append(tag)
+        if tag == "first":
+            inside.set()
+            release.wait(5)
+        active -= 1
+        return len(ran)
+
+    first = threading.Thread(target=passes.run, args=(("ns", "a"), lambda: work("first")))
+    first.start()
+    assert inside.wait(5)
+    # Five requests arrive while the first pass runs: one later pass covers them all.
+    burst = [threading.Thread(target=passes.run, args=(("ns", "a"), lambda: work("burst"))) for _ in range(5)]
+    for t in burst:
+        t.start()
+    time.sleep(0.2)
+    release.set()
+    for t in [first, *burst]:
+        t.join(5)
+    assert ran == ["first", "burst"]
+    assert most == 1
+
+
+def test_other_clusters_do_not_wait() -> None:
+    passes: Passes[str] = Passes()
+    hold = threading.Event()
+    t = threading.Thread(target=passes.run, args=(("ns", "a"), lambda: str(hold.wait(5))))
+    t.start()
+    assert passes.run(("ns", "b"), lambda: "b") == "b"
+    hold.set()
+    t.join(5)
+
+
+def test_later_keeps_one_timer_per_cluster_and_forget_cancels_it() -> None:
+    passes: Passes[None] = Passes()
+    fired: list[str] = []
+    passes.later(("ns", "a"), 0.3, lambda: fired.append("old"))
+    passes.later(("ns", "a"), 0.1, lambda: fired.append("new"))
+    passes.later(("ns", "b"), 0.2, lambda: fired.append("b"))
+    passes.forget(("ns", "b"))
+    time.sleep(0.6)
+    assert fired == ["new"]
+    assert len(passes) == 1
