@@ -11,12 +11,11 @@ import base64
 import hashlib
 import json
 import socket
-import ssl
 import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,78 +24,33 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.conftest import get_json, kubectl, secret
+from e2e.conftest import (
+    NAME,
+    NS,
+    OPERATOR_NS,
+    ROOT,
+    SERVICE_DNS,
+    WRITER_PY,
+    Creds,
+    condition,
+    finish_pod,
+    get_json,
+    is_ready,
+    kubectl,
+    pod_fqdn,
+    pods,
+    primary,
+    role,
+    run_pod,
+    secret,
+    start_client_pod,
+    vkc,
+    wait_for,
+)
 from e2e.node import Node
 from valkey_operator import __version__, names
-from valkey_operator.builders.services import ROLE_LABEL, ROLE_PRIMARY
+from valkey_operator.builders.services import ROLE_PRIMARY
 from valkey_operator.pki.issue import LeafRequest, issue_leaf, mint_ca
-
-ROOT = Path(__file__).resolve().parents[1]
-RELEASE, OPERATOR_NS, NS, NAME = "valkey-operator", "valkey-operator-system", "default", "cache"
-SELECTOR = ",".join(f"{k}={v}" for k, v in names.selector_labels(NAME).items())
-SERVICE_DNS = f"{NAME}.{NS}.svc"  # the read-write Service, as clients in pods address it
-
-
-def pod_fqdn(pod: str) -> str:
-    return f"{pod}.{NAME}-headless.{NS}.svc"
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 300, every: float = 1.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def vkc(node: Node) -> dict[str, Any]:
-    return get_json(node, "valkeycluster", NAME, "-n", NS)
-
-
-def condition(body: dict[str, Any], kind: str) -> dict[str, Any]:
-    return next((c for c in body.get("status", {}).get("conditions", []) if c["type"] == kind), {})
-
-
-def pods(node: Node) -> list[dict[str, Any]]:
-    return list(get_json(node, "pods", "-n", NS, "-l", SELECTOR)["items"])
-
-
-def is_ready(pod: dict[str, Any]) -> bool:
-    conds = pod.get("status", {}).get("conditions", [])
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
-
-
-def role(pod: dict[str, Any]) -> str:
-    return str(pod["metadata"].get("labels", {}).get(ROLE_LABEL, ""))
-
-
-def primary(node: Node) -> dict[str, Any]:
-    found = [p for p in pods(node) if role(p) == ROLE_PRIMARY]
-    assert len(found) == 1, [(p["metadata"]["name"], role(p)) for p in pods(node)]
-    return found[0]
-
-
-@dataclass
-class Creds:
-    folder: Path
-    password: str
-
-    def tls_context(self, client_cert: bool = True) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(cafile=str(self.folder / "ca.crt"))
-        if client_cert:
-            ctx.load_cert_chain(str(self.folder / "tls.crt"), str(self.folder / "tls.key"))
-        return ctx
-
-    def cli(self, ip: str, fqdn: str, *args: str, client_cert: bool = True, timeout: float = 30) -> str:
-        """valkey-cli on the host, over TLS to a pod address, with the pod's name as SNI."""
-        cmd = ["valkey-cli", "--no-auth-warning", "-h", ip, "-p", "6379", "--tls", "--sni", fqdn]
-        cmd += ["--cacert", str(self.folder / "ca.crt"), "-a", self.password]
-        if client_cert:
-            cmd += ["--cert", str(self.folder / "tls.crt"), "--key", str(self.folder / "tls.key")]
-        out = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout, check=False)
-        return out.stdout + out.stderr
 
 
 def served_fingerprint(creds: Creds, ip: str, fqdn: str) -> str:
@@ -112,97 +66,6 @@ def served_fingerprint(creds: Creds, ip: str, fqdn: str) -> str:
 
 def plain(fingerprint: str) -> str:
     return fingerprint.replace(":", "").lower()
-
-
-# --- fixtures -------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def installed(node: Node, operator_image: str) -> Iterator[None]:
-    """`helm install` of the chart with the locally built operator image; uninstalled at the end."""
-    assert node.cluster.bins is not None
-    repo, tag = operator_image.rsplit(":", 1)
-    helm = [str(node.cluster.bins / "helm"), f"--kubeconfig={node.cluster.kubeconfig}"]
-    args = [
-        "install", RELEASE, str(ROOT / "charts" / "valkey-operator"), "-n", OPERATOR_NS, "--create-namespace",
-        "--set", f"image.repository={repo}", "--set", f"image.tag={tag}", "--set", "image.pullPolicy=Never",
-        # The defaults users get (300 s slow timer, 5 s while rolling): nothing here waits for a timer.
-        "--wait", "--timeout", "300s",
-    ]  # fmt: skip
-    out = subprocess.run([*helm, *args], capture_output=True, text=True, timeout=400, check=False)
-    assert out.returncode == 0, out.stdout + out.stderr + kubectl(node, "get", "pods", "-A", "-o", "wide", check=False)
-    try:
-        yield
-    finally:
-        kubectl(node, "delete", "valkeycluster", "--all", "-n", NS, "--wait=true", "--timeout=120s", check=False)
-        subprocess.run(
-            [*helm, "uninstall", RELEASE, "-n", OPERATOR_NS, "--wait"], capture_output=True, timeout=300, check=False
-        )
-
-
-@pytest.fixture(scope="module")
-def example(node: Node, installed: None, valkey_image: str) -> dict[str, Any]:
-    """examples/valkeycluster.yaml as shipped, with only the image swapped for the locally built Debian
-    valkey-server 8.1 (no registry here); Ready within five minutes."""
-    body = yaml.safe_load((ROOT / "examples" / "valkeycluster.yaml").read_text())
-    assert body["spec"]["image"].endswith(":8.1")
-    assert valkey_image.endswith(":8.1")
-    body["spec"]["image"], body["spec"]["imagePullPolicy"] = valkey_image, "Never"
-    kubectl(node, "apply", "-f", "-", stdin=yaml.safe_dump(body))
-    return dict(wait_for(lambda: vkc(node).get("status", {}).get("phase") == "Ready" and vkc(node), "Ready", 300))
-
-
-@pytest.fixture(scope="module")
-def creds(node: Node, example: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Creds:
-    folder = tmp_path_factory.mktemp("conn")
-    conn = secret(node, f"{NAME}-connection")
-    for key in ("ca.crt", "tls.crt", "tls.key"):
-        (folder / key).write_bytes(conn[key])
-        (folder / key).chmod(0o600)
-    return Creds(folder, conn["password"].decode())
-
-
-def start_client_pod(node: Node, name: str, image: str, command: list[str]) -> None:
-    """A hardened pod with the connection Secret at /tls, running `command` once."""
-    body = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {
-            "restartPolicy": "Never",
-            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [
-                {
-                    "name": "client",
-                    "image": image,
-                    "imagePullPolicy": "Never",
-                    "command": command,
-                    "volumeMounts": [{"name": "tls", "mountPath": "/tls", "readOnly": True}],
-                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
-                }
-            ],
-            "volumes": [{"name": "tls", "secret": {"secretName": f"{NAME}-connection"}}],
-        },
-    }
-    kubectl(node, "apply", "-f", "-", stdin=yaml.safe_dump(body))
-
-
-def finish_pod(node: Node, name: str, timeout: float) -> str:
-    """Wait for a client pod to end, delete it, return its log; it must have succeeded."""
-
-    def ended() -> str | None:
-        phase = get_json(node, "pod", name, "-n", NS).get("status", {}).get("phase")
-        return str(phase) if phase in ("Succeeded", "Failed") else None
-
-    phase = wait_for(ended, f"pod {name} to finish", timeout)
-    log = kubectl(node, "logs", name, "-n", NS)
-    kubectl(node, "delete", "pod", name, "-n", NS, "--wait=false")
-    assert phase == "Succeeded", log
-    return log
-
-
-def run_pod(node: Node, name: str, image: str, command: list[str], timeout: float = 180) -> str:
-    """A client pod run to completion; its log."""
-    start_client_pod(node, name, image, command)
-    return finish_pod(node, name, timeout)
 
 
 # Runs in a pod from the operator image (Python and valkey-py): name verification through CoreDNS and
@@ -226,62 +89,6 @@ out = {
     "wrong_name": attempt(lambda: conn("%(wrong)s").ping()),
 }
 print(json.dumps(out))
-"""
-
-# A writer at a steady rate (50/s) of numbered keys through the read-write Service, until the key
-# <prefix>:stop appears; every failed attempt is counted and retried with the same number, so the
-# acknowledged writes are exactly 0..acked-1, and at the end each one is read back.
-WRITER_PY = """
-import collections, json, sys, time, valkey
-from valkey.backoff import NoBackoff
-from valkey.retry import Retry
-pw = open("/tls/password").read()
-def conn():
-    return valkey.Valkey(host="%(service)s", port=6379, password=pw, ssl=True, ssl_ca_certs="/tls/ca.crt",
-                         ssl_certfile="/tls/tls.crt", ssl_keyfile="/tls/tls.key", ssl_check_hostname=True,
-                         socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0))
-i = failures = 0
-errors = collections.Counter()
-c = None
-start = last_ack = time.monotonic()
-longest = 0.0
-next_t = start
-deadline = start + %(max_seconds)d
-while time.monotonic() < deadline:
-    try:
-        if c is None:
-            c = conn()
-        c.set("%(prefix)s:%%08d" %% i, i)
-        now = time.monotonic()
-        longest = max(longest, now - last_ack)
-        last_ack = now
-        i += 1
-        if i == 1:
-            print("first write acknowledged", flush=True)
-        if i %% 25 == 0 and c.exists("%(prefix)s:stop"):
-            break
-    except Exception as exc:
-        failures += 1
-        errors[type(exc).__name__ + ": " + str(exc)[:60]] += 1
-        c = None
-        time.sleep(0.05)
-    next_t = max(next_t + 0.02, time.monotonic() - 0.02)
-    time.sleep(max(0.0, next_t - time.monotonic()))
-elapsed = time.monotonic() - start
-missing = []
-for attempt in range(20):
-    try:
-        c = conn()
-        missing = []
-        for base in range(0, i, 500):
-            keys = ["%(prefix)s:%%08d" %% n for n in range(base, min(i, base + 500))]
-            missing += [k for k, v in zip(keys, c.mget(keys)) if v is None]
-        break
-    except Exception:
-        time.sleep(1)
-print(json.dumps({"acked": i, "failures": failures, "longest_pause_ms": round(longest * 1000),
-                  "seconds": round(elapsed, 1), "missing": missing[:20], "missing_count": len(missing),
-                  "errors": dict(errors)}))
 """
 
 

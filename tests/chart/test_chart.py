@@ -18,6 +18,7 @@ from valkey_operator.k8s.client import CLUSTER_PERMISSIONS, NAMESPACE_OBSERVER_P
 
 EXPIRY = "valkey_operator_certificate_expiration_timestamp_seconds"
 WARNING = "valkey_operator_certificate_warning_timestamp_seconds"
+FAILOVERS = "valkey_operator_failovers_total"
 VALUES_FILES = sorted((CHART / "ci").glob("*.yaml"))
 
 
@@ -157,7 +158,7 @@ def test_alert_rules_pass_promtool_check(bins: Path, tmp_path: Path) -> None:
         check=False,
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "5 rules found" in out.stdout
+    assert "6 rules found" in out.stdout
 
 
 def expect(at: str, alert: str, labels: dict[str, str], summary: str, description: str) -> dict[str, Any]:
@@ -211,6 +212,13 @@ def test_alert_rules_fire_as_the_contract_says(bins: Path, tmp_path: Path) -> No
                         "series": 'valkey_operator_reconcile_errors_total{handler="timer",reason="ApiException"}',
                         "values": "0+1x60",
                     },
+                    # f loses its primary every ten minutes; g once; h hands over in every rollout.
+                    {
+                        "series": FAILOVERS + '{namespace="a",cluster="f",reason="primary-lost"}',
+                        "values": "0 0 0 0 0 0 0 0 0 0 1 1 1 1 1 1 1 1 1 1 2 2 2 2 2 2 2 2 2 2 3 3 3 3 3 3 3 3 3 3 3",
+                    },
+                    {"series": FAILOVERS + '{namespace="a",cluster="g",reason="primary-lost"}', "values": "0 1x40"},
+                    {"series": FAILOVERS + '{namespace="a",cluster="h",reason="switchover"}', "values": "0+1x40"},
                 ],
                 "alert_rule_test": [
                     expect(
@@ -235,6 +243,15 @@ def test_alert_rules_fire_as_the_contract_says(bins: Path, tmp_path: Path) -> No
                         "ValkeyCluster a/c is not ready",
                         "kubectl get valkeycluster shows its phase; its conditions say why.",
                     ),
+                    expect(
+                        "35m",
+                        "ValkeyRepeatedFailovers",
+                        {"severity": "warning", "namespace": "a", "cluster": "f"},
+                        "ValkeyCluster a/f lost its primary 3 times in an hour",
+                        "Each failover may lose the writes not yet replicated. Look at the pods' restarts, OOM kills "
+                        "and nodes, and the ValkeyCluster's FailedOver Events.",
+                    ),
+                    {"eval_time": "15m", "alertname": "ValkeyRepeatedFailovers", "exp_alerts": []},
                     expect(
                         "30m",
                         "ValkeyOperatorReconcileErrors",

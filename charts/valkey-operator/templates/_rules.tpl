@@ -45,4 +45,12 @@ groups:
         annotations:
           summary: "ValkeyCluster {{ "{{" }} $labels.namespace {{ "}}" }}/{{ "{{" }} $labels.cluster {{ "}}" }} is not ready"
           description: "kubectl get valkeycluster shows its phase; its conditions say why."
+      - alert: ValkeyRepeatedFailovers
+        # One lost primary is what failover is for; several in an hour mean pods keep dying.
+        expr: sum by (namespace, cluster) (increase(valkey_operator_failovers_total{reason="primary-lost"}[1h])) >= 3
+        labels:
+          severity: warning
+        annotations:
+          summary: "ValkeyCluster {{ "{{" }} $labels.namespace {{ "}}" }}/{{ "{{" }} $labels.cluster {{ "}}" }} lost its primary {{ "{{" }} $value | humanize {{ "}}" }} times in an hour"
+          description: "Each failover may lose the writes not yet replicated. Look at the pods' restarts, OOM kills and nodes, and the ValkeyCluster's FailedOver Events."
 {{- end -}}
