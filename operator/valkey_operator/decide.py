@@ -388,6 +388,7 @@ def _report(
         exists=True,
         primary_serving=_primary_serving(snap, live, roles),
         failover=_failover_observed(roles),
+        persistent=cluster.spec.persistence.enabled,
     )
     status = _base_status(cluster, snap, obs, now, ready, _tls_status(cluster, snap, rolling=obs.rolling))
     scheme = "rediss" if cluster.spec.tls.enabled else "redis"

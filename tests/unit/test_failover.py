@@ -68,6 +68,8 @@ def test_a_new_cluster_promotes_the_recorded_pod_once_it_answers() -> None:
     pass_(world, c)
     d = pass_(world, c)
     assert (d.status["phase"], d.status["primary"]) == ("Ready", "cache-0")
+    # Without persistence, status says plainly what losing every pod would mean.
+    assert "losing every pod at once empties it" in condition(d, "Ready")["message"]
 
 
 def test_a_primary_that_restarted_empty_is_never_the_source_the_most_advanced_replica_is_promoted() -> None:

@@ -71,6 +71,7 @@ class Observation:
     exists: bool = True  # the StatefulSet exists (or this pass creates it)
     primary_serving: bool = True  # replication: the read-write endpoint has a primary behind it
     failover: tuple[str, str] | None = None  # (PrimaryLost | FailingOver, message) while the primary is lost
+    persistent: bool = True  # data on volumes; False: losing every pod at once empties the data
 
     @property
     def rolling(self) -> bool:
@@ -114,7 +115,9 @@ def conditions(obs: Observation) -> list[Condition]:
     if obs.failover:
         out.append(Condition(READY, False, *obs.failover))
     elif obs.all_ready:
-        out.append(Condition(READY, True, "AllPodsReady", f"All {obs.desired} pods serve the current certificates."))
+        volatile = "" if obs.persistent else " Data lives in memory only: losing every pod at once empties it."
+        message = f"All {obs.desired} pods serve the current certificates.{volatile}"
+        out.append(Condition(READY, True, "AllPodsReady", message))
     elif obs.exists and obs.ready >= obs.desired and not obs.rolling and not obs.primary_serving:
         out.append(Condition(READY, False, "NoPrimary", "No pod serves as the primary behind the read-write endpoint."))
     else:
