@@ -87,8 +87,10 @@ class CountingReconciler:
 class OperatorThread:
     """kopf.operator() in a thread of its own; start() and stop() may be called again and again."""
 
-    def __init__(self, clock: Any) -> None:
+    def __init__(self, clock: Any, config: Any = None, namespaces: list[str] | None = None) -> None:
         self.clock = clock
+        self.config = config  # OperatorConfig; None: the session's (short slow timer)
+        self.namespaces = namespaces or [f"{WATCHED_PREFIX}*", "default"]
         self.reconciler: CountingReconciler | None = None
         self.thread: threading.Thread | None = None
         self.stop_flag = threading.Event()
@@ -102,7 +104,7 @@ class OperatorThread:
         from valkey_operator.k8s.client import Kube
         from valkey_operator.valkey_admin import ValkeyAdmin
 
-        config = OperatorConfig(timer_interval=TIMER_INTERVAL)
+        config = self.config or OperatorConfig(timer_interval=TIMER_INTERVAL)
         reconciler = CountingReconciler(Kube(), ValkeyAdmin(), self.clock, config.cluster_domain)
         self.reconciler = reconciler
         try:
@@ -112,7 +114,7 @@ class OperatorThread:
                     memo=handlers.memo(reconciler, self.clock),
                     # Only the namespaces of the `namespace` fixture: a test that drives passes itself
                     # (`unwatched_namespace`) is never reconciled behind its back.
-                    namespaces=[f"{WATCHED_PREFIX}*", "default"],
+                    namespaces=self.namespaces,
                     standalone=True,
                     stop_flag=stop_flag,
                     ready_flag=ready_flag,

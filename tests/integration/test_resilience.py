@@ -77,3 +77,40 @@ def test_conflict_is_retried_against_the_real_api_server(control_plane: Any, nam
     with_conflict_retry(replace)
     assert len(attempts) == 2
     assert core.read_namespaced_config_map("c", namespace).data == {"n": "2"}
+
+
+def test_owned_objects_deleted_or_edited_by_hand_are_restored_from_the_watch(
+    crd: None, unwatched_namespace: str, clock: Any
+) -> None:
+    """With both timers an hour long, only the watch of the owned objects can repair them within seconds."""
+    from valkey_operator.config import OperatorConfig
+
+    namespace = unwatched_namespace
+    op = OperatorThread(clock, OperatorConfig(timer_interval=3600, rollout_interval=3600), [namespace]).start()
+    try:
+        apply(example_body(namespace))
+
+        def exists(kind: str, name: str) -> bool:
+            return kubectl("get", kind, name, "-n", namespace, check=False).returncode == 0
+
+        wait_until(lambda: exists("statefulset", "cache") and exists("configmap", "cache-config"), what="objects")
+        uid = kubectl_json("get", "statefulset", "cache", "-n", namespace)["metadata"]["uid"]
+        kubectl("delete", "statefulset", "cache", "-n", namespace, "--cascade=orphan")
+        kubectl("delete", "service", "cache", "-n", namespace)
+        patch = '[{"op": "remove", "path": "/data/start.sh"}]'
+        kubectl("patch", "configmap", "cache-config", "-n", namespace, "--type=json", "-p", patch)
+
+        def restored() -> bool:
+            sts = kubectl("get", "statefulset", "cache", "-n", namespace, "-o", "json", check=False)
+            config = kubectl_json("get", "configmap", "cache-config", "-n", namespace)["data"]
+            return (
+                sts.returncode == 0
+                and '"uid": "' + uid + '"' not in sts.stdout
+                and exists("service", "cache")
+                and "start.sh" in config
+            )
+
+        wait_until(restored, timeout=20, what="the StatefulSet, the Service and the ConfigMap's key restored")
+    finally:
+        op.stop()
+    assert op.error is None, op.error
