@@ -48,33 +48,30 @@ class _QuietNotYet(logging.Filter):
         return f"failed temporarily: {NOT_YET}" not in record.getMessage()
 
 
-def _one_pass(handler: str, namespace: str, name: str, memo: kopf.Memo) -> Outcome | None:
-    """One pass, serialised and coalesced per cluster; its Events posted. None: covered by another pass,
-    or the resource is gone."""
-
-    def run() -> Outcome | None:
-        started = time.perf_counter()
-        try:
-            result: Outcome | None = memo.reconciler.reconcile(namespace, name)
-        except Exception as exc:
-            metrics.RECONCILE_ERRORS.labels(handler, type(exc).__name__).inc()
-            raise
-        finally:
-            took = time.perf_counter() - started
-            metrics.RECONCILE_DURATION.labels(handler).observe(took)
-        log.info("reconciled %s/%s (%s) in %.3f s", namespace, name, handler, took)
-        return result
-
-    outcome: Outcome | None = memo.passes.run((namespace, name), run)
+def _timed_pass(handler: str, namespace: str, name: str, memo: kopf.Memo) -> Outcome | None:
+    """One pass (the caller holds the cluster's slot), measured, its Events posted; None: the resource is
+    gone."""
+    started = time.perf_counter()
+    try:
+        outcome: Outcome | None = memo.reconciler.reconcile(namespace, name)
+    except Exception as exc:
+        metrics.RECONCILE_ERRORS.labels(handler, type(exc).__name__).inc()
+        raise
+    finally:
+        took = time.perf_counter() - started
+        metrics.RECONCILE_DURATION.labels(handler).observe(took)
+    log.info("reconciled %s/%s (%s) in %.3f s", namespace, name, handler, took)
     if outcome is not None:
         for event in outcome.events:
-            kopf.event(
-                kopf.Body(cast(kopf.RawBody, dict(outcome.body))),
-                type=event.type,
-                reason=event.reason,
-                message=event.message,
-            )
+            kopf.event(kopf.Body(cast(kopf.RawBody, dict(outcome.body))), type=event.type, reason=event.reason,
+                       message=event.message)  # fmt: skip
     return outcome
+
+
+def _one_pass(handler: str, namespace: str, name: str, memo: kopf.Memo) -> Outcome | None:
+    """A kopf handler's pass: waits for a running pass of the cluster; None when that one covered it."""
+    result: Outcome | None = memo.passes.run((namespace, name), lambda: _timed_pass(handler, namespace, name, memo))
+    return result
 
 
 def _delay(outcome: Outcome | None, next_look: float) -> float | None:
@@ -99,10 +96,16 @@ def _pass(handler: str, body: kopf.Body, memo: kopf.Memo, next_look: float) -> N
 
 
 def _watched_pass(namespace: str, name: str, memo: kopf.Memo) -> None:
-    """A pass started by an owned object's change; its own "look again soon" is a timer of the runner."""
-    delay = _delay(_one_pass("watch", namespace, name, memo), float("inf"))
-    if delay is not None:
-        memo.passes.later((namespace, name), delay, lambda: _watched_pass(namespace, name, memo))
+    """A pass started by an owned object's change (never waiting for a running pass: that one runs again);
+    its own "look again soon" is a timer of the runner."""
+    key = (namespace, name)
+
+    def run() -> None:
+        delay = _delay(_timed_pass("watch", namespace, name, memo), float("inf"))
+        if delay is not None:
+            memo.passes.later(key, delay, lambda: _watched_pass(namespace, name, memo))
+
+    memo.passes.request(key, run)
 
 
 def registry(config: OperatorConfig) -> kopf.OperatorRegistry:

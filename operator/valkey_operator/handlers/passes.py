@@ -47,6 +47,27 @@ class Passes(Generic[T]):
                 slot.started = slot.requested
             return fn()
 
+    def request(self, key: Key, fn: Callable[[], object]) -> None:
+        """Non-blocking: run `fn` now, or, when a pass of this cluster is running, leave the request to it
+        (it runs once more after its own). A watch handler never holds one of kopf's threads waiting."""
+        slot = self._slot(key)
+        with self._guard:
+            slot.requested += 1
+        while slot.running.acquire(blocking=False):
+            try:
+                while True:
+                    with self._guard:
+                        if slot.started >= slot.requested:
+                            break
+                        slot.started = slot.requested
+                    fn()
+            finally:
+                slot.running.release()
+            with self._guard:
+                if slot.started >= slot.requested:
+                    return
+            # A request arrived between the last check and the release: serve it.
+
     def later(self, key: Key, delay: float, fn: Callable[[], object]) -> None:
         """Run `fn` (which should call `run`) after `delay` s, in kopf's context (Events can be posted);
         a newer request replaces an older one: at most one waits per cluster."""

@@ -62,3 +62,28 @@ def test_later_keeps_one_timer_per_cluster_and_forget_cancels_it() -> None:
     time.sleep(0.6)
     assert fired == ["new"]
     assert len(passes) == 1
+
+
+def test_a_watch_request_never_waits_and_the_running_pass_serves_it() -> None:
+    passes: Passes[None] = Passes()
+    inside = threading.Event()
+    release = threading.Event()
+    ran: list[str] = []
+
+    def long_pass() -> None:
+        ran.append("long")
+        inside.set()
+        release.wait(5)
+
+    holder = threading.Thread(target=passes.request, args=(("ns", "a"), long_pass))
+    holder.start()
+    assert inside.wait(5)
+    started = time.monotonic()
+    for _ in range(3):  # a burst of watch events while the pass runs
+        passes.request(("ns", "a"), lambda: ran.append("burst"))
+    assert time.monotonic() - started < 0.5, "a request must not wait for the running pass"
+    release.set()
+    holder.join(5)
+    # The holder ran its own function once more for the three requests (the burst's functions are the
+    # same pass: a request asks for "a pass", not for its own callable).
+    assert ran == ["long", "long"]
