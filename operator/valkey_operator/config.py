@@ -10,6 +10,7 @@ from valkey_operator import names
 ENV_TIMER_INTERVAL = "VALKEY_OPERATOR_TIMER_INTERVAL"
 ENV_ROLLOUT_INTERVAL = "VALKEY_OPERATOR_ROLLOUT_INTERVAL"
 ENV_WATCH_TIMEOUT = "VALKEY_OPERATOR_WATCH_TIMEOUT"
+ENV_ROLE_CHECK_INTERVAL = "VALKEY_OPERATOR_ROLE_CHECK_INTERVAL"
 ENV_CLUSTER_DOMAIN = "VALKEY_OPERATOR_CLUSTER_DOMAIN"
 
 
@@ -18,6 +19,9 @@ class OperatorConfig:
     timer_interval: float = 300.0  # the slow re-check of every cluster (certificates age without events)
     rollout_interval: float = 5.0  # while pods start or roll: the next step this often
     watch_timeout: int = 300  # kopf's server-side watch timeout
+    # Replication: how often the recorded primary is asked whether it still is one (a FAILOVER run by hand
+    # changes no Kubernetes object, so no event reports it). One TLS round trip, no API call.
+    role_check_interval: float = 10.0
     cluster_domain: str = names.DEFAULT_CLUSTER_DOMAIN
 
     @classmethod
@@ -28,5 +32,6 @@ class OperatorConfig:
             timer_interval=float(env.get(ENV_TIMER_INTERVAL, d.timer_interval)),
             rollout_interval=float(env.get(ENV_ROLLOUT_INTERVAL, d.rollout_interval)),
             watch_timeout=int(env.get(ENV_WATCH_TIMEOUT, d.watch_timeout)),
+            role_check_interval=float(env.get(ENV_ROLE_CHECK_INTERVAL, d.role_check_interval)),
             cluster_domain=env.get(ENV_CLUSTER_DOMAIN, d.cluster_domain),
         )

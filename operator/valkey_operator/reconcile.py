@@ -19,6 +19,7 @@ from valkey_operator.pki.issue import KeyPair
 from valkey_operator.pki.plan import CONNECTION_CLIENT
 from valkey_operator.snapshot import (
     LISTED_KINDS,
+    ROLE_MASTER,
     PodReport,
     Replication,
     Snapshot,
@@ -192,6 +193,24 @@ class Reconciler:
         self.admin = admin
         self.clock = clock
         self.cluster_domain = cluster_domain
+        # How the last pass talked to each cluster's pods, for primary_holds (no API call); one entry per
+        # cluster that exists (`forget` drops it).
+        self._credentials: dict[tuple[str, str], Credentials | None] = {}
+
+    def primary_holds(self, namespace: str, name: str, primary: str) -> bool:
+        """Whether `primary` still says it is the primary, asked with the last pass's credentials; False
+        when that is unknown (a full pass then finds out)."""
+        key = (namespace, name)
+        if key not in self._credentials:
+            return False
+        host = names.ClusterNames(name, namespace, self.cluster_domain).pod_fqdn(primary)
+        try:
+            return self.admin.replication(host, self._credentials[key]).role == ROLE_MASTER
+        except PodError:
+            return False
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._credentials.pop((namespace, name), None)
 
     def reconcile(self, namespace: str, name: str) -> Outcome | None:
         """One pass over the ValkeyCluster as it is now (read afresh, so the status patch is computed
@@ -216,7 +235,9 @@ class Reconciler:
             return Outcome(body, changed(status, invalid.status), list(invalid.events))
         snap = gather(self.kube, self.admin, cluster, status)
         decision: Decision = decide(cluster, snap, now)
-        failed = act(self.kube, self.admin, cluster, credentials(cluster, snap), decision.actions)
+        creds = credentials(cluster, snap)
+        self._credentials[(cluster.namespace, cluster.name)] = creds
+        failed = act(self.kube, self.admin, cluster, creds, decision.actions)
         retry_after = decision.retry_after
         if failed:
             retry_after = min(retry_after or POD_CALL_RETRY, POD_CALL_RETRY)

@@ -77,6 +77,9 @@ class CountingReconciler:
         self.inner = Reconciler(*args)
         self.passes: dict[tuple[str, str], int] = {}
 
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.inner, attr)
+
     def reconcile(self, namespace: str, name: str) -> Any:
         outcome = self.inner.reconcile(namespace, name)
         key = (namespace, name)

@@ -20,3 +20,36 @@ def test_the_status_patch_names_only_what_changed_and_removes_what_went() -> Non
 def test_fields_a_pass_does_not_report_stay() -> None:
     # A refused pass reports no certificates: the last known ones stay.
     assert changed({"phase": "Ready", "certificates": {"server": {}}}, {"phase": "Degraded"}) == {"phase": "Degraded"}
+
+
+class _Roles:
+    """Stands in for Valkey's INFO replication (real servers answer it in tests/acceptance)."""
+
+    def __init__(self, role: str | None) -> None:
+        self.role = role
+        self.asked: list[str] = []
+
+    def replication(self, host: str, creds: object) -> object:
+        from valkey_operator.snapshot import Replication
+        from valkey_operator.valkey_admin import PodError
+
+        self.asked.append(host)
+        if self.role is None:
+            raise PodError(f"{host}: no answer")
+        return Replication(self.role)
+
+
+def test_the_role_check_asks_the_recorded_primary_with_the_last_credentials_and_nothing_else() -> None:
+    from valkey_operator.clock import ManualClock
+    from valkey_operator.reconcile import Reconciler
+
+    for role, holds in (("master", True), ("slave", False), (None, False)):
+        admin = _Roles(role)
+        rec = Reconciler(None, admin, ManualClock())  # type: ignore[arg-type]
+        assert rec.primary_holds("ns", "cache", "cache-1") is False  # no pass yet: unknown, run one
+        assert admin.asked == []
+        rec._credentials[("ns", "cache")] = None
+        assert rec.primary_holds("ns", "cache", "cache-1") is holds
+        assert admin.asked == ["cache-1.cache-headless.ns.svc"]
+        rec.forget("ns", "cache")
+        assert rec.primary_holds("ns", "cache", "cache-1") is False

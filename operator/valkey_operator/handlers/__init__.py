@@ -157,6 +157,16 @@ def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         waiting for the slow timer."""
         _pass("rollout", body, memo, config.rollout_interval)
 
+    def has_primary(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
+        return spec.get("mode", "replication") == "replication" and bool(status.get("primary"))
+
+    @kopf.timer(*_RESOURCE, registry=reg, interval=config.role_check_interval, when=has_primary)
+    def check_primary(name: str, namespace: str | None, status: kopf.Status, memo: kopf.Memo, **_: Any) -> None:
+        """A FAILOVER run by hand (or by an operator killed right after its own) changes no Kubernetes
+        object: ask the recorded primary, and run a pass when it no longer is one."""
+        if namespace and not memo.reconciler.primary_holds(namespace, name, status["primary"]):
+            _watched_pass(namespace, name, memo)
+
     for resource in OWNED_RESOURCES:
 
         @kopf.on.event(resource, registry=reg, labels={MANAGED_BY_LABEL: names.MANAGER, INSTANCE_LABEL: kopf.PRESENT})
@@ -173,5 +183,6 @@ def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         meta = body.get("metadata", {})
         metrics.forget(meta.get("namespace", ""), meta.get("name", ""))
         memo.passes.forget((meta.get("namespace", ""), meta.get("name", "")))
+        memo.reconciler.forget(meta.get("namespace", ""), meta.get("name", ""))
 
     return reg
