@@ -172,21 +172,23 @@ def under_writer(
     return dict(report)
 
 
-def valkey_server_pid(pod: str) -> int:
-    """The host PID of `pod`'s valkey-server (the node's containers are processes of this machine)."""
-    want = (f"POD_NAME={pod}".encode(), f"VALKEY_POD_DOMAIN={NAME}-headless.{NS}.svc".encode())
+def valkey_server_pid(node: Node, pod: str) -> int:
+    """The host PID of `pod`'s valkey-server (the node's containers are processes of this machine), found by
+    the pod's uid in its cgroup path (its environment is overwritten by the server's process title)."""
+    uid = get_json(node, "pod", pod, "-n", NS)["metadata"]["uid"]
+    marks = (uid, uid.replace("-", "_"))
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             if (entry / "comm").read_text().strip() != "valkey-server":
                 continue
-            env = (entry / "environ").read_bytes().split(b"\0")
+            cgroup = (entry / "cgroup").read_text()
         except OSError:
             continue
-        if want[0] in env and any(e.startswith(want[1]) for e in env):
+        if any(mark in cgroup for mark in marks):
             return int(entry.name)
-    raise AssertionError(f"no valkey-server process for {pod}")
+    raise AssertionError(f"no valkey-server process for {pod} (uid {uid})")
 
 
 def restarts(node: Node, pod: str) -> int:
@@ -223,7 +225,7 @@ def test_a_killed_primary_server_never_becomes_an_empty_source(node: Node, clust
     restarted = restarts(node, old)
 
     def kill_server() -> None:
-        os.kill(valkey_server_pid(old), signal.SIGKILL)  # an OOM kill: the container restarts, empty
+        os.kill(valkey_server_pid(node, old), signal.SIGKILL)  # an OOM kill: the container restarts, empty
 
     report = under_writer(node, cluster, operator_image, "kill-primary-server", kill_server)
     assert restarts(node, old) > restarted
