@@ -173,22 +173,21 @@ def under_writer(
 
 
 def valkey_server_pid(node: Node, pod: str) -> int:
-    """The host PID of `pod`'s valkey-server (the node's containers are processes of this machine), found by
-    the pod's uid in its cgroup path (its environment is overwritten by the server's process title)."""
-    uid = get_json(node, "pod", pod, "-n", NS)["metadata"]["uid"]
-    marks = (uid, uid.replace("-", "_"))
+    """The host PID of `pod`'s valkey-server (the node's containers are processes of this machine): the one
+    whose network namespace holds the pod's IP (its environment is overwritten by the process title)."""
+    ip = get_json(node, "pod", pod, "-n", NS)["status"]["podIP"]
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             if (entry / "comm").read_text().strip() != "valkey-server":
                 continue
-            cgroup = (entry / "cgroup").read_text()
+            local = (entry / "net" / "fib_trie").read_text()
         except OSError:
             continue
-        if any(mark in cgroup for mark in marks):
+        if f"|-- {ip}\n" in local:
             return int(entry.name)
-    raise AssertionError(f"no valkey-server process for {pod} (uid {uid})")
+    raise AssertionError(f"no valkey-server process for {pod} ({ip})")
 
 
 def restarts(node: Node, pod: str) -> int:
