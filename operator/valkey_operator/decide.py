@@ -109,17 +109,30 @@ def _fingerprint(pem: bytes | None) -> str | None:
 
 
 def _refuse(cluster: ValkeyCluster, snap: Snapshot, planned: Plan, now: datetime) -> Decision:
+    """Certificates the operator cannot serve: no object is written, but roles still move (a primary lost
+    while an issuer Secret is broken is still replaced: that needs no new certificate)."""
     problem = planned.problems[0]
-    views = [p for p in pods(snap) if not p.terminating]
+    views = pods(snap)
+    live = [p for p in views if not p.terminating]
     desired = cluster.spec.pod_count
-    ready = sum(p.ready for p in views)
+    ready = sum(p.ready for p in live)
     exists = snap.get("StatefulSet", cluster.names.statefulset) is not None
+    roles = failover.roles(cluster, snap, views, now)
     obs = Observation(desired, ready, desired, 0, (problem.reason, problem.message), exists=exists)
     news = _condition(snap, CERTIFICATES_READY).get("reason") != problem.reason
+    status = _base_status(cluster, snap, obs, now, ready, _tls_status(cluster, snap, rolling=False))
+    if roles.record is not None:
+        status["primary"] = roles.primary
+        status["failover"] = dict(roles.failover_status) if roles.failover_status else None
+    moves = [a for a in roles.actions if not isinstance(a, Repoint)]
+    repoints = [a for a in roles.actions if isinstance(a, Repoint)]
+    labels = _role_actions(live, roles.primary) if roles.primary else []
     return Decision(
-        status=_base_status(cluster, snap, obs, now, ready, _tls_status(cluster, snap, rolling=False)),
-        events=(Event("Warning", problem.reason, problem.message),) if news else (),
-        metrics=Metrics(not_ready=("server",), cluster_ready=False),
+        actions=(*moves, *labels, *repoints),
+        status=status,
+        events=(*roles.events, *((Event("Warning", problem.reason, problem.message),) if news else ())),
+        metrics=Metrics(not_ready=("server",), cluster_ready=False, failovers=roles.failovers),
+        retry_after=roles.retry_after,
     )
 
 
@@ -146,12 +159,17 @@ def _base_status(
     }
 
 
-def _hold_scale_down(cluster: ValkeyCluster, manifest: dict[str, Any], primary: str | None) -> dict[str, Any]:
-    """A scale-down waits for the primary to move to a pod that stays: the StatefulSet keeps the primary's
-    ordinal until then (it removes the highest ordinals first)."""
-    if manifest["kind"] != "StatefulSet" or primary is None:
+def _hold_scale_down(
+    manifest: dict[str, Any], roles: failover.Roles, current: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """A scale-down waits for the primary to sit on a pod that stays (the StatefulSet removes the highest
+    ordinals first): it keeps the primary's ordinal, and, while the primary is lost or moving, every pod
+    (the most advanced replica may be one the scale-down would remove)."""
+    if manifest["kind"] != "StatefulSet" or roles.record is None:
         return manifest
-    keep = names.ordinal(primary) + 1
+    keep = names.ordinal(roles.primary) + 1 if roles.primary else 0
+    if roles.moving or roles.primary is None:
+        keep = max(keep, int(((current or {}).get("spec") or {}).get("replicas") or 0))
     if keep <= manifest["spec"]["replicas"]:
         return manifest
     return {**manifest, "spec": {**manifest["spec"], "replicas": keep}}
@@ -250,7 +268,7 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
     roles = failover.roles(cluster, snap, views, now)
     primary = roles.primary
     manifests = [
-        _hold_scale_down(cluster, m, primary)
+        _hold_scale_down(m, roles, snap.get("StatefulSet", n.statefulset))
         for m in desired_objects(cluster, Inputs(material, pw, roles.record, layout=POD_LAYOUT))
     ]
     applies = [Apply(m) for m in manifests if not contains(snap.get(m["kind"], m["metadata"]["name"]), m)]

@@ -61,9 +61,11 @@ def _parse(value: Any) -> datetime | None:
         return None
 
 
-def _since(before: Mapping[str, Any], state: str, now: datetime) -> datetime:
-    """When the current failover state began: kept from the last pass while it lasts."""
-    return (_parse(before.get("since")) if before.get("state") == state else None) or now
+def _since(snap: Snapshot, now: datetime) -> datetime:
+    """When the primary was first found lost or moving: kept from the last pass while either lasts (a
+    promotion that failed does not start the clock again)."""
+    before = snap.status.get("failover") or {}
+    return _parse(before.get("since")) or now
 
 
 def _replications(snap: Snapshot, views: Sequence[PodView]) -> dict[str, Replication]:
@@ -107,8 +109,10 @@ def roles(cluster: ValkeyCluster, snap: Snapshot, views: Sequence[PodView], now:
     reps = _replications(snap, views)
     live = [p for p in views if not p.terminating]
     masters = [p.name for p in live if p.name in reps and reps[p.name].role == ROLE_MASTER]
-    # Replicas that may take the role: live, staying (not removed by a scale-down), answering.
-    candidates = [p.name for p in live if p.name in desired and p.name in reps and reps[p.name].role == ROLE_SLAVE]
+    # Replicas that may take the role: live and answering. A pod a scale-down removes may hold the most
+    # data: it may be promoted too, and then hands over to a pod that stays (the StatefulSet waits).
+    candidates = [p.name for p in live if p.name in reps and reps[p.name].role == ROLE_SLAVE]
+    staying = [p for p in candidates if p in desired]
 
     if masters:
         primary = masters[0] if len(masters) == 1 else _split_brain_winner(masters, reps, recorded)
@@ -120,13 +124,19 @@ def roles(cluster: ValkeyCluster, snap: Snapshot, views: Sequence[PodView], now:
         if primary in desired:
             return Roles(primary, primary, tuple(actions), tuple(events), retry_after=RECHECK if actions else None)
         # A scale-down removes the primary's ordinal: hand the role to a pod that stays first.
-        return _hand_over(snap, reps, primary, candidates, recorded, now, tuple(actions), tuple(events))
+        return _hand_over(snap, reps, primary, staying, recorded, now, tuple(actions), tuple(events))
 
     leaving = [p.name for p in views if p.terminating and p.name in reps and reps[p.name].role == ROLE_MASTER]
     if leaving:
         # A graceful deletion or a drain: the server stays up in its preStop until the role has moved.
-        return _hand_over(snap, reps, leaving[0], candidates, recorded, now, (), ())
-    return _lost(cluster, snap, reps, candidates, recorded, record, now)
+        return _hand_over(snap, reps, leaving[0], staying or candidates, recorded, now, (), ())
+    if any(r.failing_over for r in reps.values()):
+        # A FAILOVER is between its steps (the old primary already says replica): read its outcome first.
+        was = str(snap.status.get("primary") or record)
+        status = {"state": STATE_FAILING_OVER, "primary": was, "since": _iso(_since(snap, now))}
+        return Roles(None, record, failover_status=status, retry_after=RECHECK)
+    unanswered = [p.name for p in live if p.running and p.name not in reps]
+    return _lost(cluster, snap, reps, candidates, unanswered, record, now)
 
 
 def _split_brain_winner(masters: Sequence[str], reps: Mapping[str, Replication], recorded: str | None) -> str:
@@ -146,8 +156,7 @@ def _hand_over(
     events: tuple[Event, ...],
 ) -> Roles:
     """The primary must go (deleted, or its ordinal removed): FAILOVER TO the most advanced synced replica."""
-    before = snap.status.get("failover") or {}
-    status = {"state": STATE_FAILING_OVER, "primary": primary, "since": _iso(_since(before, STATE_FAILING_OVER, now))}
+    status = {"state": STATE_FAILING_OVER, "primary": primary, "since": _iso(_since(snap, now))}
     if reps[primary].failing_over:
         return Roles(primary, primary, actions, events, failover_status=status, retry_after=RECHECK)
     synced = [p for p in candidates if reps[p].link_up]
@@ -174,11 +183,15 @@ def _lost(
     snap: Snapshot,
     reps: Mapping[str, Replication],
     candidates: Sequence[str],
-    recorded: str | None,
+    unanswered: Sequence[str],
     record: str,
     now: datetime,
 ) -> Roles:
-    """No pod serves as the primary: promote the most advanced replica, now or after `failover.after`."""
+    """No pod serves as the primary: promote the most advanced replica, now or after `failover.after`.
+
+    Never an empty pod while a pod that may hold data has not answered, never one behind another replica
+    when failover is off, and never while a replica's link is up (its primary is alive, only the operator
+    cannot reach it: promoting would make two)."""
     before = snap.status.get("failover") or {}
     if not before and not snap.status.get("primary") and all(reps[p].offset == 0 for p in candidates):
         # A new cluster: no pod holds data yet. The recorded pod becomes the primary once it answers.
@@ -187,15 +200,25 @@ def _lost(
         event = Event("Normal", "PrimaryElected", f"{record} is the primary.")
         return Roles(record, record, (Promote(record),), (event,), retry_after=RECHECK)
     lost = str(before.get("primary") or snap.status.get("primary") or record)
-    since = _since(before, STATE_LOST, now)
-    restarted = lost in reps and reps[lost].role == ROLE_SLAVE  # it answers, as a replica: it restarted
-    allowed = candidates if cluster.spec.failover.enabled else [p for p in candidates if p == record]
-    best = _best(allowed, reps, record)
-    waited = now - since >= cluster.spec.failover.after
+    since = _since(snap, now)
     lost_status = {"state": STATE_LOST, "primary": lost, "since": _iso(since)}
-    if best is None or not (restarted or waited):
-        wait = (since + cluster.spec.failover.after - now).total_seconds()
-        return Roles(None, record, failover_status=lost_status, retry_after=max(RECHECK, wait))
+    wait = max(RECHECK, (since + cluster.spec.failover.after - now).total_seconds())
+    best = _best(candidates, reps, record)
+    linked = [p for p in candidates if reps[p].link_up]
+    if best is None or linked:
+        return Roles(None, record, failover_status=lost_status, retry_after=wait)
+    if not cluster.spec.failover.enabled:
+        # Off: only the recorded pod takes the role back, and only when no replica holds more (a human
+        # decides otherwise).
+        if record not in candidates or any(reps[p].offset > reps[record].offset for p in candidates):
+            return Roles(None, record, failover_status=lost_status)
+        best = record
+    if reps[best].offset == 0 and unanswered:
+        # The most advanced answer is an empty pod, and a pod that may hold the data has not answered.
+        return Roles(None, record, failover_status=lost_status, retry_after=wait)
+    restarted = lost in reps and reps[lost].role == ROLE_SLAVE and not unanswered  # it came back, as a replica
+    if not (restarted or now - since >= cluster.spec.failover.after):
+        return Roles(None, record, failover_status=lost_status, retry_after=wait)
     was = f"offset {reps[lost].offset}, restarted empty" if lost in reps else "not answering"
     others = ", ".join(f"{p} at {reps[p].offset}" for p in candidates if p != best) or "no other replica"
     message = (

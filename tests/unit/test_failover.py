@@ -9,9 +9,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from tests.unit.conftest import NOW
-from tests.unit.test_decide import FQDN, World, cluster, condition, kinds, pass_, running
+from tests.unit.test_decide import FQDN, World, cluster, condition, kinds, merge, pass_, running
 from valkey_operator.actions import Apply, DeletePod, Promote, Switchover
 from valkey_operator.decide import decide, needs_fast_look
+from valkey_operator.reconcile import changed
 from valkey_operator.snapshot import ROLE_SLAVE, PodReport, Replication
 
 
@@ -137,7 +138,7 @@ def test_a_primary_that_does_not_answer_is_promoted_away_after_failover_after() 
     assert world.data == 300
 
 
-def test_with_failover_disabled_only_the_recorded_primary_takes_the_role_back() -> None:
+def test_with_failover_disabled_no_replica_is_promoted_and_an_empty_primary_never_takes_the_role() -> None:
     c = cluster(failover={"enabled": False})
     world = running(c)
     written(world, {"cache-1": 300, "cache-2": 300})
@@ -145,9 +146,21 @@ def test_with_failover_disabled_only_the_recorded_primary_takes_the_role_back() 
     d = pass_(world, c, NOW + timedelta(minutes=5))
     assert not [a for a in d.actions if isinstance(a, Promote)]
     assert condition(d, "Degraded")["reason"] == "PrimaryLost"
+    # It comes back empty: giving it the role would make the replicas copy its empty dataset.
     world.start_pod("cache-0")
     world.report()
     d = pass_(world, c, NOW + timedelta(minutes=6))
+    assert not [a for a in d.actions if isinstance(a, Promote)]
+    assert condition(d, "Ready")["reason"] == "PrimaryLost"
+    assert (world.synced["cache-1"], world.synced["cache-2"]) == (300, 300)
+
+
+def test_with_failover_disabled_the_recorded_pod_takes_the_role_back_when_nobody_holds_more() -> None:
+    c = cluster(failover={"enabled": False})
+    world = running(c)
+    world.start_pod("cache-0")  # nothing was written: every pod holds the same (nothing)
+    world.report()
+    d = pass_(world, c)
     assert kinds(d.actions)[0] == "promote cache-0"
 
 
@@ -210,3 +223,97 @@ def test_a_hand_edit_of_the_recorded_primary_is_not_believed() -> None:
     applied = [a.manifest for a in d.actions if isinstance(a, Apply) and a.manifest["kind"] == "ConfigMap"]
     assert [m["data"]["primary"] for m in applied] == ["cache-0"]
     assert not [a for a in d.actions if "label" in str(a)]
+
+
+def test_an_empty_pod_is_never_promoted_while_a_pod_that_may_hold_the_data_has_not_answered() -> None:
+    c = cluster()
+    world = running(c)
+    written(world, {"cache-1": 500, "cache-2": 500})
+    world.start_pod("cache-0")  # restarted empty
+    world.start_pod("cache-2")  # restarted empty too
+    world.report()
+    world.reports.pop("cache-1")  # holds the data, but does not answer (loading, a timeout)
+    for later in (0, 10, 600):
+        d = pass_(world, c, NOW + timedelta(seconds=later))
+        assert not [a for a in d.actions if isinstance(a, Promote)], later
+        assert condition(d, "Degraded")["reason"] == "PrimaryLost"
+        world.reports.pop("cache-1", None)
+
+
+def test_no_promotion_while_a_replica_is_still_linked_to_the_primary_the_operator_cannot_reach() -> None:
+    c = cluster()
+    world = running(c)
+    written(world, {"cache-1": 100, "cache-2": 100})
+    world.reports.pop("cache-0")  # only the operator's connection fails: the replicas' links are up
+    d = pass_(world, c, NOW)
+    world.reports.pop("cache-0", None)
+    d = pass_(world, c, NOW + timedelta(minutes=1))
+    assert not [a for a in d.actions if isinstance(a, Promote)]
+    assert condition(d, "Ready")["status"] == "False"
+
+
+def test_a_scale_down_while_the_primary_is_lost_keeps_the_most_advanced_replica() -> None:
+    c = cluster()
+    world = running(c)
+    written(world, {"cache-1": 480, "cache-2": 500})
+    lose(world, "cache-0")
+    two = cluster(replicas=2)
+    d = pass_(world, two, NOW)
+    assert sts_replicas(d) == []  # held at 3 while the primary is lost
+    d = pass_(world, two, NOW + timedelta(seconds=5))
+    assert kinds(d.actions)[0] == "promote cache-2"  # the most advanced, though the scale-down removes it
+    assert sts_replicas(d) == []
+    world.start_pod("cache-0")
+    world.report()
+    d = pass_(world, two, NOW + timedelta(seconds=6))
+    # cache-2 hands over to a pod that stays before the StatefulSet shrinks.
+    assert next(a for a in d.actions if isinstance(a, Switchover)).pod == "cache-2"
+    d = pass_(world, two, NOW + timedelta(seconds=7))
+    pass_(world, two, NOW + timedelta(seconds=8))
+    assert world.objects[("StatefulSet", "cache")]["spec"]["replicas"] == 2
+    assert world.data == 500
+
+
+def test_a_failover_between_its_steps_is_waited_for_not_mistaken_for_a_crash() -> None:
+    c = cluster()
+    world = running(c)
+    written(world, {"cache-1": 100, "cache-2": 100})
+    # FAILOVER TO cache-1 in progress: the old primary already says replica, nobody says primary yet.
+    world.primary = None
+    world.report()
+    world.reports["cache-0"] = PodReport(
+        Replication(ROLE_SLAVE, FQDN.format("cache-1"), offset=100, failover_state="failover-in-progress")
+    )
+    d = pass_(world, c)
+    assert not [a for a in d.actions if isinstance(a, Promote)]
+    assert d.metrics.failovers == ()
+    assert d.retry_after == 1.0
+
+
+def test_a_failed_promotion_does_not_start_the_clock_again() -> None:
+    c = cluster()
+    world = running(c)
+    written(world, {"cache-1": 100, "cache-2": 90})
+    lose(world, "cache-0")
+    pass_(world, c, NOW)
+    d = decide(c, world.snapshot(), NOW + timedelta(seconds=5))
+    assert kinds(d.actions)[0] == "promote cache-1"
+    # The promotion failed (the pod did not answer): the status of that pass is written, the roles unchanged.
+    merge(world.status, changed(world.status, d.status))
+    d = decide(c, world.snapshot(), NOW + timedelta(seconds=6))
+    assert kinds(d.actions)[0] == "promote cache-1"  # again at once, not after another failover.after
+    assert d.status["failover"]["since"] == NOW.strftime("%Y-%m-%dT%H:%M:%SZ")  # when it was first found lost
+
+
+def test_a_certificate_problem_does_not_stop_a_failover() -> None:
+    c = cluster()
+    world = running(c)
+    written(world, {"cache-1": 100, "cache-2": 90})
+    lose(world, "cache-0")
+    broken = cluster(tls={"issuer": {"type": "CA", "secretName": "gone"}})
+    d = pass_(world, broken, NOW)
+    assert condition(d, "CertificatesReady")["status"] == "False"
+    d = pass_(world, broken, NOW + timedelta(seconds=5))
+    assert kinds(d.actions)[:2] == ["promote cache-1", "label cache-1 primary"]
+    assert not [a for a in d.actions if isinstance(a, Apply)]  # nothing else is written
+    assert d.status["primary"] == "cache-1"

@@ -26,6 +26,7 @@ _RESOURCE = (names.GROUP, names.VERSION, names.PLURAL)
 # triggering handlers (valkeyops.dev/rotate-certificates is one).
 KOPF_PREFIX = f"kopf.{names.GROUP}"
 NOT_YET = "not yet"
+WATCH_RETRY = 5.0  # seconds: a watch-started pass that failed is tried again this soon
 
 
 # Kinds the operator creates for each cluster, watched so that a pod's loss, a restart or a hand edit
@@ -101,7 +102,11 @@ def _watched_pass(namespace: str, name: str, memo: kopf.Memo) -> None:
     key = (namespace, name)
 
     def run() -> None:
-        delay = _delay(_timed_pass("watch", namespace, name, memo), float("inf"))
+        try:
+            delay = _delay(_timed_pass("watch", namespace, name, memo), float("inf"))
+        except Exception:
+            log.exception("%s/%s: a pass failed; trying again in %.0f s", namespace, name, WATCH_RETRY)
+            delay = WATCH_RETRY
         if delay is not None:
             memo.passes.later(key, delay, lambda: _watched_pass(namespace, name, memo))
 

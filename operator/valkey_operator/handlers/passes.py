@@ -41,11 +41,17 @@ class Passes(Generic[T]):
             slot.requested += 1
             ticket = slot.requested
         with slot.running:
-            with self._guard:
-                if slot.started >= ticket:
-                    return None
-                slot.started = slot.requested
-            return fn()
+            result: T | None = None
+            ran = False
+            while True:
+                with self._guard:
+                    if slot.started >= (slot.requested if ran else ticket):
+                        return result
+                    slot.started = slot.requested
+                ran = True
+                # Requests that arrive meanwhile (a watch event that found this pass running) get one
+                # more pass before the slot is released.
+                result = fn()
 
     def request(self, key: Key, fn: Callable[[], object]) -> None:
         """Non-blocking: run `fn` now, or, when a pass of this cluster is running, leave the request to it
