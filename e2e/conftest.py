@@ -223,6 +223,10 @@ def start_client_pod(node: Node, name: str, image: str, command: list[str]) -> N
         "metadata": {"name": name, "namespace": NS},
         "spec": {
             "restartPolicy": "Never",
+            # glibc sends the A and AAAA queries from one socket; through kube-proxy's conntrack one may be
+            # dropped, and the lookup then waits out a 5 s resolver timeout (a known Kubernetes DNS race).
+            # The usual client-side remedy, so a writer's pauses measure the failover, not that race.
+            "dnsConfig": {"options": [{"name": "single-request-reopen"}]},
             "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
             "containers": [
                 {
