@@ -5,6 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"  # how times appear in status and annotations (RFC 3339, UTC, seconds)
+
+
+def iso(when: datetime) -> str:
+    return when.strftime(TIMESTAMP)
+
+
+def parse_iso(value: object) -> datetime | None:
+    """A timestamp written by `iso`; None when absent or unreadable (a hand edit must not crash a pass)."""
+    try:
+        return datetime.strptime(str(value), TIMESTAMP).replace(tzinfo=UTC) if value else None
+    except ValueError:
+        return None
+
 
 class Clock(Protocol):
     """Anything that tells the current time as an aware UTC datetime."""

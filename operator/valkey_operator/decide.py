@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets as pysecrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from valkey_operator import failover, names, rollout
@@ -28,6 +28,7 @@ from valkey_operator.api.status import (
 from valkey_operator.builders.desired import Inputs, desired_objects
 from valkey_operator.builders.diff import contains
 from valkey_operator.builders.statefulset import template_digest
+from valkey_operator.clock import parse_iso
 from valkey_operator.conf.layout import POD_LAYOUT
 from valkey_operator.pki.inspect import describe_pem
 from valkey_operator.pki.plan import Material, Plan, plan, rotation_since
@@ -344,11 +345,7 @@ def needs_fast_look(status: Mapping[str, Any], now: datetime, horizon: timedelta
     certs = status.get("certificates") or {}
     if certs.get("caRotation"):
         return True
-    due = (certs.get("server") or {}).get("renewalTime")
-    try:
-        when = datetime.strptime(str(due), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) if due else None
-    except ValueError:
-        return False
+    when = parse_iso((certs.get("server") or {}).get("renewalTime"))
     return when is not None and when - now < horizon
 
 

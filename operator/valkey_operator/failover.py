@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from valkey_operator import names
 from valkey_operator.actions import Action, Event, Promote, Repoint, Switchover
 from valkey_operator.api.spec import ValkeyCluster
+from valkey_operator.clock import iso, parse_iso
 from valkey_operator.snapshot import ROLE_MASTER, ROLE_SLAVE, PodView, Replication, Snapshot, config_primary
 
 # How soon to look again while a role moves (FAILOVER is asynchronous) or a lost primary is waited for.
@@ -50,22 +51,11 @@ class Roles:
         return self.failover_status is not None
 
 
-def _iso(when: datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse(value: Any) -> datetime | None:
-    try:
-        return datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) if value else None
-    except ValueError:
-        return None
-
-
 def _since(snap: Snapshot, now: datetime) -> datetime:
     """When the primary was first found lost or moving: kept from the last pass while either lasts (a
     promotion that failed does not start the clock again)."""
     before = snap.status.get("failover") or {}
-    return _parse(before.get("since")) or now
+    return parse_iso(before.get("since")) or now
 
 
 def _replications(snap: Snapshot, views: Sequence[PodView]) -> dict[str, Replication]:
@@ -133,7 +123,7 @@ def roles(cluster: ValkeyCluster, snap: Snapshot, views: Sequence[PodView], now:
     if any(r.failing_over for r in reps.values()):
         # A FAILOVER is between its steps (the old primary already says replica): read its outcome first.
         was = str(snap.status.get("primary") or record)
-        status = {"state": STATE_FAILING_OVER, "primary": was, "since": _iso(_since(snap, now))}
+        status = {"state": STATE_FAILING_OVER, "primary": was, "since": iso(_since(snap, now))}
         return Roles(None, record, failover_status=status, retry_after=RECHECK)
     unanswered = [p.name for p in live if p.running and p.name not in reps]
     return _lost(cluster, snap, reps, candidates, unanswered, record, now)
@@ -156,7 +146,7 @@ def _hand_over(
     events: tuple[Event, ...],
 ) -> Roles:
     """The primary must go (deleted, or its ordinal removed): FAILOVER TO the most advanced synced replica."""
-    status = {"state": STATE_FAILING_OVER, "primary": primary, "since": _iso(_since(snap, now))}
+    status = {"state": STATE_FAILING_OVER, "primary": primary, "since": iso(_since(snap, now))}
     if reps[primary].failing_over:
         return Roles(primary, primary, actions, events, failover_status=status, retry_after=RECHECK)
     synced = [p for p in candidates if reps[p].link_up]
@@ -201,7 +191,7 @@ def _lost(
         return Roles(record, record, (Promote(record),), (event,), retry_after=RECHECK)
     lost = str(before.get("primary") or snap.status.get("primary") or record)
     since = _since(snap, now)
-    lost_status = {"state": STATE_LOST, "primary": lost, "since": _iso(since)}
+    lost_status = {"state": STATE_LOST, "primary": lost, "since": iso(since)}
     wait = max(RECHECK, (since + cluster.spec.failover.after - now).total_seconds())
     best = _best(candidates, reps, record)
     linked = [p for p in candidates if reps[p].link_up]
@@ -231,6 +221,6 @@ def _lost(
         (Promote(best),),
         (Event("Warning", "FailedOver", message),),
         (PRIMARY_LOST,),
-        {"state": STATE_FAILING_OVER, "primary": lost, "since": _iso(since)},
+        {"state": STATE_FAILING_OVER, "primary": lost, "since": iso(since)},
         RECHECK,
     )

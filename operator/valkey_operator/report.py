@@ -8,6 +8,7 @@ from typing import Any
 
 from valkey_operator import names
 from valkey_operator.api.spec import ValkeyCluster
+from valkey_operator.clock import iso
 from valkey_operator.pki import renewal
 from valkey_operator.pki.inspect import describe_pem
 from valkey_operator.pki.plan import CONNECTION_CLIENT, Material, Rotation
@@ -39,10 +40,6 @@ class CertReport:
     times: dict[str, CertTimes]
     expiring: tuple[str, ...]
     soonest: datetime | None
-
-
-def iso(when: datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def certificates(cluster: ValkeyCluster, material: Material, now: datetime) -> CertReport:

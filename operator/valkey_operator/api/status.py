@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from valkey_operator.clock import iso
+
 READY = "Ready"
 CERTIFICATES_READY = "CertificatesReady"
 EXPIRING_SOON = "CertificateExpiringSoon"
@@ -29,10 +31,6 @@ def _status_word(status: bool | None) -> str:
     return "Unknown" if status is None else "True" if status else "False"
 
 
-def _iso(when: datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def merge_conditions(
     previous: Sequence[Mapping[str, Any]], new: Sequence[Condition], now: datetime, generation: int
 ) -> list[dict[str, Any]]:
@@ -49,7 +47,7 @@ def merge_conditions(
                 "status": status,
                 "reason": cond.reason,
                 "message": cond.message,
-                "lastTransitionTime": _iso(now) if changed or old is None else old.get("lastTransitionTime"),
+                "lastTransitionTime": iso(now) if changed or old is None else old.get("lastTransitionTime"),
                 "observedGeneration": generation,
             }
         )

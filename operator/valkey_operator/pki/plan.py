@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from valkey_operator import names
 from valkey_operator.api.schema import CA_ROTATION_PHASES
 from valkey_operator.api.spec import ValkeyCluster
+from valkey_operator.clock import iso, parse_iso
 from valkey_operator.pki import renewal
 from valkey_operator.pki.inspect import describe, describe_pem, fingerprint, load_certificates, split_pem
 from valkey_operator.pki.issue import KeyPair, LeafRequest, issue_leaf, mint_ca
@@ -138,17 +139,13 @@ def _phase(annotations: dict[str, str], phase: str | None, now: datetime) -> dic
         annotations.pop(names.ANN_CA_ROTATION_SINCE, None)
     else:
         annotations[names.ANN_CA_ROTATION_PHASE] = phase
-        annotations[names.ANN_CA_ROTATION_SINCE] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        annotations[names.ANN_CA_ROTATION_SINCE] = iso(now)
     return annotations
 
 
 def rotation_since(annotations: Mapping[str, str]) -> datetime | None:
     """When the CA rotation's phase began (None: not recorded, or unreadable)."""
-    raw = annotations.get(names.ANN_CA_ROTATION_SINCE)
-    try:
-        return datetime.strptime(raw, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) if raw else None
-    except ValueError:
-        return None
+    return parse_iso(annotations.get(names.ANN_CA_ROTATION_SINCE))
 
 
 def _self_signed_trust(cluster: ValkeyCluster, obs: Observed, now: datetime) -> _Trust:
