@@ -245,4 +245,31 @@ def replica_pair(launch: Any) -> Pair:
     return Pair(cluster, primary, replica, hosts, port)
 
 
+@dataclass
+class Trio:
+    cluster: ValkeyCluster
+    primary: Instance
+    replicas: list[Instance]
+    hosts: dict[str, str]
+    port: int
+
+
+@pytest.fixture
+def trio(launch: Any) -> Trio:
+    """cache-0 (primary, 127.0.0.2) and its replicas cache-1 and cache-2 (127.0.0.3, .4), linked, resolving
+    each other by pod name."""
+    cluster = example()
+    n = cluster.names
+    port = free_port("127.0.0.2")
+    hosts = {n.pod_fqdn(f"cache-{i}"): f"127.0.0.{i + 2}" for i in range(3)}
+    primary = launch(cluster, host="127.0.0.2", port=port, pod="cache-0", hosts=hosts)
+    replicas = [
+        launch(cluster, host=f"127.0.0.{i + 2}", port=port, pod=f"cache-{i}", material=primary.material, hosts=hosts)
+        for i in (1, 2)
+    ]
+    for r in replicas:
+        wait_for_info(r, "master_link_status:up")
+    return Trio(cluster, primary, replicas, hosts, port)
+
+
 __all__ = ["Instance", "example", "free_port", "replace", "start_instance"]

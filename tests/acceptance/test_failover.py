@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.acceptance.conftest import PASSWORD, Instance, example, free_port, run_with_hosts, wait_for_info
+from tests.acceptance.conftest import PASSWORD, Instance, Trio, run_with_hosts, wait_for_info
 
 pytestmark = pytest.mark.acceptance
 
@@ -77,19 +77,10 @@ def dbsize(inst: Instance) -> int:
 
 
 def test_a_primary_restarted_empty_is_replaced_by_the_most_advanced_replica_and_nothing_is_lost(
-    launch: Any, tmp_path: Path
+    trio: Trio, launch: Any, tmp_path: Path
 ) -> None:
-    cluster = example()
+    cluster, port, hosts, primary, replicas = trio.cluster, trio.port, trio.hosts, trio.primary, trio.replicas
     n = cluster.names
-    port = free_port("127.0.0.2")
-    hosts = {n.pod_fqdn(f"cache-{i}"): f"127.0.0.{i + 2}" for i in range(3)}
-    primary = launch(cluster, host="127.0.0.2", port=port, pod="cache-0", hosts=hosts)
-    replicas = [
-        launch(cluster, host=f"127.0.0.{i + 2}", port=port, pod=f"cache-{i}", material=primary.material, hosts=hosts)
-        for i in (1, 2)
-    ]
-    for r in replicas:
-        wait_for_info(r, "master_link_status:up")
     # Acknowledged by both replicas (WAIT, on the writes' own connection), then the primary dies and
     # comes back empty.
     writes = primary.cli(stdin="".join(f"SET k{i} {i}\n" for i in range(300)) + "WAIT 2 5000\n")

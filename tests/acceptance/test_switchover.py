@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.acceptance.conftest import PASSWORD, example, free_port, run_with_hosts, wait_for_info
+from tests.acceptance.conftest import PASSWORD, Trio, example, free_port, run_with_hosts, wait_for_info
 
 pytestmark = pytest.mark.acceptance
 
@@ -46,18 +46,8 @@ print("switched")
 """
 
 
-def test_switchover_then_repoint_moves_every_replica_without_losing_writes(launch: Any, tmp_path: Path) -> None:
-    cluster = example()
-    n = cluster.names
-    port = free_port("127.0.0.2")
-    hosts = {n.pod_fqdn(f"cache-{i}"): f"127.0.0.{i + 2}" for i in range(3)}
-    primary = launch(cluster, host="127.0.0.2", port=port, pod="cache-0", hosts=hosts)
-    replicas = [
-        launch(cluster, host=f"127.0.0.{i + 2}", port=port, pod=f"cache-{i}", material=primary.material, hosts=hosts)
-        for i in (1, 2)
-    ]
-    for r in replicas:
-        wait_for_info(r, "master_link_status:up")
+def test_switchover_then_repoint_moves_every_replica_without_losing_writes(trio: Trio, tmp_path: Path) -> None:
+    n, port, hosts, primary, replicas = trio.cluster.names, trio.port, trio.hosts, trio.primary, trio.replicas
     for i in range(200):
         primary.cli("SET", f"k{i}", str(i))
     primary.client_files()  # connection.crt/.key for the child
