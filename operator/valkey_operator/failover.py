@@ -27,6 +27,9 @@ from valkey_operator.snapshot import ROLE_MASTER, ROLE_SLAVE, PodView, Replicati
 
 # How soon to look again while a role moves (FAILOVER is asynchronous) or a lost primary is waited for.
 RECHECK = 1.0
+# A replica that has not heard from its primary for this long (or failover.after, if longer) no longer
+# vouches for it; valkey.conf makes primaries ping their replicas every second.
+SILENCE = 3.0
 # Metric reasons (valkey_operator_failovers_total).
 PRIMARY_LOST = "primary-lost"
 SWITCHOVER = "switchover"
@@ -180,8 +183,10 @@ def _lost(
     """No pod serves as the primary: promote the most advanced replica, now or after `failover.after`.
 
     Never an empty pod while a pod that may hold data has not answered, never one behind another replica
-    when failover is off, and never while a replica's link is up (its primary is alive, only the operator
-    cannot reach it: promoting would make two)."""
+    when failover is off, and never while a replica still hears from the primary (it is alive, only the
+    operator cannot reach it: promoting would make two). A replica's link stays up on paper for
+    repl-timeout (60 s) after its primary is cut off; one that has heard nothing for `failover.after` (the
+    primary pings every second) no longer counts."""
     before = snap.status.get("failover") or {}
     if not before and not snap.status.get("primary") and all(reps[p].offset == 0 for p in candidates):
         # A new cluster: no pod holds data yet. The recorded pod becomes the primary once it answers.
@@ -194,7 +199,8 @@ def _lost(
     lost_status = {"state": STATE_LOST, "primary": lost, "since": iso(since)}
     wait = max(RECHECK, (since + cluster.spec.failover.after - now).total_seconds())
     best = _best(candidates, reps, record)
-    linked = [p for p in candidates if reps[p].link_up]
+    silence = max(SILENCE, cluster.spec.failover.after.total_seconds())
+    linked = [p for p in candidates if reps[p].hears_primary(silence)]
     if best is None or linked:
         return Roles(None, record, failover_status=lost_status, retry_after=wait)
     if not cluster.spec.failover.enabled:

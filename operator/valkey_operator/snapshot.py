@@ -38,10 +38,16 @@ class Replication:
     link_up: bool = False
     offset: int = 0
     failover_state: str = "no-failover"
+    last_io_s: int | None = None  # a replica: seconds since it last heard from its primary (None: not said)
 
     @property
     def failing_over(self) -> bool:
         return self.failover_state not in ("", "no-failover")
+
+    def hears_primary(self, within: float) -> bool:
+        """A replica whose link is up and whose primary spoke within `within` seconds (primaries ping their
+        replicas every second): a link that is up on paper but silent means the primary is cut off."""
+        return self.link_up and (self.last_io_s is None or self.last_io_s < within)
 
 
 @dataclass(frozen=True)

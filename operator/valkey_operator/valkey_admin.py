@@ -49,12 +49,16 @@ def _files(creds: Credentials) -> Iterator[tuple[str, str | None, str | None]]:
         yield str(ca), cert, key
 
 
+# Every call answers in milliseconds from a live server; a pod that does not (cut off, frozen) costs a pass
+# at most this long per call, so a lost primary is noticed within seconds.
+TIMEOUT_S = 5.0
+
 @contextmanager
 def connect(host: str, port: int, creds: Credentials, *, address: str | None = None) -> Iterator[valkey.Valkey]:
     """A TLS connection to `host` (verified against the bundle); `address` overrides where to dial. Plaintext
     only for a cluster whose TLS is disabled (Credentials without a bundle)."""
     if creds.bundle is None:
-        conn = valkey.Valkey(host=address or host, port=port, password=creds.password, socket_timeout=10)
+        conn = valkey.Valkey(host=address or host, port=port, password=creds.password, socket_timeout=TIMEOUT_S)
         try:
             conn.ping()
             yield conn
@@ -72,8 +76,8 @@ def connect(host: str, port: int, creds: Credentials, *, address: str | None = N
             ssl_keyfile=key,
             ssl_cert_reqs="required",
             ssl_check_hostname=address is None,
-            socket_timeout=10,
-            socket_connect_timeout=5,
+            socket_timeout=TIMEOUT_S,
+            socket_connect_timeout=TIMEOUT_S,
         )
         try:
             conn.ping()  # handshake now, while the files exist
@@ -89,6 +93,7 @@ def parse_replication(info: Mapping[str, object]) -> Replication:
         link_up=str(info.get("master_link_status", "")) == "up",
         offset=int(str(info.get("master_repl_offset", 0) or 0)),
         failover_state=str(info.get("master_failover_state", "no-failover")),
+        last_io_s=int(str(info["master_last_io_seconds_ago"])) if "master_last_io_seconds_ago" in info else None,
     )
 
 
@@ -156,7 +161,7 @@ class ValkeyAdmin:
                 if cert and key:
                     ctx.load_cert_chain(cert, key)
                 with (
-                    socket.create_connection((host, self.layout.port), timeout=10) as raw,
+                    socket.create_connection((host, self.layout.port), timeout=TIMEOUT_S) as raw,
                     ctx.wrap_socket(raw, server_hostname=host) as tls,
                 ):
                     der = tls.getpeercert(binary_form=True)

@@ -2,6 +2,9 @@
 
 The primary's server is killed and restarted empty (what an OOM kill does to a pod without persistence). It
 boots, as every pod does, as a replica: its peers keep their data instead of re-syncing an empty dataset.
+The primary frozen (SIGSTOP: to everyone else, a network cut): the operator cannot reach it and its replicas
+stop hearing it; once `failover.after` has passed, a replica is promoted, and when the old primary comes
+back it is fenced (made a replica of the new one).
 The operator's decision (`failover.roles` over the servers' real `INFO replication`, carried out by
 `reconcile.act` through ValkeyAdmin over TLS) promotes the most advanced replica and repoints the others;
 every acknowledged write is read back from the new primary and from the old one, now its replica.
@@ -9,6 +12,7 @@ every acknowledged write is read back from the new primary and from the old one,
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +37,7 @@ from valkey_operator.reconcile import act
 from valkey_operator.snapshot import PodReport, Snapshot, pods
 from valkey_operator.valkey_admin import Credentials, PodError, ValkeyAdmin
 
-tls, port, password = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+tls, port, password, recorded = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 creds = Credentials((tls / "ca.crt").read_bytes(),
                     KeyPair((tls / "connection.crt").read_bytes(), (tls / "connection.key").read_bytes()), password)
 admin = ValkeyAdmin(Layout(port=port))
@@ -43,7 +47,7 @@ pod_objects = {("Pod", p): {"metadata": {"name": p, "uid": p},
                             "status": {"phase": "Running", "podIP": "10.0.0.1",
                                        "conditions": [{"type": "Ready", "status": "True"}]}}
                for p in names.pods(3)}
-status = {"primary": "cache-0"}
+status = {"primary": recorded}
 
 def one_pass():
     global status
@@ -97,7 +101,7 @@ def test_a_primary_restarted_empty_is_replaced_by_the_most_advanced_replica_and_
     assert [dbsize(r) for r in replicas] == [300, 300]
 
     primary.client_files()
-    out = run_with_hosts(tmp_path, hosts, CHILD, primary.layout.tls_dir, str(port), PASSWORD)
+    out = run_with_hosts(tmp_path, hosts, CHILD, primary.layout.tls_dir, str(port), PASSWORD, "cache-0")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "event FailedOver Promoted cache-1" in out.stdout, out.stdout
     assert "primary cache-1" in out.stdout, out.stdout
@@ -113,3 +117,36 @@ def test_a_primary_restarted_empty_is_replaced_by_the_most_advanced_replica_and_
         time.sleep(0.2)
     assert [dbsize(i) for i in (new_primary, third, restarted)] == [301, 301, 301]
     assert [new_primary.cli("GET", f"k{i}").stdout.strip() for i in (0, 150, 299)] == ["0", "150", "299"]
+
+
+def test_a_primary_cut_off_is_replaced_and_fenced_when_it_returns(trio: Trio, tmp_path: Path) -> None:
+    port, hosts, primary, replicas = trio.port, trio.hosts, trio.primary, trio.replicas
+    n = trio.cluster.names
+    writes = primary.cli(stdin="".join(f"SET k{i} {i}\n" for i in range(300)) + "WAIT 2 5000\n")
+    assert writes.stdout.split() == ["OK"] * 300 + ["2"]
+    primary.proc.send_signal(signal.SIGSTOP)  # no answer to anyone, no RST: what a network cut looks like
+    try:
+        # The replicas' links stay up on paper (repl-timeout is 60 s); only their silence tells.
+        assert "master_link_status:up" in replicas[0].cli("INFO", "replication").stdout
+        primary.client_files()
+        out = run_with_hosts(tmp_path, hosts, CHILD, primary.layout.tls_dir, str(port), PASSWORD, "cache-0")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "event FailedOver Promoted cache-1" in out.stdout, out.stdout
+        assert "primary cache-1" in out.stdout, out.stdout
+        new_primary, third = replicas
+        assert new_primary.cli("SET", "after", "cut").stdout.strip() == "OK"
+        assert f"master_host:{n.pod_fqdn('cache-1')}" in wait_for_info(third, "master_link_status:up")
+    finally:
+        primary.proc.send_signal(signal.SIGCONT)
+    # The old primary is back and still says master: two primaries. The recorded one (cache-1) keeps the role.
+    assert "role:master" in wait_for_info(primary, "role:master")
+    out = run_with_hosts(tmp_path, hosts, CHILD, primary.layout.tls_dir, str(port), PASSWORD, "cache-1")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "event SplitBrain" in out.stdout, out.stdout
+    assert "primary cache-1" in out.stdout, out.stdout
+    assert f"master_host:{n.pod_fqdn('cache-1')}" in wait_for_info(primary, "master_link_status:up")
+    for _ in range(50):  # bounded: the old primary re-syncs from the new one
+        if [dbsize(i) for i in (new_primary, third, primary)] == [301, 301, 301]:
+            break
+        time.sleep(0.2)
+    assert [dbsize(i) for i in (new_primary, third, primary)] == [301, 301, 301]

@@ -6,6 +6,7 @@ replicas, the primary's offset is what was written, and a replica holds the offs
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from tests.unit.conftest import NOW
@@ -250,6 +251,34 @@ def test_no_promotion_while_a_replica_is_still_linked_to_the_primary_the_operato
     d = pass_(world, c, NOW + timedelta(minutes=1))
     assert not [a for a in d.actions if isinstance(a, Promote)]
     assert condition(d, "Ready")["status"] == "False"
+
+
+def test_a_primary_cut_off_from_everyone_is_promoted_away_once_its_replicas_stop_hearing_it() -> None:
+    # A network cut: the operator cannot reach the primary, and the replicas' links stay up on paper (for
+    # repl-timeout, 60 s) while their primary, which pings every second, has gone silent.
+    c = cluster(failover={"after": "5s"})
+    world = running(c)
+    written(world, {"cache-1": 100, "cache-2": 90})
+
+    def silent_for(seconds: int) -> None:
+        world.reports.pop("cache-0", None)
+        for pod in ("cache-1", "cache-2"):
+            rep = Replication(ROLE_SLAVE, FQDN.format("cache-0"), link_up=True, offset=world.synced[pod])
+            world.reports[pod] = PodReport(replace(rep, last_io_s=seconds))
+
+    silent_for(1)
+    d = pass_(world, c, NOW)
+    assert d.status["failover"]["state"] == "PrimaryLost"
+    silent_for(1)  # still heard a second ago: alive, only the operator cannot reach it
+    d = pass_(world, c, NOW + timedelta(seconds=6))
+    assert not [a for a in d.actions if isinstance(a, Promote)]
+    silent_for(4)  # not yet failover.after (5 s)
+    d = pass_(world, c, NOW + timedelta(seconds=7))
+    assert not [a for a in d.actions if isinstance(a, Promote)]
+    silent_for(6)
+    d = pass_(world, c, NOW + timedelta(seconds=8))
+    assert kinds(d.actions)[:2] == ["promote cache-1", "label cache-1 primary"]
+    assert d.metrics.failovers == ("primary-lost",)
 
 
 def test_a_scale_down_while_the_primary_is_lost_keeps_the_most_advanced_replica() -> None:

@@ -57,11 +57,16 @@ def _mode_lines(cluster: ValkeyCluster, layout: Layout) -> list[str]:
 
 
 def _replication_lines(cluster: ValkeyCluster) -> list[str]:
-    """Write safety: an isolated primary stops accepting writes it would later lose."""
+    """A primary pings its replicas every second (not every 10 s), so a replica's silence tells the operator
+    within seconds that its primary is cut off. Write safety: an isolated primary stops accepting writes it
+    would later lose."""
     rep = cluster.spec.replication
-    if cluster.spec.mode == "standalone" or rep.min_replicas_to_write == 0:
+    if cluster.spec.mode == "standalone":
         return []
-    return [f"min-replicas-to-write {rep.min_replicas_to_write}", f"min-replicas-max-lag {rep.max_lag_seconds}"]
+    lines = ["repl-ping-replica-period 1"]
+    if rep.min_replicas_to_write:
+        lines += [f"min-replicas-to-write {rep.min_replicas_to_write}", f"min-replicas-max-lag {rep.max_lag_seconds}"]
+    return lines
 
 
 def _persistence_lines(cluster: ValkeyCluster, layout: Layout) -> list[str]:

@@ -123,6 +123,9 @@ def test_layout_moves_paths_and_ports_and_runtime_include_comes_last() -> None:
 
 def test_write_safety_only_when_asked() -> None:
     assert directive(lines(), "min-replicas-to-write") == []
+    # Replicas hear their primary every second: their silence is what tells a cut-off primary apart.
+    assert directive(lines(), "repl-ping-replica-period") == ["repl-ping-replica-period 1"]
+    assert directive(lines(mode="standalone", replicas=1), "repl-ping-replica-period") == []
     conf = lines(replication={"minReplicasToWrite": 1, "maxLagSeconds": 5})
     assert directive(conf, "min-replicas-to-write") == ["min-replicas-to-write 1"]
     assert directive(conf, "min-replicas-max-lag") == ["min-replicas-max-lag 5"]
