@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from valkey_operator import names
@@ -30,6 +30,8 @@ RECHECK = 1.0
 # A replica that has not heard from its primary for this long (or failover.after, if longer) no longer
 # vouches for it; valkey.conf makes primaries ping their replicas every second.
 SILENCE = 3.0
+# How soon to look again while a running pod does not answer (each look waits out its timeout).
+UNANSWERED_RECHECK = 5.0
 # Metric reasons (valkey_operator_failovers_total).
 PRIMARY_LOST = "primary-lost"
 SWITCHOVER = "switchover"
@@ -114,8 +116,12 @@ def roles(cluster: ValkeyCluster, snap: Snapshot, views: Sequence[PodView], now:
         if len(masters) > 1:
             others = ", ".join(m for m in masters if m != primary)
             events.append(Event("Warning", "SplitBrain", f"{others} also acted as primary; {primary} keeps the role."))
+        # A running pod that does not answer may be a cut-off old primary that comes back as a second one:
+        # look again soon until every pod answers, not at the slow timer.
+        silent = any(p.running and p.name not in reps for p in live)
+        again = RECHECK if actions else UNANSWERED_RECHECK if silent else None
         if primary in desired:
-            return Roles(primary, primary, tuple(actions), tuple(events), retry_after=RECHECK if actions else None)
+            return Roles(primary, primary, tuple(actions), tuple(events), retry_after=again)
         # A scale-down removes the primary's ordinal: hand the role to a pod that stays first.
         return _hand_over(snap, reps, primary, staying, recorded, now, tuple(actions), tuple(events))
 
@@ -196,6 +202,11 @@ def _lost(
         return Roles(record, record, (Promote(record),), (event,), retry_after=RECHECK)
     lost = str(before.get("primary") or snap.status.get("primary") or record)
     since = _since(snap, now)
+    # The replicas say how long the primary has been silent: the loss began no later than that (a primary
+    # cut off is found by the operator only at its next look).
+    silences = [s for p in candidates if (s := reps[p].silent_s) is not None]
+    if silences:
+        since = min(since, now - timedelta(seconds=min(silences)))
     lost_status = {"state": STATE_LOST, "primary": lost, "since": iso(since)}
     wait = max(RECHECK, (since + cluster.spec.failover.after - now).total_seconds())
     best = _best(candidates, reps, record)

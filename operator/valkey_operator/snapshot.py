@@ -38,7 +38,8 @@ class Replication:
     link_up: bool = False
     offset: int = 0
     failover_state: str = "no-failover"
-    last_io_s: int | None = None  # a replica: seconds since it last heard from its primary (None: not said)
+    last_io_s: int | None = None  # a replica whose link is up: seconds since its primary last spoke
+    link_down_s: int | None = None  # a replica whose link is down: for how long (None: never linked, or not said)
 
     @property
     def failing_over(self) -> bool:
@@ -48,6 +49,11 @@ class Replication:
         """A replica whose link is up and whose primary spoke within `within` seconds (primaries ping their
         replicas every second): a link that is up on paper but silent means the primary is cut off."""
         return self.link_up and (self.last_io_s is None or self.last_io_s < within)
+
+    @property
+    def silent_s(self) -> int | None:
+        """A replica: how long since it last heard from its primary, as far as it can tell."""
+        return self.last_io_s if self.link_up else self.link_down_s
 
 
 @dataclass(frozen=True)

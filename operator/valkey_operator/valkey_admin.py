@@ -53,6 +53,7 @@ def _files(creds: Credentials) -> Iterator[tuple[str, str | None, str | None]]:
 # at most this long per call, so a lost primary is noticed within seconds.
 TIMEOUT_S = 5.0
 
+
 @contextmanager
 def connect(host: str, port: int, creds: Credentials, *, address: str | None = None) -> Iterator[valkey.Valkey]:
     """A TLS connection to `host` (verified against the bundle); `address` overrides where to dial. Plaintext
@@ -86,6 +87,12 @@ def connect(host: str, port: int, creds: Credentials, *, address: str | None = N
             conn.close()
 
 
+def _seconds(info: Mapping[str, object], key: str) -> int | None:
+    """A non-negative count of seconds from INFO; None when absent or -1 (never)."""
+    value = int(str(info[key])) if key in info else -1
+    return value if value >= 0 else None
+
+
 def parse_replication(info: Mapping[str, object]) -> Replication:
     return Replication(
         role=str(info.get("role", "")),
@@ -93,7 +100,8 @@ def parse_replication(info: Mapping[str, object]) -> Replication:
         link_up=str(info.get("master_link_status", "")) == "up",
         offset=int(str(info.get("master_repl_offset", 0) or 0)),
         failover_state=str(info.get("master_failover_state", "no-failover")),
-        last_io_s=int(str(info["master_last_io_seconds_ago"])) if "master_last_io_seconds_ago" in info else None,
+        last_io_s=_seconds(info, "master_last_io_seconds_ago"),
+        link_down_s=_seconds(info, "master_link_down_since_seconds"),
     )
 
 

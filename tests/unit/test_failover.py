@@ -281,6 +281,31 @@ def test_a_primary_cut_off_from_everyone_is_promoted_away_once_its_replicas_stop
     assert d.metrics.failovers == ("primary-lost",)
 
 
+def test_the_replicas_silence_dates_the_loss_so_a_late_first_look_promotes_at_once() -> None:
+    c = cluster(failover={"after": "5s"})
+    world = running(c)
+    written(world, {"cache-1": 100, "cache-2": 100})
+    world.reports.pop("cache-0")
+    for pod, silent in (("cache-1", 9), ("cache-2", 8)):
+        rep = Replication(ROLE_SLAVE, FQDN.format("cache-0"), link_up=True, offset=100, last_io_s=silent)
+        world.reports[pod] = PodReport(rep)
+    d = pass_(world, c, NOW)  # the operator's first look, 8 s after the primary went silent
+    assert kinds(d.actions)[:1] == ["promote cache-1"]
+    assert d.status["failover"]["since"] == "2026-06-01T11:59:52Z"
+
+
+def test_after_a_failover_a_pod_that_does_not_answer_is_looked_at_again_soon() -> None:
+    c = cluster()
+    world = running(c)
+    world.reports.pop("cache-2")  # running, but cut off: it may come back as a second primary
+    d = pass_(world, c)
+    assert d.retry_after == 5.0
+    assert not d.actions
+    world.report()
+    d = pass_(world, c)
+    assert d.retry_after is None
+
+
 def test_a_scale_down_while_the_primary_is_lost_keeps_the_most_advanced_replica() -> None:
     c = cluster()
     world = running(c)
