@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.verb == "up":
         started = time.monotonic()
         if args.node:
-            cluster.node_ip = NETWORK.node_ip
+            cluster.node_ip = NETWORK.first.node_ip
         cluster.up()
         if args.node and not node.running():
             node.up()

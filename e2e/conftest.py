@@ -52,28 +52,37 @@ def valkey_image() -> str:
 
 
 @pytest.fixture(scope="session")
-def node(operator_image: str, valkey_image: str) -> Iterator[Node]:
-    """A control plane with a real node (kubelet, kube-proxy, CoreDNS) that has both images; torn down with
-    no process, mount, network namespace, bridge or iptables chain of its own left behind."""
+def nodes(operator_image: str, valkey_image: str) -> Iterator[list[Node]]:
+    """A control plane with two real nodes (each its own containerd, kubelet and bridge; kube-proxy and
+    CoreDNS on the first) that have both images; torn down with no process, mount, network namespace,
+    bridge or iptables chain of their own left behind. Two, so that spreading and a drain are real."""
     with tempfile.TemporaryDirectory(prefix="node-plane-") as tmp:
-        cluster = LocalCluster(Path(tmp) / "plane", node_ip=NETWORK.node_ip).up()
+        cluster = LocalCluster(Path(tmp) / "plane", node_ip=NETWORK.first.node_ip).up()
         before, chains_before = set(netns()), kube_chains()
-        n = Node(cluster, Path(tmp) / "node")
+        made = [Node(cluster, Path(tmp) / f"node-{i}", index=i) for i in (1, 2)]
         try:
-            n.up()
-            n.import_image(operator_image)
-            n.import_image(valkey_image)
-            yield n
+            for n in made:
+                n.up()
+                n.import_image(operator_image)
+                n.import_image(valkey_image)
+            yield made
         finally:
-            n.down()
+            for n in reversed(made):
+                n.down()
             cluster.down()
             assert mounts_under(Path(tmp)) == []
             assert set(netns()) <= before
-            assert not bridge_exists(NETWORK.bridge)
+            assert not any(bridge_exists(n.net.bridge) for n in made)
             left = subprocess.run(["pgrep", "-af", tmp], capture_output=True, text=True, check=False).stdout
             assert left.strip() == "", left
-            # Exactly what the node made is gone: no iptables chain of its own (nor of kube-proxy's) is left.
-            assert kube_chains() == chains_before, "the node left iptables chains behind"
+            # Exactly what the nodes made is gone: no iptables chain of their own (nor of kube-proxy's) is left.
+            assert kube_chains() == chains_before, "the nodes left iptables chains behind"
+
+
+@pytest.fixture(scope="session")
+def node(nodes: list[Node]) -> Node:
+    """The first node: the handle the tests reach the cluster through (kubectl, helm)."""
+    return nodes[0]
 
 
 def kubectl(node: Node, *args: str, stdin: str | None = None, check: bool = True) -> str:
@@ -215,8 +224,8 @@ def creds(node: Node, example: dict[str, Any], tmp_path_factory: pytest.TempPath
     return Creds(folder, conn["password"].decode())
 
 
-def start_client_pod(node: Node, name: str, image: str, command: list[str]) -> None:
-    """A hardened pod with the connection Secret at /tls, running `command` once."""
+def start_client_pod(node: Node, name: str, image: str, command: list[str], on: str | None = None) -> None:
+    """A hardened pod with the connection Secret at /tls, running `command` once (on node `on` if given)."""
     body = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -239,6 +248,7 @@ def start_client_pod(node: Node, name: str, image: str, command: list[str]) -> N
                 }
             ],
             "volumes": [{"name": "tls", "secret": {"secretName": f"{NAME}-connection"}}],
+            **({"nodeSelector": {"kubernetes.io/hostname": on}} if on else {}),
         },
     }
     kubectl(node, "apply", "-f", "-", stdin=yaml.safe_dump(body))
@@ -266,7 +276,9 @@ def run_pod(node: Node, name: str, image: str, command: list[str], timeout: floa
 
 # A writer at a steady rate (50/s) of numbered keys through the read-write Service, until the key
 # <prefix>:stop appears; every failed attempt is counted and retried with the same number, so the
-# acknowledged writes are exactly 0..acked-1, and at the end each one is read back.
+# acknowledged writes are exactly 0..acked-1, and at the end each one is read back. With `wait` > 0 a
+# write counts as acknowledged only once WAIT says that many replicas have it (the client-side half of
+# write safety).
 WRITER_PY = """
 import collections, json, sys, time, valkey
 from valkey.backoff import NoBackoff
@@ -288,6 +300,8 @@ while time.monotonic() < deadline:
         if c is None:
             c = conn()
         c.set("%(prefix)s:%%08d" %% i, i)
+        if %(wait)d and c.execute_command("WAIT", %(wait)d, 1000) < %(wait)d:
+            raise RuntimeError("not replicated within 1 s")
         now = time.monotonic()
         longest = max(longest, now - last_ack)
         last_ack = now
@@ -319,3 +333,8 @@ print(json.dumps({"acked": i, "failures": failures, "longest_pause_ms": round(lo
                   "seconds": round(elapsed, 1), "missing": missing[:20], "missing_count": len(missing),
                   "errors": dict(errors)}))
 """
+
+
+def writer_script(prefix: str, max_seconds: int, wait: int = 0) -> str:
+    """WRITER_PY through the read-write Service, its keys named `prefix`:N."""
+    return WRITER_PY % {"service": SERVICE_DNS, "max_seconds": max_seconds, "prefix": prefix, "wait": wait}

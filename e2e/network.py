@@ -1,7 +1,8 @@
 """The local Kubernetes's addresses, as one value, and what the host holds of them.
 
-Pods live on a bridge of the harness's own; Service addresses are virtual (only kube-proxy's rules on
-the node give them meaning); nothing leaves this machine.
+Pods live on bridges of the harness's own, one per node (vkbr0 with 10.244.0.0/24 for node-1, vkbr1 with
+10.244.1.0/24 for node-2, ...); every node is on this machine, so the host routes between them. Service
+addresses are virtual (only kube-proxy's rules on the host give them meaning); nothing leaves this machine.
 """
 
 from __future__ import annotations
@@ -13,16 +14,45 @@ from pathlib import Path
 
 
 @dataclass(frozen=True)
-class Network:
-    bridge: str = "vkbr0"
-    pod_cidr: str = "10.244.0.0/24"
-    node_ip: str = "10.244.0.1"  # the bridge's own address: the API server reaches the kubelet there
-    service_cidr: str = "10.96.0.0/16"
-    service_ip: str = "10.96.0.1"  # the `kubernetes` Service
+class NodeNetwork:
+    """One node's share: its own bridge and pod subnet; the bridge's address is the node's address."""
+
+    index: int  # 1, 2, ...
+
+    @property
+    def name(self) -> str:
+        return f"node-{self.index}"
+
+    @property
+    def bridge(self) -> str:
+        return f"vkbr{self.index - 1}"
+
+    @property
+    def pod_cidr(self) -> str:
+        return f"10.244.{self.index - 1}.0/24"
+
+    @property
+    def node_ip(self) -> str:
+        return f"10.244.{self.index - 1}.1"  # the API server reaches the kubelet there
 
     @property
     def node_cidr(self) -> str:
         return f"{self.node_ip}/{self.pod_cidr.split('/')[1]}"
+
+
+@dataclass(frozen=True)
+class Network:
+    cluster_cidr: str = "10.244.0.0/16"  # every node's pod subnet; the host routes between the bridges
+    service_cidr: str = "10.96.0.0/16"
+    service_ip: str = "10.96.0.1"  # the `kubernetes` Service
+
+    def node(self, index: int) -> NodeNetwork:
+        return NodeNetwork(index)
+
+    @property
+    def first(self) -> NodeNetwork:
+        """The node that also runs kube-proxy and CoreDNS (host processes, so they serve every node)."""
+        return self.node(1)
 
 
 NETWORK = Network()

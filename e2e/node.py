@@ -1,11 +1,13 @@
 """A real node for the local control plane: containerd (Debian trixie's 1.7) with runc and CNI, a kubelet,
-kube-proxy (iptables mode) and CoreDNS.
+and on the first node kube-proxy (iptables mode) and CoreDNS.
 
-Pods get addresses on a bridge of the harness's own (10.244.0.0/24), inside network namespaces that
-containerd creates; nothing leaves this machine. kube-proxy and CoreDNS run as host processes, as
-"the hard way" runs them: kube-proxy programs the Service rules (10.96.0.0/16) into the host's
-iptables, CoreDNS answers the cluster's names on the bridge address, which the kubelet gives pods as
-their nameserver. `down` removes every process, iptables rule, mount and network namespace it made.
+Pods get addresses on a bridge of the node's own (node-1: vkbr0, 10.244.0.0/24), inside network namespaces
+that its containerd creates; nothing leaves this machine. kube-proxy and CoreDNS run as host processes, as
+"the hard way" runs them: kube-proxy programs the Service rules (10.96.0.0/16) into the host's iptables,
+CoreDNS answers the cluster's names on the first bridge's address, which every kubelet gives pods as their
+nameserver. Further nodes (node-2, ...) are a second containerd and kubelet with their own bridge, state
+folder and pod logs; the host's iptables and routes serve them too, so the Services and DNS reach them.
+`down` removes every process, iptables rule, mount and network namespace it made.
 """
 
 from __future__ import annotations
@@ -23,10 +25,8 @@ import yaml
 
 from e2e import procs
 from e2e.controlplane import LocalCluster
-from e2e.network import NETWORK, bridge_exists, kube_chains, mounts_under, netns, remove_kube_chains
+from e2e.network import NETWORK, NodeNetwork, bridge_exists, kube_chains, mounts_under, netns, remove_kube_chains
 
-NODE_NAME = "node-1"
-BRIDGE, POD_CIDR, NODE_IP = NETWORK.bridge, NETWORK.pod_cidr, NETWORK.node_ip
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 PAUSE_C = """#include <signal.h>
 #include <unistd.h>
@@ -73,6 +73,20 @@ def ensure_packages() -> None:
 class Node:
     cluster: LocalCluster
     state_dir: Path
+    index: int = 1
+
+    @property
+    def net(self) -> NodeNetwork:
+        return NETWORK.node(self.index)
+
+    @property
+    def name(self) -> str:
+        return self.net.name
+
+    @property
+    def serves_cluster(self) -> bool:
+        """The first node also runs kube-proxy and CoreDNS for every node."""
+        return self.index == 1
 
     @property
     def socket(self) -> Path:
@@ -91,8 +105,8 @@ class Node:
         return self.state_dir / "service-pids"
 
     def running(self) -> bool:
-        """Every process of this node (containerd, kubelet, kube-proxy, CoreDNS) is alive."""
-        if not (self.pids_file.exists() and self.services_pids_file.exists()):
+        """Every process of this node (containerd, kubelet, and kube-proxy and CoreDNS on the first) is alive."""
+        if not (self.pids_file.exists() and (self.services_pids_file.exists() or not self.serves_cluster)):
             return False
         return all(procs.alive(pid) for pid in _pids(self.pids_file) + _pids(self.services_pids_file))
 
@@ -119,14 +133,21 @@ class Node:
                     f"--config={self.state_dir / 'kubelet.yaml'}",
                     f"--kubeconfig={self.state_dir / 'kubelet.kubeconfig'}",
                     f"--root-dir={self.state_dir / 'kubelet'}",
-                    f"--hostname-override={NODE_NAME}",
-                    f"--node-ip={NODE_IP}",
+                    f"--hostname-override={self.name}",
+                    f"--node-ip={self.net.node_ip}",
                     "--v=1",
                 ],
             )
         )
         self.pids_file.write_text(" ".join(map(str, pids)))
-        self._wait(self._ready, "the node to be Ready")
+        self._wait(self._ready, f"{self.name} to be Ready")
+        if self.serves_cluster:
+            self._start_cluster_services()
+        return self
+
+    def _start_cluster_services(self) -> None:
+        """kube-proxy and CoreDNS, as host processes: they serve every node."""
+        assert self.cluster.bins is not None
         self._write_kube_proxy_config()
         self._write_corefile()
         extra = [
@@ -138,11 +159,10 @@ class Node:
         self.services_pids_file.write_text(" ".join(map(str, extra)))
         self._wait(self._services_programmed, "kube-proxy's rules for the kubernetes Service")
         self._wait(self._dns_ready, "CoreDNS to be ready")
-        return self
 
     def down(self) -> None:
         """Stop CoreDNS, kube-proxy, the kubelet, containers and containerd; remove the iptables chains
-        they made; unmount, delete the network namespaces and the bridge."""
+        they made; unmount, delete the network namespaces and the bridge. Later nodes go down before the first."""
         for pid in _pids(self.services_pids_file):
             procs.stop_group(pid)
         pids = _pids(self.pids_file)
@@ -151,7 +171,8 @@ class Node:
         if self.cluster.bins is not None and (self.state_dir / "kube-proxy.yaml").exists():
             # kube-proxy's own cleanup removes the Service chains; the kubelet's canaries stay, so they go next.
             _run(str(self.cluster.bins / "kube-proxy"), "--cleanup", check=False)
-        remove_kube_chains(set(_lines(self.state_dir / "kube-chains-before")))
+        if self.serves_cluster:  # a later node adds no chain of its own (its kubelet's canaries exist already)
+            remove_kube_chains(set(_lines(self.state_dir / "kube-chains-before")))
         if self.socket.exists():
             tasks = self.ctr("tasks", "ls", "-q", check=False).stdout.split()
             for task in tasks:
@@ -163,9 +184,11 @@ class Node:
         _run("pkill", "-f", f"containerd-shim-runc-v2 .*-address {self.socket}", check=False)
         for mount in sorted(mounts_under(self.state_dir), reverse=True):
             _run("umount", "-l", mount, check=False)
-        for ns in set(netns()) - set(_lines(self.state_dir / "netns-before")):
-            _run("ip", "netns", "delete", ns, check=False)
-        _run("ip", "link", "delete", BRIDGE, check=False)  # the harness's own name: ours, even from a crashed run
+        if self.serves_cluster:  # a later node keeps its network namespaces in its state folder (unmounted above)
+            for ns in set(netns()) - set(_lines(self.state_dir / "netns-before")):
+                _run("ip", "netns", "delete", ns, check=False)
+        # The harness's own name: ours, even from a crashed run.
+        _run("ip", "link", "delete", self.net.bridge, check=False)
         if self.pids_file.exists():
             self.pids_file.unlink()
         shutil.rmtree(self.state_dir, ignore_errors=True)
@@ -191,7 +214,7 @@ class Node:
             f"--kubeconfig={self.cluster.kubeconfig}",
             "get",
             "node",
-            NODE_NAME,
+            self.name,
             "-o",
             "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
             check=False,
@@ -199,10 +222,11 @@ class Node:
         return out.stdout.strip() == "True"
 
     def _bridge(self) -> None:
-        if not bridge_exists(BRIDGE):
-            _run("ip", "link", "add", BRIDGE, "type", "bridge")
-            _run("ip", "addr", "add", NETWORK.node_cidr, "dev", BRIDGE)
-        _run("ip", "link", "set", BRIDGE, "up")
+        bridge = self.net.bridge
+        if not bridge_exists(bridge):
+            _run("ip", "link", "add", bridge, "type", "bridge")
+            _run("ip", "addr", "add", self.net.node_cidr, "dev", bridge)
+        _run("ip", "link", "set", bridge, "up")
 
     def _write_containerd_config(self) -> None:
         s = self.state_dir
@@ -219,6 +243,7 @@ state = "{s}/containerd/state"
   enable_unprivileged_ports = false
   enable_unprivileged_icmp = false
   disable_apparmor = true
+  netns_mounts_under_state_dir = {"false" if self.serves_cluster else "true"}
   [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
     runtime_type = "io.containerd.runc.v2"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
@@ -229,17 +254,17 @@ state = "{s}/containerd/state"
 """)
         conflist = {
             "cniVersion": "0.4.0",
-            "name": "valkeynet",
+            "name": f"valkeynet-{self.name}",  # host-local keeps its leases per network name
             "plugins": [
                 {
                     "type": "bridge",
-                    "bridge": BRIDGE,
+                    "bridge": self.net.bridge,
                     "isGateway": True,
                     "ipMasq": False,
                     "hairpinMode": True,
                     "ipam": {
                         "type": "host-local",
-                        "ranges": [[{"subnet": POD_CIDR, "gateway": NODE_IP}]],
+                        "ranges": [[{"subnet": self.net.pod_cidr, "gateway": self.net.node_ip}]],
                         "routes": [{"dst": "0.0.0.0/0"}],
                     },
                 },
@@ -261,7 +286,7 @@ state = "{s}/containerd/state"
 
     def _write_kubelet_config(self) -> None:
         s = self.state_dir
-        kubeconfig = self.cluster.kubeconfig_for(f"system:node:{NODE_NAME}", ("system:nodes",), s)
+        kubeconfig = self.cluster.kubeconfig_for(f"system:node:{self.name}", ("system:nodes",), s)
         kubeconfig.rename(s / "kubelet.kubeconfig")
         config = {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
@@ -277,8 +302,8 @@ state = "{s}/containerd/state"
             },
             "authorization": {"mode": "Webhook"},
             "clusterDomain": "cluster.local",
-            "clusterDNS": [NODE_IP],  # CoreDNS listens on the bridge address
-            "address": NODE_IP,
+            "clusterDNS": [NETWORK.first.node_ip],  # CoreDNS listens on the first bridge's address
+            "address": self.net.node_ip,
             "port": 10250,
             "readOnlyPort": 0,
             "healthzPort": 0,
@@ -293,6 +318,8 @@ state = "{s}/containerd/state"
             "enforceNodeAllocatable": [],
             "cgroupsPerQOS": False,
             "resolvConf": "/etc/resolv.conf",
+            # Each kubelet removes the log folders of pods it does not know: one folder per node.
+            "podLogsDir": str(s / "pod-logs"),
         }
         (s / "kubelet.yaml").write_text(yaml.safe_dump(config))
 
@@ -305,9 +332,9 @@ state = "{s}/containerd/state"
                 "kubeconfig": str(self.cluster.kubeconfig_for("system:kube-proxy", (), self.state_dir))
             },
             "mode": "iptables",
-            "clusterCIDR": POD_CIDR,
-            "hostnameOverride": NODE_NAME,
-            "bindAddress": NODE_IP,
+            "clusterCIDR": NETWORK.cluster_cidr,
+            "hostnameOverride": self.name,
+            "bindAddress": self.net.node_ip,
             "healthzBindAddress": f"127.0.0.1:{procs.free_port()}",
             "metricsBindAddress": f"127.0.0.1:{procs.free_port()}",
             # Leave the host's conntrack table and sysctls as they are.
@@ -319,7 +346,7 @@ state = "{s}/containerd/state"
     def _write_corefile(self) -> None:
         self.dns_ports = {"health": procs.free_port(), "ready": procs.free_port()}
         (self.state_dir / "Corefile").write_text(f""".:53 {{
-    bind {NODE_IP}
+    bind {self.net.node_ip}
     errors
     health 127.0.0.1:{self.dns_ports["health"]}
     ready 127.0.0.1:{self.dns_ports["ready"]}
