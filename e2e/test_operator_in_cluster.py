@@ -30,7 +30,6 @@ from e2e.conftest import (
     OPERATOR_NS,
     ROOT,
     SERVICE_DNS,
-    WRITER_PY,
     Creds,
     condition,
     finish_pod,
@@ -46,6 +45,7 @@ from e2e.conftest import (
     start_client_pod,
     vkc,
     wait_for,
+    writer_script,
 )
 from e2e.node import Node
 from valkey_operator import __version__, names
@@ -274,7 +274,7 @@ def test_clients_in_pods_reach_the_service_by_name(node: Node, creds: Creds, ope
 
 
 def test_rotation_under_load_keeps_every_acknowledged_write(node: Node, creds: Creds, operator_image: str) -> None:
-    writer = WRITER_PY % {"service": SERVICE_DNS, "max_seconds": 1500, "prefix": "w"}
+    writer = writer_script("w", 1500)
     start_client_pod(node, "writer", operator_image, ["python", "-c", writer])
     wait_for(lambda: "first write acknowledged" in kubectl(node, "logs", "writer", "-n", NS, check=False), "the writer")
 
@@ -465,7 +465,7 @@ def test_ca_rotation_in_three_phases_under_load(
         node,
         writer,
         operator_image,
-        ["python", "-c", WRITER_PY % {"service": SERVICE_DNS, "max_seconds": 1500, "prefix": writer}],
+        ["python", "-c", writer_script(writer, 1500)],
     )
     start_client_pod(node, old_client, operator_image, ["python", "-c", OLD_BUNDLE_PY % {"service": SERVICE_DNS}])
     wait_for(lambda: "first write acknowledged" in kubectl(node, "logs", writer, "-n", NS, check=False), "writer")

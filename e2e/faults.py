@@ -1,0 +1,223 @@
+"""Fault injection under load, shared by the e2e fault modules: a steady writer through the read-write
+Service (50 acknowledged SETs a second, mTLS) that counts acknowledged writes, failed attempts and the
+longest pause and at the end reads every acknowledged key back; a status sampler that compares, second by
+second, what the ValkeyCluster says with what the pods do; and the faults themselves (a pod's server
+killed, its network cut). Figures go to .e2e-failover-report.json for the closing note.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from e2e.conftest import (
+    NS,
+    ROOT,
+    Creds,
+    condition,
+    finish_pod,
+    get_json,
+    is_ready,
+    kubectl,
+    pod_fqdn,
+    pods,
+    role,
+    start_client_pod,
+    vkc,
+    wait_for,
+    writer_script,
+)
+from e2e.node import Node
+from valkey_operator.builders.services import ROLE_PRIMARY
+
+REPORT = ROOT / ".e2e-failover-report.json"
+RESUME_WITHIN_MS = 10_000  # the issue's bound for writes to resume (goal 5 s)
+STATUS_LAG_S = 10.0  # status may trail the pods by one fast-timer period (5 s), plus sampling
+
+
+@dataclass
+class StatusWatch:
+    """Samples the ValkeyCluster's status and the pods about once a second: how long status said Ready
+    while the pods were not (one ready, live, primary-labelled pod that reports master; every pod ready)."""
+
+    node: Node
+    creds: Creds
+    desired: int = 3
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+    judged_from: float = 0.0  # status is held to the pods from here on (an operator that is down says nothing)
+
+    def __post_init__(self) -> None:
+        self.started = time.monotonic()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> dict[str, Any]:
+        body = vkc(self.node)
+        live = [p for p in pods(self.node) if not p["metadata"].get("deletionTimestamp")]
+        heads = [p for p in live if role(p) == ROLE_PRIMARY and is_ready(p)]
+        serving = len(heads) == 1 and self._serves(heads[0])
+        ready = sum(is_ready(p) for p in live)
+        return {
+            "t": round(time.monotonic() - self.started, 1),
+            "status": f"{body.get('status', {}).get('phase')}/{condition(body, 'Ready').get('reason')}",
+            "says_ready": condition(body, "Ready").get("status") == "True",
+            "pods_ready": serving and ready >= self.desired,
+            "pods": f"{ready} ready, primary {heads[0]['metadata']['name'] if serving else '-'}",
+        }
+
+    def _serves(self, pod: dict[str, Any]) -> bool:
+        """The pod says it is the primary; one that does not answer within 3 s (cut off) does not serve."""
+        try:
+            info = self.creds.cli(pod["status"]["podIP"], pod_fqdn(pod["metadata"]["name"]), "INFO", "replication",
+                                  timeout=3)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            return False
+        return "role:master" in info
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.samples.append(self._sample())
+            except Exception as exc:  # a pod or the API server between states: sample again
+                self.samples.append({"t": round(time.monotonic() - self.started, 1), "error": repr(exc)[:80]})
+            self.stop.wait(1.0)
+
+    def judge_from_now(self) -> None:
+        self.judged_from = round(time.monotonic() - self.started, 1)
+
+    def finish(self) -> dict[str, Any]:
+        self.stop.set()
+        self.thread.join(15)
+        return {"false_ready_s": self._longest(lambda s: s["says_ready"] and not s["pods_ready"]),
+                "late_ready_s": self._longest(lambda s: s["pods_ready"] and not s["says_ready"]),
+                "timeline": self._changes()}  # fmt: skip
+
+    def _longest(self, bad: Callable[[dict[str, Any]], bool]) -> float:
+        longest, since = 0.0, None
+        for s in (s for s in self.samples if "error" not in s and s["t"] >= self.judged_from):
+            if bad(s):
+                since = s["t"] if since is None else since
+                longest = max(longest, s["t"] - since + 1.0)
+            else:
+                since = None
+        return round(longest, 1)
+
+    def _changes(self) -> list[str]:
+        out, last = [], None
+        for s in self.samples:
+            line = s.get("error") or f"status {s['status']}, pods {s['pods']}"
+            if line != last:
+                out.append(f"{s['t']:6.1f}s {line}")
+                last = line
+        return out
+
+
+def head(node: Node) -> dict[str, Any]:
+    found = [p for p in pods(node) if role(p) == ROLE_PRIMARY and not p["metadata"].get("deletionTimestamp")]
+    assert len(found) == 1, [(p["metadata"]["name"], role(p)) for p in pods(node)]
+    return found[0]
+
+
+def settled(node: Node, desired: int = 3) -> bool:
+    body = vkc(node)
+    live = [p for p in pods(node) if not p["metadata"].get("deletionTimestamp")]
+    return (
+        body.get("status", {}).get("phase") == "Ready"
+        and len(live) == desired
+        and all(is_ready(p) for p in live)
+        and body["status"].get("primary")
+        == next((p["metadata"]["name"] for p in live if role(p) == ROLE_PRIMARY), None)
+    )
+
+
+def under_writer(
+    node: Node,
+    creds: Creds,
+    image: str,
+    tag: str,
+    fault: Callable[[StatusWatch], None],
+    desired: int = 3,
+    writer_on: str | None = None,
+    wait: int = 0,
+) -> dict[str, Any]:
+    """Start a writer (on node `writer_on` if given), inject the fault, wait until the cluster is Ready again,
+    stop the writer; its report and the status sampler's, printed and kept for the closing note."""
+    writer = writer_script(tag, 900, wait)
+    start_client_pod(node, f"writer-{tag}", image, ["python", "-c", writer], on=writer_on)
+    wait_for(lambda: "first write acknowledged" in kubectl(node, "logs", f"writer-{tag}", "-n", NS, check=False),
+             f"the writer {tag}", 120)  # fmt: skip
+    time.sleep(3)  # a few seconds of writes before the fault
+    watch = StatusWatch(node, creds, desired)
+    before = vkc(node)["status"].get("primary")
+    try:
+        fault(watch)
+        wait_for(lambda: settled(node, desired), f"Ready again after {tag}", 300)
+        time.sleep(3)
+    finally:
+        sampled = watch.finish()
+    top = head(node)
+    info = creds.cli(top["status"]["podIP"], pod_fqdn(top["metadata"]["name"]), "INFO", "replication")
+    assert "role:master" in info, info  # the Service's endpoint is the pod that really is the primary
+    assert "OK" in creds.cli(top["status"]["podIP"], pod_fqdn(top["metadata"]["name"]), "SET", f"{tag}:stop", "1")
+    report = json.loads(finish_pod(node, f"writer-{tag}", 180).splitlines()[-1])
+    report.update(sampled, primary_before=before, primary_after=top["metadata"]["name"])
+    print(f"\n{tag}: " + json.dumps({k: v for k, v in report.items() if k != "timeline"}))
+    print("\n".join(report["timeline"]))
+    figures = json.loads(REPORT.read_text()) if REPORT.exists() else {}
+    figures[tag] = report
+    REPORT.write_text(json.dumps(figures, indent=2))
+    assert report["acked"] > 100, report
+    assert sampled["false_ready_s"] <= STATUS_LAG_S, report
+    return dict(report)
+
+
+def valkey_server_pid(node: Node, pod: str) -> int:
+    """The host PID of `pod`'s valkey-server (the node's containers are processes of this machine): the one
+    whose network namespace holds the pod's IP (its environment is overwritten by the process title)."""
+    ip = get_json(node, "pod", pod, "-n", NS)["status"]["podIP"]
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != "valkey-server":
+                continue
+            local = (entry / "net" / "fib_trie").read_text()
+        except OSError:
+            continue
+        if f"|-- {ip}\n" in local:
+            return int(entry.name)
+    raise AssertionError(f"no valkey-server process for {pod} ({ip})")
+
+
+def restarts(node: Node, pod: str) -> int:
+    p = get_json(node, "pod", pod, "-n", NS)
+    return sum(int(c.get("restartCount", 0)) for c in p.get("status", {}).get("containerStatuses") or [])
+
+
+def node_of(node: Node, pod: str) -> str:
+    return str(get_json(node, "pod", pod, "-n", NS)["spec"]["nodeName"])
+
+
+@contextmanager
+def network_cut(node: Node, pod: str) -> Iterator[None]:
+    """Drop every packet in and out of the pod's eth0, inside its network namespace (loopback stays, so the
+    kubelet's exec probes still pass: to Kubernetes the pod looks fine, to everyone else it is gone)."""
+    pid = valkey_server_pid(node, pod)
+    rules = [("INPUT", "-i"), ("OUTPUT", "-o")]
+    for chain, way in rules:
+        subprocess.run(["nsenter", "-t", str(pid), "-n", "iptables", "-I", chain, "1", way, "eth0", "-j", "DROP"],
+                       check=True, timeout=30)  # fmt: skip
+    try:
+        yield
+    finally:
+        for chain, way in rules:
+            subprocess.run(["nsenter", "-t", str(pid), "-n", "iptables", "-D", chain, way, "eth0", "-j", "DROP"],
+                           check=True, timeout=30)  # fmt: skip
