@@ -19,8 +19,10 @@ from valkey_operator.api.spec import SpecError, ValkeyCluster
 from valkey_operator.api.status import (
     CERTIFICATES_READY,
     EXPIRING_SOON,
+    RECONCILE_ERROR,
     Observation,
     conditions,
+    failed_pass_conditions,
     merge_conditions,
     phase,
     spec_error_conditions,
@@ -46,7 +48,9 @@ from valkey_operator.snapshot import (
 
 # "Not yet": how soon to look again while a switchover (an asynchronous FAILOVER) completes.
 SWITCHOVER_RECHECK = failover.RECHECK
-__all__ = ["Decision", "Event", "decide", "decide_invalid", "needs_fast_look"]
+__all__ = ["Decision", "Event", "decide", "decide_failed", "decide_invalid", "needs_fast_look"]
+# A pass that raised is tried again this soon (the error may be passing: a conflict, an API server restart).
+FAILED_PASS_RETRY = 15.0
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,19 @@ def decide_invalid(status: Mapping[str, Any], generation: int, error: SpecError,
             ),
         },
         events=(Event("Warning", error.reason, error.message),) if news else (),
+    )
+
+
+def decide_failed(status: Mapping[str, Any], generation: int, message: str, now: datetime) -> Decision:
+    """A pass that raised (a bug, or a failure no decision foresaw): say so, touch nothing else; one Event
+    per new message."""
+    previous: list[Mapping[str, Any]] = list(status.get("conditions") or [])
+    degraded: Mapping[str, Any] = next((c for c in previous if c.get("type") == "Degraded"), {})
+    news = degraded.get("reason") != RECONCILE_ERROR or degraded.get("message") != message
+    return Decision(
+        status={"conditions": merge_conditions(previous, failed_pass_conditions(previous, message), now, generation)},
+        events=(Event("Warning", RECONCILE_ERROR, message),) if news else (),
+        retry_after=FAILED_PASS_RETRY,
     )
 
 

@@ -6,6 +6,7 @@ The same pass serves create, update, resume and the timers. It owns the status.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -14,7 +15,7 @@ from valkey_operator import metrics, names
 from valkey_operator.actions import Action, Apply, DeletePod, Promote, Relabel, Reload, Repoint, Switchover
 from valkey_operator.api.spec import SpecError, ValkeyCluster, parse_cluster
 from valkey_operator.clock import Clock
-from valkey_operator.decide import Decision, Event, decide, decide_invalid
+from valkey_operator.decide import Decision, Event, decide, decide_failed, decide_invalid
 from valkey_operator.pki.issue import KeyPair
 from valkey_operator.pki.plan import CONNECTION_CLIENT
 from valkey_operator.snapshot import (
@@ -31,6 +32,7 @@ from valkey_operator.snapshot import (
 from valkey_operator.valkey_admin import Credentials, PodError
 
 log = logging.getLogger(__name__)
+_PEM = re.compile(r"-----BEGIN [A-Z ]+-----.*?(-----END [A-Z ]+-----|$)", re.DOTALL)
 POD_CALL_RETRY = 5.0  # seconds: a pod that did not answer is asked again this soon
 
 
@@ -110,6 +112,14 @@ def _ask_pods(admin: PodAdmin, cluster: ValkeyCluster, snap: Snapshot) -> dict[s
             continue
         out[pod.name] = PodReport(rep, served)
     return out
+
+
+def describe_error(exc: BaseException) -> str:
+    """What failed, for a condition and an Event: the exception's type and first line, with any PEM block
+    (key material) cut out, at most 300 characters."""
+    text = _PEM.sub("[PEM removed]", str(exc)).strip().splitlines()
+    first = text[0] if text else ""
+    return f"The pass failed: {type(exc).__name__}: {first}"[:300]
 
 
 def gather(kube: KubeAPI, admin: PodAdmin, cluster: ValkeyCluster, status: Mapping[str, Any]) -> Snapshot:
@@ -233,11 +243,16 @@ class Reconciler:
         except SpecError as exc:
             invalid = decide_invalid(status, int(meta.get("generation", 0)), exc, now)
             return Outcome(body, changed(status, invalid.status), list(invalid.events))
-        snap = gather(self.kube, self.admin, cluster, status)
-        decision: Decision = decide(cluster, snap, now)
-        creds = credentials(cluster, snap)
-        self._credentials[(cluster.namespace, cluster.name)] = creds
-        failed = act(self.kube, self.admin, cluster, creds, decision.actions)
+        try:
+            snap = gather(self.kube, self.admin, cluster, status)
+            decision: Decision = decide(cluster, snap, now)
+            creds = credentials(cluster, snap)
+            self._credentials[(cluster.namespace, cluster.name)] = creds
+            failed = act(self.kube, self.admin, cluster, creds, decision.actions)
+        except Exception as exc:  # whatever raised, the user sees a condition and an Event, not only a log
+            log.exception("%s/%s: the pass failed", cluster.namespace, cluster.name)
+            broken = decide_failed(status, int(meta.get("generation", 0)), describe_error(exc), now)
+            return Outcome(body, changed(status, broken.status), list(broken.events), broken.retry_after)
         retry_after = decision.retry_after
         if failed:
             retry_after = min(retry_after or POD_CALL_RETRY, POD_CALL_RETRY)

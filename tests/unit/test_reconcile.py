@@ -53,3 +53,42 @@ def test_the_role_check_asks_the_recorded_primary_with_the_last_credentials_and_
         assert admin.asked == ["cache-1.cache-headless.ns.svc"]
         rec.forget("ns", "cache")
         assert rec.primary_holds("ns", "cache", "cache-1") is False
+
+
+class _BrokenKube:
+    """A Kubernetes API that fails in a way no decision foresaw (a stand-in: the real API server does not
+    fail on demand); the message carries key material, which must not travel on."""
+
+    def list(self, *args: object) -> list[object]:
+        key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----"
+        raise RuntimeError(f"boom\n{key}")
+
+
+def test_a_pass_that_raises_ends_as_a_condition_and_one_event_not_only_a_traceback() -> None:
+    from tests.unit.conftest import example_body
+    from valkey_operator.clock import ManualClock
+    from valkey_operator.reconcile import Reconciler
+
+    rec = Reconciler(_BrokenKube(), _Roles("master"), ManualClock())  # type: ignore[arg-type]
+    body = {**example_body(), "status": {"phase": "Ready", "conditions": [
+        {"type": "Ready", "status": "True", "reason": "AllPodsReady", "message": "3/3 pods ready."}]}}  # fmt: skip
+    out = rec.decide_and_act(body)
+    conds = {c["type"]: c for c in out.status["conditions"]}
+    assert (conds["Degraded"]["status"], conds["Degraded"]["reason"]) == ("True", "ReconcileError")
+    assert conds["Degraded"]["message"] == "The pass failed: RuntimeError: boom"
+    assert (conds["Ready"]["status"], conds["Ready"]["reason"]) == ("Unknown", "ReconcileError")
+    assert "3/3 pods ready." in conds["Ready"]["message"]
+    assert [(e.type, e.reason) for e in out.events] == [("Warning", "ReconcileError")]
+    assert "PRIVATE KEY" not in repr(out)
+    assert out.retry_after == 15.0
+    # The same failure again: no second Event.
+    again = rec.decide_and_act({**body, "status": {**body["status"], **out.status}})
+    assert again.events == []
+
+
+def test_an_error_description_never_carries_a_pem_block() -> None:
+    from valkey_operator.reconcile import describe_error
+
+    pem = "-----BEGIN EC PRIVATE KEY-----\nabc\n-----END EC PRIVATE KEY-----"
+    assert describe_error(ValueError(f"bad {pem} here")) == "The pass failed: ValueError: bad [PEM removed] here"
+    assert "abc" not in describe_error(ValueError("-----BEGIN CERTIFICATE-----\nabc"))

@@ -16,6 +16,8 @@ ROTATING = "Rotating"
 DEGRADED = "Degraded"
 
 
+RECONCILE_ERROR = "ReconcileError"  # a pass raised: Degraded's reason, and the Event's
+
 CONTRACT_ORDER = (READY, CERTIFICATES_READY, EXPIRING_SOON, ROTATING, DEGRADED)
 
 
@@ -86,24 +88,41 @@ class Observation:
         )
 
 
-def spec_error_conditions(previous: Sequence[Mapping[str, Any]], reason: str, message: str) -> list[Condition]:
-    """A spec the operator cannot serve: Ready False and Degraded True, saying why; the other three keep what
-    was last observed (nothing changed them: the pass stopped before acting), or Unknown when never observed."""
+def _held(
+    previous: Sequence[Mapping[str, Any]], overrides: Mapping[str, Condition], unknown: tuple[str, str]
+) -> list[Condition]:
+    """`overrides`, and for every other condition what was last observed (nothing changed it: the pass
+    stopped before acting), or Unknown with `unknown` (reason, message) when never observed."""
     before = {c.get("type"): c for c in previous}
     out = []
     for kind in CONTRACT_ORDER:
         old = before.get(kind)
-        if kind == READY:
-            out.append(Condition(READY, False, reason, message))
-        elif kind == DEGRADED:
-            out.append(Condition(DEGRADED, True, reason, message))
+        if kind in overrides:
+            out.append(overrides[kind])
         elif old is not None:
             word = old.get("status")
             status = None if word not in ("True", "False") else word == "True"
             out.append(Condition(kind, status, str(old.get("reason", "")), str(old.get("message", ""))))
         else:
-            out.append(Condition(kind, None, "SpecInvalid", "Not checked while the spec is invalid: fix the spec."))
+            out.append(Condition(kind, None, *unknown))
     return out
+
+
+def spec_error_conditions(previous: Sequence[Mapping[str, Any]], reason: str, message: str) -> list[Condition]:
+    """A spec the operator cannot serve: Ready False and Degraded True, saying why."""
+    overrides = {READY: Condition(READY, False, reason, message), DEGRADED: Condition(DEGRADED, True, reason, message)}
+    return _held(previous, overrides, ("SpecInvalid", "Not checked while the spec is invalid: fix the spec."))
+
+
+def failed_pass_conditions(previous: Sequence[Mapping[str, Any]], message: str) -> list[Condition]:
+    """A pass that raised: Degraded True saying what failed, Ready Unknown (the pass could not look)."""
+    ready = next((c for c in previous if c.get("type") == READY), {})
+    seen = f"The last pass failed; before that: {ready.get('message') or 'not observed yet'}"
+    overrides = {
+        READY: Condition(READY, None, RECONCILE_ERROR, seen),
+        DEGRADED: Condition(DEGRADED, True, RECONCILE_ERROR, message),
+    }
+    return _held(previous, overrides, (RECONCILE_ERROR, "Not checked: the pass failed."))
 
 
 def conditions(obs: Observation) -> list[Condition]:
