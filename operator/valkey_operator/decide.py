@@ -49,6 +49,7 @@ from valkey_operator.snapshot import (
 # "Not yet": how soon to look again while a switchover (an asynchronous FAILOVER) completes.
 SWITCHOVER_RECHECK = failover.RECHECK
 __all__ = ["Decision", "Event", "decide", "decide_failed", "decide_invalid", "needs_fast_look"]
+NOT_OWNED = "ObjectNotOwned"
 # A pass that raised is tried again this soon (the error may be passing: a conflict, an API server restart).
 FAILED_PASS_RETRY = 15.0
 
@@ -266,8 +267,25 @@ def _served(views: Sequence[PodView], snap: Snapshot) -> list[dict[str, str]]:
     return out
 
 
+def not_owned(cluster: ValkeyCluster, snap: Snapshot) -> SpecError | None:
+    """Objects with names this cluster derives that someone else made: the operator stops and says which."""
+    if not snap.foreign:
+        return None
+    named = ", ".join(f"{kind} {name}" for kind, name in snap.foreign[:3])
+    more = f" and {len(snap.foreign) - 3} more" if len(snap.foreign) > 3 else ""
+    return SpecError(
+        NOT_OWNED,
+        f"{named}{more}: already in namespace {cluster.namespace}, not created by this ValkeyCluster (no owner "
+        "reference to it). The operator never adopts or overwrites what it did not create: delete or rename "
+        "it, or give this ValkeyCluster another name",
+    )
+
+
 def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
     """Every decision of one pass."""
+    taken = not_owned(cluster, snap)
+    if taken is not None:
+        return decide_invalid(snap.status, cluster.generation, taken, now)
     n = cluster.names
     views = pods(snap)
     live = [p for p in views if not p.terminating]

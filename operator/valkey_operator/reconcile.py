@@ -24,7 +24,9 @@ from valkey_operator.snapshot import (
     PodReport,
     Replication,
     Snapshot,
+    expected_objects,
     observed_secrets,
+    owned_by,
     password,
     pods,
     secret_names,
@@ -124,7 +126,9 @@ def describe_error(exc: BaseException) -> str:
 
 def gather(kube: KubeAPI, admin: PodAdmin, cluster: ValkeyCluster, status: Mapping[str, Any]) -> Snapshot:
     """Every read of one pass: one LIST per listed owned kind (by the owner's labels), each owned Secret by
-    name, the user's issuer Secret, and what the pods report over TLS."""
+    name, a GET for each expected object the LISTs did not find (someone else's object with our name shows
+    only so), the user's issuer Secret, and what the pods report over TLS. An object without this
+    cluster's owner reference is set aside as foreign: never read as its own."""
     ns = cluster.namespace
     selector = names.owned_selector(cluster.name)
     objects: dict[tuple[str, str], Mapping[str, Any]] = {}
@@ -135,9 +139,16 @@ def gather(kube: KubeAPI, admin: PodAdmin, cluster: ValkeyCluster, status: Mappi
         secret = kube.get("v1", "Secret", ns, name)
         if secret is not None:
             objects[("Secret", name)] = secret
+    for api_version, kind, name in expected_objects(cluster):
+        if (kind, name) not in objects:  # missing, or someone else's (without this cluster's labels)
+            found = kube.get(api_version, kind, ns, name)
+            if found is not None:
+                objects[(kind, name)] = found
+    foreign = tuple(sorted(key for key, obj in objects.items() if key[0] != "Pod" and not owned_by(obj, cluster)))
     secret_name = cluster.spec.tls.issuer.secret_name
     issuer = kube.get("v1", "Secret", ns, secret_name) if secret_name else None
-    snap = Snapshot(objects=objects, issuer_secret=issuer, status=status)
+    owned = {key: obj for key, obj in objects.items() if key not in foreign}
+    snap = Snapshot(objects=owned, issuer_secret=issuer, status=status, foreign=foreign)
     return replace(snap, reports=_ask_pods(admin, cluster, snap))
 
 

@@ -72,6 +72,9 @@ class Snapshot:
     issuer_secret: Object | None = None
     reports: Mapping[str, PodReport] = field(default_factory=dict)
     status: Mapping[str, Any] = field(default_factory=dict)  # the resource's status as read
+    # Objects with a name this cluster derives that it did not create (no owner reference to it): never
+    # read as its own, never written.
+    foreign: tuple[tuple[str, str], ...] = ()
 
     def get(self, kind: str, name: str) -> Object | None:
         return self.objects.get((kind, name))
@@ -89,6 +92,26 @@ class PodView:
     running: bool  # has an address and runs: the operator may talk to it
     role_label: str | None
     template_hash: str  # the pod template it was created from (ANN_TEMPLATE_HASH)
+
+
+def expected_objects(cluster: ValkeyCluster) -> list[tuple[str, str, str]]:
+    """(apiVersion, kind, name) of every object of a LISTED kind that the cluster creates (not its pods)."""
+    n = cluster.names
+    services = [n.service, n.headless_service, *([n.ro_service] if cluster.spec.mode == "replication" else [])]
+    return [
+        ("v1", "ConfigMap", n.config_map),
+        *(("v1", "Service", name) for name in services),
+        ("apps/v1", "StatefulSet", n.statefulset),
+        ("policy/v1", "PodDisruptionBudget", n.pdb),
+    ]
+
+
+def owned_by(obj: Object, cluster: ValkeyCluster) -> bool:
+    """The object names this ValkeyCluster (its uid) as an owner; offline renders (no uid) own everything."""
+    if not cluster.uid:
+        return True
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(ref.get("uid") == cluster.uid for ref in refs)
 
 
 def secret_names(cluster: ValkeyCluster) -> list[str]:

@@ -212,6 +212,15 @@ def test_first_pass_applies_every_object_in_order_and_touches_no_pod() -> None:
     assert d.retry_after is None
 
 
+def test_an_object_someone_else_made_with_a_derived_name_stops_the_pass_and_names_it() -> None:
+    taken = Snapshot(foreign=(("Secret", "cache-tls"), ("Service", "cache-ro")))
+    d = decide(cluster(), taken, NOW)
+    assert d.actions == ()
+    assert (condition(d, "Degraded")["reason"], condition(d, "Ready")["status"]) == ("ObjectNotOwned", "False")
+    assert condition(d, "Degraded")["message"].startswith("Secret cache-tls, Service cache-ro: already in namespace")
+    assert [(e.type, e.reason) for e in d.events] == [("Warning", "ObjectNotOwned")]
+
+
 def test_steady_state_writes_nothing_at_all() -> None:
     c = cluster()
     world = running(c)

@@ -169,3 +169,15 @@ def test_pods_prefer_different_nodes_unless_the_spec_says_otherwise() -> None:
     mine = _pod_spec(topologySpreadConstraints=[zone])["topologySpreadConstraints"]
     assert mine == [{"labelSelector": default[0]["labelSelector"], **zone}]
     assert "topologySpreadConstraints" not in _pod_spec(topologySpreadConstraints=[])
+
+
+@pytest.mark.parametrize(("mode", "replicas"), [("standalone", 1), ("replication", 3), ("cluster", 6)])
+def test_the_snapshot_expects_exactly_the_listed_kinds_the_builders_make(mode: str, replicas: int) -> None:
+    # gather looks up each expected name the label LISTs did not find (someone else's object shows only so):
+    # the list must be the builders' own, in every mode.
+    from valkey_operator.snapshot import LISTED_KINDS, expected_objects
+
+    c = cluster(mode=mode, replicas=replicas)
+    listed = {kind for _, kind in LISTED_KINDS}
+    made = {(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in objects(c) if o["kind"] in listed}
+    assert set(expected_objects(c)) == made
