@@ -19,9 +19,10 @@ class OperatorConfig:
     timer_interval: float = 300.0  # the slow re-check of every cluster (certificates age without events)
     rollout_interval: float = 5.0  # while pods start or roll: the next step this often
     watch_timeout: int = 300  # kopf's server-side watch timeout
-    # Replication: how often the recorded primary is asked whether it still is one (a FAILOVER run by hand
-    # changes no Kubernetes object, so no event reports it). One TLS round trip, no API call.
-    role_check_interval: float = 10.0
+    # Replication: how often the recorded primary is asked whether it still is one (a FAILOVER run by hand,
+    # or a primary cut off from the network, changes no Kubernetes object, so no event reports it). One TLS
+    # round trip, no API call; together with its 2 s timeout, it bounds how long status can trail a cut.
+    role_check_interval: float = 5.0
     cluster_domain: str = names.DEFAULT_CLUSTER_DOMAIN
 
     @classmethod

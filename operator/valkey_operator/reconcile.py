@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -36,6 +37,8 @@ from valkey_operator.valkey_admin import Credentials, PodError
 log = logging.getLogger(__name__)
 _PEM = re.compile(r"-----BEGIN [A-Z ]+-----.*?(-----END [A-Z ]+-----|$)", re.DOTALL)
 POD_CALL_RETRY = 5.0  # seconds: a pod that did not answer is asked again this soon
+ROLE_CHECK_TIMEOUT = 2.0  # the role check waits this long for the primary (a pass, when it is silent, not again)
+SILENT_HINT_S = 3.0  # how long the role check's "silent" stands for the pass it starts
 
 
 class KubeAPI(Protocol):
@@ -57,7 +60,7 @@ class PodAdmin(Protocol):
     """What a pass asks of Valkey pods, each by its stable DNS name (valkey_admin.ValkeyAdmin implements it).
     Every method raises PodError when the pod cannot be reached or refuses."""
 
-    def replication(self, host: str, creds: Credentials | None) -> Replication: ...
+    def replication(self, host: str, creds: Credentials | None, timeout: float = ...) -> Replication: ...
     def served(self, host: str, creds: Credentials | None) -> str: ...
     def switchover(self, host: str, target_host: str, creds: Credentials | None) -> None: ...
     def promote(self, host: str, creds: Credentials | None) -> None: ...
@@ -93,9 +96,12 @@ def credentials(cluster: ValkeyCluster, snap: Snapshot) -> Credentials | None:
     return Credentials(server.data["ca.crt"], client, password(cluster, snap))
 
 
-def _ask_pods(admin: PodAdmin, cluster: ValkeyCluster, snap: Snapshot) -> dict[str, PodReport]:
+def _ask_pods(
+    admin: PodAdmin, cluster: ValkeyCluster, snap: Snapshot, silent: Collection[str] = ()
+) -> dict[str, PodReport]:
     """What each running pod reports over TLS, when a decision needs it: a terminating pod too (a primary
-    being deleted still holds the role until it has handed it over)."""
+    being deleted still holds the role until it has handed it over). A pod in `silent` did not answer the
+    role check a moment ago: it is not asked again (a cut-off pod would cost the pass its whole timeout)."""
     roles = cluster.spec.mode == "replication"
     hot = cluster.spec.tls.rotation_strategy == "HotReload"
     creds = credentials(cluster, snap)
@@ -103,7 +109,7 @@ def _ask_pods(admin: PodAdmin, cluster: ValkeyCluster, snap: Snapshot) -> dict[s
         return {}
     out: dict[str, PodReport] = {}
     for pod in pods(snap):
-        if not pod.running or (pod.terminating and not roles):
+        if not pod.running or (pod.terminating and not roles) or pod.name in silent:
             continue
         host = cluster.names.pod_fqdn(pod.name)
         try:
@@ -124,7 +130,9 @@ def describe_error(exc: BaseException) -> str:
     return f"The pass failed: {type(exc).__name__}: {first}"[:300]
 
 
-def gather(kube: KubeAPI, admin: PodAdmin, cluster: ValkeyCluster, status: Mapping[str, Any]) -> Snapshot:
+def gather(
+    kube: KubeAPI, admin: PodAdmin, cluster: ValkeyCluster, status: Mapping[str, Any], silent: Collection[str] = ()
+) -> Snapshot:
     """Every read of one pass: one LIST per listed owned kind (by the owner's labels), each owned Secret by
     name, a GET for each expected object the LISTs did not find (someone else's object with our name shows
     only so), the user's issuer Secret, and what the pods report over TLS. An object without this
@@ -149,7 +157,7 @@ def gather(kube: KubeAPI, admin: PodAdmin, cluster: ValkeyCluster, status: Mappi
     issuer = kube.get("v1", "Secret", ns, secret_name) if secret_name else None
     owned = {key: obj for key, obj in objects.items() if key not in foreign}
     snap = Snapshot(objects=owned, issuer_secret=issuer, status=status, foreign=foreign)
-    return replace(snap, reports=_ask_pods(admin, cluster, snap))
+    return replace(snap, reports=_ask_pods(admin, cluster, snap, silent))
 
 
 def act(
@@ -217,6 +225,8 @@ class Reconciler:
         # How the last pass talked to each cluster's pods, for primary_holds (no API call); one entry per
         # cluster that exists (`forget` drops it).
         self._credentials: dict[tuple[str, str], Credentials | None] = {}
+        # The recorded primary that did not answer the role check, and when (monotonic).
+        self._silent: dict[tuple[str, str], tuple[str, float]] = {}
 
     def primary_holds(self, namespace: str, name: str, primary: str) -> bool:
         """Whether `primary` still says it is the primary, asked with the last pass's credentials; False
@@ -226,12 +236,20 @@ class Reconciler:
             return False
         host = names.ClusterNames(name, namespace, self.cluster_domain).pod_fqdn(primary)
         try:
-            return self.admin.replication(host, self._credentials[key]).role == ROLE_MASTER
+            return self.admin.replication(host, self._credentials[key], ROLE_CHECK_TIMEOUT).role == ROLE_MASTER
         except PodError:
+            # Silent: the pass this check starts does not wait for it again.
+            self._silent[key] = (primary, time.monotonic())
             return False
 
     def forget(self, namespace: str, name: str) -> None:
         self._credentials.pop((namespace, name), None)
+        self._silent.pop((namespace, name), None)
+
+    def _just_silent(self, namespace: str, name: str) -> tuple[str, ...]:
+        """The pod the role check found silent, if it did so within SILENT_HINT_S (used once)."""
+        pod, at = self._silent.pop((namespace, name), ("", 0.0))
+        return (pod,) if pod and time.monotonic() - at < SILENT_HINT_S else ()
 
     def reconcile(self, namespace: str, name: str) -> Outcome | None:
         """One pass over the ValkeyCluster as it is now (read afresh, so the status patch is computed
@@ -255,7 +273,7 @@ class Reconciler:
             invalid = decide_invalid(status, int(meta.get("generation", 0)), exc, now)
             return Outcome(body, changed(status, invalid.status), list(invalid.events))
         try:
-            snap = gather(self.kube, self.admin, cluster, status)
+            snap = gather(self.kube, self.admin, cluster, status, self._just_silent(cluster.namespace, cluster.name))
             decision: Decision = decide(cluster, snap, now)
             creds = credentials(cluster, snap)
             self._credentials[(cluster.namespace, cluster.name)] = creds

@@ -51,15 +51,17 @@ def _files(creds: Credentials) -> Iterator[tuple[str, str | None, str | None]]:
 
 # Every call answers in milliseconds from a live server; a pod that does not (cut off, frozen) costs a pass
 # at most this long per call, so a lost primary is noticed within seconds.
-TIMEOUT_S = 5.0
+TIMEOUT_S = 3.0
 
 
 @contextmanager
-def connect(host: str, port: int, creds: Credentials, *, address: str | None = None) -> Iterator[valkey.Valkey]:
+def connect(
+    host: str, port: int, creds: Credentials, *, address: str | None = None, timeout: float = TIMEOUT_S
+) -> Iterator[valkey.Valkey]:
     """A TLS connection to `host` (verified against the bundle); `address` overrides where to dial. Plaintext
     only for a cluster whose TLS is disabled (Credentials without a bundle)."""
     if creds.bundle is None:
-        conn = valkey.Valkey(host=address or host, port=port, password=creds.password, socket_timeout=TIMEOUT_S)
+        conn = valkey.Valkey(host=address or host, port=port, password=creds.password, socket_timeout=timeout)
         try:
             conn.ping()
             yield conn
@@ -77,8 +79,8 @@ def connect(host: str, port: int, creds: Credentials, *, address: str | None = N
             ssl_keyfile=key,
             ssl_cert_reqs="required",
             ssl_check_hostname=address is None,
-            socket_timeout=TIMEOUT_S,
-            socket_connect_timeout=TIMEOUT_S,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
         )
         try:
             conn.ping()  # handshake now, while the files exist
@@ -112,17 +114,17 @@ class ValkeyAdmin:
         self.layout = layout
 
     @contextmanager
-    def _conn(self, host: str, creds: Credentials | None) -> Iterator[valkey.Valkey]:
+    def _conn(self, host: str, creds: Credentials | None, timeout: float = TIMEOUT_S) -> Iterator[valkey.Valkey]:
         if creds is None:
             raise PodError(f"{host}: no certificates to talk to it with yet")
         try:
-            with connect(host, self.layout.port, creds) as conn:
+            with connect(host, self.layout.port, creds, timeout=timeout) as conn:
                 yield conn
         except (OSError, valkey.exceptions.ValkeyError) as exc:
             raise PodError(f"{host}: {exc}") from exc
 
-    def replication(self, host: str, creds: Credentials | None) -> Replication:
-        with self._conn(host, creds) as conn:
+    def replication(self, host: str, creds: Credentials | None, timeout: float = TIMEOUT_S) -> Replication:
+        with self._conn(host, creds, timeout) as conn:
             info: dict[str, object] = conn.info("replication")  # type: ignore[assignment]
         return parse_replication(info)
 

@@ -32,7 +32,7 @@ class RecordingValkey:
         self.switched: list[tuple[str, str]] = []
         self.repointed: list[str] = []
 
-    def replication(self, host: str, creds: Credentials | None) -> Replication:
+    def replication(self, host: str, creds: Credentials | None, timeout: float = 3.0) -> Replication:
         pod = host.split(".", maxsplit=1)[0]
         if pod == self.primary:
             return Replication("master")

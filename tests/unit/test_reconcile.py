@@ -28,12 +28,14 @@ class _Roles:
     def __init__(self, role: str | None) -> None:
         self.role = role
         self.asked: list[str] = []
+        self.timeouts: list[float] = []
 
-    def replication(self, host: str, creds: object) -> object:
+    def replication(self, host: str, creds: object, timeout: float = 3.0) -> object:
         from valkey_operator.snapshot import Replication
         from valkey_operator.valkey_admin import PodError
 
         self.asked.append(host)
+        self.timeouts.append(timeout)
         if self.role is None:
             raise PodError(f"{host}: no answer")
         return Replication(self.role)
@@ -51,6 +53,10 @@ def test_the_role_check_asks_the_recorded_primary_with_the_last_credentials_and_
         rec._credentials[("ns", "cache")] = None
         assert rec.primary_holds("ns", "cache", "cache-1") is holds
         assert admin.asked == ["cache-1.cache-headless.ns.svc"]
+        assert admin.timeouts == [2.0]  # a short probe: a cut-off primary is found within seconds
+        # A silent primary is not asked again by the pass the check starts (once, and only just after).
+        assert rec._just_silent("ns", "cache") == (() if role else ("cache-1",))
+        assert rec._just_silent("ns", "cache") == ()
         rec.forget("ns", "cache")
         assert rec.primary_holds("ns", "cache", "cache-1") is False
 
