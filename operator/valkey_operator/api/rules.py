@@ -7,13 +7,55 @@ both refuse it and accept its fix. Transition rules (comparing with the old obje
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from valkey_operator.durations import DurationError, parse_duration
 
 Raw = Mapping[str, Any]
+# A DNS name for a certificate: lower-case labels of at most 63 characters, an optional leading wildcard.
+DNS_NAME = r"^(\\*\\.)?[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$"
+TLS13_SUITES = (
+    "TLS_AES_128_GCM_SHA256",
+    "TLS_AES_256_GCM_SHA384",
+    "TLS_CHACHA20_POLY1305_SHA256",
+    "TLS_AES_128_CCM_SHA256",
+    "TLS_AES_128_CCM_8_SHA256",
+)
+_CEL_SUITES = "[" + ", ".join(f"'{c}'" for c in TLS13_SUITES) + "]"
+
+
+def _dns_name(value: str) -> bool:
+    return len(value) <= 253 and re.fullmatch(DNS_NAME.replace("\\\\", "\\"), value) is not None
+
+
+def _ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+_SUFFIX: dict[str, int | Decimal] = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+           "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": 1,
+           "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}  # fmt: skip
+_QUANTITY = re.compile(r"([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?[0-9]+)?")
+
+
+def _q(value: Any) -> Decimal:
+    """A Kubernetes quantity's value (NaN when it is not one: the schema's pattern refuses it first)."""
+    match = _QUANTITY.fullmatch(str(value))
+    if match is None:
+        return Decimal("NaN")
+    number, suffix = Decimal(match.group(1)), match.group(2) or ""
+    if suffix[:1] in ("e", "E"):
+        return number * Decimal(10) ** int(suffix[1:])
+    return number * _SUFFIX[suffix]
 
 
 def _d(value: Any) -> float:
@@ -155,13 +197,66 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "tls.certificates",
-        "duration(self.duration) < duration(self.caDuration)",
-        "duration must be shorter than caDuration",
-        ".duration",
+        "duration(self.duration) + duration(self.duration) < duration(self.caDuration)",
+        "caDuration must be more than twice duration (the CA is renewed once less than two leaf lifetimes are "
+        "left: a shorter CA would be renewed on every pass)",
+        ".caDuration",
         "FieldValueInvalid",
         "InvalidDuration",
-        lambda s: _d(s["duration"]) < _d(s["caDuration"]),
-        {"tls": {"certificates": {"duration": "9000h", "caDuration": "8000h"}}},
+        lambda s: 2 * _d(s["duration"]) < _d(s["caDuration"]),
+        {"tls": {"certificates": {"duration": "8760h", "caDuration": "17000h"}}},
+    ),
+    Rule(
+        "tls.certificates",
+        "self.extraDNSNames.all(n, n.matches('" + DNS_NAME + "'))",
+        "extraDNSNames must be DNS names: lower-case labels of letters, digits and '-' (at most 63 characters "
+        "each) joined by dots, optionally after a leading '*.'",
+        ".extraDNSNames",
+        "FieldValueInvalid",
+        "InvalidDNSName",
+        lambda s: all(_dns_name(n) for n in s["extraDNSNames"]),
+        {"tls": {"certificates": {"extraDNSNames": ["bad name.example.com"]}}},
+    ),
+    Rule(
+        "tls.certificates",
+        "self.extraIPAddresses.all(a, isIP(a))",
+        "extraIPAddresses must be IPv4 or IPv6 addresses",
+        ".extraIPAddresses",
+        "FieldValueInvalid",
+        "InvalidIPAddress",
+        lambda s: all(_ip(a) for a in s["extraIPAddresses"]),
+        {"tls": {"certificates": {"extraIPAddresses": ["10.0.0.300"]}}},
+    ),
+    Rule(
+        "tls",
+        "!has(self.ciphersuites) || self.ciphersuites.split(':').all(c, c in " + _CEL_SUITES + ")",
+        "ciphersuites must be TLS 1.3 suite names separated by ':' (" + ", ".join(TLS13_SUITES) + ")",
+        ".ciphersuites",
+        "FieldValueInvalid",
+        "InvalidCiphers",
+        lambda s: "ciphersuites" not in s or all(c in TLS13_SUITES for c in str(s["ciphersuites"]).split(":")),
+        {"tls": {"ciphersuites": "TLS_NOPE"}},
+    ),
+    Rule(
+        "tls",
+        "self.clients.all(c, c.name != 'connection')",
+        "the client name 'connection' is taken by the connection Secret's own certificate",
+        ".clients",
+        "FieldValueInvalid",
+        "InvalidClientName",
+        lambda s: all(c["name"] != "connection" for c in s["clients"]),
+        {"tls": {"clients": [{"name": "connection"}]}},
+    ),
+    Rule(
+        "resources",
+        "!has(self.requests) || !has(self.limits) || self.requests.all(k, !(k in self.limits) || "
+        "quantity(string(self.requests[k])).compareTo(quantity(string(self.limits[k]))) <= 0)",
+        "resources.requests may not exceed resources.limits",
+        ".requests",
+        "FieldValueInvalid",
+        "InvalidResources",
+        lambda s: all(_q(v) <= _q(s.get("limits", {}).get(k, v)) for k, v in s.get("requests", {}).items()),
+        {"resources": {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}},
     ),
     Rule(
         "tls.certificates",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal, get_args
 
 from valkey_operator import names
@@ -30,6 +31,39 @@ TLS_PROTOCOLS: tuple[TLSProtocol, ...] = get_args(TLSProtocol)
 PHASES: tuple[Phase, ...] = get_args(Phase)
 CA_ROTATION_PHASES: tuple[CARotationPhase, ...] = get_args(CARotationPhase)
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# A Kubernetes object name (DNS-1123 subdomain).
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# A ValkeyCluster's own name: a DNS-1035 label (Service names start with a letter), and short enough that
+# every derived name fits: `<name>-headless` is a Service (63), and a pod's controller-revision-hash label
+# is `<name>-<10 characters>` (63).
+CLUSTER_NAME = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+CLUSTER_NAME_MAX = 52
+# A container image reference (the distribution grammar: optional registry host and port, lower-case path
+# components, optional tag, optional sha256 digest).
+IMAGE_REFERENCE = (
+    r"^(([a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*(:[0-9]+)?/)?"
+    r"[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
+)
+# A resource quantity, as Kubernetes writes it.
+QUANTITY = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+# OpenSSL cipher-list syntax: names, separators and operators; never a space, quote or control character
+# (the value is written into valkey.conf).
+CIPHER_LIST = r"^[A-Za-z0-9_:+!@=.,-]+$"
+# Mozilla's "intermediate" server profile for TLS 1.2: ECDHE key exchange, AEAD ciphers only (no RSA key
+# exchange, no CBC); TLS 1.3 suites are all AEAD already. Both ECDSA and RSA server keys are served.
+INTERMEDIATE_CIPHERS = ":".join(
+    [
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    ]
+)
 
 
 def _s(description: str, default: Any = None, **extra: Any) -> Schema:
@@ -67,6 +101,12 @@ def _a(description: str, items: Schema, default: Any = None, **extra: Any) -> Sc
     return out
 
 
+def _quantities(description: str) -> Schema:
+    quantity = {"x-kubernetes-int-or-string": True, "anyOf": [{"type": "integer"}, {"type": "string"}],
+                "pattern": QUANTITY}  # fmt: skip
+    return {"type": "object", "description": description, "additionalProperties": quantity, "maxProperties": 16}
+
+
 def _duration(description: str, default: str) -> Schema:
     return _s(description, default, pattern=DURATION_PATTERN)
 
@@ -97,11 +137,15 @@ def _certificates() -> Schema:
             ),
             "extraDNSNames": _a(
                 "DNS names added to the server certificate, besides every Service and pod name.",
-                _s("A DNS name."),
+                _s("A DNS name (lower case; a leading *. for a wildcard).", maxLength=253),
                 default=[],
+                maxItems=64,
             ),
             "extraIPAddresses": _a(
-                "IP addresses added to the server certificate.", _s("An IPv4 or IPv6 address."), default=[]
+                "IP addresses added to the server certificate.",
+                _s("An IPv4 or IPv6 address.", maxLength=45),
+                default=[],
+                maxItems=64,
             ),
         },
         default={},
@@ -121,11 +165,16 @@ def _issuer() -> Schema:
                 "SelfSigned",
                 enum=list(ISSUER_TYPES),
             ),
-            "secretName": _s("Secret in the cluster's namespace holding the CA (type CA) or the leaf (External)."),
+            "secretName": _s(
+                "Secret in the cluster's namespace holding the CA (type CA) or the leaf (External).",
+                minLength=1,
+                maxLength=253,
+                pattern=DNS_SUBDOMAIN,
+            ),
             "issuerRef": _o(
                 "cert-manager issuer to request certificates from (type CertManager).",
                 {
-                    "name": _s("Name of the Issuer or ClusterIssuer."),
+                    "name": _s("Name of the Issuer or ClusterIssuer.", minLength=1, maxLength=253),
                     "kind": _s("Issuer or ClusterIssuer.", "Issuer"),
                     "group": _s("API group of the issuer.", "cert-manager.io"),
                 },
@@ -155,14 +204,26 @@ def _tls() -> Schema:
             "replication": _b("Replicas connect to their primary over TLS (tls-replication).", True),
             "clusterBus": _b("The cluster bus speaks TLS (tls-cluster), cluster mode only.", True),
             "protocols": _a(
-                "TLS protocol versions accepted (tls-protocols).",
+                "TLS protocol versions accepted (tls-protocols). The default with the default ciphers is "
+                "Mozilla's intermediate profile; [TLSv1.3] alone is its modern profile.",
                 _s("A TLS protocol version.", enum=list(TLS_PROTOCOLS)),
                 default=list(TLS_PROTOCOLS),
                 minItems=1,
                 **{"x-kubernetes-list-type": "set"},
             ),
-            "ciphers": _s("TLSv1.2 cipher list (tls-ciphers), OpenSSL syntax; unset keeps Valkey's default."),
-            "ciphersuites": _s("TLSv1.3 cipher suites (tls-ciphersuites); unset keeps Valkey's default."),
+            "ciphers": _s(
+                "TLSv1.2 cipher list (tls-ciphers), OpenSSL syntax. Unset: Mozilla's intermediate profile "
+                f"({INTERMEDIATE_CIPHERS}).",
+                minLength=1,
+                maxLength=2048,
+                pattern=CIPHER_LIST,
+            ),
+            "ciphersuites": _s(
+                "TLSv1.3 cipher suites (tls-ciphersuites), colon-separated. Unset keeps Valkey's default (all "
+                "AEAD). protocols: [TLSv1.3] alone is Mozilla's modern profile.",
+                minLength=1,
+                maxLength=512,
+            ),
             "issuer": _issuer(),
             "certificates": _certificates(),
             "rotation": _o(
@@ -181,14 +242,23 @@ def _tls() -> Schema:
                 "Client certificates for applications (mTLS), one Secret each: <cluster>-client-<name>.",
                 _o(
                     "A client certificate.",
-                    {"name": _s("Client name: the certificate's CN and the Secret's suffix.", pattern=DNS_LABEL)},
+                    {
+                        "name": _s(
+                            "Client name: the certificate's CN and the Secret's suffix. `connection` is taken (the "
+                            "connection Secret's own certificate).",
+                            pattern=DNS_LABEL,
+                            maxLength=63,
+                        )
+                    },
                     required=["name"],
                 ),
                 default=[],
+                maxItems=32,
                 **{"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
             ),
         },
         default={},
+        **{"x-kubernetes-validations": rules.cel("tls")},
     )
 
 
@@ -219,6 +289,9 @@ def _spec_schema() -> Schema:
             "image": _s(
                 "Valkey container image (Valkey >= 7.2). Its tag decides which config directives are emitted.",
                 "valkey/valkey:8.1",
+                minLength=1,
+                maxLength=512,
+                pattern=IMAGE_REFERENCE,
             ),
             "imagePullPolicy": _s(
                 "Pull policy of the Valkey container.", "IfNotPresent", enum=["Always", "IfNotPresent", "Never"]
@@ -241,10 +314,13 @@ def _spec_schema() -> Schema:
             "shards": _i("cluster mode: number of shards (>= 3).", 3, minimum=1, maximum=1000),
             "replicasPerShard": _i("cluster mode: replicas per shard.", 1, minimum=0, maximum=10),
             "resources": _o(
-                "Resource requests and limits of the Valkey container.",
-                {},
+                "Resource requests and limits of the Valkey container (requests may not exceed limits).",
+                {
+                    "requests": _quantities("Minimum resources, by name (cpu, memory, ...)."),
+                    "limits": _quantities("Maximum resources, by name (cpu, memory, ...)."),
+                },
                 default={},
-                **{"x-kubernetes-preserve-unknown-fields": True},
+                **{"x-kubernetes-validations": rules.cel("resources")},
             ),
             "topologySpreadConstraints": _a(
                 "How the pods spread over nodes (the pod spec's field; the operator fills in its labelSelector "
@@ -260,8 +336,13 @@ def _spec_schema() -> Schema:
                 "Persistent storage for the data directory (append-only file).",
                 {
                     "enabled": _b("Keep data on a PersistentVolumeClaim per pod.", False),
-                    "size": _s("Size of each volume.", "1Gi"),
-                    "storageClassName": _s("StorageClass of the volumes; unset uses the default class."),
+                    "size": _s("Size of each volume (a quantity).", "1Gi", pattern=QUANTITY),
+                    "storageClassName": _s(
+                        "StorageClass of the volumes; unset uses the default class.",
+                        minLength=1,
+                        maxLength=253,
+                        pattern=DNS_SUBDOMAIN,
+                    ),
                 },
                 default={},
             ),
@@ -458,6 +539,18 @@ def crd() -> dict[str, Any]:
                             "type": "object",
                             "description": "ValkeyCluster is a TLS-enabled Valkey deployment whose certificates "
                             "the operator issues, rotates and watches.",
+                            "x-kubernetes-validations": [
+                                {
+                                    "rule": f"self.metadata.name.size() <= {CLUSTER_NAME_MAX}",
+                                    "message": f"metadata.name must be at most {CLUSTER_NAME_MAX} characters, so that "
+                                    "every object derived from it fits Kubernetes' limits",
+                                },
+                                {
+                                    "rule": f"self.metadata.name.matches('{CLUSTER_NAME}')",
+                                    "message": "metadata.name must be a DNS label that starts with a letter (lower "
+                                    "case letters, digits and '-'; no dots), as Service names are",
+                                },
+                            ],
                             "properties": {
                                 "apiVersion": {"type": "string", "description": "API version."},
                                 "kind": {"type": "string", "description": "Kind."},
@@ -471,6 +564,32 @@ def crd() -> dict[str, Any]:
             ],
         },
     }
+
+
+def value_errors(schema: Schema, value: Any, path: str) -> list[str]:
+    """What the API server's structural checks (pattern, length, item and property counts) say about a
+    defaulted value, for offline use (`render`) and as a second line behind the API server."""
+    out: list[str] = []
+    if isinstance(value, str):
+        if "pattern" in schema and re.search(schema["pattern"], value) is None:
+            out.append(f"{path}: {value!r} should match '{schema['pattern']}'")
+        if len(value) < schema.get("minLength", 0):
+            out.append(f"{path}: may not be empty")
+        if len(value) > schema.get("maxLength", len(value)):
+            out.append(f"{path}: may not be longer than {schema['maxLength']} characters")
+    elif isinstance(value, dict):
+        if len(value) > schema.get("maxProperties", len(value)):
+            out.append(f"{path}: may not have more than {schema['maxProperties']} entries")
+        for key, sub in value.items():
+            sub_schema = schema.get("properties", {}).get(key) or schema.get("additionalProperties")
+            if isinstance(sub_schema, dict):
+                out += value_errors(sub_schema, sub, f"{path}.{key}")
+    elif isinstance(value, list):
+        if len(value) > schema.get("maxItems", len(value)):
+            out.append(f"{path}: may not have more than {schema['maxItems']} items")
+        for i, item in enumerate(value):
+            out += value_errors(schema.get("items", {}), item, f"{path}[{i}]")
+    return out
 
 
 def apply_defaults(schema: Schema, value: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -191,7 +192,8 @@ DEFAULT_REPLICAS = {"standalone": 1, "replication": 3}
 
 def parse_spec(raw: Mapping[str, Any] | None) -> ClusterSpec:
     """Default and validate a raw `spec`; raise SpecError with a reason and a one-sentence message."""
-    data = s.apply_defaults(s.spec_schema(), dict(raw or {}))
+    schema = s.spec_schema()
+    data = s.apply_defaults(schema, dict(raw or {}))
     persistence = data["persistence"]
     spec = ClusterSpec(
         image=data["image"],
@@ -215,6 +217,9 @@ def parse_spec(raw: Mapping[str, Any] | None) -> ClusterSpec:
         ),
     )
     _check_enums(spec)
+    errors = s.value_errors(schema, data, "spec")
+    if errors:
+        raise SpecError("InvalidValue", f"{errors[0]}.")
     # The CRD's CEL rules, the same table (api/rules.py), so `render` refuses what the API server would.
     broken = rules.violations(data)
     if broken:
@@ -242,9 +247,20 @@ def _check_enums(spec: ClusterSpec) -> None:
         raise SpecError("InvalidTopology", "replicas must be at least 1.")
 
 
+def _check_name(name: str) -> None:
+    """The CRD's rules on metadata.name, for `render`: every derived name must fit Kubernetes' limits."""
+    if len(name) > s.CLUSTER_NAME_MAX or re.fullmatch(s.CLUSTER_NAME, name) is None:
+        raise SpecError(
+            "InvalidName",
+            f"metadata.name {name!r} must be a DNS label of at most {s.CLUSTER_NAME_MAX} characters that starts "
+            "with a letter.",
+        )
+
+
 def parse_cluster(body: Mapping[str, Any], cluster_domain: str = names.DEFAULT_CLUSTER_DOMAIN) -> ValkeyCluster:
     """A whole ValkeyCluster body -> ValkeyCluster (raises SpecError)."""
     meta = body.get("metadata", {})
+    _check_name(str(meta["name"]))
     return ValkeyCluster(
         name=meta["name"],
         namespace=meta.get("namespace") or "default",

@@ -21,7 +21,7 @@ specs = st.fixed_dictionaries(
                 "valkey/valkey:8.1",
                 "valkey/valkey:9.1",
                 "valkey/valkey:latest",
-                "valkey/valkey@sha256:00",
+                "valkey/valkey@sha256:" + "00" * 32,
             ]
         ),
         "persistence": st.fixed_dictionaries({"enabled": st.booleans()}),
@@ -62,7 +62,7 @@ def test_directives_follow_from_the_spec(raw: dict[str, Any]) -> None:
     if tls.enabled:
         assert directives["tls-auth-clients"] == AUTH_CLIENTS[tls.client_auth]
         assert directives["tls-protocols"] == '"' + " ".join(tls.protocols) + '"'
-        assert ("tls-ciphers" in directives) is bool(tls.ciphers)
+        assert "tls-ciphers" in directives  # the spec's list, or Mozilla's intermediate one
         assert ("tls-replication" in directives) is (cluster.spec.mode != "standalone")
         assert ("tls-cluster" in directives) is (cluster.spec.mode == "cluster")
     assert ("cluster-enabled" in directives) is (cluster.spec.mode == "cluster")
