@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from valkey_operator.api.schema import INTERMEDIATE_CIPHERS
 from valkey_operator.api.spec import ValkeyCluster
 from valkey_operator.conf.layout import POD_LAYOUT, Layout
 from valkey_operator.conf.version import Version, effective_version, supports
@@ -28,8 +29,8 @@ def _tls_lines(cluster: ValkeyCluster, layout: Layout, version: Version) -> list
         f"tls-auth-clients {AUTH_CLIENTS[tls.client_auth]}",
         f"tls-protocols {_quote(' '.join(tls.protocols))}",
     ]
-    if tls.ciphers:
-        lines.append(f"tls-ciphers {_quote(tls.ciphers)}")
+    # Unset: Mozilla's intermediate profile (ECDHE + AEAD), not OpenSSL's wider default.
+    lines.append(f"tls-ciphers {_quote(tls.ciphers or INTERMEDIATE_CIPHERS)}")
     if tls.ciphersuites:
         lines.append(f"tls-ciphersuites {_quote(tls.ciphersuites)}")
     if cluster.spec.mode != "standalone":

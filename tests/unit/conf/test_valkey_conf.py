@@ -9,6 +9,7 @@ import pytest
 
 from tests.unit import conftest as golden
 from tests.unit.conftest import example
+from valkey_operator.api.schema import INTERMEDIATE_CIPHERS
 from valkey_operator.conf.layout import Layout
 from valkey_operator.conf.valkey_conf import render_valkey_conf
 
@@ -85,7 +86,10 @@ def test_protocols_ciphers_and_suites_are_quoted() -> None:
     assert directive(conf, "tls-ciphersuites") == [
         'tls-ciphersuites "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"'
     ]
-    assert directive(lines(), "tls-ciphers") == []
+    # Unset: Mozilla's intermediate profile (ECDHE key exchange, AEAD ciphers), not OpenSSL's wide default.
+    default = directive(lines(), "tls-ciphers")
+    assert default == [f'tls-ciphers "{INTERMEDIATE_CIPHERS}"']
+    assert all(c.startswith("ECDHE-") and ("GCM" in c or "CHACHA20" in c) for c in INTERMEDIATE_CIPHERS.split(":"))
 
 
 @pytest.mark.parametrize(
@@ -95,7 +99,7 @@ def test_protocols_ciphers_and_suites_are_quoted() -> None:
         ("valkey/valkey:8.0.1", True, False),
         ("valkey/valkey:9.1", True, True),
         ("valkey/valkey:latest", False, False),
-        ("valkey/valkey@sha256:abcd", False, False),
+        ("valkey/valkey@sha256:" + "ab" * 32, False, False),
     ],
 )
 def test_version_gated_directives(image: str, hide: bool, auto_reload: bool) -> None:
