@@ -160,7 +160,9 @@ def _tls_status(cluster: ValkeyCluster, snap: Snapshot, rolling: bool) -> dict[s
     before = snap.status.get("tls")
     if rolling and isinstance(before, Mapping) and before.get("mode"):
         return dict(before)
-    return {"mode": cluster.spec.tls.mode, "clientAuth": cluster.spec.tls.client_auth}
+    tls = cluster.spec.tls
+    # Without TLS no client presents a certificate: say so, whatever clientAuth would be with TLS on.
+    return {"mode": tls.mode, "clientAuth": tls.client_auth if tls.enabled else "none"}
 
 
 def _base_status(

@@ -32,7 +32,7 @@ from valkey_operator.snapshot import (
     pods,
     secret_names,
 )
-from valkey_operator.valkey_admin import Credentials, PodError
+from valkey_operator.valkey_admin import Credentials, PodError, cipher_refusal
 
 log = logging.getLogger(__name__)
 _PEM = re.compile(r"-----BEGIN [A-Z ]+-----.*?(-----END [A-Z ]+-----|$)", re.DOTALL)
@@ -269,6 +269,9 @@ class Reconciler:
         meta = body.get("metadata") or {}
         try:
             cluster = parse_cluster(body, self.cluster_domain)
+            refusal = cipher_refusal(cluster)
+            if refusal is not None:
+                raise refusal
         except SpecError as exc:
             invalid = decide_invalid(status, int(meta.get("generation", 0)), exc, now)
             return Outcome(body, changed(status, invalid.status), list(invalid.events))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import valkey
 
+from valkey_operator.api.spec import SpecError, ValkeyCluster
 from valkey_operator.conf.layout import POD_LAYOUT, Layout
 from valkey_operator.pki.issue import KeyPair
 from valkey_operator.snapshot import Replication
@@ -87,6 +88,19 @@ def connect(
             yield conn
         finally:
             conn.close()
+
+
+def cipher_refusal(cluster: ValkeyCluster) -> SpecError | None:
+    """A cipher list OpenSSL selects nothing from makes every server refuse to start, and only OpenSSL can
+    tell (the operator's OpenSSL and the image's are the same major version): the spec error to report."""
+    ciphers = cluster.spec.tls.ciphers
+    if not ciphers or not cluster.spec.tls.enabled:
+        return None
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).set_ciphers(ciphers)
+    except ssl.SSLError:
+        return SpecError("InvalidCiphers", f"spec.tls.ciphers: OpenSSL knows no cipher in {ciphers!r}.")
+    return None
 
 
 def _seconds(info: Mapping[str, object], key: str) -> int | None:

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from valkey_operator.pki.inspect import CertInfo, describe, load_certificates
 from valkey_operator.pki.keys import load_key, public_bytes
@@ -79,6 +80,43 @@ def _key_matches(cert: x509.Certificate, key_pem: bytes | None, what: str) -> li
                 "PrivateKeyMismatch",
                 f"The {what} tls.key does not belong to its certificate: put the matching key and certificate "
                 "in the Secret.",
+            )
+        ]
+    return []
+
+
+# OpenSSL's default security level (2, as Debian ships it) refuses RSA keys below 2048 bits, curves below
+# 224 bits and SHA-1 or MD5 signatures: Valkey would fail to load the certificate, or peers to verify it.
+MIN_RSA_BITS = 2048
+MIN_EC_BITS = 224
+WEAK_HASHES = ("sha1", "md5")
+
+
+def _strength(cert: x509.Certificate, what: str) -> list[Problem]:
+    """A key or signature OpenSSL refuses at its default security level, named as such."""
+    subject = describe(cert).subject
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
+        size = f"RSA-{key.key_size}"
+    elif isinstance(key, ec.EllipticCurvePublicKey) and key.curve.key_size < MIN_EC_BITS:
+        size = f"EC {key.curve.name}"
+    else:
+        size = ""
+    if size:
+        return [
+            Problem(
+                "WeakKey",
+                f"The {what} certificate ({subject}) has a {size} key, which OpenSSL refuses (at least RSA-"
+                f"{MIN_RSA_BITS} or a {MIN_EC_BITS}-bit curve): re-issue it with a stronger key.",
+            )
+        ]
+    algorithm = cert.signature_hash_algorithm
+    if algorithm is not None and algorithm.name in WEAK_HASHES:
+        return [
+            Problem(
+                "WeakSignature",
+                f"The {what} certificate ({subject}) is signed with {algorithm.name.upper()}, which OpenSSL "
+                "refuses: re-issue it signed with SHA-256 or stronger.",
             )
         ]
     return []
@@ -166,7 +204,9 @@ def _ca_fit(cert: x509.Certificate, now: datetime, what: str) -> list[Problem]:
     info = describe(cert)
     if not info.is_ca:
         return [Problem("CANotACA", f"The {what} ({info.subject}) is not a CA certificate (basicConstraints).")]
-    return _window(info, now, what)
+    # A trust anchor's own signature is not checked by OpenSSL; its key is (it signs the leaves).
+    weak = [p for p in _strength(cert, what) if p.reason == "WeakKey" or not _issued_by(cert, cert)]
+    return weak or _window(info, now, what)
 
 
 def validate_ca(cert_pem: bytes | None, key_pem: bytes | None, now: datetime, *, need_key: bool) -> list[Problem]:
@@ -216,6 +256,7 @@ def validate_leaf(
     info = describe(leaf)
     checks: list[Callable[[], list[Problem]]] = [
         lambda: _key_matches(leaf, key_pem, what),
+        lambda: _strength(leaf, what),
         lambda: _window(info, now, what),
         lambda: _usages(info, req, what),
         lambda: _names(info, req, what),

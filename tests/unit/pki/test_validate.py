@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import subprocess
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -164,3 +167,54 @@ def test_a_wildcard_covers_exactly_one_more_label(labels: list[str]) -> None:
     domain = ".".join(labels)
     assert name_matches(f"*.{domain}", f"x.{domain}")
     assert not name_matches(f"*.{domain}", f"x.y.{domain}")
+
+
+def _by_hand(key: object, signer_key: object, issuer: str, algorithm: object, names: tuple[str, ...] = NAMES) -> bytes:
+    """A leaf built with cryptography directly (the operator never issues such weak ones itself)."""
+    from cryptography import x509 as cx
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    cert = (
+        cx.CertificateBuilder()
+        .subject_name(cx.Name([cx.NameAttribute(NameOID.COMMON_NAME, "cache")]))
+        .issuer_name(cx.Name([cx.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+        .public_key(key.public_key())  # type: ignore[attr-defined]
+        .serial_number(cx.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=30))
+        .add_extension(cx.SubjectAlternativeName([cx.DNSName(n) for n in names]), critical=False)
+        .add_extension(
+            cx.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+        .sign(signer_key, algorithm)  # type: ignore[arg-type]
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def test_weak_keys_and_signatures_are_named_not_mistaken_for_untrusted() -> None:
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from valkey_operator.pki.keys import load_key
+
+    def pem(key: object) -> bytes:
+        return key.private_bytes(  # type: ignore[attr-defined, no-any-return]
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+
+    ca_key = load_key(CA.key_pem)
+    small = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 (the weak input)
+    assert reasons(_by_hand(small, ca_key, "ca", hashes.SHA256()), pem(small)) == ["WeakKey"]
+    # cryptography refuses to sign with SHA-1; OpenSSL's own tool still does (how such certificates arise).
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha1", "-days", "30", "-subj", "/CN=cache",
+             "-keyout", f"{tmp}/k.pem", "-out", f"{tmp}/c.pem", "-addext", "subjectAltName=" + ",".join(
+                 f"DNS:{n}" for n in NAMES), "-addext", "extendedKeyUsage=serverAuth,clientAuth"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        sha1, key = Path(tmp, "c.pem").read_bytes(), Path(tmp, "k.pem").read_bytes()
+    problems = validate_leaf(sha1, key, None, REQ, datetime.now(UTC))  # openssl dates it from today
+    assert [p.reason for p in problems] == ["WeakSignature"]
+    assert "SHA1" in problems[0].message
