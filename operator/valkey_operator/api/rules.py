@@ -26,6 +26,9 @@ TLS13_SUITES = (
     "TLS_AES_128_CCM_SHA256",
     "TLS_AES_128_CCM_8_SHA256",
 )
+# requests <= limits is checked for these (a fixed list keeps the rule within the CEL cost budget).
+COMPARED_RESOURCES = ("cpu", "memory", "ephemeral-storage")
+_CEL_COMPARED = "[" + ", ".join(f"'{r}'" for r in COMPARED_RESOURCES) + "]"
 _CEL_SUITES = "[" + ", ".join(f"'{c}'" for c in TLS13_SUITES) + "]"
 
 
@@ -249,13 +252,17 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "resources",
-        "!has(self.requests) || !has(self.limits) || self.requests.all(k, !(k in self.limits) || "
-        "quantity(string(self.requests[k])).compareTo(quantity(string(self.limits[k]))) <= 0)",
-        "resources.requests may not exceed resources.limits",
+        "!has(self.requests) || !has(self.limits) || " + _CEL_COMPARED + ".all(k, !(k in self.requests) || "
+        "!(k in self.limits) || quantity(string(self.requests[k])).compareTo(quantity(string(self.limits[k]))) <= 0)",
+        "resources.requests may not exceed resources.limits (" + ", ".join(COMPARED_RESOURCES) + ")",
         ".requests",
         "FieldValueInvalid",
         "InvalidResources",
-        lambda s: all(_q(v) <= _q(s.get("limits", {}).get(k, v)) for k, v in s.get("requests", {}).items()),
+        lambda s: all(
+            _q(s["requests"][k]) <= _q(s["limits"][k])
+            for k in COMPARED_RESOURCES
+            if k in s.get("requests", {}) and k in s.get("limits", {})
+        ),
         {"resources": {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}},
     ),
     Rule(

@@ -103,7 +103,7 @@ def _a(description: str, items: Schema, default: Any = None, **extra: Any) -> Sc
 
 def _quantities(description: str) -> Schema:
     quantity = {"x-kubernetes-int-or-string": True, "anyOf": [{"type": "integer"}, {"type": "string"}],
-                "pattern": QUANTITY}  # fmt: skip
+                "pattern": QUANTITY, "maxLength": 64}  # fmt: skip
     return {"type": "object", "description": description, "additionalProperties": quantity, "maxProperties": 16}
 
 
