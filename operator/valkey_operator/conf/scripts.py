@@ -14,6 +14,19 @@ NOWHERE_HOST = "127.0.0.1"
 NOWHERE_PORT = 1
 # How long a primary being deleted waits for the operator's handover (within the 30 s grace period).
 PRESTOP_WAIT_SECONDS = 20
+# Key-exchange groups of Mozilla's intermediate and modern profiles. Valkey has no directive for them, so
+# the start script gives valkey-server an OpenSSL configuration of its own (OPENSSL_CONF) that sets them
+# for every TLS context, and keeps Debian's security level 2 (no RSA below 2048 bits, no SHA-1).
+TLS_GROUPS = "X25519:prime256v1:secp384r1"
+OPENSSL_CNF = f"""openssl_conf = openssl_init
+[openssl_init]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = system_default_sect
+[system_default_sect]
+Groups = {TLS_GROUPS}
+CipherString = DEFAULT:@SECLEVEL=2
+"""
 
 
 def render_start_script(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT) -> str:
@@ -49,6 +62,9 @@ def render_start_script(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT) -> 
             'echo "cluster-announce-hostname $fqdn" >> "$out"',
             f'echo "cluster-announce-human-nodename ${{{ENV_POD_NAME}}}" >> "$out"',
         ]
+    if cluster.spec.tls.enabled:
+        cnf = f"{layout.run_dir}/openssl.cnf"
+        lines += [f"cat > \"{cnf}\" <<'EOF'", *OPENSSL_CNF.splitlines(), "EOF", f'export OPENSSL_CONF="{cnf}"']
     lines += [
         f'if [ -n "${{{ENV_PASSWORD}:-}}" ]; then',
         f'  printf \'requirepass "%s"\\nmasterauth "%s"\\n\' "${{{ENV_PASSWORD}}}" "${{{ENV_PASSWORD}}}" >> "$out"',
