@@ -7,6 +7,9 @@ a ManualClock, so renewals become due without sleeping.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import logging
 import os
 import subprocess
 import threading
@@ -149,18 +152,68 @@ def clock() -> Any:
     return ManualClock()
 
 
+class LogCapture(logging.Handler):
+    """Every record the operator logs during the session, formatted with its traceback, if any."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    def tracebacks(self, about: str) -> list[str]:
+        return [line for line in self.lines if "Traceback (most recent call last)" in line and about in line]
+
+
+LOG = LogCapture()
+# Secret values (passwords, private keys) of every namespace a test used: none may reach the operator's
+# log, an Event or a status (checked per namespace when it goes, and over the whole log at the end).
+SECRETS_SEEN: set[str] = set()
+PEM_KEY = "PRIVATE KEY-----"
+
+
+def _secret_values(namespace: str) -> set[str]:
+    out = kubectl("get", "secrets", "-n", namespace, "-o", "json", check=False)
+    if out.returncode != 0:
+        return set()
+    values = set()
+    for item in json.loads(out.stdout)["items"]:
+        for key, value in (item.get("data") or {}).items():
+            if key in ("password", "tls.key"):
+                text = base64.b64decode(value).decode(errors="replace")
+                values |= {text} if key != "tls.key" else {ln for ln in text.splitlines() if len(ln) > 40}
+    return {v for v in values if len(v) >= 8}
+
+
+def assert_nothing_secret_in(text: str, secrets: set[str], where: str) -> None:
+    assert PEM_KEY not in text, f"a private key in {where}"
+    leaked = [s[:4] + "..." for s in secrets if s in text]
+    assert not leaked, f"secret values {leaked} in {where}"
+
+
 @pytest.fixture(scope="session")
 def operator(crd: None, clock: Any) -> Iterator[OperatorThread]:
+    logging.getLogger().addHandler(LOG)
+    logging.getLogger().setLevel(logging.INFO)
     op = OperatorThread(clock).start()
     yield op
     op.stop()
+    logging.getLogger().removeHandler(LOG)
     assert op.error is None, op.error
+    assert_nothing_secret_in("\n".join(LOG.lines), SECRETS_SEEN, "the operator's log")
 
 
 def _namespace(prefix: str) -> Iterator[str]:
     name = f"{prefix}{uuid.uuid4().hex[:8]}"
     kubectl("create", "namespace", name)
     yield name
+    secrets = _secret_values(name)
+    SECRETS_SEEN.update(secrets)
+    for kind in ("events", "valkeyclusters"):
+        out = kubectl("get", kind, "-n", name, "-o", "json", check=False)
+        assert_nothing_secret_in(out.stdout, secrets, f"the {kind} of {name}")
     kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 

@@ -221,6 +221,13 @@ def test_an_object_someone_else_made_with_a_derived_name_stops_the_pass_and_name
     assert [(e.type, e.reason) for e in d.events] == [("Warning", "ObjectNotOwned")]
 
 
+def test_status_tls_says_what_clients_meet() -> None:
+    assert decide(cluster(), Snapshot(), NOW).status["tls"] == {"mode": "required", "clientAuth": "required"}
+    # Without TLS no client presents a certificate, whatever clientAuth would be with TLS on.
+    off = decide(cluster(tls={"mode": "disabled"}), Snapshot(), NOW).status["tls"]
+    assert off == {"mode": "disabled", "clientAuth": "none"}
+
+
 def test_steady_state_writes_nothing_at_all() -> None:
     c = cluster()
     world = running(c)
