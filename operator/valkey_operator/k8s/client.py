@@ -29,13 +29,18 @@ NAMESPACED_PERMISSIONS: list[dict[str, Any]] = [
     {"apiGroups": [names.GROUP], "resources": [names.PLURAL], "verbs": ["get", "list", "watch", "patch"]},
     {"apiGroups": [names.GROUP], "resources": [f"{names.PLURAL}/status"], "verbs": ["patch"]},
     # reconcile.gather: Kube.list of the owned kinds by label (list), Kube.get of each owned Secret and of
-    # the user's CA or External Secret by name (get: never list, which would read every Secret);
+    # the user's CA or External Secret by name (get: never list, which would read every Secret), Kube.get
+    # of an expected object the label LIST did not find (get: someone else's object with our name);
     # Kube.apply, server-side apply that may create (create, patch). kopf watches the owned kinds (watch)
     # so that a pod's loss or a hand edit starts a pass at once.
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "patch"]},
-    {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": ["list", "watch", "create", "patch"]},
-    {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["list", "watch", "create", "patch"]},
-    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["list", "watch", "create", "patch"]},
+    {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": ["get", "list", "watch", "create", "patch"]},
+    {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["get", "list", "watch", "create", "patch"]},
+    {
+        "apiGroups": ["policy"],
+        "resources": ["poddisruptionbudgets"],
+        "verbs": ["get", "list", "watch", "create", "patch"],
+    },
     # Kube.list (list), Kube.label_pod (patch), Kube.delete_pod (delete), kopf's watch (watch).
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch", "patch", "delete"]},
     # kopf.event.
