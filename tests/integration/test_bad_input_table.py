@@ -215,7 +215,9 @@ def test_the_longest_name_that_fits_is_accepted_and_every_derived_name_is_valid(
 
 
 # --- what only the operator can judge -----------------------------------------------------------------
-def stopped_by_the_operator(namespace: str, body: dict[str, Any], kind: str, reason: str) -> dict[str, Any]:
+def stopped_by_the_operator(
+    namespace: str, body: dict[str, Any], kind: str, reason: str, fresh: bool = True
+) -> dict[str, Any]:
     apply(body)
     name = body["metadata"]["name"]
 
@@ -226,7 +228,8 @@ def stopped_by_the_operator(namespace: str, body: dict[str, Any], kind: str, rea
     cond = wait_until(said, what=f"{kind} reason {reason}")
     events = kubectl("get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}").stdout
     assert events.count(reason) == 1, events
-    assert kubectl("get", "statefulset", name, "-n", namespace, check=False).returncode != 0
+    if fresh:  # a new cluster: nothing of it was made
+        assert kubectl("get", "statefulset", name, "-n", namespace, check=False).returncode != 0
     assert LOG.tracebacks(namespace) == []
     return cond
 
@@ -278,3 +281,25 @@ def test_supplied_certificates_openssl_would_refuse(
     body = _external(namespace, cert, key, cert)
     cond = stopped_by_the_operator(namespace, body, "CertificatesReady", reason)
     assert "OpenSSL refuses" in cond["message"]
+
+
+def test_a_bad_cipher_list_on_a_running_cluster_changes_nothing_that_runs(
+    operator: OperatorThread, namespace: str
+) -> None:
+    apply(example_body(namespace))
+    wait_until(lambda: kubectl("get", "statefulset", "cache", "-n", namespace, check=False).returncode == 0,
+               what="the StatefulSet")  # fmt: skip
+
+    def versions() -> dict[str, str]:
+        each = "{range .items[*]}{.kind}/{.metadata.name}={.metadata.resourceVersion} {end}"
+        out = kubectl("get", "statefulset,configmap,secret,service", "-n", namespace,
+                      "-l", "app.kubernetes.io/instance=cache", "-o", f"jsonpath={each}")  # fmt: skip
+        return dict(item.split("=", 1) for item in out.stdout.split())
+
+    wait_until(lambda: get_vkc(namespace).get("status", {}).get("certificates"), what="a first full pass")
+    before = versions()
+    body = example_body(namespace)
+    body["spec"]["tls"] = {"ciphers": "NOT-A-CIPHER"}
+    stopped = stopped_by_the_operator(namespace, body, "Ready", "InvalidCiphers", fresh=False)
+    assert "OpenSSL knows no cipher" in stopped["message"]
+    assert versions() == before  # no object of the cluster was written, so no pod rolls
