@@ -37,6 +37,7 @@ from valkey_operator.pki.plan import Material, Plan, plan, rotation_since
 from valkey_operator.report import CertReport, Metrics, certificates
 from valkey_operator.snapshot import (
     ROLE_MASTER,
+    PodReport,
     PodView,
     Snapshot,
     observed_secrets,
@@ -386,6 +387,14 @@ def needs_fast_look(status: Mapping[str, Any], now: datetime, horizon: timedelta
     return when is not None and when - now < horizon
 
 
+def _cluster_ok(cluster: ValkeyCluster, snap: Snapshot, live: Sequence[PodView]) -> bool:
+    """Cluster mode: every live pod answered, and each says cluster_state:ok (other modes: True)."""
+    if cluster.spec.mode != "cluster":
+        return True
+    states = [(snap.reports.get(p.name) or PodReport()).cluster_state for p in live]
+    return bool(states) and all(state == "ok" for state in states)
+
+
 def _reports_master(snap: Snapshot, pod: str | None) -> bool:
     report = snap.reports.get(pod or "")
     return report is not None and report.replication is not None and report.replication.role == ROLE_MASTER
@@ -441,6 +450,7 @@ def _report(
         primary_serving=_primary_serving(snap, live, roles),
         failover=_failover_observed(roles),
         persistent=cluster.spec.persistence.enabled,
+        cluster_ok=_cluster_ok(cluster, snap, live),
     )
     status = _base_status(cluster, snap, obs, now, ready, _tls_status(cluster, snap, rolling=obs.rolling))
     scheme = "rediss" if cluster.spec.tls.enabled else "redis"

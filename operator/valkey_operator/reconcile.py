@@ -62,6 +62,7 @@ class PodAdmin(Protocol):
 
     def replication(self, host: str, creds: Credentials | None, timeout: float = ...) -> Replication: ...
     def served(self, host: str, creds: Credentials | None) -> str: ...
+    def cluster_state(self, host: str, creds: Credentials | None) -> str: ...
     def switchover(self, host: str, target_host: str, creds: Credentials | None) -> None: ...
     def promote(self, host: str, creds: Credentials | None) -> None: ...
     def repoint(self, host: str, primary_host: str, creds: Credentials | None) -> None: ...
@@ -103,9 +104,10 @@ def _ask_pods(
     being deleted still holds the role until it has handed it over). A pod in `silent` did not answer the
     role check a moment ago: it is not asked again (a cut-off pod would cost the pass its whole timeout)."""
     roles = cluster.spec.mode == "replication"
+    sharded = cluster.spec.mode == "cluster"
     hot = cluster.spec.tls.rotation_strategy == "HotReload"
     creds = credentials(cluster, snap)
-    if creds is None or not (roles or hot):
+    if creds is None or not (roles or hot or sharded):
         return {}
     out: dict[str, PodReport] = {}
     for pod in pods(snap):
@@ -115,10 +117,11 @@ def _ask_pods(
         try:
             rep = admin.replication(host, creds) if roles else None
             served = admin.served(host, creds) if hot and pod.ready and not pod.terminating and creds.bundle else None
+            state = admin.cluster_state(host, creds) if sharded else None
         except PodError as exc:
             log.info("%s/%s: %s does not answer yet: %s", cluster.namespace, cluster.name, pod.name, exc)
             continue
-        out[pod.name] = PodReport(rep, served)
+        out[pod.name] = PodReport(rep, served, state)
     return out
 
 

@@ -62,6 +62,7 @@ class PodReport:
 
     replication: Replication | None = None
     served: str | None = None  # SHA-256 of the certificate it presented
+    cluster_state: str | None = None  # cluster mode: CLUSTER INFO's cluster_state (ok | fail)
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,18 @@ def cipher_refusal(cluster: ValkeyCluster) -> SpecError | None:
     return None
 
 
+def _cluster_field(reply: object, key: str) -> str:
+    """A field of CLUSTER INFO's reply (parsed into a dict by the client, or its text)."""
+    if isinstance(reply, dict):
+        return str(reply.get(key, ""))
+    raw = reply.decode() if isinstance(reply, bytes) else str(reply)
+    for line in raw.splitlines():
+        name, _, value = line.partition(":")
+        if name == key:
+            return value.strip()
+    return ""
+
+
 def _seconds(info: Mapping[str, object], key: str) -> int | None:
     """A non-negative count of seconds from INFO; None when absent or -1 (never)."""
     value = int(str(info[key])) if key in info else -1
@@ -141,6 +153,12 @@ class ValkeyAdmin:
         with self._conn(host, creds, timeout) as conn:
             info: dict[str, object] = conn.info("replication")  # type: ignore[assignment]
         return parse_replication(info)
+
+    def cluster_state(self, host: str, creds: Credentials | None) -> str:
+        """Cluster mode: CLUSTER INFO's cluster_state (ok | fail)."""
+        with self._conn(host, creds) as conn:
+            reply = conn.execute_command("CLUSTER", "INFO")
+        return _cluster_field(reply, "cluster_state")
 
     def switchover(self, host: str, target_host: str, creds: Credentials | None, timeout_ms: int = 10000) -> None:
         """Coordinated FAILOVER: the primary pauses writes, waits for the target to catch up, then swaps roles.

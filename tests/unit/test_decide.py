@@ -228,6 +228,26 @@ def test_status_tls_says_what_clients_meet() -> None:
     assert off == {"mode": "disabled", "clientAuth": "none"}
 
 
+def test_cluster_mode_is_ready_only_when_every_node_says_cluster_state_ok() -> None:
+    c = cluster(mode="cluster", shards=3, replicasPerShard=1)
+    world = World()
+    pass_(world, c)
+    for pod in c.names.pods(c.spec.pod_count):
+        world.start_pod(pod)
+    for state in ("fail", "ok"):
+        world.reports = {p: PodReport(cluster_state=state) for p in c.names.pods(c.spec.pod_count)}
+        d = pass_(world, c)
+        ready = condition(d, "Ready")
+        if state == "fail":
+            # Pods run, but no key is served: never Ready (the cluster is not formed by this operator yet).
+            assert (ready["status"], ready["reason"]) == ("False", "ClusterNotFormed")
+            assert d.status["phase"] == "Provisioning"
+        else:
+            assert (ready["status"], d.status["phase"]) == ("True", "Ready")
+    world.reports.pop("cache-0")  # a node that does not answer is not known to be ok
+    assert condition(pass_(world, c), "Ready")["status"] == "False"
+
+
 def test_steady_state_writes_nothing_at_all() -> None:
     c = cluster()
     world = running(c)

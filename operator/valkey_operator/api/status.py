@@ -16,7 +16,12 @@ ROTATING = "Rotating"
 DEGRADED = "Degraded"
 
 
-RECONCILE_ERROR = "ReconcileError"  # a pass raised: Degraded's reason, and the Event's
+RECONCILE_ERROR = "ReconcileError"
+CLUSTER_NOT_FORMED = "ClusterNotFormed"
+CLUSTER_NOT_FORMED_MESSAGE = (
+    "The pods run, but not every node reports cluster_state:ok, so the cluster serves no key: this operator "
+    "does not form sharded clusters yet (CLUSTER MEET, slot assignment and replicas are not done for it)."
+)  # a pass raised: Degraded's reason, and the Event's
 
 CONTRACT_ORDER = (READY, CERTIFICATES_READY, EXPIRING_SOON, ROTATING, DEGRADED)
 
@@ -72,6 +77,7 @@ class Observation:
     primary_serving: bool = True  # replication: the read-write endpoint has a primary behind it
     failover: tuple[str, str] | None = None  # (PrimaryLost | FailingOver, message) while the primary is lost
     persistent: bool = True  # data on volumes; False: losing every pod at once empties the data
+    cluster_ok: bool = True  # cluster mode: every pod reports cluster_state:ok (True in the other modes)
 
     @property
     def rolling(self) -> bool:
@@ -85,6 +91,7 @@ class Observation:
             and not self.rolling
             and self.primary_serving
             and self.failover is None
+            and self.cluster_ok
         )
 
 
@@ -137,6 +144,8 @@ def conditions(obs: Observation) -> list[Condition]:
         out.append(Condition(READY, True, "AllPodsReady", message))
     elif obs.exists and obs.ready >= obs.desired and not obs.rolling and not obs.primary_serving:
         out.append(Condition(READY, False, "NoPrimary", "No pod serves as the primary behind the read-write endpoint."))
+    elif obs.exists and obs.ready >= obs.desired and not obs.rolling and not obs.cluster_ok:
+        out.append(Condition(READY, False, CLUSTER_NOT_FORMED, CLUSTER_NOT_FORMED_MESSAGE))
     else:
         out.append(
             Condition(READY, False, "PodsNotReady", f"{obs.ready} of {obs.desired} pods are ready; wait or check pods.")
