@@ -81,7 +81,41 @@ class Reload:
         return f"reload {self.pod}"
 
 
-Action = Apply | DeletePod | Relabel | Switchover | Promote | Repoint | Reload
+@dataclass(frozen=True)
+class Meet:
+    """CLUSTER MEET on `pod`: it shakes hands with the node at `ip` (addresses only), which then gossips."""
+
+    pod: str
+    ip: str
+
+    def __str__(self) -> str:
+        return f"cluster meet {self.pod} -> {self.ip}"
+
+
+@dataclass(frozen=True)
+class AddSlots:
+    """CLUSTER ADDSLOTSRANGE on a primary that serves no slot yet."""
+
+    pod: str
+    first: int
+    last: int
+
+    def __str__(self) -> str:
+        return f"add slots {self.first}-{self.last} to {self.pod}"
+
+
+@dataclass(frozen=True)
+class Replicate:
+    """CLUSTER REPLICATE: `pod` becomes a replica of the node `primary_id` (its shard's primary)."""
+
+    pod: str
+    primary_id: str
+
+    def __str__(self) -> str:
+        return f"cluster replicate {self.pod} -> {self.primary_id[:8]}"
+
+
+Action = Apply | DeletePod | Relabel | Switchover | Promote | Repoint | Reload | Meet | AddSlots | Replicate
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from valkey_operator import failover, names, rollout
+from valkey_operator import failover, names, rollout, sharding
 from valkey_operator.actions import Action, Apply, DeletePod, Event, Relabel, Reload, Repoint, Switchover
 from valkey_operator.api.spec import SpecError, ValkeyCluster
 from valkey_operator.api.status import (
@@ -348,6 +348,11 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
         events += roll.events
         retry_after = roll.retry_after
         failovers += (failover.SWITCHOVER,) * sum(isinstance(a, Switchover) for a in roll.actions)
+    if cluster.spec.mode == "cluster" and not applies and not any(isinstance(a, DeletePod) for a in actions):
+        # The objects are in place and no pod restarts: form the cluster, one kind of step per pass.
+        formed = sharding.form(cluster, views, {p: r.cluster for p, r in snap.reports.items() if r.cluster})
+        actions += formed.actions
+        retry_after = min((t for t in (retry_after, formed.retry_after) if t is not None), default=None)
     certs = certificates(cluster, material, now)
     status, report_events, metrics = _report(cluster, snap, certs, states, live, roles, now, hot, planned)
     metrics = replace(metrics, failovers=failovers)
@@ -391,8 +396,8 @@ def _cluster_ok(cluster: ValkeyCluster, snap: Snapshot, live: Sequence[PodView])
     """Cluster mode: every live pod answered, and each says cluster_state:ok (other modes: True)."""
     if cluster.spec.mode != "cluster":
         return True
-    states = [(snap.reports.get(p.name) or PodReport()).cluster_state for p in live]
-    return bool(states) and all(state == "ok" for state in states)
+    views = [(snap.reports.get(p.name) or PodReport()).cluster for p in live]
+    return bool(views) and all(v is not None and v.state == "ok" for v in views)
 
 
 def _reports_master(snap: Snapshot, pod: str | None) -> bool:

@@ -13,7 +13,19 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from valkey_operator import metrics, names
-from valkey_operator.actions import Action, Apply, DeletePod, Promote, Relabel, Reload, Repoint, Switchover
+from valkey_operator.actions import (
+    Action,
+    AddSlots,
+    Apply,
+    DeletePod,
+    Meet,
+    Promote,
+    Relabel,
+    Reload,
+    Replicate,
+    Repoint,
+    Switchover,
+)
 from valkey_operator.api.spec import SpecError, ValkeyCluster, parse_cluster
 from valkey_operator.clock import Clock
 from valkey_operator.decide import Decision, Event, decide, decide_failed, decide_invalid
@@ -22,6 +34,7 @@ from valkey_operator.pki.plan import CONNECTION_CLIENT
 from valkey_operator.snapshot import (
     LISTED_KINDS,
     ROLE_MASTER,
+    ClusterView,
     PodReport,
     Replication,
     Snapshot,
@@ -62,7 +75,10 @@ class PodAdmin(Protocol):
 
     def replication(self, host: str, creds: Credentials | None, timeout: float = ...) -> Replication: ...
     def served(self, host: str, creds: Credentials | None) -> str: ...
-    def cluster_state(self, host: str, creds: Credentials | None) -> str: ...
+    def cluster_view(self, host: str, creds: Credentials | None) -> ClusterView: ...
+    def meet(self, host: str, ip: str, creds: Credentials | None) -> None: ...
+    def add_slots(self, host: str, first: int, last: int, creds: Credentials | None) -> None: ...
+    def replicate(self, host: str, primary_id: str, creds: Credentials | None) -> None: ...
     def switchover(self, host: str, target_host: str, creds: Credentials | None) -> None: ...
     def promote(self, host: str, creds: Credentials | None) -> None: ...
     def repoint(self, host: str, primary_host: str, creds: Credentials | None) -> None: ...
@@ -117,11 +133,11 @@ def _ask_pods(
         try:
             rep = admin.replication(host, creds) if roles else None
             served = admin.served(host, creds) if hot and pod.ready and not pod.terminating and creds.bundle else None
-            state = admin.cluster_state(host, creds) if sharded else None
+            view = admin.cluster_view(host, creds) if sharded else None
         except PodError as exc:
             log.info("%s/%s: %s does not answer yet: %s", cluster.namespace, cluster.name, pod.name, exc)
             continue
-        out[pod.name] = PodReport(rep, served, state)
+        out[pod.name] = PodReport(rep, served, view)
     return out
 
 
@@ -188,6 +204,12 @@ def act(
                 admin.repoint(n.pod_fqdn(action.pod), action.primary, creds)
             elif isinstance(action, Reload):
                 admin.reload(n.pod_fqdn(action.pod), creds)
+            elif isinstance(action, Meet):
+                admin.meet(n.pod_fqdn(action.pod), action.ip, creds)
+            elif isinstance(action, AddSlots):
+                admin.add_slots(n.pod_fqdn(action.pod), action.first, action.last, creds)
+            elif isinstance(action, Replicate):
+                admin.replicate(n.pod_fqdn(action.pod), action.primary_id, creds)
         except PodError as exc:
             log.warning("%s/%s: %s failed, trying again shortly: %s", ns, cluster.name, action, exc)
             failed.append(action)

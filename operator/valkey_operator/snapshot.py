@@ -57,12 +57,47 @@ class Replication:
 
 
 @dataclass(frozen=True)
+class ClusterNode:
+    """One line of CLUSTER NODES: a node as another node sees it."""
+
+    id: str
+    flags: frozenset[str]
+    master: str | None  # the primary's id, for a replica
+    slots: tuple[tuple[int, int], ...] = ()  # ranges it serves (a primary)
+    connected: bool = True
+
+    @property
+    def is_primary(self) -> bool:
+        return "master" in self.flags
+
+    @property
+    def failed(self) -> bool:
+        return "fail" in self.flags or "fail?" in self.flags or "noaddr" in self.flags
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """What one node of a sharded cluster says: its id, cluster_state, and every node it knows."""
+
+    myid: str
+    state: str  # ok | fail
+    nodes: tuple[ClusterNode, ...] = ()
+
+    @property
+    def myself(self) -> ClusterNode | None:
+        return next((n for n in self.nodes if "myself" in n.flags), None)
+
+    def knows(self, node_id: str) -> bool:
+        return any(n.id == node_id for n in self.nodes)
+
+
+@dataclass(frozen=True)
 class PodReport:
     """What one pod said over TLS in this pass; None: not asked, or it did not answer."""
 
     replication: Replication | None = None
     served: str | None = None  # SHA-256 of the certificate it presented
-    cluster_state: str | None = None  # cluster mode: CLUSTER INFO's cluster_state (ok | fail)
+    cluster: ClusterView | None = None  # cluster mode: what the node knows of the cluster
 
 
 @dataclass(frozen=True)
@@ -93,6 +128,7 @@ class PodView:
     running: bool  # has an address and runs: the operator may talk to it
     role_label: str | None
     template_hash: str  # the pod template it was created from (ANN_TEMPLATE_HASH)
+    ip: str = ""  # status.podIP (CLUSTER MEET takes addresses only)
 
 
 def expected_objects(cluster: ValkeyCluster) -> list[tuple[str, str, str]]:
@@ -146,6 +182,7 @@ def pods(snap: Snapshot) -> list[PodView]:
                 running=status.get("phase") == "Running" and bool(status.get("podIP")),
                 role_label=(meta.get("labels") or {}).get(names.ROLE_LABEL),
                 template_hash=(meta.get("annotations") or {}).get(names.ANN_TEMPLATE_HASH, ""),
+                ip=str(status.get("podIP") or ""),
             )
         )
     return sorted(out, key=lambda p: names.ordinal(p.name))

@@ -17,7 +17,7 @@ import valkey
 from valkey_operator.api.spec import SpecError, ValkeyCluster
 from valkey_operator.conf.layout import POD_LAYOUT, Layout
 from valkey_operator.pki.issue import KeyPair
-from valkey_operator.snapshot import Replication
+from valkey_operator.snapshot import ClusterNode, ClusterView, Replication
 
 
 class PodError(Exception):
@@ -103,6 +103,42 @@ def cipher_refusal(cluster: ValkeyCluster) -> SpecError | None:
     return None
 
 
+def _text(reply: object) -> str:
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
+def _nodes_text(reply: object) -> str:
+    """CLUSTER NODES as its text (valkey-py may have parsed it into a dict by address)."""
+    if isinstance(reply, dict):
+        raise PodError("CLUSTER NODES came back parsed; the raw text is needed")
+    return _text(reply)
+
+
+def parse_cluster_nodes(text: str) -> tuple[ClusterNode, ...]:
+    """CLUSTER NODES: `<id> <ip:port@bus[,host]> <flags> <master|-> <ping> <pong> <epoch> <link> <slot>...`."""
+    out = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 8:
+            continue
+        slots = []
+        for item in fields[8:]:
+            if item.startswith("["):
+                continue  # a slot being migrated or imported
+            first, _, last = item.partition("-")
+            slots.append((int(first), int(last or first)))
+        out.append(
+            ClusterNode(
+                id=fields[0],
+                flags=frozenset(fields[2].split(",")),
+                master=None if fields[3] == "-" else fields[3],
+                slots=tuple(slots),
+                connected=fields[7] == "connected",
+            )
+        )
+    return tuple(out)
+
+
 def _cluster_field(reply: object, key: str) -> str:
     """A field of CLUSTER INFO's reply (parsed into a dict by the client, or its text)."""
     if isinstance(reply, dict):
@@ -156,9 +192,28 @@ class ValkeyAdmin:
 
     def cluster_state(self, host: str, creds: Credentials | None) -> str:
         """Cluster mode: CLUSTER INFO's cluster_state (ok | fail)."""
+        return self.cluster_view(host, creds).state
+
+    def cluster_view(self, host: str, creds: Credentials | None) -> ClusterView:
+        """Cluster mode: the node's id, cluster_state and every node it knows (CLUSTER NODES)."""
         with self._conn(host, creds) as conn:
-            reply = conn.execute_command("CLUSTER", "INFO")
-        return _cluster_field(reply, "cluster_state")
+            myid = conn.execute_command("CLUSTER", "MYID")
+            state = _cluster_field(conn.execute_command("CLUSTER", "INFO"), "cluster_state")
+            nodes = conn.execute_command("CLUSTER", "NODES")
+        return ClusterView(_text(myid).strip(), state, parse_cluster_nodes(_nodes_text(nodes)))
+
+    def meet(self, host: str, ip: str, creds: Credentials | None) -> None:
+        """CLUSTER MEET ip port bus-port: the node at `ip` joins (the address must be an IP)."""
+        with self._conn(host, creds) as conn:
+            conn.execute_command("CLUSTER", "MEET", ip, self.layout.port, self.layout.bus_port)
+
+    def add_slots(self, host: str, first: int, last: int, creds: Credentials | None) -> None:
+        with self._conn(host, creds) as conn:
+            conn.execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
+
+    def replicate(self, host: str, primary_id: str, creds: Credentials | None) -> None:
+        with self._conn(host, creds) as conn:
+            conn.execute_command("CLUSTER", "REPLICATE", primary_id)
 
     def switchover(self, host: str, target_host: str, creds: Credentials | None, timeout_ms: int = 10000) -> None:
         """Coordinated FAILOVER: the primary pauses writes, waits for the target to catch up, then swaps roles.

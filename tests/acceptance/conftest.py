@@ -112,6 +112,7 @@ def start_instance(
     material: Material | None = None,
     hosts: dict[str, str] | None = None,
     promote: bool = True,
+    bus_port: int | None = None,
 ) -> Instance:
     """Render config, start script and certificates into `workdir` and run the start script there.
 
@@ -129,7 +130,7 @@ def start_instance(
         data_dir=str(workdir / "data"),
         port=port,
         plain_port=free_port(host),
-        bus_port=free_port(host),
+        bus_port=bus_port or free_port(host),
     )
     for d in (layout.config_dir, layout.run_dir, layout.data_dir):
         Path(d).mkdir(parents=True, exist_ok=True)
@@ -149,8 +150,9 @@ def start_instance(
         "VALKEY_POD_DOMAIN": cluster.names.pod_domain,
         "VALKEY_PASSWORD": PASSWORD,
     }
-    # Loopback only: bind the instance to its own address instead of the pod's "*".
-    cmd = ["sh", str(start), "--bind", host]
+    # Loopback only: bind the instance to its own address instead of the pod's "*", and make its outgoing
+    # links (replication, cluster bus) come from that address too, as a pod's have its own IP.
+    cmd = ["sh", str(start), "--bind", host, "--bind-source-addr", host]
     if hosts:
         hosts_file = workdir / "hosts"
         hosts_file.write_text("127.0.0.1 localhost\n" + "".join(f"{ip} {name}\n" for name, ip in hosts.items()))

@@ -210,13 +210,15 @@ def test_other_rendered_configs_start_and_serve(launch: Any, spec: dict[str, Any
         assert "cluster_state:fail" in info
         myself = inst.cli("CLUSTER", "MYSHARDID").stdout.strip()
         assert myself, "cluster commands answer over TLS"
+        myself_id = inst.cli("CLUSTER", "MYID").stdout.strip()
         # The operator reads the same state over TLS (name verified), so status cannot say Ready.
         from valkey_operator.pki.issue import KeyPair
         from valkey_operator.valkey_admin import Credentials, ValkeyAdmin
 
         cert, key = inst.client_files()
         creds = Credentials(inst.material.bundle, KeyPair(cert.read_bytes(), key.read_bytes()), PASSWORD)
-        assert ValkeyAdmin(inst.layout).cluster_state("localhost", creds) == "fail"
+        view = ValkeyAdmin(inst.layout).cluster_view("localhost", creds)
+        assert (view.state, view.myid, [n.id for n in view.nodes]) == ("fail", myself_id, [myself_id])
 
 
 def probe(inst: Instance, kind: str) -> int:

@@ -22,7 +22,15 @@ from valkey_operator.decide import Decision, decide, decide_invalid, needs_fast_
 from valkey_operator.pki.inspect import describe_pem, split_pem
 from valkey_operator.pki.validate import issued_by
 from valkey_operator.reconcile import changed
-from valkey_operator.snapshot import ROLE_MASTER, ROLE_SLAVE, PodReport, Replication, Snapshot, secret_data
+from valkey_operator.snapshot import (
+    ROLE_MASTER,
+    ROLE_SLAVE,
+    ClusterView,
+    PodReport,
+    Replication,
+    Snapshot,
+    secret_data,
+)
 
 FQDN = "{}.cache-headless.default.svc"
 
@@ -235,7 +243,7 @@ def test_cluster_mode_is_ready_only_when_every_node_says_cluster_state_ok() -> N
     for pod in c.names.pods(c.spec.pod_count):
         world.start_pod(pod)
     for state in ("fail", "ok"):
-        world.reports = {p: PodReport(cluster_state=state) for p in c.names.pods(c.spec.pod_count)}
+        world.reports = {p: PodReport(cluster=ClusterView(f"id-{p}", state)) for p in c.names.pods(c.spec.pod_count)}
         d = pass_(world, c)
         ready = condition(d, "Ready")
         if state == "fail":

@@ -19,8 +19,8 @@ DEGRADED = "Degraded"
 RECONCILE_ERROR = "ReconcileError"
 CLUSTER_NOT_FORMED = "ClusterNotFormed"
 CLUSTER_NOT_FORMED_MESSAGE = (
-    "The pods run, but not every node reports cluster_state:ok, so the cluster serves no key: this operator "
-    "does not form sharded clusters yet (CLUSTER MEET, slot assignment and replicas are not done for it)."
+    "The pods run, but not every node reports cluster_state:ok: the cluster does not serve every key yet. "
+    "The operator forms it (nodes meet, slots are assigned, replicas follow their shard's primary)."
 )  # a pass raised: Degraded's reason, and the Event's
 
 CONTRACT_ORDER = (READY, CERTIFICATES_READY, EXPIRING_SOON, ROTATING, DEGRADED)
