@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.conftest import NAME, NS, ROOT, SERVICE_DNS, Creds, kubectl, pod_fqdn, pods, run_pod, vkc, wait_for
+from e2e.conftest import NAME, NS, ROOT, SERVICE_DNS, Creds, kubectl, pod_fqdn, pods, run_pod, secret, vkc, wait_for
 from e2e.node import Node
 
 CLIENT_PY = """
@@ -58,6 +58,14 @@ def test_the_operator_forms_the_cluster_and_says_ready_only_then(node: Node, cre
     assert shards.count("role\nreplica") == 3, shards
     events = kubectl(node, "get", "events", "-n", NS, "--field-selector", f"involvedObject.name={NAME}")
     assert "ReconcileError" not in events, events
+    # Status says what the nodes report: three shards, each a primary with one replica, every slot.
+    status = vkc(node)["status"]
+    assert status["clusterState"] == "ok"
+    assert [(s["primary"], len(s["replicas"])) for s in status["shards"]] == [(f"{NAME}-{i}", 1) for i in range(3)], (
+        status["shards"]
+    )
+    assert ",".join(s["slots"] for s in status["shards"]) == "0-5461,5462-10922,10923-16383"
+    assert secret(node, f"{NAME}-connection")["cluster"] == b"true"
 
 
 def test_a_cluster_client_verifying_host_names_reaches_every_slot(

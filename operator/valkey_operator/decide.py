@@ -468,6 +468,9 @@ def _report(
         connectionSecret=n.connection_secret,
     )
     events: list[Event] = []
+    if cluster.spec.mode == "cluster":
+        views = {p: r.cluster for p, r in snap.reports.items() if r.cluster is not None}
+        status["shards"], status["clusterState"] = sharding.shard_status(cluster, live, views)
     if roles.record is not None:
         status["endpoints"]["readOnly"] = f"{scheme}://{n.service_host(n.ro_service)}:{POD_LAYOUT.port}"
         # What the pods report (or the pod promoted in this pass); None while no pod serves as primary.

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from valkey_operator import names
 from valkey_operator.actions import Action, AddSlots, Meet, Replicate
 from valkey_operator.api.spec import ValkeyCluster
 from valkey_operator.snapshot import ClusterView, PodView
@@ -75,3 +76,33 @@ def form(cluster: ValkeyCluster, views: Sequence[PodView], reports: Mapping[str,
     if not_ok:
         return Formation(waiting=f"cluster_state:ok on {', '.join(not_ok)}", retry_after=RECHECK)
     return Formation()
+
+
+def shard_status(
+    cluster: ValkeyCluster, views: Sequence[PodView], reports: Mapping[str, ClusterView]
+) -> tuple[list[dict[str, object]], str | None]:
+    """status.shards and status.clusterState from what the nodes report, not from the layout: each primary
+    that serves slots (ordered by its first slot) with the pods that follow it, and `ok` only when every
+    live node says so (None: no node answered)."""
+    live = [p.name for p in views if not p.terminating and p.name in reports]
+    if not live:
+        return [], None
+    pod_of = {reports[p].myid: p for p in live}
+    followers: dict[str, list[str]] = {}
+    for p in live:
+        me = reports[p].myself
+        if me is not None and me.master:
+            followers.setdefault(me.master, []).append(p)
+    hub = reports[live[0]]
+    primaries = sorted((n for n in hub.nodes if n.is_primary and n.slots), key=lambda n: n.slots[0][0])
+    shards: list[dict[str, object]] = [
+        {
+            "index": i,
+            "primary": pod_of.get(n.id, n.id),
+            "replicas": sorted(followers.get(n.id, []), key=names.ordinal),
+            "slots": ",".join(f"{a}-{b}" if a != b else str(a) for a, b in n.slots),
+        }
+        for i, n in enumerate(primaries)
+    ]
+    state = "ok" if all(reports[p].state == "ok" for p in live) else "fail"
+    return shards, state

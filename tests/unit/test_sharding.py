@@ -86,3 +86,23 @@ def test_slots_assigned_otherwise_are_left_alone_and_said() -> None:
     out = form(C, [pod(p) for p in PODS], views(slots=other))
     assert out.actions == ()
     assert "otherwise" in out.waiting
+
+
+def test_status_shards_say_what_the_nodes_report() -> None:
+    from valkey_operator.sharding import shard_status
+
+    formed = views("ok", slots=SLOTS, masters=FOLLOW)
+    shards, state = shard_status(C, [pod(p) for p in PODS], formed)
+    assert state == "ok"
+    assert shards == [
+        {"index": 0, "primary": "cache-0", "replicas": ["cache-3"], "slots": "0-5461"},
+        {"index": 1, "primary": "cache-1", "replicas": ["cache-4"], "slots": "5462-10922"},
+        {"index": 2, "primary": "cache-2", "replicas": ["cache-5"], "slots": "10923-16383"},
+    ]
+    # A replica that took over its shard is reported as its primary, not as the layout would have it.
+    masters = {"cache-0": "id3", "cache-4": "id1", "cache-5": "id2"}
+    swapped = views("ok", slots={**SLOTS, "cache-3": ((0, 5461),), "cache-0": ()}, masters=masters)
+    first = shard_status(C, [pod(p) for p in PODS], swapped)[0][0]
+    assert (first["primary"], first["replicas"]) == ("cache-3", ["cache-0"])
+    assert shard_status(C, [pod(p) for p in PODS], views()) == ([], "fail")
+    assert shard_status(C, [], {}) == ([], None)

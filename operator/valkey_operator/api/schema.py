@@ -434,6 +434,19 @@ def status_schema() -> Schema:
                     "since": _s("When it began.", format="date-time"),
                 },
             ),
+            "shards": _a(
+                "cluster mode: each primary that serves slots, as the nodes report it.",
+                _o(
+                    "A shard.",
+                    {
+                        "index": _i("Order of the shard's first slot."),
+                        "primary": _s("Pod that serves the shard's slots."),
+                        "replicas": _a("Pods that follow it.", _s("A pod.")),
+                        "slots": _s("Slot ranges, e.g. 0-5461."),
+                    },
+                ),
+            ),
+            "clusterState": _s("cluster mode: ok when every node reports cluster_state:ok, else fail."),
             "tls": _o(
                 "TLS settings in force.",
                 {"mode": _s("TLS mode in force."), "clientAuth": _s("Client authentication in force.")},

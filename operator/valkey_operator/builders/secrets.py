@@ -94,6 +94,8 @@ def connection_secret(
         "host": host,
         "port": str(port),
         "tls": "true" if cluster.spec.tls.enabled else "false",
+        # A sharded cluster needs a cluster client (it follows MOVED redirects by the nodes' names).
+        "cluster": "true" if cluster.spec.mode == "cluster" else "false",
         "ca.crt": bundle,
     }
     if password:

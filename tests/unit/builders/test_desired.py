@@ -181,3 +181,10 @@ def test_the_snapshot_expects_exactly_the_listed_kinds_the_builders_make(mode: s
     listed = {kind for _, kind in LISTED_KINDS}
     made = {(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in objects(c) if o["kind"] in listed}
     assert set(expected_objects(c)) == made
+
+
+def test_the_connection_secret_says_when_a_cluster_client_is_needed() -> None:
+    for mode, replicas, flag in (("replication", 3, b"false"), ("cluster", 6, b"true")):
+        conn = by_name(objects(cluster(mode=mode, replicas=replicas)))[("Secret", "cache-connection")]
+        data = {k: base64.b64decode(v) for k, v in conn["data"].items()}
+        assert data["cluster"] == flag
