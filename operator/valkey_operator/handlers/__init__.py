@@ -93,6 +93,10 @@ def _pass(handler: str, body: kopf.Body, memo: kopf.Memo, next_look: float) -> N
     delay = _delay(_one_pass(handler, namespace, name, memo), next_look)
     if delay is not None:
         log.info("%s/%s: looking again in %.1f s", namespace, name, delay)
+        # kopf retries a timer only while its filter holds (the fast timer stops once the phase is Ready,
+        # though the pass still wants a look: a cut-off old primary that may come back as a second one),
+        # so the runner's own timer looks again too; passes of one cluster never overlap.
+        memo.passes.later((namespace, name), delay, lambda: _watched_pass(namespace, name, memo))
         raise kopf.TemporaryError(f"{NOT_YET}: looking again in {delay:.1f} s", delay=delay)
 
 
