@@ -350,7 +350,7 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
         failovers += (failover.SWITCHOVER,) * sum(isinstance(a, Switchover) for a in roll.actions)
     if cluster.spec.mode == "cluster" and not applies and not any(isinstance(a, DeletePod) for a in actions):
         # The objects are in place and no pod restarts: form the cluster, one kind of step per pass.
-        formed = sharding.form(cluster, views, {p: r.cluster for p, r in snap.reports.items() if r.cluster})
+        formed = sharding.form(cluster, views, snap.cluster_views)
         actions += formed.actions
         retry_after = min((t for t in (retry_after, formed.retry_after) if t is not None), default=None)
     certs = certificates(cluster, material, now)
@@ -469,8 +469,7 @@ def _report(
     )
     events: list[Event] = []
     if cluster.spec.mode == "cluster":
-        views = {p: r.cluster for p, r in snap.reports.items() if r.cluster is not None}
-        status["shards"], status["clusterState"] = sharding.shard_status(cluster, live, views)
+        status["shards"], status["clusterState"] = sharding.shard_status(cluster, live, snap.cluster_views)
     if roles.record is not None:
         status["endpoints"]["readOnly"] = f"{scheme}://{n.service_host(n.ro_service)}:{POD_LAYOUT.port}"
         # What the pods report (or the pod promoted in this pass); None while no pod serves as primary.

@@ -115,6 +115,11 @@ class Snapshot:
     def get(self, kind: str, name: str) -> Object | None:
         return self.objects.get((kind, name))
 
+    @property
+    def cluster_views(self) -> dict[str, ClusterView]:
+        """Cluster mode: what each node that answered says of the cluster."""
+        return {p: r.cluster for p, r in self.reports.items() if r.cluster is not None}
+
     def of_kind(self, kind: str) -> list[Object]:
         return [o for (k, _), o in sorted(self.objects.items()) if k == kind]
 

@@ -190,10 +190,6 @@ class ValkeyAdmin:
             info: dict[str, object] = conn.info("replication")  # type: ignore[assignment]
         return parse_replication(info)
 
-    def cluster_state(self, host: str, creds: Credentials | None) -> str:
-        """Cluster mode: CLUSTER INFO's cluster_state (ok | fail)."""
-        return self.cluster_view(host, creds).state
-
     def cluster_view(self, host: str, creds: Credentials | None) -> ClusterView:
         """Cluster mode: the node's id, cluster_state and every node it knows (CLUSTER NODES)."""
         with self._conn(host, creds) as conn:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,21 @@ def dbsize(inst: Instance) -> int:
     return int(inst.cli("DBSIZE").stdout.strip())
 
 
+def write_to_all(primary: Instance, count: int) -> None:
+    """`count` keys, acknowledged by both replicas (WAIT, on the writes' own connection)."""
+    writes = primary.cli(stdin="".join(f"SET k{i} {i}\n" for i in range(count)) + "WAIT 2 5000\n")
+    assert writes.stdout.split() == ["OK"] * count + ["2"]
+
+
+def sizes(insts: Sequence[Instance], want: int) -> list[int]:
+    """Each instance's DBSIZE once all reach `want` (bounded: 10 s), or as they are then."""
+    for _ in range(50):
+        if all(dbsize(i) == want for i in insts):
+            break
+        time.sleep(0.2)
+    return [dbsize(i) for i in insts]
+
+
 def test_a_primary_restarted_empty_is_replaced_by_the_most_advanced_replica_and_nothing_is_lost(
     trio: Trio, launch: Any, tmp_path: Path
 ) -> None:
@@ -87,8 +103,7 @@ def test_a_primary_restarted_empty_is_replaced_by_the_most_advanced_replica_and_
     n = cluster.names
     # Acknowledged by both replicas (WAIT, on the writes' own connection), then the primary dies and
     # comes back empty.
-    writes = primary.cli(stdin="".join(f"SET k{i} {i}\n" for i in range(300)) + "WAIT 2 5000\n")
-    assert writes.stdout.split() == ["OK"] * 300 + ["2"]
+    write_to_all(primary, 300)
     primary.proc.kill()
     primary.proc.wait(10)
     restarted = launch(
@@ -111,19 +126,14 @@ def test_a_primary_restarted_empty_is_replaced_by_the_most_advanced_replica_and_
     for inst in (third, restarted):
         info = wait_for_info(inst, "master_link_status:up")
         assert f"master_host:{n.pod_fqdn('cache-1')}" in info
-    for _ in range(50):  # bounded: the last write reaches both replicas
-        if [dbsize(i) for i in (new_primary, third, restarted)] == [301, 301, 301]:
-            break
-        time.sleep(0.2)
-    assert [dbsize(i) for i in (new_primary, third, restarted)] == [301, 301, 301]
+    assert sizes((new_primary, third, restarted), 301) == [301, 301, 301]
     assert [new_primary.cli("GET", f"k{i}").stdout.strip() for i in (0, 150, 299)] == ["0", "150", "299"]
 
 
 def test_a_primary_cut_off_is_replaced_and_fenced_when_it_returns(trio: Trio, tmp_path: Path) -> None:
     port, hosts, primary, replicas = trio.port, trio.hosts, trio.primary, trio.replicas
     n = trio.cluster.names
-    writes = primary.cli(stdin="".join(f"SET k{i} {i}\n" for i in range(300)) + "WAIT 2 5000\n")
-    assert writes.stdout.split() == ["OK"] * 300 + ["2"]
+    write_to_all(primary, 300)
     primary.proc.send_signal(signal.SIGSTOP)  # no answer to anyone, no RST: what a network cut looks like
     try:
         # The replicas' links stay up on paper (repl-timeout is 60 s); only their silence tells.
@@ -145,8 +155,4 @@ def test_a_primary_cut_off_is_replaced_and_fenced_when_it_returns(trio: Trio, tm
     assert "event SplitBrain" in out.stdout, out.stdout
     assert "primary cache-1" in out.stdout, out.stdout
     assert f"master_host:{n.pod_fqdn('cache-1')}" in wait_for_info(primary, "master_link_status:up")
-    for _ in range(50):  # bounded: the old primary re-syncs from the new one
-        if [dbsize(i) for i in (new_primary, third, primary)] == [301, 301, 301]:
-            break
-        time.sleep(0.2)
-    assert [dbsize(i) for i in (new_primary, third, primary)] == [301, 301, 301]
+    assert sizes((new_primary, third, primary), 301) == [301, 301, 301]
