@@ -58,8 +58,9 @@ def nodes(operator_image: str, valkey_image: str) -> Iterator[list[Node]]:
     bridge or iptables chain of their own left behind. Two, so that spreading and a drain are real."""
     with tempfile.TemporaryDirectory(prefix="node-plane-") as tmp:
         cluster = LocalCluster(Path(tmp) / "plane", node_ip=NETWORK.first.node_ip).up()
-        before, chains_before = set(netns()), kube_chains()
         made = [Node(cluster, Path(tmp) / f"node-{i}", index=i) for i in (1, 2)]
+        made[0].clear_stale_service_chains()
+        before, chains_before = set(netns()), kube_chains()
         try:
             for n in made:
                 n.up()

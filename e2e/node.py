@@ -110,9 +110,16 @@ class Node:
             return False
         return all(procs.alive(pid) for pid in _pids(self.pids_file) + _pids(self.services_pids_file))
 
+    def clear_stale_service_chains(self) -> None:
+        """Remove the Service chains a killed earlier run's kube-proxy left: this node's `down` runs the same
+        `kube-proxy --cleanup`, so without this they would be counted as the host's own and then vanish."""
+        if self.serves_cluster and self.cluster.bins is not None:
+            _run(str(self.cluster.bins / "kube-proxy"), "--cleanup", check=False)
+
     def up(self) -> Node:
         ensure_packages()
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.clear_stale_service_chains()
         # What the host had before: down removes only what this node added.
         (self.state_dir / "netns-before").write_text("\n".join(sorted(netns())))
         (self.state_dir / "kube-chains-before").write_text("\n".join(kube_chains()))
