@@ -115,9 +115,6 @@ class Replicate:
         return f"cluster replicate {self.pod} -> {self.primary_id[:8]}"
 
 
-Action = Apply | DeletePod | Relabel | Switchover | Promote | Repoint | Reload | Meet | AddSlots | Replicate
-
-
 @dataclass(frozen=True)
 class Event:
     """A Kubernetes Event on the ValkeyCluster, posted after the pass."""
@@ -125,3 +122,41 @@ class Event:
     type: str  # Normal | Warning
     reason: str
     message: str
+
+
+@dataclass(frozen=True)
+class Forget:
+    """CLUSTER FORGET on `pod`: it drops a node that no pod has any more (each node must be told)."""
+
+    pod: str
+    node_id: str
+
+    def __str__(self) -> str:
+        return f"cluster forget {self.node_id} on {self.pod}"
+
+
+@dataclass(frozen=True)
+class ClusterFailover:
+    """CLUSTER FAILOVER on the replica `pod`: coordinated, its primary stops writes until it has caught up,
+    then the two swap roles. The outcome is read on the next pass."""
+
+    pod: str
+
+    def __str__(self) -> str:
+        return f"cluster failover to {self.pod}"
+
+
+Action = (
+    Apply
+    | DeletePod
+    | Relabel
+    | Switchover
+    | Promote
+    | Repoint
+    | Reload
+    | Meet
+    | AddSlots
+    | Replicate
+    | Forget
+    | ClusterFailover
+)

@@ -14,7 +14,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from valkey_operator import failover, names, rollout, sharding
-from valkey_operator.actions import Action, Apply, DeletePod, Event, Relabel, Reload, Repoint, Switchover
+from valkey_operator.actions import (
+    Action,
+    Apply,
+    ClusterFailover,
+    DeletePod,
+    Event,
+    Relabel,
+    Reload,
+    Repoint,
+    Switchover,
+)
 from valkey_operator.api.spec import SpecError, ValkeyCluster
 from valkey_operator.api.status import (
     CERTIFICATES_READY,
@@ -181,20 +191,26 @@ def _base_status(
     }
 
 
-def _hold_scale_down(
-    manifest: dict[str, Any], roles: failover.Roles, current: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    """A scale-down waits for the primary to sit on a pod that stays (the StatefulSet removes the highest
-    ordinals first): it keeps the primary's ordinal, and, while the primary is lost or moving, every pod
-    (the most advanced replica may be one the scale-down would remove)."""
-    if manifest["kind"] != "StatefulSet" or roles.record is None:
-        return manifest
+def _scale_floor(cluster: ValkeyCluster, snap: Snapshot, views: Sequence[PodView], roles: failover.Roles) -> int:
+    """How many pods a scale-down must keep for now (the StatefulSet removes the highest ordinals first).
+    Replication: up to the primary's ordinal, and, while the primary is lost or moving, every pod (the most
+    advanced replica may be one the scale-down would remove). Cluster: up to the last pod that serves
+    slots, until it has handed them to a replica that stays."""
+    if cluster.spec.mode == "cluster":
+        return max((names.ordinal(p) + 1 for p in sharding.primaries(views, snap.cluster_views)), default=0)
+    if roles.record is None:
+        return 0
     keep = names.ordinal(roles.primary) + 1 if roles.primary else 0
     if roles.moving or roles.primary is None:
+        current = snap.get("StatefulSet", cluster.names.statefulset)
         keep = max(keep, int(((current or {}).get("spec") or {}).get("replicas") or 0))
-    if keep <= manifest["spec"]["replicas"]:
+    return keep
+
+
+def _hold_scale_down(manifest: dict[str, Any], floor: int) -> dict[str, Any]:
+    if manifest["kind"] != "StatefulSet" or floor <= manifest["spec"]["replicas"]:
         return manifest
-    return {**manifest, "spec": {**manifest["spec"], "replicas": keep}}
+    return {**manifest, "spec": {**manifest["spec"], "replicas": floor}}
 
 
 def _role_actions(views: Sequence[PodView], primary: str) -> list[Action]:
@@ -220,22 +236,30 @@ def _roll(
     states: Sequence[rollout.PodState],
     primary: str | None,
     template_changes: bool,
+    views: Sequence[PodView],
 ) -> _Roll:
     if any(r.replication is not None and r.replication.failing_over for r in snap.reports.values()):
         return _Roll(retry_after=SWITCHOVER_RECHECK)  # a FAILOVER is under way: read its outcome first
     sts = snap.get("StatefulSet", cluster.names.statefulset)
     if template_changes or not statefulset_settled(sts):
         return _Roll()  # a pod deleted now could come back on the old template
-    step = rollout.next_step(states, [primary] if primary else [], cluster.spec.pod_count)
+    sharded = cluster.spec.mode == "cluster"
+    # A sharded cluster has a primary per shard, each handing its slots only to a replica of its own.
+    followers = sharding.primaries(views, snap.cluster_views) if sharded else None
+    primaries = list(followers) if followers is not None else [primary] if primary else []
+    step = rollout.next_step(states, primaries, cluster.spec.pod_count, followers)
     if step.action == "switchover" and not _reports_master(snap, step.pod):
         # Only a primary that says so over the wire is switched over, and its outcome read the same way.
         return _Roll()
     if step.action == "switchover" and step.pod and step.target:
-        return _Roll(
-            (Switchover(step.pod, step.target),),
-            (Event("Normal", "Switchover", f"Handing the primary role from {step.pod} to {step.target}."),),
-            SWITCHOVER_RECHECK,
-        )
+        moved = f"Handing the primary role from {step.pod} to {step.target}."
+        if sharded:
+            return _Roll(
+                (ClusterFailover(step.target),),
+                (Event("Normal", "Switchover", moved),),
+                sharding.FAILOVER_RECHECK,
+            )
+        return _Roll((Switchover(step.pod, step.target),), (Event("Normal", "Switchover", moved),), SWITCHOVER_RECHECK)
     if step.action == "delete" and step.pod and step.uid:
         return _Roll((DeletePod(step.pod, step.uid),), (Event("Normal", "RollingPod", step.message),))
     return _Roll()
@@ -284,11 +308,15 @@ def not_owned(cluster: ValkeyCluster, snap: Snapshot) -> SpecError | None:
     )
 
 
+def _layout_refused(cluster: ValkeyCluster, snap: Snapshot) -> SpecError | None:
+    return sharding.layout_change(cluster, snap.cluster_views) if cluster.spec.mode == "cluster" else None
+
+
 def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
     """Every decision of one pass."""
-    taken = not_owned(cluster, snap)
-    if taken is not None:
-        return decide_invalid(snap.status, cluster.generation, taken, now)
+    refused = not_owned(cluster, snap) or _layout_refused(cluster, snap)
+    if refused is not None:
+        return decide_invalid(snap.status, cluster.generation, refused, now)
     n = cluster.names
     views = pods(snap)
     live = [p for p in views if not p.terminating]
@@ -306,8 +334,9 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
     pw = (password(cluster, snap) or pysecrets.token_urlsafe(24)) if cluster.spec.auth_enabled else None
     roles = failover.roles(cluster, snap, views, now)
     primary = roles.primary
+    floor = _scale_floor(cluster, snap, views, roles)
     manifests = [
-        _hold_scale_down(m, roles, snap.get("StatefulSet", n.statefulset))
+        _hold_scale_down(m, floor)
         for m in desired_objects(cluster, Inputs(material, pw, roles.record, layout=POD_LAYOUT))
     ]
     applies = [Apply(m) for m in manifests if not contains(snap.get(m["kind"], m["metadata"]["name"]), m)]
@@ -343,16 +372,21 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
         # when its hash does; an apply for another reason (a quantity the API server writes in canonical
         # form) changes no pod, and must not hold the rollout back.
         template_changes = old_template != template_digest(sts_manifest)
-        roll = _roll(cluster, snap, states, primary, template_changes)
+        roll = _roll(cluster, snap, states, primary, template_changes, views)
         actions += roll.actions
         events += roll.events
         retry_after = roll.retry_after
         failovers += (failover.SWITCHOVER,) * sum(isinstance(a, Switchover) for a in roll.actions)
-    if cluster.spec.mode == "cluster" and not applies and not any(isinstance(a, DeletePod) for a in actions):
-        # The objects are in place and no pod restarts: form the cluster, one kind of step per pass.
-        formed = sharding.form(cluster, views, snap.cluster_views)
-        actions += formed.actions
-        retry_after = min((t for t in (retry_after, formed.retry_after) if t is not None), default=None)
+    if cluster.spec.mode == "cluster":
+        shard_work = _shard_work(
+            cluster,
+            snap,
+            views,
+            quiet=not applies and not any(isinstance(a, (DeletePod, ClusterFailover)) for a in actions),
+        )
+        actions += shard_work.actions
+        events += shard_work.events
+        retry_after = _soonest(retry_after, shard_work.retry_after)
     certs = certificates(cluster, material, now)
     status, report_events, metrics = _report(cluster, snap, certs, states, live, roles, now, hot, planned)
     metrics = replace(metrics, failovers=failovers)
@@ -364,6 +398,24 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
         retry_after,
         _next_due(cluster, material, certs, now),
     )
+
+
+def _shard_work(cluster: ValkeyCluster, snap: Snapshot, views: Sequence[PodView], quiet: bool) -> _Roll:
+    """Cluster mode: a leaving primary's handover first; else, when the objects are in place and no pod
+    restarts (`quiet`), the next step of forming or healing the cluster."""
+    replication = {p: r.replication for p, r in snap.reports.items() if r.replication is not None}
+    handed = sharding.handovers(cluster, views, snap.cluster_views, replication)
+    if handed:
+        told = tuple(Event("Normal", "Switchover", f"A leaving primary hands its slots to {a.pod}.") for a in handed)
+        return _Roll(handed, told, sharding.FAILOVER_RECHECK)
+    if not quiet:
+        return _Roll()
+    formed = sharding.form(cluster, views, snap.cluster_views)
+    return _Roll(formed.actions, (), formed.retry_after)
+
+
+def _soonest(*delays: float | None) -> float | None:
+    return min((t for t in delays if t is not None), default=None)
 
 
 def _next_due(cluster: ValkeyCluster, material: Material, certs: CertReport, now: datetime) -> datetime | None:

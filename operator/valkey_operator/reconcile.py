@@ -17,7 +17,9 @@ from valkey_operator.actions import (
     Action,
     AddSlots,
     Apply,
+    ClusterFailover,
     DeletePod,
+    Forget,
     Meet,
     Promote,
     Relabel,
@@ -79,6 +81,8 @@ class PodAdmin(Protocol):
     def meet(self, host: str, ip: str, creds: Credentials | None) -> None: ...
     def add_slots(self, host: str, first: int, last: int, creds: Credentials | None) -> None: ...
     def replicate(self, host: str, primary_id: str, creds: Credentials | None) -> None: ...
+    def forget(self, host: str, node_id: str, creds: Credentials | None) -> None: ...
+    def cluster_failover(self, host: str, creds: Credentials | None) -> None: ...
     def switchover(self, host: str, target_host: str, creds: Credentials | None) -> None: ...
     def promote(self, host: str, creds: Credentials | None) -> None: ...
     def repoint(self, host: str, primary_host: str, creds: Credentials | None) -> None: ...
@@ -119,11 +123,11 @@ def _ask_pods(
     """What each running pod reports over TLS, when a decision needs it: a terminating pod too (a primary
     being deleted still holds the role until it has handed it over). A pod in `silent` did not answer the
     role check a moment ago: it is not asked again (a cut-off pod would cost the pass its whole timeout)."""
-    roles = cluster.spec.mode == "replication"
     sharded = cluster.spec.mode == "cluster"
+    roles = cluster.spec.mode == "replication" or sharded  # a shard has a primary and replicas too
     hot = cluster.spec.tls.rotation_strategy == "HotReload"
     creds = credentials(cluster, snap)
-    if creds is None or not (roles or hot or sharded):
+    if creds is None or not (roles or hot):
         return {}
     out: dict[str, PodReport] = {}
     for pod in pods(snap):
@@ -210,6 +214,10 @@ def act(
                 admin.add_slots(n.pod_fqdn(action.pod), action.first, action.last, creds)
             elif isinstance(action, Replicate):
                 admin.replicate(n.pod_fqdn(action.pod), action.primary_id, creds)
+            elif isinstance(action, Forget):
+                admin.forget(n.pod_fqdn(action.pod), action.node_id, creds)
+            elif isinstance(action, ClusterFailover):
+                admin.cluster_failover(n.pod_fqdn(action.pod), creds)
         except PodError as exc:
             log.warning("%s/%s: %s failed, trying again shortly: %s", ns, cluster.name, action, exc)
             failed.append(action)

@@ -5,7 +5,7 @@ A primary is never deleted while it holds the role: it hands the role over first
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from valkey_operator.topology import roll_order
@@ -41,7 +41,14 @@ def complete(pods: Sequence[PodState], desired: int) -> bool:
     return len(live) >= desired and all(p.current and p.serving and p.ready for p in live)
 
 
-def next_step(pods: Sequence[PodState], primaries: Sequence[str], desired: int) -> Step:
+def next_step(
+    pods: Sequence[PodState],
+    primaries: Sequence[str],
+    desired: int,
+    followers: Mapping[str, Sequence[str]] | None = None,
+) -> Step:
+    """The next step. `followers`: for a sharded cluster, the pods a primary may hand its role to (its own
+    shard's replicas); otherwise any other pod may take it."""
     outdated = [p for p in pods if not p.current]
     if not outdated and len(pods) >= desired:
         return Step("done", message="Every pod runs the current revision.")
@@ -60,7 +67,11 @@ def next_step(pods: Sequence[PodState], primaries: Sequence[str], desired: int) 
     order = roll_order([p.name for p in outdated], primaries)
     nxt = next(p for p in outdated if p.name == order[0])
     if nxt.name in primaries and len(pods) > 1:
-        target = next((p.name for p in pods if p.name != nxt.name and p.current and p.ready and p.synced), None)
+        allowed = followers.get(nxt.name, ()) if followers is not None else [p.name for p in pods]
+        target = next(
+            (p.name for p in pods if p.name in allowed and p.name != nxt.name and p.current and p.ready and p.synced),
+            None,
+        )
         if target is None:
             return Step("wait", message=f"No current, synced replica to hand {nxt.name}'s primary role to yet.")
         return Step(

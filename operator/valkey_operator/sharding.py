@@ -1,17 +1,22 @@
-"""Forming a sharded cluster, from what its nodes report. Pure.
+"""Forming and healing a sharded cluster, from what its nodes report. Pure.
 
 One kind of change per pass, each read back on the next pass before the next kind (the outcome of a
 cluster command shows only once the nodes have gossiped):
-1. meet: every node must know every other; the first pod meets each node it does not know yet, by
-   address (CLUSTER MEET takes addresses only), and gossip spreads the rest;
-2. slots: once all know each other, a cluster where no node serves a slot gets its 16384 slots, split
-   evenly over the shards' primaries (CLUSTER ADDSLOTSRANGE);
-3. replicas: every replica pod follows its shard's primary (CLUSTER REPLICATE).
+1. meet: every node must know every other at its current address; the first pod meets each node it does
+   not know, or knows only at an address it no longer has, by address (CLUSTER MEET takes addresses
+   only; a known node id met at a new address keeps its id), and gossip spreads the rest;
+2. forget: a node id that no pod has any more (its pod restarted without its data and came back as a
+   new node, or was removed) is forgotten on every node, unless it still serves slots: those wait for
+   Valkey's own failover to a replica;
+3. slots: a cluster where no node serves a slot gets its 16384 slots, split evenly over the shards'
+   primaries (CLUSTER ADDSLOTSRANGE);
+4. replicas: every other pod of a shard follows the node that serves the shard's slots (CLUSTER
+   REPLICATE), whichever pod that is after a failover. A node that lost its data comes back without
+   slots, so it only ever becomes a replica: an empty node never becomes a primary.
 Then every node reports cluster_state:ok. Pods are laid out by `topology.plan_shards`: pods 0..shards-1
-are the primaries, the replicas of shard s are s + shards, s + 2*shards, ...
+start as the primaries, the replicas of shard s are s + shards, s + 2*shards, ...
 
-Only a new cluster is formed here: a cluster whose slots are partly assigned, or a node with slots where
-the layout wants a replica, is left as it is and reported (healing and scaling come later).
+Slots assigned otherwise than the layout (a change of `shards`) are left as they are and reported.
 """
 
 from __future__ import annotations
@@ -20,13 +25,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from valkey_operator import names
-from valkey_operator.actions import Action, AddSlots, Meet, Replicate
-from valkey_operator.api.spec import ValkeyCluster
-from valkey_operator.snapshot import ClusterView, PodView
-from valkey_operator.topology import plan_shards
+from valkey_operator.actions import Action, AddSlots, ClusterFailover, Forget, Meet, Replicate
+from valkey_operator.api.spec import SpecError, ValkeyCluster
+from valkey_operator.conf.version import effective_version
+from valkey_operator.snapshot import ClusterNode, ClusterView, PodView, Replication
+from valkey_operator.topology import Shard, plan_shards
 
+SHARDS_CHANGE_REFUSED = "ShardsChangeNotSupported"
 # How soon to look again while the cluster forms (gossip and handshakes take a moment).
 RECHECK = 1.0
+# How soon to look again after a CLUSTER FAILOVER: long enough for a coordinated one to finish (asking
+# again restarts it).
+FAILOVER_RECHECK = 2.0
 
 
 @dataclass(frozen=True)
@@ -36,8 +46,17 @@ class Formation:
     retry_after: float | None = None
 
 
+def _shard_pods(cluster: ValkeyCluster, shard: Shard) -> list[str]:
+    return [cluster.names.pod(o) for o in (shard.primary, *shard.replicas)]
+
+
+def _owner(view: ClusterView, first_slot: int) -> ClusterNode | None:
+    """The node that serves `first_slot`, as `view` sees it."""
+    return next((n for n in view.nodes if any(a <= first_slot <= b for a, b in n.slots)), None)
+
+
 def form(cluster: ValkeyCluster, views: Sequence[PodView], reports: Mapping[str, ClusterView]) -> Formation:
-    """The next formation step of a sharded cluster whose pods all run and answer."""
+    """The next formation or healing step of a sharded cluster whose pods all run and answer."""
     desired = cluster.names.pods(cluster.spec.pod_count)
     live = {p.name: p for p in views if not p.terminating}
     missing = [p for p in desired if p not in live or not live[p].running or p not in reports]
@@ -45,37 +64,127 @@ def form(cluster: ValkeyCluster, views: Sequence[PodView], reports: Mapping[str,
         return Formation(waiting=f"waiting for {', '.join(missing)} to run and answer", retry_after=RECHECK)
     ids = {p: reports[p].myid for p in desired}
     hub = desired[0]
-    strangers = [p for p in desired[1:] if not reports[hub].knows(ids[p])]
+
+    def astray(p: str) -> bool:  # unknown to the hub, or known at an address the pod no longer has
+        seen = reports[hub].node(ids[p])
+        return seen is None or (not seen.connected and bool(seen.ip) and seen.ip != live[p].ip)
+
+    strangers = [p for p in desired[1:] if astray(p)]
     if strangers:
         return Formation(tuple(Meet(hub, live[p].ip) for p in strangers), retry_after=RECHECK)
     unaware = [p for p in desired if not all(reports[p].knows(ids[q]) for q in desired)]
     if unaware:
         return Formation(waiting=f"gossip to reach {', '.join(unaware)}", retry_after=RECHECK)
 
-    shards = plan_shards(cluster.spec.shards, cluster.spec.replicas_per_shard)
-    served = {n.id: n.slots for n in reports[hub].nodes if n.slots}
-    name = cluster.names.pod
-    if not served:
-        slots = tuple(AddSlots(name(s.primary), s.first_slot, s.last_slot) for s in shards)
-        return Formation(slots, retry_after=RECHECK)
-    expected = {ids[name(s.primary)]: ((s.first_slot, s.last_slot),) for s in shards}
-    if served != expected:
-        return Formation(waiting="slots are assigned otherwise than this layout: left as they are")
+    mine = set(ids.values())
+    gone = {n.id: n for p in desired for n in reports[p].nodes if n.id not in mine}
+    orphaned = sorted(n.id[:8] for n in gone.values() if n.slots)
+    forget = tuple(
+        Forget(p, node_id)
+        for node_id, n in sorted(gone.items())
+        if not n.slots
+        for p in desired
+        if reports[p].knows(node_id) and _master_of(reports[p]) != node_id  # a node cannot forget its own
+    )
+    if forget:
+        return Formation(forget, retry_after=RECHECK)
 
+    shards = plan_shards(cluster.spec.shards, cluster.spec.replicas_per_shard)
+    name = cluster.names.pod
+    served = [n for p in desired for n in reports[p].nodes if n.slots]
+    if not served:
+        return Formation(
+            tuple(AddSlots(name(s.primary), s.first_slot, s.last_slot) for s in shards), retry_after=RECHECK
+        )
+    if orphaned:
+        return Formation(
+            waiting=f"a replica to take over the slots of node {', '.join(orphaned)}, whose pod is gone",
+            retry_after=RECHECK,
+        )
     follow: list[Action] = []
     for shard in shards:
-        primary_id = ids[name(shard.primary)]
-        for ordinal in shard.replicas:
-            replica = name(ordinal)
-            me = reports[replica].myself
-            if me is not None and me.master != primary_id:
-                follow.append(Replicate(replica, primary_id))
+        owners = {o.id: o for p in desired if (o := _owner(reports[p], shard.first_slot)) is not None}
+        owner = next(iter(owners.values()), None) if len(owners) == 1 else None
+        if owner is None or owner.slots != ((shard.first_slot, shard.last_slot),) or owner.id not in mine:
+            return Formation(waiting="slots are assigned otherwise than this layout: left as they are")
+        for pod in _shard_pods(cluster, shard):
+            me = reports[pod].myself
+            if pod != _pod_of(ids, owner.id) and me is not None and me.master != owner.id and not me.slots:
+                follow.append(Replicate(pod, owner.id))
     if follow:
         return Formation(tuple(follow), retry_after=RECHECK)
     not_ok = [p for p in desired if reports[p].state != "ok"]
     if not_ok:
         return Formation(waiting=f"cluster_state:ok on {', '.join(not_ok)}", retry_after=RECHECK)
     return Formation()
+
+
+def layout_change(cluster: ValkeyCluster, reports: Mapping[str, ClusterView]) -> SpecError | None:
+    """A formed cluster whose slots are split otherwise than `spec.shards` asks (the user changed `shards`):
+    refused, with what would be needed, until resharding by atomic slot migration is built. Nothing that
+    runs is touched meanwhile (a StatefulSet scaled for the new layout would add pods no slot goes to)."""
+    planned = {(s.first_slot, s.last_slot) for s in plan_shards(cluster.spec.shards, 0)}
+    owners = {n.id: n.slots for view in reports.values() for n in view.nodes if n.slots}
+    if not owners or all(len(r) == 1 and r[0] in planned for r in owners.values()):
+        return None
+    version = effective_version(cluster.spec.image)
+    why = (
+        "moving slots between shards without losing writes needs atomic slot migration (CLUSTER MIGRATESLOTS, "
+        f"Valkey 9.0 or later) and the image runs Valkey {version[0]}.{version[1]}"
+        if version < (9, 0)
+        else "this version of the operator does not move slots between the shards of a formed cluster yet"
+    )
+    return SpecError(
+        SHARDS_CHANGE_REFUSED,
+        f"spec.shards is {cluster.spec.shards} but the cluster's slots are split over {len(owners)} shards: {why}. "
+        f"Set spec.shards back to {len(owners)}; nothing was changed.",
+    )
+
+
+def _master_of(view: ClusterView) -> str | None:
+    me = view.myself
+    return me.master if me is not None else None
+
+
+def _pod_of(ids: Mapping[str, str], node_id: str) -> str | None:
+    return next((p for p, i in ids.items() if i == node_id), None)
+
+
+def primaries(views: Sequence[PodView], reports: Mapping[str, ClusterView]) -> dict[str, list[str]]:
+    """Each pod that serves slots, with the pods that follow it (by what each node says of itself)."""
+    by_id = {reports[p.name].myid: p.name for p in views if p.name in reports}
+    out: dict[str, list[str]] = {}
+    for p in views:
+        me = reports[p.name].myself if p.name in reports else None
+        if me is not None and me.is_primary and me.slots:
+            out.setdefault(p.name, [])
+    for p in views:
+        me = reports[p.name].myself if p.name in reports else None
+        if me is not None and me.master and by_id.get(me.master) in out:
+            out[by_id[me.master]].append(p.name)
+    return out
+
+
+def handovers(
+    cluster: ValkeyCluster,
+    views: Sequence[PodView],
+    reports: Mapping[str, ClusterView],
+    replication: Mapping[str, Replication],
+) -> tuple[ClusterFailover, ...]:
+    """A primary on its way out hands its slots to its most caught-up linked replica that stays (CLUSTER
+    FAILOVER, coordinated): a pod being deleted (by a user, a drain; its preStop hook waits for this, so a
+    graceful deletion loses no acknowledged write), or one a scale-down is about to remove (the scale-down
+    waits for it)."""
+    leaving = {p.name for p in views if p.terminating or names.ordinal(p.name) >= cluster.spec.pod_count}
+    out = []
+    for primary, followers in primaries(views, reports).items():
+        if primary not in leaving:
+            continue
+        linked = [f for f in followers if f not in leaving and (r := replication.get(f)) is not None and r.link_up]
+        if linked:
+            best = max(linked, key=lambda f: replication[f].offset)
+            out.append(ClusterFailover(best))
+    return tuple(out)
 
 
 def shard_status(

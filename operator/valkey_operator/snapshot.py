@@ -65,6 +65,7 @@ class ClusterNode:
     master: str | None  # the primary's id, for a replica
     slots: tuple[tuple[int, int], ...] = ()  # ranges it serves (a primary)
     connected: bool = True
+    ip: str = ""  # the address it is reached at ("" when it has none yet)
 
     @property
     def is_primary(self) -> bool:
@@ -89,6 +90,9 @@ class ClusterView:
 
     def knows(self, node_id: str) -> bool:
         return any(n.id == node_id for n in self.nodes)
+
+    def node(self, node_id: str) -> ClusterNode | None:
+        return next((n for n in self.nodes if n.id == node_id), None)
 
 
 @dataclass(frozen=True)

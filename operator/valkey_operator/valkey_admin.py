@@ -134,6 +134,7 @@ def parse_cluster_nodes(text: str) -> tuple[ClusterNode, ...]:
                 master=None if fields[3] == "-" else fields[3],
                 slots=tuple(slots),
                 connected=fields[7] == "connected",
+                ip=fields[1].partition(":")[0] if ":" in fields[1] else "",
             )
         )
     return tuple(out)
@@ -210,6 +211,15 @@ class ValkeyAdmin:
     def replicate(self, host: str, primary_id: str, creds: Credentials | None) -> None:
         with self._conn(host, creds) as conn:
             conn.execute_command("CLUSTER", "REPLICATE", primary_id)
+
+    def forget(self, host: str, node_id: str, creds: Credentials | None) -> None:
+        with self._conn(host, creds) as conn:
+            conn.execute_command("CLUSTER", "FORGET", node_id)
+
+    def cluster_failover(self, host: str, creds: Credentials | None) -> None:
+        """CLUSTER FAILOVER on a replica (coordinated: no acknowledged write is lost); returns at once."""
+        with self._conn(host, creds) as conn:
+            conn.execute_command("CLUSTER", "FAILOVER")
 
     def switchover(self, host: str, target_host: str, creds: Credentials | None, timeout_ms: int = 10000) -> None:
         """Coordinated FAILOVER: the primary pauses writes, waits for the target to catch up, then swaps roles.

@@ -37,7 +37,7 @@ def pod(i: int, rev: str = "old", ready: bool = True, terminating: bool = False,
         # A single pod (standalone) restarts without a switchover, ready or not.
         ([pod(0)], ["cache-0"], ("delete", "cache-0")),
         ([pod(0, ready=False)], ["cache-0"], ("delete", "cache-0")),
-        # No primaries (cluster mode is not rolled by role yet): ordinal order.
+        # No primaries: ordinal order.
         ([pod(0), pod(1)], [], ("delete", "cache-1")),
         # No current replica whose link is up to hand the role to: wait.
         ([pod(0), pod(1, "new", synced=False), pod(2, "new", synced=False)], ["cache-0"], ("wait", None)),
@@ -77,3 +77,19 @@ def test_missing_pods_are_waited_for() -> None:
 )
 def test_complete(pods: list[PodState], desired: int, expected: bool) -> None:
     assert complete(pods, desired) is expected
+
+
+def test_a_shard_primary_hands_its_slots_only_to_its_own_replica() -> None:
+    """Sharded: three primaries, each with one replica; the replicas are current. Each primary's target is a
+    replica of its own shard, never another shard's."""
+    pods = [pod(0), pod(1), pod(2), pod(3, "new"), pod(4, "new"), pod(5, "new")]
+    followers = {"cache-0": ["cache-3"], "cache-1": ["cache-4"], "cache-2": ["cache-5"]}
+    step = next_step(pods, list(followers), desired=6, followers=followers)
+    assert (step.action, step.pod, step.target) == ("switchover", "cache-2", "cache-5")
+    # The shard's only replica is not synced: wait, rather than hand the slots to another shard's replica.
+    lagging = [*pods[:5], pod(5, "new", synced=False)]
+    assert next_step(lagging, list(followers), desired=6, followers=followers).action == "wait"
+    # After the failover cache-5 serves shard 2 and cache-2 follows it: cache-2 is now restarted as a replica.
+    moved = {"cache-0": ["cache-3"], "cache-1": ["cache-4"], "cache-5": ["cache-2"]}
+    step = next_step(pods, list(moved), desired=6, followers=moved)
+    assert (step.action, step.pod) == ("delete", "cache-2")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from tests.unit.conftest import example
-from valkey_operator.actions import AddSlots, Meet, Replicate
-from valkey_operator.sharding import form
-from valkey_operator.snapshot import ClusterNode, ClusterView, PodView
+from valkey_operator.actions import AddSlots, ClusterFailover, Forget, Meet, Replicate
+from valkey_operator.sharding import form, handovers, primaries
+from valkey_operator.snapshot import ClusterNode, ClusterView, PodView, Replication
 
 C = example(mode="cluster", shards=3, replicasPerShard=1)
 PODS = C.names.pods(6)
@@ -106,3 +106,152 @@ def test_status_shards_say_what_the_nodes_report() -> None:
     assert (first["primary"], first["replicas"]) == ("cache-3", ["cache-0"])
     assert shard_status(C, [pod(p) for p in PODS], views()) == ([], "fail")
     assert shard_status(C, [], {}) == ([], None)
+
+
+# --- healing -------------------------------------------------------------------------------------------------
+FORMED = views("ok", slots=SLOTS, masters=FOLLOW)
+GONE = "idgone"
+
+
+def seen_by_all(
+    ids: dict[str, str],
+    slots: dict[str, tuple[tuple[int, int], ...]],
+    masters: dict[str, str],
+    extra: tuple[ClusterNode, ...] = (),
+    state: str = "ok",
+) -> dict[str, ClusterView]:
+    """Every pod's view of the same cluster: the pods' nodes (by `ids`), plus `extra` nodes no pod has."""
+
+    def seen(me: str) -> ClusterView:
+        nodes = [
+            ClusterNode(
+                ids[p],
+                frozenset({"slave" if p in masters else "master", *({"myself"} if p == me else set())}),
+                masters.get(p),
+                slots.get(p, ()),
+                ip=f"10.0.0.{PODS.index(p) + 10}",
+            )
+            for p in ids
+        ]
+        return ClusterView(ids[me], state, (*nodes, *extra))
+
+    return {p: seen(p) for p in ids}
+
+
+def test_a_pod_back_as_a_new_node_is_met() -> None:
+    alone = ClusterNode("idnew", frozenset({"myself", "master"}), None)
+    reports = {**FORMED, "cache-3": ClusterView("idnew", "fail", (alone,))}
+    out = form(C, [pod(p) for p in PODS], reports)
+    assert out.actions == (Meet("cache-0", "10.0.0.13"),)
+
+
+def test_a_pod_known_at_an_old_address_is_met_again_at_its_new_one() -> None:
+    stale = ClusterNode("id4", frozenset({"slave"}), "id1", connected=False, ip="10.0.0.200")
+    formed = seen_by_all(IDS, SLOTS, FOLLOW)
+    reports = {
+        p: ClusterView(v.myid, v.state, tuple(stale if n.id == "id4" else n for n in v.nodes))
+        for p, v in formed.items()
+    }
+    assert form(C, [pod(p) for p in PODS], reports).actions == (Meet("cache-0", "10.0.0.14"),)
+    # Known at its current address: nothing to do.
+    assert form(C, [pod(p) for p in PODS], formed).actions == ()
+
+
+def test_a_node_no_pod_has_is_forgotten_on_every_node() -> None:
+    gone = ClusterNode(GONE, frozenset({"slave", "fail"}), "id0", connected=False)
+    out = form(C, [pod(p) for p in PODS], seen_by_all(IDS, SLOTS, FOLLOW, (gone,)))
+    assert out.actions == tuple(Forget(p, GONE) for p in PODS)
+
+
+def test_a_gone_node_that_still_serves_slots_waits_for_its_replica_to_take_over() -> None:
+    """cache-0 restarted without its data, as a new node (idnew); its old id still serves shard 0's slots.
+    Valkey's own failover promotes cache-3: until then nothing is assigned and nothing forgotten."""
+    old0 = ClusterNode("id0", frozenset({"master", "fail"}), None, ((0, 5461),), connected=False)
+    slots = {p: r for p, r in SLOTS.items() if p != "cache-0"}
+    out = form(C, [pod(p) for p in PODS], seen_by_all({**IDS, "cache-0": "idnew"}, slots, FOLLOW, (old0,), "fail"))
+    assert out.actions == ()
+    assert "take over" in out.waiting
+
+
+def test_an_empty_node_rejoins_as_a_replica_of_whoever_serves_its_shard() -> None:
+    """After the failover cache-3 serves shard 0. cache-0 came back as a new, empty node: its old id is
+    forgotten, then it becomes a replica of cache-3; it never takes slots back by itself."""
+    ids = {**IDS, "cache-0": "idnew"}
+    slots = {"cache-3": ((0, 5461),), "cache-1": SLOTS["cache-1"], "cache-2": SLOTS["cache-2"]}
+    masters = {"cache-4": "id1", "cache-5": "id2"}
+    old = ClusterNode("id0", frozenset({"slave", "fail"}), "id3", connected=False)
+    with_old = seen_by_all(ids, slots, masters, (old,))
+    with_old["cache-0"] = seen_by_all(ids, slots, masters)["cache-0"]  # the new node never knew its old self
+    assert form(C, [pod(p) for p in PODS], with_old).actions == tuple(Forget(p, "id0") for p in PODS[1:])
+    out = form(C, [pod(p) for p in PODS], seen_by_all(ids, slots, masters))
+    assert out.actions == (Replicate("cache-0", "id3"),)
+
+
+def test_a_replica_is_never_told_to_forget_its_own_primary() -> None:
+    gone = ClusterNode(GONE, frozenset({"master", "fail"}), None, connected=False)
+    reports = seen_by_all(IDS, SLOTS, {**FOLLOW, "cache-5": GONE}, (gone,))
+    assert Forget("cache-5", GONE) not in form(C, [pod(p) for p in PODS], reports).actions
+
+
+def test_primaries_and_their_followers() -> None:
+    assert primaries([pod(p) for p in PODS], FORMED) == {
+        "cache-0": ["cache-3"],
+        "cache-1": ["cache-4"],
+        "cache-2": ["cache-5"],
+    }
+
+
+def rep(offset: int, link_up: bool = True) -> Replication:
+    return Replication("slave", "x", link_up, offset)
+
+
+def test_a_leaving_primary_hands_its_slots_to_its_most_caught_up_linked_replica() -> None:
+    reports = seen_by_all(IDS, SLOTS, FOLLOW)
+    leaving = [PodView(p, "u", True, p == "cache-1", True, None, "") for p in PODS]
+    two = {
+        **reports,
+        "cache-3": ClusterView(
+            "id3",
+            "ok",
+            tuple(
+                ClusterNode(n.id, n.flags, "id1" if n.id == "id3" else n.master, n.slots)
+                for n in reports["cache-3"].nodes
+            ),
+        ),
+    }
+    # cache-3 now follows cache-1 too (as it says of itself): the one further ahead takes the slots.
+    assert handovers(C, leaving, two, {"cache-3": rep(250), "cache-4": rep(100)}) == (ClusterFailover("cache-3"),)
+    # The most caught-up replica's link is down: the linked one takes them.
+    assert handovers(C, leaving, two, {"cache-3": rep(250, link_up=False), "cache-4": rep(100)}) == (
+        ClusterFailover("cache-4"),
+    )
+    # No primary leaves: nothing.
+    staying = [PodView(p, "u", True, False, True, None, "") for p in PODS]
+    assert handovers(C, staying, reports, {"cache-4": rep(100)}) == ()
+
+
+def test_a_replica_a_scale_down_removes_hands_its_slots_to_one_that_stays() -> None:
+    """replicasPerShard 1 -> 0: cache-3..5 go. After a failover cache-3 serves shard 0; cache-0 follows it."""
+    smaller = example(mode="cluster", shards=3, replicasPerShard=0)
+    slots = {"cache-3": ((0, 5461),), "cache-1": SLOTS["cache-1"], "cache-2": SLOTS["cache-2"]}
+    reports = seen_by_all(IDS, slots, {"cache-0": "id3", "cache-4": "id1", "cache-5": "id2"})
+    out = handovers(smaller, [pod(p) for p in PODS], reports, {"cache-0": rep(10)})
+    assert out == (ClusterFailover("cache-0"),)
+
+
+def test_a_change_of_shards_on_a_formed_cluster_is_refused_with_what_it_needs() -> None:
+    from valkey_operator.sharding import layout_change
+
+    assert layout_change(C, FORMED) is None
+    assert layout_change(C, views()) is None  # nothing formed yet
+    four = example(mode="cluster", shards=4, replicasPerShard=1)
+    refused = layout_change(four, FORMED)
+    assert refused is not None
+    assert refused.reason == "ShardsChangeNotSupported"
+    assert "split over 3 shards" in refused.message
+    assert "Valkey 9.0" in refused.message
+    assert "back to 3" in refused.message
+    nine = example(mode="cluster", shards=4, replicasPerShard=1, image="valkey/valkey:9.1.2")
+    refused9 = layout_change(nine, FORMED)
+    assert refused9 is not None
+    assert "does not move slots" in refused9.message
