@@ -3,23 +3,30 @@ own code: `sharding.form` over what the nodes report (CLUSTER MYID, INFO, NODES 
 verified), carried out by `reconcile.act` through ValkeyAdmin (MEET by address, ADDSLOTSRANGE, REPLICATE).
 Then a cluster client that verifies host names (valkey-py's ValkeyCluster, a client certificate) writes
 and reads keys over every slot: the nodes hand out their pod names, which the certificate covers.
+
+Healing, on the same real servers: a shard primary whose server is killed and restarted in place (a
+container restart: nodes.conf survives, the data kept in memory does not) and a replica that comes back
+as a new, empty node; every acknowledged key is read back afterwards.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.acceptance.conftest import PASSWORD, example, free_port, run_with_hosts
+from tests.acceptance.conftest import PASSWORD, Instance, example, free_port, run_with_hosts, start_instance
+from valkey_operator.api.spec import ValkeyCluster
 
 pytestmark = pytest.mark.acceptance
 
 # Operator passes in a child process that resolves pod names as a pod would. Only the Kubernetes side is
 # stood in for (the pods' objects, as a Snapshot): no Kubernetes API runs here.
 CHILD = """
-import sys, time
+import json, sys, time
 from pathlib import Path
 from valkey_operator import sharding
 from valkey_operator.api.spec import parse_cluster
@@ -30,6 +37,7 @@ from valkey_operator.snapshot import PodReport, Snapshot, pods
 from valkey_operator.valkey_admin import Credentials, PodError, ValkeyAdmin
 
 tls, port, bus, password = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+budget = float(sys.argv[5]) if len(sys.argv) > 5 else 60.0
 creds = Credentials((tls / "ca.crt").read_bytes(),
                     KeyPair((tls / "connection.crt").read_bytes(), (tls / "connection.key").read_bytes()), password)
 admin = ValkeyAdmin(Layout(port=port, bus_port=bus))
@@ -41,7 +49,8 @@ objects = {("Pod", p): {"metadata": {"name": p, "uid": p},
                                    "conditions": [{"type": "Ready", "status": "True"}]}}
            for i, p in enumerate(names.pods(6))}
 views = pods(Snapshot(objects))
-for attempt in range(120):  # bounded: 60 s
+deadline = time.monotonic() + budget  # bounded
+while time.monotonic() < deadline:
     reports = {}
     for p in names.pods(6):
         try:
@@ -49,12 +58,13 @@ for attempt in range(120):  # bounded: 60 s
         except PodError as exc:
             print("no answer", p, exc)
     step = sharding.form(cluster, views, reports)
-    print("pass", [str(a) for a in step.actions], step.waiting)
+    print("pass", [str(a) for a in step.actions], step.waiting, flush=True)
     if not step.actions and not step.waiting:
         print("formed")
         break
     assert act(None, admin, cluster, creds, step.actions) == []
     time.sleep(0.5)
+print("shards", json.dumps(sharding.primaries(views, reports)))
 """
 
 CLIENT = """
@@ -64,14 +74,66 @@ tls, host, port, password = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv
 c = ValkeyCluster(host=host, port=port, password=password, ssl=True, ssl_ca_certs=f"{tls}/ca.crt",
                   ssl_certfile=f"{tls}/connection.crt", ssl_keyfile=f"{tls}/connection.key",
                   ssl_check_hostname=True)
-for i in range(2000):
-    c.set(f"key:{i}", i)
-print("read", sum(int(c.get(f"key:{i}")) == i for i in range(2000)))
+keys = int(sys.argv[5]) if len(sys.argv) > 5 else 2000
+if sys.argv[6:] != ["read-only"]:
+    for i in range(keys):
+        c.set(f"key:{i}", i)
+print("read", sum(c.get(f"key:{i}") == str(i).encode() for i in range(keys)))
 print("hosts", sorted({n.host for n in c.get_nodes()}))
 """
 
 
-def test_six_lone_nodes_are_formed_into_three_shards_that_serve_every_slot(launch: Any, tmp_path: Path) -> None:
+@dataclass
+class Six:
+    """Six lone cluster nodes on 127.0.0.2..7 (pods cache-0..5), all on the same ports."""
+
+    cluster: ValkeyCluster
+    nodes: list[Instance]
+    hosts: dict[str, str]
+    port: int
+    bus: int
+
+    def passes(self, tmp_path: Path, budget: float = 60.0) -> str:
+        """Operator passes until the cluster is formed; their output."""
+        tls = self.nodes[0].layout.tls_dir
+        out = run_with_hosts(tmp_path, self.hosts, CHILD, tls, str(self.port), str(self.bus), PASSWORD, str(budget))
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "formed" in out.stdout, out.stdout
+        return out.stdout
+
+    def client(self, tmp_path: Path, keys: int, *mode: str) -> str:
+        host = self.cluster.names.pod_fqdn("cache-0")
+        tls = self.nodes[0].layout.tls_dir
+        out = run_with_hosts(tmp_path, self.hosts, CLIENT, tls, host, str(self.port), PASSWORD, str(keys), *mode)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout
+
+    def restart(self, i: int, *, keep_files: bool) -> Instance:
+        """Kill node i's server at once and start it again in its folder: with its files (a container
+        restart: nodes.conf survives) or without them (the pod was replaced: a new, empty node)."""
+        old = self.nodes[i]
+        old.proc.kill()
+        old.proc.wait(10)
+        workdir = Path(old.layout.config_dir).parent
+        if not keep_files:
+            for f in Path(old.layout.data_dir).iterdir():
+                f.unlink()
+        self.nodes[i] = start_instance(
+            self.cluster, workdir, host=old.host, port=self.port, bus_port=self.bus, pod=f"cache-{i}",
+            material=old.material, hosts=self.hosts,
+        )  # fmt: skip
+        return self.nodes[i]
+
+    def cluster_ok(self) -> None:
+        for inst in self.nodes:
+            info = inst.cli("CLUSTER", "INFO").stdout
+            assert "cluster_state:ok" in info, info
+            assert "cluster_slots_assigned:16384" in info
+            assert "cluster_known_nodes:6" in info, info
+
+
+@pytest.fixture
+def six(launch: Any, instances: list[Instance]) -> Iterator[Six]:
     cluster = example(mode="cluster", shards=3, replicasPerShard=1)
     n = cluster.names
     port, bus = free_port("127.0.0.2"), free_port("127.0.0.2")
@@ -82,22 +144,58 @@ def test_six_lone_nodes_are_formed_into_three_shards_that_serve_every_slot(launc
                hosts=hosts)
         for i in range(1, 6)
     ]  # fmt: skip
-    for inst in nodes:
-        assert "cluster_state:fail" in inst.cli("CLUSTER", "INFO").stdout  # lone: no slots, no peers
     first.client_files()
-    out = run_with_hosts(tmp_path, hosts, CHILD, first.layout.tls_dir, str(port), str(bus), PASSWORD)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "formed" in out.stdout, out.stdout
-    for inst in nodes:
-        info = inst.cli("CLUSTER", "INFO").stdout
-        assert "cluster_state:ok" in info, info
-        assert "cluster_slots_assigned:16384" in info
-        assert "cluster_known_nodes:6" in info
+    made = Six(cluster, nodes, hosts, port, bus)
+    yield made
+    for inst in made.nodes:  # restarted ones too
+        inst.stop()
+
+
+def test_six_lone_nodes_are_formed_into_three_shards_that_serve_every_slot(six: Six, tmp_path: Path) -> None:
+    n = six.cluster.names
+    first = six.nodes[0]
+    for inst in six.nodes:
+        assert "cluster_state:fail" in inst.cli("CLUSTER", "INFO").stdout  # lone: no slots, no peers
+    six.passes(tmp_path)
+    six.cluster_ok()
     shards = first.cli("CLUSTER", "SHARDS").stdout
     assert shards.count("role\nmaster") == 3, shards
     assert shards.count("role\nreplica") == 3, shards
-    client = run_with_hosts(tmp_path, hosts, CLIENT, first.layout.tls_dir, n.pod_fqdn("cache-0"), str(port), PASSWORD)
-    assert client.returncode == 0, client.stdout + client.stderr
-    assert "read 2000" in client.stdout, client.stdout
+    client = six.client(tmp_path, 2000)
+    assert "read 2000" in client, client
     # The client learned the nodes by their pod names (cluster-announce-hostname), and verified each.
-    assert all(n.pod_fqdn(f"cache-{i}") in client.stdout for i in range(3)), client.stdout
+    assert all(n.pod_fqdn(f"cache-{i}") in client for i in range(3)), client
+
+
+def test_a_primary_restarted_without_its_data_never_serves_its_slots_empty(six: Six, tmp_path: Path) -> None:
+    """cache-0 (shard 0's primary) is killed and restarted in place, as a container restart does: its
+    nodes.conf survives, its data (memory only, persistence off) does not. The start script sets its old
+    identity aside, so it comes back as a new, empty node instead of the owner of slots 0-5461 for cache-3
+    to re-sync from; Valkey fails over to cache-3, and the operator forgets the old id and makes the new
+    node cache-3's replica. Every acknowledged key is still there."""
+    six.passes(tmp_path)
+    assert "read 3000" in six.client(tmp_path, 3000)
+    old_id = six.nodes[0].cli("CLUSTER", "MYID").stdout.strip()
+    back = six.restart(0, keep_files=True)
+    assert back.cli("CLUSTER", "MYID").stdout.strip() != old_id
+    assert Path(back.layout.data_dir, "nodes.conf.without-data").exists()
+    out = six.passes(tmp_path, budget=90)
+    assert f"cluster forget {old_id}" in out, out
+    assert '"cache-3": ["cache-0"]' in out, out  # cache-3 serves shard 0; cache-0 follows it
+    six.cluster_ok()
+    assert "read 3000" in six.client(tmp_path, 3000, "read-only")
+
+
+def test_a_replica_replaced_by_an_empty_node_rejoins_its_shard(six: Six, tmp_path: Path) -> None:
+    """cache-4 (shard 1's replica) comes back as a new node without files (its pod was replaced): it is met,
+    its old id forgotten on every node, and it follows shard 1's primary again."""
+    six.passes(tmp_path)
+    assert "read 1000" in six.client(tmp_path, 1000)
+    old_id = six.nodes[4].cli("CLUSTER", "MYID").stdout.strip()
+    six.restart(4, keep_files=False)
+    out = six.passes(tmp_path)
+    assert "cluster meet cache-0 -> 127.0.0.6" in out, out
+    assert out.count(f"cluster forget {old_id}") == 5, out
+    assert '"cache-1": ["cache-4"]' in out, out
+    six.cluster_ok()
+    assert "read 1000" in six.client(tmp_path, 1000, "read-only")

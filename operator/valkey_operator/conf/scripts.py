@@ -9,11 +9,18 @@ from valkey_operator.conf.layout import POD_LAYOUT, Layout
 ENV_POD_NAME = "POD_NAME"
 ENV_POD_DOMAIN = "VALKEY_POD_DOMAIN"  # names.ClusterNames.pod_domain: the one spelling of pod names
 ENV_PASSWORD = "VALKEY_PASSWORD"  # noqa: S105 - the variable's name, not a password
+# valkey-cli reads the password from the environment (Debian's 8.0 build only under the old name).
+CLI_AUTH = f'export VALKEYCLI_AUTH="${{{ENV_PASSWORD}}}" REDISCLI_AUTH="${{{ENV_PASSWORD}}}"'
 # Where a pod that must wait for the operator "replicates" from: nothing listens on port 1 in a pod.
 NOWHERE_HOST = "127.0.0.1"
 NOWHERE_PORT = 1
 # How long a primary being deleted waits for the operator's handover (within the 30 s grace period).
 PRESTOP_WAIT_SECONDS = 20
+# Cluster mode without persistence: how long a primary that lost its data waits for its replica to take its
+# slots over before it starts as a new node (within the liveness probe's patience), and how long when no
+# peer answers at all (the whole cluster restarts: there is nobody to wait for).
+TAKEOVER_WAIT_SECONDS = 45
+NO_PEER_WAIT_SECONDS = 10
 # Key-exchange groups of Mozilla's intermediate and modern profiles. Valkey has no directive for them, so
 # the start script gives valkey-server an OpenSSL configuration of its own (OPENSSL_CONF) that sets them
 # for every TLS context, and keeps Debian's security level 2 (no RSA below 2048 bits, no SHA-1).
@@ -65,6 +72,8 @@ def render_start_script(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT) -> 
     if cluster.spec.tls.enabled:
         cnf = f"{layout.run_dir}/openssl.cnf"
         lines += [f"cat > \"{cnf}\" <<'EOF'", *OPENSSL_CNF.splitlines(), "EOF", f'export OPENSSL_CONF="{cnf}"']
+    if mode == "cluster" and not cluster.spec.persistence.enabled:
+        lines += _without_data(cluster, layout)
     lines += [
         f'if [ -n "${{{ENV_PASSWORD}:-}}" ]; then',
         f'  printf \'requirepass "%s"\\nmasterauth "%s"\\n\' "${{{ENV_PASSWORD}}}" "${{{ENV_PASSWORD}}}" >> "$out"',
@@ -72,6 +81,48 @@ def render_start_script(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT) -> 
         f'exec valkey-server "{layout.config_file}" "$@"',
     ]
     return "\n".join(lines) + "\n"
+
+
+def _without_data(cluster: ValkeyCluster, layout: Layout) -> list[str]:
+    """Cluster mode without persistence: nodes.conf outlives a container restart (it sits in the pod's
+    volume), the data (in memory only) does not. A node that was a primary must never come back as the
+    owner of its slots, empty, for its replicas to re-sync from; and not even as a new node at the same
+    address before its replica has taken the slots over (the replica would re-sync from whatever answers
+    there). So it sets its old identity aside, waits (bounded) until a peer says the old id serves no
+    slot any more, and only then starts, as a new, empty node that the operator makes a replica."""
+    nodes = f"{layout.data_dir}/nodes.conf"
+    aside = f"{nodes}.without-data"
+    peer_cli = " ".join(cli_command(cluster, layout, host='"$ip"'))
+    return [
+        f'if grep -q "myself,master" "{nodes}" 2>/dev/null; then',
+        f'  mv "{nodes}" "{aside}"',
+        "fi",
+        f'if [ -f "{aside}" ] && [ ! -f "{nodes}" ]; then',
+        f"  old=$(awk '/myself/ {{print $1; exit}}' \"{aside}\")",
+        f'  [ -n "${{{ENV_PASSWORD}:-}}" ] && {CLI_AUTH}',
+        "  i=0",
+        f'  while [ "$i" -lt {TAKEOVER_WAIT_SECONDS} ]; do',
+        "    answered=0",
+        "    held=0",
+        f'    for ip in $(awk \'NF >= 8 && !/myself/ {{split($2, a, ":"); print a[1]}}\' "{aside}"); do',
+        f"      view=$({peer_cli} cluster nodes 2>/dev/null) || continue",
+        '      case "$view" in *myself*) ;; *) continue ;; esac',  # CLUSTER NODES, not an error
+        "      answered=1",
+        '      if echo "$view" | awk -v id="$old" \'$1 == id && NF > 8 {f = 1} END {exit !f}\'; then held=1; fi',
+        "      break",
+        "    done",
+        '    if [ "$answered" = 1 ] && [ "$held" = 0 ]; then break; fi',
+        f'    if [ "$answered" = 0 ] && [ "$i" -ge {NO_PEER_WAIT_SECONDS} ]; then break; fi',
+        '    if [ "$answered" = 1 ]; then',
+        '      echo "waiting for a replica to take over the slots of $old (this node lost its data)"',
+        "    else",
+        '      echo "waiting for a peer to answer: has a replica taken over the slots of $old?"',
+        "    fi",
+        "    sleep 1",
+        "    i=$((i + 1))",
+        "  done",
+        "fi",
+    ]
 
 
 def cli_command(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT, host: str = "localhost") -> list[str]:
@@ -104,7 +155,7 @@ def render_probe_script(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT) -> 
                 "# (and mTLS) a client uses.",
                 "set -eu",
                 f'if [ -n "${{{ENV_PASSWORD}:-}}" ]; then',
-                f'  export VALKEYCLI_AUTH="${{{ENV_PASSWORD}}}" REDISCLI_AUTH="${{{ENV_PASSWORD}}}"',
+                f"  {CLI_AUTH}",
                 "fi",
                 'if [ "${1:-liveness}" = prestop ]; then',
                 "  # A primary with replicas keeps serving until the operator has handed its role over (FAILOVER",

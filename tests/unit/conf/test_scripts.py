@@ -19,6 +19,15 @@ def test_scripts_are_valid_posix_sh() -> None:
             subprocess.run(["sh", "-n"], input=script, text=True, check=True)
 
 
+@pytest.mark.parametrize(("persistence", "waits"), [(False, True), (True, False)])
+def test_a_cluster_node_without_persistence_sets_a_primary_identity_aside(persistence: bool, waits: bool) -> None:
+    """Its data is gone after a restart; with persistence it keeps both (nodes.conf and data in the PV)."""
+    script = render_start_script(example(mode="cluster", persistence={"enabled": persistence}))
+    assert ('mv "/data/nodes.conf" "/data/nodes.conf.without-data"' in script) is waits
+    assert ("has a replica taken over the slots" in script) is waits
+    assert script.rstrip().endswith('exec valkey-server "/etc/valkey/valkey.conf" "$@"')
+
+
 def test_replication_start_script_follows_the_primary_file() -> None:
     script = render_start_script(example())
     assert 'primary=$(cat "/etc/valkey/primary"' in script
