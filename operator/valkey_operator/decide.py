@@ -124,7 +124,7 @@ def _pod_state(
         current=template is not None and pod.template_hash == template,
         ready=pod.ready,
         terminating=pod.terminating,
-        synced=rep is None or rep.role == ROLE_MASTER or rep.link_up,
+        synced=(rep is None or rep.role == ROLE_MASTER or rep.link_up) and not _lone(report),
         # Under HotReload a pod is done when its live handshake shows the current certificate; a pod that is
         # not ready is not asked (it counts as not ready, not as outdated).
         serving=not hot
@@ -132,6 +132,12 @@ def _pod_state(
         or (report is not None and fingerprint is not None and report.served == fingerprint),
         running=pod.running,
     )
+
+
+def _lone(report: PodReport | None) -> bool:
+    """Cluster mode: a node that serves no slot and follows no one has not joined its shard yet."""
+    me = report.cluster.myself if report is not None and report.cluster is not None else None
+    return me is not None and not me.slots and not me.master
 
 
 def _fingerprint(pem: bytes | None) -> str | None:

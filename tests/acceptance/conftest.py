@@ -195,6 +195,21 @@ def run_with_hosts(workdir: Path, hosts: dict[str, str], code: str, *args: str) 
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
 
 
+def probe(inst: Instance, kind: str) -> int:
+    """The rendered probe.sh of `inst`, with `localhost` resolving to the instance as it does in its pod."""
+    hosts = Path(inst.layout.run_dir) / "probe-hosts"
+    hosts.write_text(f"{inst.host} localhost\n")
+    inner = f'mount --bind "{hosts}" /etc/hosts && exec "$@"'
+    script = f"{inst.layout.config_dir}/probe.sh"
+    return subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", inner, "sh", "sh", script, kind],
+        env={"PATH": "/usr/bin:/bin", "VALKEY_PASSWORD": PASSWORD},
+        capture_output=True,
+        timeout=20,
+        check=False,
+    ).returncode
+
+
 @pytest.fixture
 def instances(tmp_path: Path) -> Iterator[list[Instance]]:
     started: list[Instance] = []

@@ -11,6 +11,7 @@ as a new, empty node; every acknowledged key is read back afterwards.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,15 @@ from typing import Any
 
 import pytest
 
-from tests.acceptance.conftest import PASSWORD, Instance, example, free_port, run_with_hosts, start_instance
+from tests.acceptance.conftest import (
+    PASSWORD,
+    Instance,
+    example,
+    free_port,
+    probe,
+    run_with_hosts,
+    start_instance,
+)
 from valkey_operator.api.spec import ValkeyCluster
 
 pytestmark = pytest.mark.acceptance
@@ -156,8 +165,16 @@ def test_six_lone_nodes_are_formed_into_three_shards_that_serve_every_slot(six: 
     first = six.nodes[0]
     for inst in six.nodes:
         assert "cluster_state:fail" in inst.cli("CLUSTER", "INFO").stdout  # lone: no slots, no peers
+    # A lone node is a primary without slots: not ready (no client is sent to it, no rollout moves on).
+    assert [probe(inst, "readiness") for inst in six.nodes] == [1] * 6
     six.passes(tmp_path)
     six.cluster_ok()
+    # Formed; each replica is ready once its first sync is done (bounded: 10 s).
+    for _ in range(20):
+        if [probe(inst, "readiness") for inst in six.nodes] == [0] * 6:
+            break
+        time.sleep(0.5)
+    assert [probe(inst, "readiness") for inst in six.nodes] == [0] * 6
     shards = first.cli("CLUSTER", "SHARDS").stdout
     assert shards.count("role\nmaster") == 3, shards
     assert shards.count("role\nreplica") == 3, shards

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import valkey
 
-from tests.acceptance.conftest import PASSWORD, Instance, Pair, example, wait_for_info
+from tests.acceptance.conftest import PASSWORD, Instance, Pair, example, probe, wait_for_info
 
 pytestmark = pytest.mark.acceptance
 
@@ -219,21 +219,6 @@ def test_other_rendered_configs_start_and_serve(launch: Any, spec: dict[str, Any
         creds = Credentials(inst.material.bundle, KeyPair(cert.read_bytes(), key.read_bytes()), PASSWORD)
         view = ValkeyAdmin(inst.layout).cluster_view("localhost", creds)
         assert (view.state, view.myid, [n.id for n in view.nodes]) == ("fail", myself_id, [myself_id])
-
-
-def probe(inst: Instance, kind: str) -> int:
-    """The rendered probe.sh of `inst`, with `localhost` resolving to the instance as it does in its pod."""
-    hosts = Path(inst.layout.run_dir) / "probe-hosts"
-    hosts.write_text(f"{inst.host} localhost\n")
-    inner = f'mount --bind "{hosts}" /etc/hosts && exec "$@"'
-    script = f"{inst.layout.config_dir}/probe.sh"
-    return subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c", inner, "sh", "sh", script, kind],
-        env={"PATH": "/usr/bin:/bin", "VALKEY_PASSWORD": PASSWORD},
-        capture_output=True,
-        timeout=20,
-        check=False,
-    ).returncode
 
 
 def test_a_replica_is_ready_only_while_its_link_to_the_primary_is_up(replica_pair: Pair) -> None:

@@ -141,6 +141,18 @@ def probe_command(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT, host: str
     return [*cli_command(cluster, layout, host), "ping"]
 
 
+def _cluster_readiness(cluster: ValkeyCluster, cli: str) -> list[str]:
+    """Cluster mode: a node that has not joined (a new pod, before the operator meets it and makes it a
+    replica) is a lone primary without slots: not ready, so clients are not sent to it and a rollout does
+    not take the next pod down meanwhile."""
+    if cluster.spec.mode != "cluster":
+        return []
+    return [
+        f"  state=$({cli} cluster info)",
+        '  case "$state" in *cluster_state:ok*) ;; *) exit 1 ;; esac',
+    ]
+
+
 def render_probe_script(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT) -> str:
     """`probe.sh` (liveness): the server answers PING. `probe.sh readiness`: it serves as a primary, or as a
     replica whose link to the primary is up; a replica still syncing (or cut off) serves stale data, and the
@@ -171,6 +183,7 @@ def render_probe_script(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT) -> 
                 "  exit 0",
                 "fi",
                 'if [ "${1:-liveness}" = readiness ]; then',
+                *_cluster_readiness(cluster, cli),
                 f"  info=$({cli} info replication)",
                 '  case "$info" in',
                 "    *role:master*|*master_link_status:up*) exit 0 ;;",
