@@ -450,14 +450,6 @@ def needs_fast_look(status: Mapping[str, Any], now: datetime, horizon: timedelta
     return when is not None and when - now < horizon
 
 
-def _cluster_ok(cluster: ValkeyCluster, snap: Snapshot, live: Sequence[PodView]) -> bool:
-    """Cluster mode: every live pod answered, and each says cluster_state:ok (other modes: True)."""
-    if cluster.spec.mode != "cluster":
-        return True
-    views = [(snap.reports.get(p.name) or PodReport()).cluster for p in live]
-    return bool(views) and all(v is not None and v.state == "ok" for v in views)
-
-
 def _reports_master(snap: Snapshot, pod: str | None) -> bool:
     report = snap.reports.get(pod or "")
     return report is not None and report.replication is not None and report.replication.role == ROLE_MASTER
@@ -513,7 +505,9 @@ def _report(
         primary_serving=_primary_serving(snap, live, roles),
         failover=_failover_observed(roles),
         persistent=cluster.spec.persistence.enabled,
-        cluster_ok=_cluster_ok(cluster, snap, live),
+        sharded=sharding.cluster_conditions(cluster, live, snap.cluster_views)
+        if cluster.spec.mode == "cluster"
+        else None,
     )
     status = _base_status(cluster, snap, obs, now, ready, _tls_status(cluster, snap, rolling=obs.rolling))
     scheme = "rediss" if cluster.spec.tls.enabled else "redis"

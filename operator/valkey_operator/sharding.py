@@ -29,7 +29,7 @@ from valkey_operator.actions import Action, AddSlots, ClusterFailover, Forget, M
 from valkey_operator.api.spec import SpecError, ValkeyCluster
 from valkey_operator.conf.version import effective_version
 from valkey_operator.snapshot import ClusterNode, ClusterView, PodView, Replication
-from valkey_operator.topology import Shard, plan_shards
+from valkey_operator.topology import SLOTS, Shard, plan_shards
 
 SHARDS_CHANGE_REFUSED = "ShardsChangeNotSupported"
 # How soon to look again while the cluster forms (gossip and handshakes take a moment).
@@ -185,6 +185,47 @@ def handovers(
             best = max(linked, key=lambda f: replication[f].offset)
             out.append(ClusterFailover(best))
     return tuple(out)
+
+
+Verdict = tuple[bool, str, str]  # (status, reason, message) of a condition
+
+
+def cluster_conditions(
+    cluster: ValkeyCluster, views: Sequence[PodView], reports: Mapping[str, ClusterView]
+) -> tuple[Verdict, Verdict]:
+    """ClusterFormed (every desired node answers, knows every other and says cluster_state:ok) and
+    SlotsAssigned (the slots the nodes say they serve cover all 16384, none migrating), from the nodes."""
+    desired = cluster.names.pods(cluster.spec.pod_count)
+    live = {p.name for p in views if not p.terminating}
+    silent = [p for p in desired if p not in live or p not in reports]
+    ids = {p: reports[p].myid for p in desired if p in reports}
+    unaware = [p for p in ids if not all(reports[p].knows(i) for i in ids.values())]
+    failing = [p for p in ids if reports[p].state != "ok"]
+    if silent:
+        formed = (False, "NodesNotAnswering", f"{', '.join(silent)} do not answer yet; they are waited for.")
+    elif unaware:
+        formed = (
+            False,
+            "NodesNotMet",
+            f"{', '.join(unaware)} do not know every other node yet; the operator meets them.",
+        )
+    elif failing:
+        formed = (False, "ClusterStateFail", f"{', '.join(failing)} report cluster_state:fail.")
+    else:
+        formed = (True, "Formed", f"All {len(desired)} nodes know each other and report cluster_state:ok.")
+    own = [me for p in ids if (me := reports[p].myself) is not None and me.is_primary]
+    served = sum(b - a + 1 for me in own for a, b in me.slots)
+    if any(n.migrating for p in ids for n in reports[p].nodes):
+        slots = (False, "SlotsMigrating", "Slots are being migrated between shards.")
+    elif served < SLOTS:
+        slots = (
+            False,
+            "SlotsUncovered",
+            f"{served} of {SLOTS} slots are served by a node that answers; keys in the others fail.",
+        )
+    else:
+        slots = (True, "AllSlotsServed", f"All {SLOTS} slots are served, none migrating.")
+    return formed, slots
 
 
 def shard_status(

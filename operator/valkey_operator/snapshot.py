@@ -66,6 +66,7 @@ class ClusterNode:
     slots: tuple[tuple[int, int], ...] = ()  # ranges it serves (a primary)
     connected: bool = True
     ip: str = ""  # the address it is reached at ("" when it has none yet)
+    migrating: bool = False  # a slot of it is being migrated or imported
 
     @property
     def is_primary(self) -> bool:

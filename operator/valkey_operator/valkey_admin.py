@@ -122,9 +122,11 @@ def parse_cluster_nodes(text: str) -> tuple[ClusterNode, ...]:
         if len(fields) < 8:
             continue
         slots = []
+        migrating = False
         for item in fields[8:]:
             if item.startswith("["):
-                continue  # a slot being migrated or imported
+                migrating = True  # a slot being migrated or imported
+                continue
             first, _, last = item.partition("-")
             slots.append((int(first), int(last or first)))
         out.append(
@@ -135,6 +137,7 @@ def parse_cluster_nodes(text: str) -> tuple[ClusterNode, ...]:
                 slots=tuple(slots),
                 connected=fields[7] == "connected",
                 ip=fields[1].partition(":")[0] if ":" in fields[1] else "",
+                migrating=migrating,
             )
         )
     return tuple(out)

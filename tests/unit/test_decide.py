@@ -25,6 +25,7 @@ from valkey_operator.reconcile import changed
 from valkey_operator.snapshot import (
     ROLE_MASTER,
     ROLE_SLAVE,
+    ClusterNode,
     ClusterView,
     PodReport,
     Replication,
@@ -236,24 +237,56 @@ def test_status_tls_says_what_clients_meet() -> None:
     assert off == {"mode": "disabled", "clientAuth": "none"}
 
 
-def test_cluster_mode_is_ready_only_when_every_node_says_cluster_state_ok() -> None:
+def test_cluster_mode_is_ready_only_when_formed_and_every_slot_is_served() -> None:
     c = cluster(mode="cluster", shards=3, replicasPerShard=1)
     world = World()
     pass_(world, c)
-    for pod in c.names.pods(c.spec.pod_count):
+    pods6 = c.names.pods(c.spec.pod_count)
+    for pod in pods6:
         world.start_pod(pod)
-    for state in ("fail", "ok"):
-        world.reports = {p: PodReport(cluster=ClusterView(f"id-{p}", state)) for p in c.names.pods(c.spec.pod_count)}
-        d = pass_(world, c)
-        ready = condition(d, "Ready")
-        if state == "fail":
-            # Pods run, but no key is served: never Ready (the cluster is not formed by this operator yet).
-            assert (ready["status"], ready["reason"]) == ("False", "ClusterNotFormed")
-            assert d.status["phase"] == "Provisioning"
-        else:
-            assert (ready["status"], d.status["phase"]) == ("True", "Ready")
+    ranges = {"cache-0": ((0, 5461),), "cache-1": ((5462, 10922),), "cache-2": ((10923, 16383),)}
+
+    def nodes(me: str, slots: dict[str, tuple[tuple[int, int], ...]]) -> tuple[ClusterNode, ...]:
+        return tuple(
+            ClusterNode(f"id-{p}", frozenset({"master", *({"myself"} if p == me else set())}), None, slots.get(p, ()))
+            for p in pods6
+        )
+
+    def verdicts(d: Decision) -> tuple[tuple[str, str], ...]:
+        return tuple((condition(d, k)["status"], condition(d, k)["reason"]) for k in ("ClusterFormed", "SlotsAssigned"))
+
+    # Lone nodes: not formed, no slot served; never Ready.
+    world.reports = {
+        p: PodReport(cluster=ClusterView(f"id-{p}", "fail", nodes(p, {})[pods6.index(p) :][:1])) for p in pods6
+    }
+    d = pass_(world, c)
+    assert (condition(d, "Ready")["status"], condition(d, "Ready")["reason"]) == ("False", "ClusterNotFormed")
+    assert d.status["phase"] == "Provisioning"
+    assert verdicts(d) == (("False", "NodesNotMet"), ("False", "SlotsUncovered"))
+    # Met, but shard 2's slots not served: still not Ready, and the message says how many are.
+    world.reports = {
+        p: PodReport(cluster=ClusterView(f"id-{p}", "ok", nodes(p, {**ranges, "cache-2": ()}))) for p in pods6
+    }
+    d = pass_(world, c)
+    assert condition(d, "Ready")["status"] == "False"
+    assert verdicts(d) == (("True", "Formed"), ("False", "SlotsUncovered"))
+    assert "10923 of 16384 slots" in condition(d, "SlotsAssigned")["message"]
+    # Formed, every slot served: Ready.
+    world.reports = {p: PodReport(cluster=ClusterView(f"id-{p}", "ok", nodes(p, ranges))) for p in pods6}
+    d = pass_(world, c)
+    assert (condition(d, "Ready")["status"], d.status["phase"]) == ("True", "Ready")
+    assert verdicts(d) == (("True", "Formed"), ("True", "AllSlotsServed"))
     world.reports.pop("cache-0")  # a node that does not answer is not known to be ok
-    assert condition(pass_(world, c), "Ready")["status"] == "False"
+    d = pass_(world, c)
+    assert condition(d, "Ready")["status"] == "False"
+    assert verdicts(d)[0] == ("False", "NodesNotAnswering")
+
+
+def test_other_modes_report_no_cluster_conditions() -> None:
+    d = decide(cluster(), Snapshot(), NOW)
+    assert [c["type"] for c in d.status["conditions"]] == [
+        "Ready", "CertificatesReady", "CertificateExpiringSoon", "Rotating", "Degraded",
+    ]  # fmt: skip
 
 
 def test_steady_state_writes_nothing_at_all() -> None:

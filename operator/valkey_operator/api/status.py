@@ -19,11 +19,14 @@ DEGRADED = "Degraded"
 RECONCILE_ERROR = "ReconcileError"
 CLUSTER_NOT_FORMED = "ClusterNotFormed"
 CLUSTER_NOT_FORMED_MESSAGE = (
-    "The pods run, but not every node reports cluster_state:ok: the cluster does not serve every key yet. "
-    "The operator forms it (nodes meet, slots are assigned, replicas follow their shard's primary)."
-)  # a pass raised: Degraded's reason, and the Event's
+    "The pods run, but the cluster does not serve every key yet; the operator forms or heals it (nodes meet, "
+    "slots are assigned, replicas follow their shard's primary)."
+)
 
-CONTRACT_ORDER = (READY, CERTIFICATES_READY, EXPIRING_SOON, ROTATING, DEGRADED)
+CLUSTER_FORMED = "ClusterFormed"
+SLOTS_ASSIGNED = "SlotsAssigned"
+CONTRACT_ORDER = (READY, CERTIFICATES_READY, EXPIRING_SOON, ROTATING, DEGRADED, CLUSTER_FORMED, SLOTS_ASSIGNED)
+CLUSTER_ONLY = (CLUSTER_FORMED, SLOTS_ASSIGNED)  # reported in cluster mode only
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,13 @@ class Observation:
     primary_serving: bool = True  # replication: the read-write endpoint has a primary behind it
     failover: tuple[str, str] | None = None  # (PrimaryLost | FailingOver, message) while the primary is lost
     persistent: bool = True  # data on volumes; False: losing every pod at once empties the data
-    cluster_ok: bool = True  # cluster mode: every pod reports cluster_state:ok (True in the other modes)
+    # Cluster mode: (ClusterFormed, SlotsAssigned) as (status, reason, message); None in the other modes.
+    sharded: tuple[tuple[bool, str, str], tuple[bool, str, str]] | None = None
+
+    @property
+    def cluster_ok(self) -> bool:
+        """Cluster mode: formed and every slot served (True in the other modes)."""
+        return self.sharded is None or (self.sharded[0][0] and self.sharded[1][0])
 
     @property
     def rolling(self) -> bool:
@@ -106,6 +115,8 @@ def _held(
         old = before.get(kind)
         if kind in overrides:
             out.append(overrides[kind])
+        elif kind in CLUSTER_ONLY and old is None:
+            continue  # never reported: not a sharded cluster
         elif old is not None:
             word = old.get("status")
             status = None if word not in ("True", "False") else word == "True"
@@ -144,8 +155,9 @@ def conditions(obs: Observation) -> list[Condition]:
         out.append(Condition(READY, True, "AllPodsReady", message))
     elif obs.exists and obs.ready >= obs.desired and not obs.rolling and not obs.primary_serving:
         out.append(Condition(READY, False, "NoPrimary", "No pod serves as the primary behind the read-write endpoint."))
-    elif obs.exists and obs.ready >= obs.desired and not obs.rolling and not obs.cluster_ok:
-        out.append(Condition(READY, False, CLUSTER_NOT_FORMED, CLUSTER_NOT_FORMED_MESSAGE))
+    elif obs.exists and obs.ready >= obs.desired and not obs.rolling and obs.sharded and not obs.cluster_ok:
+        failing = next(c for c in obs.sharded if not c[0])
+        out.append(Condition(READY, False, CLUSTER_NOT_FORMED, f"{CLUSTER_NOT_FORMED_MESSAGE} Now: {failing[2]}"))
     else:
         out.append(
             Condition(READY, False, "PodsNotReady", f"{obs.ready} of {obs.desired} pods are ready; wait or check pods.")
@@ -178,6 +190,9 @@ def conditions(obs: Observation) -> list[Condition]:
         out.append(Condition(DEGRADED, True, obs.cert_problem[0], obs.cert_problem[1]))
     else:
         out.append(Condition(DEGRADED, False, "AsExpected", "Nothing needs attention."))
+    if obs.sharded:
+        formed, slots = obs.sharded
+        out += [Condition(CLUSTER_FORMED, *formed), Condition(SLOTS_ASSIGNED, *slots)]
     return out
 
 
