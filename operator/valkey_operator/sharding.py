@@ -124,7 +124,9 @@ def layout_change(cluster: ValkeyCluster, reports: Mapping[str, ClusterView]) ->
     refused, with what would be needed, until resharding by atomic slot migration is built. Nothing that
     runs is touched meanwhile (a StatefulSet scaled for the new layout would add pods no slot goes to)."""
     planned = {(s.first_slot, s.last_slot) for s in plan_shards(cluster.spec.shards, 0)}
-    owners = {n.id: n.slots for view in reports.values() for n in view.nodes if n.slots}
+    # The cluster as its members see it: a lone node (not met yet) is not part of the layout.
+    members = [view for view in reports.values() if len(view.nodes) > 1]
+    owners = {n.id: n.slots for view in members for n in view.nodes if n.slots}
     if not owners or all(len(r) == 1 and r[0] in planned for r in owners.values()):
         return None
     version = effective_version(cluster.spec.image)

@@ -72,6 +72,11 @@ def render_start_script(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT) -> 
     if cluster.spec.tls.enabled:
         cnf = f"{layout.run_dir}/openssl.cnf"
         lines += [f"cat > \"{cnf}\" <<'EOF'", *OPENSSL_CNF.splitlines(), "EOF", f'export OPENSSL_CONF="{cnf}"']
+    if not cluster.spec.persistence.enabled:
+        # Data lives in memory only: a dump left in the pod's volume (by a replica's sync, or a SAVE) is
+        # stale. Loaded at start, it would bring back old keys; in cluster mode a new node would even claim
+        # their slots as its own.
+        lines.append(f'rm -f "{layout.data_dir}/dump.rdb" "{layout.data_dir}"/temp-*.rdb')
     if mode == "cluster" and not cluster.spec.persistence.enabled:
         lines += _without_data(cluster, layout)
     lines += [

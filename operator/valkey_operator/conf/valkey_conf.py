@@ -75,7 +75,9 @@ def _persistence_lines(cluster: ValkeyCluster, layout: Layout) -> list[str]:
     if cluster.spec.persistence.enabled:
         lines += ["appendonly yes", "appendfsync everysec"]
     else:
-        lines += ["appendonly no", 'save ""']
+        # A replica's full sync leaves the received RDB in the data folder: drop it once loaded, so no pod
+        # ever starts again from a stale copy (the start script removes any left over, too).
+        lines += ["appendonly no", 'save ""', "rdb-del-sync-files yes"]
     return lines
 
 
