@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import socket
 import ssl
 import subprocess
 import tempfile
@@ -179,6 +181,21 @@ class Creds:
         return out.stdout + out.stderr
 
 
+def served_fingerprint(creds: Creds, ip: str, fqdn: str) -> str:
+    """A live handshake from the host that verifies `fqdn` against ca.crt; the served leaf's SHA-256."""
+    with (
+        socket.create_connection((ip, 6379), timeout=10) as raw,
+        creds.tls_context().wrap_socket(raw, server_hostname=fqdn) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return hashlib.sha256(der).hexdigest()
+
+
+def plain(fingerprint: str) -> str:
+    return fingerprint.replace(":", "").lower()
+
+
 # --- fixtures -------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def installed(node: Node, operator_image: str) -> Iterator[None]:
@@ -280,15 +297,29 @@ def run_pod(node: Node, name: str, image: str, command: list[str], timeout: floa
 # acknowledged writes are exactly 0..acked-1, and at the end each one is read back. With `wait` > 0 a
 # write counts as acknowledged only once WAIT says that many replicas have it (the client-side half of
 # write safety).
-WRITER_PY = """
-import collections, json, sys, time, valkey
-from valkey.backoff import NoBackoff
-from valkey.retry import Retry
-pw = open("/tls/password").read()
+# How the writer connects: one primary through the read-write Service, or a cluster client that starts
+# from the Service and follows the slots (valkey-py's ValkeyCluster). Both verify names, both with mTLS.
+_CONNECT = {
+    False: """
 def conn():
+    from valkey.backoff import NoBackoff
+    from valkey.retry import Retry
     return valkey.Valkey(host="%(service)s", port=6379, password=pw, ssl=True, ssl_ca_certs="/tls/ca.crt",
                          ssl_certfile="/tls/tls.crt", ssl_keyfile="/tls/tls.key", ssl_check_hostname=True,
                          socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0))
+""",
+    True: """
+def conn():
+    from valkey.cluster import ValkeyCluster
+    return ValkeyCluster(host="%(service)s", port=6379, password=pw, ssl=True, ssl_ca_certs="/tls/ca.crt",
+                         ssl_certfile="/tls/tls.crt", ssl_keyfile="/tls/tls.key", ssl_check_hostname=True,
+                         socket_timeout=2, socket_connect_timeout=2, cluster_error_retry_attempts=1)
+""",
+}
+WRITER_PY = """
+import collections, json, sys, time, valkey
+pw = open("/tls/password").read()
+%(connect)s
 i = failures = 0
 errors = collections.Counter()
 c = None
@@ -326,7 +357,10 @@ for attempt in range(20):
         missing = []
         for base in range(0, i, 500):
             keys = ["%(prefix)s:%%08d" %% n for n in range(base, min(i, base + 500))]
-            missing += [k for k, v in zip(keys, c.mget(keys)) if v is None]
+            pipe = c.pipeline()  # a cluster client sends each GET to its slot's primary
+            for k in keys:
+                pipe.get(k)
+            missing += [k for k, v in zip(keys, pipe.execute()) if v is None]
         break
     except Exception:
         time.sleep(1)
@@ -336,6 +370,7 @@ print(json.dumps({"acked": i, "failures": failures, "longest_pause_ms": round(lo
 """
 
 
-def writer_script(prefix: str, max_seconds: int, wait: int = 0) -> str:
-    """WRITER_PY through the read-write Service, its keys named `prefix`:N."""
-    return WRITER_PY % {"service": SERVICE_DNS, "max_seconds": max_seconds, "prefix": prefix, "wait": wait}
+def writer_script(prefix: str, max_seconds: int, wait: int = 0, cluster: bool = False) -> str:
+    """WRITER_PY through the read-write Service (a cluster client with `cluster`), its keys `prefix`:N."""
+    connect = _CONNECT[cluster] % {"service": SERVICE_DNS}
+    return WRITER_PY % {"connect": connect, "max_seconds": max_seconds, "prefix": prefix, "wait": wait}

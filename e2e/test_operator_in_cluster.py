@@ -8,9 +8,7 @@ The tests in this module share one installation and one ValkeyCluster and run in
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import socket
 import subprocess
 import threading
 import time
@@ -36,12 +34,14 @@ from e2e.conftest import (
     get_json,
     is_ready,
     kubectl,
+    plain,
     pod_fqdn,
     pods,
     primary,
     role,
     run_pod,
     secret,
+    served_fingerprint,
     start_client_pod,
     vkc,
     wait_for,
@@ -51,22 +51,6 @@ from e2e.node import Node
 from valkey_operator import __version__, names
 from valkey_operator.builders.services import ROLE_PRIMARY
 from valkey_operator.pki.issue import LeafRequest, issue_leaf, mint_ca
-
-
-def served_fingerprint(creds: Creds, ip: str, fqdn: str) -> str:
-    """A live handshake from the host that verifies `fqdn` against ca.crt; the served leaf's SHA-256."""
-    with (
-        socket.create_connection((ip, 6379), timeout=10) as raw,
-        creds.tls_context().wrap_socket(raw, server_hostname=fqdn) as tls,
-    ):
-        der = tls.getpeercert(binary_form=True)
-    assert der is not None
-    return hashlib.sha256(der).hexdigest()
-
-
-def plain(fingerprint: str) -> str:
-    return fingerprint.replace(":", "").lower()
-
 
 # Runs in a pod from the operator image (Python and valkey-py): name verification through CoreDNS and
 # kube-proxy, and the refusals.

@@ -4,19 +4,51 @@ Ready only once every node says cluster_state:ok, and then a cluster client in a
 names (valkey-py's ValkeyCluster, the connection Secret's client certificate) writes and reads keys over
 every slot, redirected between shards by the pods' stable names.
 
+Then a cluster writer (the same client, 50 acknowledged SETs a second over every slot) through a
+RollingRestart rotation, a HotReload rotation, a shard primary's pod deleted, a replica's pod deleted and
+a shard primary's server killed (a container restart that loses the data kept in memory): every
+acknowledged key is read back from its shard's primary, and after each step every node says
+cluster_state:ok, serves the current certificate, and status says Ready only when the nodes are.
+
 The module installs the chart and its own ValkeyCluster (after the other modules uninstalled theirs).
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import yaml
 
-from e2e.conftest import NAME, NS, ROOT, SERVICE_DNS, Creds, kubectl, pod_fqdn, pods, run_pod, secret, vkc, wait_for
+from e2e.conftest import (
+    NAME,
+    NS,
+    ROOT,
+    SERVICE_DNS,
+    Creds,
+    condition,
+    finish_pod,
+    is_ready,
+    kubectl,
+    plain,
+    pod_fqdn,
+    pods,
+    run_pod,
+    secret,
+    served_fingerprint,
+    start_client_pod,
+    vkc,
+    wait_for,
+    writer_script,
+)
+from e2e.faults import RESUME_WITHIN_MS, STATUS_LAG_S, valkey_server_pid
 from e2e.node import Node
+from valkey_operator import names
 
 CLIENT_PY = """
 from valkey.cluster import ValkeyCluster
@@ -66,6 +98,8 @@ def test_the_operator_forms_the_cluster_and_says_ready_only_then(node: Node, cre
     )
     assert ",".join(s["slots"] for s in status["shards"]) == "0-5461,5462-10922,10923-16383"
     assert secret(node, f"{NAME}-connection")["cluster"] == b"true"
+    body = vkc(node)
+    assert (condition(body, "ClusterFormed")["status"], condition(body, "SlotsAssigned")["status"]) == ("True", "True")
 
 
 def test_a_cluster_client_verifying_host_names_reaches_every_slot(
@@ -78,3 +112,222 @@ def test_a_cluster_client_verifying_host_names_reaches_every_slot(
     hosts = set(log.split("hosts", 1)[1].split())
     stable = {f"{NAME}-{i}.{NAME}-headless.{NS}.svc" for i in range(6)}
     assert {f"{NAME}-{i}.{NAME}-headless.{NS}.svc" for i in range(3)} <= hosts <= stable, hosts
+
+
+# --- a cluster writer through rotations and pod loss ---------------------------------------------------------
+REPORT = ROOT / ".e2e-sharding-report.json"
+DESIRED = 6
+
+
+def cluster_ok(creds: Creds, pod: dict[str, Any]) -> bool:
+    try:
+        info = creds.cli(pod["status"]["podIP"], pod_fqdn(pod["metadata"]["name"]), "CLUSTER", "INFO", timeout=3)
+    except subprocess.TimeoutExpired:
+        return False
+    return "cluster_state:ok" in info and "cluster_slots_assigned:16384" in info
+
+
+def serving(node: Node, creds: Creds) -> bool:
+    """What the pods do: six live pods, all ready, each saying cluster_state:ok with every slot."""
+    live = [p for p in pods(node) if not p["metadata"].get("deletionTimestamp")]
+    return len(live) == DESIRED and all(is_ready(p) for p in live) and all(cluster_ok(creds, p) for p in live)
+
+
+class Watch:
+    """Samples, about once a second, whether status says Ready while the pods do not serve (or the reverse)."""
+
+    def __init__(self, node: Node, creds: Creds) -> None:
+        self.node, self.creds = node, creds
+        self.samples: list[tuple[float, bool, bool]] = []
+        self.stop = threading.Event()
+        self.started = time.monotonic()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                says = condition(vkc(self.node), "Ready").get("status") == "True"
+                self.samples.append((time.monotonic() - self.started, says, serving(self.node, self.creds)))
+            except Exception as exc:  # a pod or the API server between states: sample again
+                print(f"sample skipped: {exc!r:.80}")
+            self.stop.wait(1.0)
+
+    def finish(self) -> dict[str, float]:
+        self.stop.set()
+        self.thread.join(30)
+        return {"false_ready_s": self._longest(lambda says, does: says and not does),
+                "late_ready_s": self._longest(lambda says, does: does and not says)}  # fmt: skip
+
+    def _longest(self, bad: Callable[[bool, bool], bool]) -> float:
+        longest, since = 0.0, None
+        for t, says, does in self.samples:
+            if bad(says, does):
+                since = t if since is None else since
+                longest = max(longest, t - since + 1.0)
+            else:
+                since = None
+        return round(longest, 1)
+
+
+def settled(node: Node, creds: Creds) -> bool:
+    body = vkc(node)
+    return body.get("status", {}).get("phase") == "Ready" and serving(node, creds)
+
+
+def shard_primaries(node: Node) -> list[str]:
+    return [s["primary"] for s in vkc(node)["status"]["shards"]]
+
+
+def shard_replicas(node: Node) -> list[str]:
+    return [r for s in vkc(node)["status"]["shards"] for r in s["replicas"]]
+
+
+def under_cluster_writer(
+    node: Node, creds: Creds, image: str, tag: str, step: Callable[[], None], done: Callable[[], bool]
+) -> dict[str, Any]:
+    """A cluster writer through `step`, until `done` and the cluster serves and says Ready again; its figures."""
+    start_client_pod(node, f"cw-{tag}", image, ["python", "-c", writer_script(tag, 900, cluster=True)])
+    wait_for(lambda: "first write acknowledged" in kubectl(node, "logs", f"cw-{tag}", "-n", NS, check=False),
+             f"the cluster writer {tag}", 120)  # fmt: skip
+    time.sleep(3)
+    watch = Watch(node, creds)
+    started = time.monotonic()
+    try:
+        step()
+        wait_for(lambda: done() and settled(node, creds), f"Ready again after {tag}", 600, every=2)
+        took = time.monotonic() - started
+        time.sleep(3)
+    finally:
+        sampled = watch.finish()
+    owner = owner_of(node, creds, f"{tag}:stop")
+    assert "OK" in creds.cli(owner["status"]["podIP"], pod_fqdn(owner["metadata"]["name"]), "SET", f"{tag}:stop", "1")
+    report = json.loads(finish_pod(node, f"cw-{tag}", 240).splitlines()[-1])
+    report.update(sampled, step_s=round(took, 1))
+    print(f"\n{tag}: {json.dumps(report)}")
+    figures = json.loads(REPORT.read_text()) if REPORT.exists() else {}
+    figures[tag] = report
+    REPORT.write_text(json.dumps(figures, indent=2))
+    assert report["acked"] > 100, report
+    assert report["missing_count"] == 0, report
+    assert sampled["false_ready_s"] <= STATUS_LAG_S, report
+    every_node_is_current(node, creds)
+    return dict(report)
+
+
+def owner_of(node: Node, creds: Creds, key: str) -> dict[str, Any]:
+    """The pod that serves `key`'s slot, by status.shards (the host cannot follow a MOVED to a pod name)."""
+    live = pods(node)
+    first = live[0]
+    slot = int(creds.cli(first["status"]["podIP"], pod_fqdn(first["metadata"]["name"]), "CLUSTER", "KEYSLOT", key))
+    for shard in vkc(node)["status"]["shards"]:
+        for part in shard["slots"].split(","):
+            a, _, b = part.partition("-")
+            if int(a) <= slot <= int(b or a):
+                return next(p for p in live if p["metadata"]["name"] == shard["primary"])
+    raise AssertionError(f"no shard serves slot {slot}")
+
+
+def every_node_is_current(node: Node, creds: Creds) -> None:
+    """Every node says cluster_state:ok over all slots, knows six nodes, and serves the certificate status
+    names (a live handshake that verifies the pod's name); the host names the nodes hand out are the pods'
+    stable names."""
+    body = vkc(node)
+    want = plain(body["status"]["certificates"]["server"]["fingerprintSHA256"])
+    for p in pods(node):
+        ip, fqdn = p["status"]["podIP"], pod_fqdn(p["metadata"]["name"])
+        info = creds.cli(ip, fqdn, "CLUSTER", "INFO")
+        assert "cluster_state:ok" in info, (p["metadata"]["name"], info)
+        assert "cluster_known_nodes:6" in info, (p["metadata"]["name"], info)
+        assert served_fingerprint(creds, ip, fqdn) == want, p["metadata"]["name"]
+        hostnames = {line.strip() for line in creds.cli(ip, fqdn, "CLUSTER", "SHARDS").split("hostname\n")[1:]}
+        assert all(h.split()[0] in {pod_fqdn(f"{NAME}-{i}") for i in range(DESIRED)} for h in hostnames), hostnames
+    assert body["status"]["clusterState"] == "ok"
+    assert sum(1 + len(s["replicas"]) for s in body["status"]["shards"]) == DESIRED
+
+
+def uids(node: Node) -> dict[str, str]:
+    return {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(node)}
+
+
+def rotation(node: Node) -> tuple[Callable[[], None], Callable[[], bool]]:
+    serial = vkc(node)["status"]["certificates"]["server"]["serial"]
+    stamp = str(time.time())
+
+    def start() -> None:
+        kubectl(node, "annotate", "--overwrite", "valkeycluster", NAME, "-n", NS,
+                f"{names.ANN_ROTATE_CERTIFICATES}={stamp}")  # fmt: skip
+
+    def done() -> bool:
+        return bool(vkc(node)["status"]["certificates"]["server"]["serial"] != serial)
+
+    return start, done
+
+
+def test_a_rolling_restart_hands_each_shard_over_and_loses_nothing(
+    node: Node, creds: Creds, operator_image: str
+) -> None:
+    before = uids(node)
+    start, rotated = rotation(node)
+    report = under_cluster_writer(
+        node, creds, operator_image, "rolling-restart", start,
+        lambda: rotated() and all(uids(node).get(p) not in (None, u) for p, u in before.items()),
+    )  # fmt: skip
+    events = kubectl(node, "get", "events", "-n", NS, "--field-selector", f"involvedObject.name={NAME}")
+    assert events.count("Switchover") >= 1, events  # shard primaries were handed over, not just deleted
+    assert report["longest_pause_ms"] < RESUME_WITHIN_MS, report
+
+
+def test_a_hot_reload_rotation_restarts_nothing_and_loses_nothing(
+    node: Node, creds: Creds, operator_image: str
+) -> None:
+    patch = {"spec": {"tls": {"rotation": {"strategy": "HotReload"}}}}
+    kubectl(node, "patch", "valkeycluster", NAME, "-n", NS, "--type=merge", "-p", json.dumps(patch))
+    wait_for(lambda: settled(node, creds) and vkc(node)["status"].get("observedGeneration")
+             == vkc(node)["metadata"]["generation"], "Ready under HotReload", 600, every=2)  # fmt: skip
+    before = uids(node)
+    start, rotated = rotation(node)
+    report = under_cluster_writer(node, creds, operator_image, "hot-reload", start, rotated)
+    assert uids(node) == before  # no pod was replaced
+    assert report["failures"] == 0, report
+
+
+def deleted_under_writer(node: Node, creds: Creds, image: str, tag: str, victim: str) -> dict[str, Any]:
+    """`kubectl delete pod victim` (graceful) under a cluster writer, until its replacement serves."""
+    uid = uids(node)[victim]
+
+    def step() -> None:
+        kubectl(node, "delete", "pod", victim, "-n", NS, "--wait=false")
+
+    return under_cluster_writer(node, creds, image, tag, step, lambda: uids(node).get(victim) not in (None, uid))
+
+
+def test_a_shard_primary_deleted_hands_its_slots_over_first(node: Node, creds: Creds, operator_image: str) -> None:
+    victim = shard_primaries(node)[1]
+    report = deleted_under_writer(node, creds, operator_image, "primary-deleted", victim)
+    assert victim not in shard_primaries(node)  # its replica serves the shard; it came back as a replica
+    assert report["longest_pause_ms"] < RESUME_WITHIN_MS, report
+
+
+def test_a_replica_deleted_rejoins_its_shard(node: Node, creds: Creds, operator_image: str) -> None:
+    report = deleted_under_writer(node, creds, operator_image, "replica-deleted", shard_replicas(node)[0])
+    assert report["longest_pause_ms"] < RESUME_WITHIN_MS, report
+
+
+def test_a_shard_primary_killed_is_never_an_empty_primary(node: Node, creds: Creds, operator_image: str) -> None:
+    """SIGKILL to a shard primary's valkey-server: the container restarts in the same pod (same address,
+    nodes.conf kept, data gone). Its replica takes the slots over; the restarted server waits for that and
+    joins as a new, empty replica. Writes to that shard resume within 10 s; nothing acknowledged is lost."""
+    victim = shard_primaries(node)[2]
+
+    def step() -> None:
+        pid = valkey_server_pid(node, victim)
+        subprocess.run(["kill", "-9", str(pid)], check=True)
+
+    def restarted() -> bool:
+        pod = next((p for p in pods(node) if p["metadata"]["name"] == victim), None)
+        counts = [c.get("restartCount", 0) for c in (pod or {}).get("status", {}).get("containerStatuses", [])]
+        return bool(counts) and max(counts) >= 1 and victim not in shard_primaries(node)
+
+    report = under_cluster_writer(node, creds, operator_image, "primary-killed", step, restarted)
+    assert report["longest_pause_ms"] < RESUME_WITHIN_MS, report
