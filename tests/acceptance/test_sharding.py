@@ -188,8 +188,8 @@ def test_a_primary_restarted_without_its_data_never_serves_its_slots_empty(six: 
     """cache-0 (shard 0's primary) is killed and restarted in place, as a container restart does: its
     nodes.conf survives, its data (memory only, persistence off) does not. The start script sets its old
     identity aside, so it comes back as a new, empty node instead of the owner of slots 0-5461 for cache-3
-    to re-sync from; Valkey fails over to cache-3, and the operator forgets the old id and makes the new
-    node cache-3's replica. Every acknowledged key is still there."""
+    to re-sync from; it asks cache-3 to take over at once, waits until it has, and the operator forgets
+    the old id and makes the new node cache-3's replica. Every acknowledged key is still there."""
     six.passes(tmp_path)
     assert "read 3000" in six.client(tmp_path, 3000)
     old_id = six.nodes[0].cli("CLUSTER", "MYID").stdout.strip()
@@ -197,6 +197,8 @@ def test_a_primary_restarted_without_its_data_never_serves_its_slots_empty(six: 
     assert "OK" in six.nodes[0].cli("SAVE").stdout
     back = six.restart(0, keep_files=True)
     assert back.cli("DBSIZE").stdout.strip() == "0"  # it did not load the stale dump
+    # Its old self is dead for certain: it asked the replica to take over at once, not after the timeout.
+    assert "(CLUSTER FAILOVER FORCE)" in back.log.read_text()
     assert back.cli("CLUSTER", "MYID").stdout.strip() != old_id
     assert Path(back.layout.data_dir, "nodes.conf.without-data").exists()
     out = six.passes(tmp_path, budget=90)
