@@ -116,7 +116,11 @@ def test_a_cluster_client_verifying_host_names_reaches_every_slot(
 
 # --- a cluster writer through rotations and pod loss ---------------------------------------------------------
 REPORT = ROOT / ".e2e-sharding-report.json"
-DESIRED = 6
+
+
+def desired(body: dict[str, Any]) -> int:
+    spec = body["spec"]
+    return int(spec["shards"]) * (1 + int(spec["replicasPerShard"]))
 
 
 def cluster_ok(creds: Creds, pod: dict[str, Any]) -> bool:
@@ -128,9 +132,10 @@ def cluster_ok(creds: Creds, pod: dict[str, Any]) -> bool:
 
 
 def serving(node: Node, creds: Creds) -> bool:
-    """What the pods do: six live pods, all ready, each saying cluster_state:ok with every slot."""
+    """What the pods do: every desired pod live and ready, each saying cluster_state:ok with every slot."""
     live = [p for p in pods(node) if not p["metadata"].get("deletionTimestamp")]
-    return len(live) == DESIRED and all(is_ready(p) for p in live) and all(cluster_ok(creds, p) for p in live)
+    want = desired(vkc(node))
+    return len(live) == want and all(is_ready(p) for p in live) and all(cluster_ok(creds, p) for p in live)
 
 
 class Watch:
@@ -139,6 +144,7 @@ class Watch:
     def __init__(self, node: Node, creds: Creds) -> None:
         self.node, self.creds = node, creds
         self.samples: list[tuple[float, bool, bool]] = []
+        self.timeline: list[str] = []  # what status said and what the pods did, at each change
         self.stop = threading.Event()
         self.started = time.monotonic()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -147,17 +153,22 @@ class Watch:
     def _run(self) -> None:
         while not self.stop.is_set():
             try:
-                says = condition(vkc(self.node), "Ready").get("status") == "True"
-                self.samples.append((time.monotonic() - self.started, says, serving(self.node, self.creds)))
+                ready = condition(vkc(self.node), "Ready")
+                says, does, t = ready.get("status") == "True", serving(self.node, self.creds), time.monotonic()
+                self.samples.append((t - self.started, says, does))
+                line = f"Ready={ready.get('status')}/{ready.get('reason')}, pods serve: {does}"
+                if not self.timeline or not self.timeline[-1].endswith(line):
+                    self.timeline.append(f"{t - self.started:6.1f}s {line}")
             except Exception as exc:  # a pod or the API server between states: sample again
                 print(f"sample skipped: {exc!r:.80}")
             self.stop.wait(1.0)
 
-    def finish(self) -> dict[str, float]:
+    def finish(self) -> dict[str, Any]:
         self.stop.set()
         self.thread.join(30)
         return {"false_ready_s": self._longest(lambda says, does: says and not does),
-                "late_ready_s": self._longest(lambda says, does: does and not says)}  # fmt: skip
+                "late_ready_s": self._longest(lambda says, does: does and not says),
+                "timeline": self.timeline}  # fmt: skip
 
     def _longest(self, bad: Callable[[bool, bool], bool]) -> float:
         longest, since = 0.0, None
@@ -204,7 +215,8 @@ def under_cluster_writer(
     assert "OK" in creds.cli(owner["status"]["podIP"], pod_fqdn(owner["metadata"]["name"]), "SET", f"{tag}:stop", "1")
     report = json.loads(finish_pod(node, f"cw-{tag}", 240).splitlines()[-1])
     report.update(sampled, step_s=round(took, 1))
-    print(f"\n{tag}: {json.dumps(report)}")
+    print(f"\n{tag}: {json.dumps({k: v for k, v in report.items() if k != 'timeline'})}")
+    print("\n".join(report["timeline"]))
     figures = json.loads(REPORT.read_text()) if REPORT.exists() else {}
     figures[tag] = report
     REPORT.write_text(json.dumps(figures, indent=2))
@@ -229,21 +241,22 @@ def owner_of(node: Node, creds: Creds, key: str) -> dict[str, Any]:
 
 
 def every_node_is_current(node: Node, creds: Creds) -> None:
-    """Every node says cluster_state:ok over all slots, knows six nodes, and serves the certificate status
+    """Every node says cluster_state:ok over all slots, knows every desired node, and serves the certificate status
     names (a live handshake that verifies the pod's name); the host names the nodes hand out are the pods'
     stable names."""
     body = vkc(node)
+    count = desired(body)
     want = plain(body["status"]["certificates"]["server"]["fingerprintSHA256"])
     for p in pods(node):
         ip, fqdn = p["status"]["podIP"], pod_fqdn(p["metadata"]["name"])
         info = creds.cli(ip, fqdn, "CLUSTER", "INFO")
         assert "cluster_state:ok" in info, (p["metadata"]["name"], info)
-        assert "cluster_known_nodes:6" in info, (p["metadata"]["name"], info)
+        assert f"cluster_known_nodes:{count}" in info, (p["metadata"]["name"], info)
         assert served_fingerprint(creds, ip, fqdn) == want, p["metadata"]["name"]
         hostnames = {line.strip() for line in creds.cli(ip, fqdn, "CLUSTER", "SHARDS").split("hostname\n")[1:]}
-        assert all(h.split()[0] in {pod_fqdn(f"{NAME}-{i}") for i in range(DESIRED)} for h in hostnames), hostnames
+        assert all(h.split()[0] in {pod_fqdn(f"{NAME}-{i}") for i in range(count)} for h in hostnames), hostnames
     assert body["status"]["clusterState"] == "ok"
-    assert sum(1 + len(s["replicas"]) for s in body["status"]["shards"]) == DESIRED
+    assert sum(1 + len(s["replicas"]) for s in body["status"]["shards"]) == count
 
 
 def uids(node: Node) -> dict[str, str]:
@@ -331,3 +344,30 @@ def test_a_shard_primary_killed_is_never_an_empty_primary(node: Node, creds: Cre
 
     report = under_cluster_writer(node, creds, operator_image, "primary-killed", step, restarted)
     assert report["longest_pause_ms"] < RESUME_WITHIN_MS, report
+
+
+def test_replicas_per_shard_up_and_down_hands_a_leaving_primary_over(
+    node: Node, creds: Creds, operator_image: str
+) -> None:
+    """replicasPerShard 1 -> 2: three new pods join, one per shard, as replicas. Then cache-6 is made shard
+    0's primary by hand (CLUSTER FAILOVER on it), and replicasPerShard 2 -> 1 removes cache-6..8: the
+    operator first hands shard 0 back to a replica that stays, then lets the StatefulSet shrink, and
+    forgets the removed nodes everywhere. Nothing acknowledged is lost."""
+
+    def scale(n: int) -> Callable[[], None]:
+        def step() -> None:
+            patch = {"spec": {"replicasPerShard": n}}
+            kubectl(node, "patch", "valkeycluster", NAME, "-n", NS, "--type=merge", "-p", json.dumps(patch))
+
+        return step
+
+    up = under_cluster_writer(node, creds, operator_image, "replicas-up", scale(2), lambda: len(pods(node)) == 9)
+    assert [len(s["replicas"]) for s in vkc(node)["status"]["shards"]] == [2, 2, 2]
+    six = next(p for p in pods(node) if p["metadata"]["name"] == f"{NAME}-6")
+    assert "OK" in creds.cli(six["status"]["podIP"], pod_fqdn(f"{NAME}-6"), "CLUSTER", "FAILOVER")
+    wait_for(lambda: f"{NAME}-6" in shard_primaries(node), "cache-6 to serve shard 0", 60)
+    down = under_cluster_writer(node, creds, operator_image, "replicas-down", scale(1), lambda: len(pods(node)) == 6)
+    assert all(int(p.rsplit("-", 1)[1]) < 6 for p in shard_primaries(node))
+    assert [len(s["replicas"]) for s in vkc(node)["status"]["shards"]] == [1, 1, 1]
+    assert up["failures"] == 0, up
+    assert down["longest_pause_ms"] < RESUME_WITHIN_MS, down

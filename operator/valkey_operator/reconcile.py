@@ -12,7 +12,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from valkey_operator import metrics, names
+from valkey_operator import metrics, names, sharding
 from valkey_operator.actions import (
     Action,
     AddSlots,
@@ -273,6 +273,18 @@ class Reconciler:
         except PodError:
             # Silent: the pass this check starts does not wait for it again.
             self._silent[key] = (primary, time.monotonic())
+            return False
+
+    def shards_hold(self, namespace: str, name: str, recorded: Sequence[Mapping[str, Any]]) -> bool:
+        """Cluster mode: whether the primaries serve the slots status.shards records, as the first recorded
+        primary sees them (asked with the last pass's credentials); False when that is unknown."""
+        key = (namespace, name)
+        if key not in self._credentials or not recorded:
+            return False
+        host = names.ClusterNames(name, namespace, self.cluster_domain).pod_fqdn(str(recorded[0].get("primary")))
+        try:
+            return sharding.shards_hold(recorded, self.admin.cluster_view(host, self._credentials[key]))
+        except PodError:
             return False
 
     def forget(self, namespace: str, name: str) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from valkey_operator import names
 from valkey_operator.actions import Action, AddSlots, ClusterFailover, Forget, Meet, Replicate
@@ -230,6 +231,18 @@ def cluster_conditions(
     return formed, slots
 
 
+def slot_text(slots: Sequence[tuple[int, int]]) -> str:
+    return ",".join(f"{a}-{b}" if a != b else str(a) for a, b in slots)
+
+
+def shards_hold(recorded: Sequence[Mapping[str, Any]], view: ClusterView) -> bool:
+    """Whether the primaries one node knows (by the pod names they announce) serve the slots status.shards
+    records: a failover nobody asked the operator for (CLUSTER FAILOVER by hand, or Valkey's own) changes
+    no Kubernetes object, so this cheap check is what notices it."""
+    seen = {n.hostname.split(".")[0]: slot_text(n.slots) for n in view.nodes if n.is_primary and n.slots}
+    return seen == {str(s.get("primary")): str(s.get("slots")) for s in recorded}
+
+
 def shard_status(
     cluster: ValkeyCluster, views: Sequence[PodView], reports: Mapping[str, ClusterView]
 ) -> tuple[list[dict[str, object]], str | None]:
@@ -252,7 +265,7 @@ def shard_status(
             "index": i,
             "primary": pod_of.get(n.id, n.id),
             "replicas": sorted(followers.get(n.id, []), key=names.ordinal),
-            "slots": ",".join(f"{a}-{b}" if a != b else str(a) for a, b in n.slots),
+            "slots": slot_text(n.slots),
         }
         for i, n in enumerate(primaries)
     ]

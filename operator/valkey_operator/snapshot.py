@@ -67,6 +67,7 @@ class ClusterNode:
     connected: bool = True
     ip: str = ""  # the address it is reached at ("" when it has none yet)
     migrating: bool = False  # a slot of it is being migrated or imported
+    hostname: str = ""  # the name it announces (cluster-announce-hostname): the pod's stable DNS name
 
     @property
     def is_primary(self) -> bool:

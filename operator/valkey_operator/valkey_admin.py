@@ -138,6 +138,7 @@ def parse_cluster_nodes(text: str) -> tuple[ClusterNode, ...]:
                 connected=fields[7] == "connected",
                 ip=fields[1].partition(":")[0] if ":" in fields[1] else "",
                 migrating=migrating,
+                hostname=next((a for a in fields[1].split(",")[1:2] if "=" not in a), ""),
             )
         )
     return tuple(out)

@@ -258,3 +258,45 @@ def test_a_change_of_shards_on_a_formed_cluster_is_refused_with_what_it_needs() 
     refused9 = layout_change(nine, FORMED)
     assert refused9 is not None
     assert "does not move slots" in refused9.message
+
+
+def test_a_failover_nobody_asked_for_shows_against_the_recorded_shards() -> None:
+    from valkey_operator.sharding import shards_hold
+
+    def named(view: ClusterView) -> ClusterView:
+        return ClusterView(view.myid, view.state, tuple(
+            ClusterNode(n.id, n.flags, n.master, n.slots, hostname=f"{PODS[int(n.id[2:])]}.cache-headless.default.svc")
+            for n in view.nodes
+        ))  # fmt: skip
+
+    recorded = [
+        {"index": 0, "primary": "cache-0", "replicas": ["cache-3"], "slots": "0-5461"},
+        {"index": 1, "primary": "cache-1", "replicas": ["cache-4"], "slots": "5462-10922"},
+        {"index": 2, "primary": "cache-2", "replicas": ["cache-5"], "slots": "10923-16383"},
+    ]
+    assert shards_hold(recorded, named(FORMED["cache-1"]))
+    # cache-3 took shard 0 over (CLUSTER FAILOVER by hand): the recorded shards no longer hold.
+    swapped = seen_by_all(
+        IDS, {**SLOTS, "cache-0": (), "cache-3": ((0, 5461),)}, {"cache-0": "id3", "cache-4": "id1", "cache-5": "id2"}
+    )
+    assert not shards_hold(recorded, named(swapped["cache-1"]))
+
+
+def test_cluster_nodes_lines_are_read_with_address_name_and_migrations() -> None:
+    from valkey_operator.valkey_admin import parse_cluster_nodes
+
+    text = (
+        "a1 10.244.0.5:6379@16379,cache-0.cache-headless.default.svc,tls-port=6379 myself,master - 0 0 1 "
+        "connected 0-5460 [5461->-b2]\n"
+        "b2 :0@0,cache-3.cache-headless.default.svc master,fail,noaddr - 1 1 2 disconnected\n"
+        "c3 10.244.1.7:6379@16379 slave a1 0 0 1 connected\n"
+    )
+    a, b, c = parse_cluster_nodes(text)
+    assert (a.ip, a.hostname, a.slots, a.migrating) == (
+        "10.244.0.5",
+        "cache-0.cache-headless.default.svc",
+        ((0, 5460),),
+        True,
+    )
+    assert (b.ip, b.hostname, b.failed, b.connected) == ("", "cache-3.cache-headless.default.svc", True, False)
+    assert (c.ip, c.hostname, c.master, c.migrating) == ("10.244.1.7", "", "a1", False)

@@ -103,10 +103,11 @@ def pod_template(
         "ports": _container_ports(cluster, layout),
         "readinessProbe": _probe(layout, "readiness", period=5, failures=3, initial_delay=2),
         "livenessProbe": _probe(layout, "liveness", period=10, failures=6, initial_delay=10),
-        # Replication: a primary being deleted keeps serving until the operator has handed its role over.
+        # Replication, and each shard of a cluster: a primary being deleted keeps serving until the operator
+        # has handed its role over (FAILOVER TO, CLUSTER FAILOVER).
         **(
             {"lifecycle": {"preStop": {"exec": {"command": ["sh", f"{layout.config_dir}/{PROBE_KEY}", "prestop"]}}}}
-            if cluster.spec.mode == "replication"
+            if cluster.spec.mode != "standalone"
             else {}
         ),
         "resources": dict(cluster.spec.resources),

@@ -167,13 +167,25 @@ def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         _pass("rollout", body, memo, config.rollout_interval)
 
     def has_primary(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
-        return spec.get("mode", "replication") == "replication" and bool(status.get("primary"))
+        mode = spec.get("mode", "replication")
+        return (
+            bool(status.get("primary")) if mode == "replication" else mode == "cluster" and bool(status.get("shards"))
+        )
 
     @kopf.timer(*_RESOURCE, registry=reg, interval=config.role_check_interval, when=has_primary)
-    def check_primary(name: str, namespace: str | None, status: kopf.Status, memo: kopf.Memo, **_: Any) -> None:
-        """A FAILOVER run by hand (or by an operator killed right after its own) changes no Kubernetes
-        object: ask the recorded primary, and run a pass when it no longer is one."""
-        if namespace and not memo.reconciler.primary_holds(namespace, name, status["primary"]):
+    def check_primary(
+        name: str, namespace: str | None, spec: kopf.Spec, status: kopf.Status, memo: kopf.Memo, **_: Any
+    ) -> None:
+        """A FAILOVER run by hand (or by an operator killed right after its own, or Valkey's own in a sharded
+        cluster) changes no Kubernetes object: ask the recorded primary (cluster: whether the primaries
+        still serve the recorded slots), and run a pass when that no longer holds."""
+        if not namespace:
+            return
+        if spec.get("mode", "replication") == "cluster":
+            holds = memo.reconciler.shards_hold(namespace, name, list(status.get("shards") or []))
+        else:
+            holds = memo.reconciler.primary_holds(namespace, name, status["primary"])
+        if not holds:
             _watched_pass(namespace, name, memo)
 
     for resource in OWNED_RESOURCES:

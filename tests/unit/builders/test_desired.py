@@ -188,3 +188,13 @@ def test_the_connection_secret_says_when_a_cluster_client_is_needed() -> None:
         conn = by_name(objects(cluster(mode=mode, replicas=replicas)))[("Secret", "cache-connection")]
         data = {k: base64.b64decode(v) for k, v in conn["data"].items()}
         assert data["cluster"] == flag
+
+
+@pytest.mark.parametrize(("mode", "replicas", "waits"), [("standalone", 1, False), ("replication", 3, True),
+                                                          ("cluster", 6, True)])  # fmt: skip
+def test_a_primary_being_deleted_waits_for_its_handover_where_there_are_replicas(
+    mode: str, replicas: int, waits: bool
+) -> None:
+    sts = by_name(objects(cluster(mode=mode, replicas=replicas)))[("StatefulSet", "cache")]
+    container = sts["spec"]["template"]["spec"]["containers"][0]
+    assert ("preStop" in container.get("lifecycle", {})) is waits
