@@ -158,6 +158,11 @@ def conditions(obs: Observation) -> list[Condition]:
     elif obs.exists and obs.ready >= obs.desired and not obs.rolling and obs.sharded and not obs.cluster_ok:
         failing = next(c for c in obs.sharded if not c[0])
         out.append(Condition(READY, False, CLUSTER_NOT_FORMED, f"{CLUSTER_NOT_FORMED_MESSAGE} Now: {failing[2]}"))
+    elif obs.exists and obs.ready >= obs.desired and obs.rolling:
+        # Every pod is ready, but not every one serves the current revision yet (a rollout, or a HotReload
+        # waiting for the kubelet to project the new Secret): say that, not that pods are not ready.
+        message = f"{obs.updated} of {obs.desired} pods serve the current revision; the others follow one at a time."
+        out.append(Condition(READY, False, "RolloutInProgress", message))
     else:
         out.append(
             Condition(READY, False, "PodsNotReady", f"{obs.ready} of {obs.desired} pods are ready; wait or check pods.")

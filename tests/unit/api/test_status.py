@@ -72,6 +72,14 @@ def test_rotating_message_counts_pods() -> None:
     assert "1 of 3" in c.message
 
 
+def test_ready_pods_on_an_older_revision_are_said_to_be_rolling_not_unready() -> None:
+    ready = by_type(conditions(obs(updated=1, outdated=2)))["Ready"]
+    assert (ready.status, ready.reason) == (False, "RolloutInProgress")
+    assert "1 of 3 pods serve the current revision" in ready.message
+    starting = by_type(conditions(obs(ready=2, updated=1, outdated=2)))["Ready"]
+    assert starting.reason == "PodsNotReady"
+
+
 def test_last_transition_time_moves_only_on_a_flip() -> None:
     first = merge_conditions([], conditions(obs()), T0, 1)
     later = T0 + timedelta(hours=1)
