@@ -17,7 +17,7 @@ NOWHERE_PORT = 1
 # How long a primary being deleted waits for the operator's handover (within the 30 s grace period).
 PRESTOP_WAIT_SECONDS = 20
 # Cluster mode without persistence: how long a primary that lost its data waits for its replica to take its
-# slots over before it starts as a new node (within the liveness probe's patience), and how long when no
+# slots over before it exits to wait again (within the liveness probe's patience), and how long when no
 # peer answers at all (the whole cluster restarts: there is nobody to wait for).
 TAKEOVER_WAIT_SECONDS = 45
 NO_PEER_WAIT_SECONDS = 10
@@ -105,29 +105,51 @@ def _without_data(cluster: ValkeyCluster, layout: Layout) -> list[str]:
         f'if [ -f "{aside}" ] && [ ! -f "{nodes}" ]; then',
         f"  old=$(awk '/myself/ {{print $1; exit}}' \"{aside}\")",
         f'  [ -n "${{{ENV_PASSWORD}:-}}" ] && {CLI_AUTH}',
-        "  i=0",
+        "  since=$(date +%s)",
         "  forced=0",
-        f'  while [ "$i" -lt {TAKEOVER_WAIT_SECONDS} ]; do',
+        "  held=0",
+        f"  while [ $(($(date +%s) - since)) -lt {TAKEOVER_WAIT_SECONDS} ]; do",
         "    answered=0",
         "    held=0",
-        f'    for ip in $(awk \'NF >= 8 && !/myself/ {{split($2, a, ":"); print a[1]}}\' "{aside}"); do',
-        f"      view=$({peer_cli} cluster nodes 2>/dev/null) || continue",
+        "    orphan=0",
+        # Peers with an address, not known to have failed; each asked for at most 2 s.
+        f"    for ip in $(awk 'NF >= 8 && !/myself/ && $3 !~ /fail|noaddr|handshake/ "
+        f'{{split($2, a, ":"); print a[1]}}\' "{aside}"); do',
+        f"      view=$(timeout 2 {peer_cli} cluster nodes 2>/dev/null) || continue",
         '      case "$view" in *myself*) ;; *) continue ;; esac',  # CLUSTER NODES, not an error
+        # A peer that does not know the old id (itself new) cannot tell: ask the next one.
+        '      echo "$view" | awk -v id="$old" \'$1 == id {f = 1} END {exit !f}\' || continue',
         "      answered=1",
         '      if echo "$view" | awk -v id="$old" \'$1 == id && NF > 8 {f = 1} END {exit !f}\'; then held=1; fi',
+        '      if [ "$held" = 1 ] && ! echo "$view" | awk -v id="$old" \'$4 == id {f = 1} END {exit !f}\'; then',
+        "        orphan=1",
+        "      fi",
         *_force_takeover(peer_cli),
         "      break",
         "    done",
         '    if [ "$answered" = 1 ] && [ "$held" = 0 ]; then break; fi',
-        f'    if [ "$answered" = 0 ] && [ "$i" -ge {NO_PEER_WAIT_SECONDS} ]; then break; fi',
+        '    if [ "$orphan" = 1 ]; then',
+        # No replica can take the slots over (replicasPerShard 0): the data is gone with the process; the
+        # node comes back as their owner, so the shard serves again (empty) instead of never.
+        f'      mv "{aside}" "{nodes}"',
+        '      echo "no replica of $old can take its slots over: it starts again as their owner, without its data"',
+        "      held=0",
+        "      break",
+        "    fi",
+        f'    if [ "$answered" = 0 ] && [ $(($(date +%s) - since)) -ge {NO_PEER_WAIT_SECONDS} ]; then break; fi',
         '    if [ "$answered" = 1 ]; then',
         '      echo "waiting for a replica to take over the slots of $old (this node lost its data)"',
         "    else",
         '      echo "waiting for a peer to answer: has a replica taken over the slots of $old?"',
         "    fi",
         "    sleep 1",
-        "    i=$((i + 1))",
         "  done",
+        '  if [ "$held" = 1 ]; then',
+        # Starting now would put an empty node where the old one's replica re-syncs from: exit, and the
+        # kubelet starts this container again, which waits again.
+        f'    echo "the slots of $old are still not taken over after {TAKEOVER_WAIT_SECONDS} s: exiting to wait again"',
+        "    exit 1",
+        "  fi",
         "fi",
     ]
 
@@ -138,18 +160,19 @@ def _force_takeover(peer_cli: str) -> list[str]:
     majority of primaries) instead of after cluster-node-timeout. What the dead process had not replicated
     is lost either way; writes to the shard resume seconds sooner."""
     replicas = 'awk -v id="$old" \'$4 == id && $3 !~ /fail/ && $8 == "connected" {split($2, a, ":"); print a[1]}\''
+    offset = "awk -F: '/^slave_repl_offset/ {print $2 + 0}'"
     return [
         '      if [ "$held" = 1 ] && [ "$forced" = 0 ]; then',
         "        forced=1",
         '        best=""',
         "        most=-1",
         f'        for ip in $(echo "$view" | {replicas}); do',
-        f"          off=$({peer_cli} info replication 2>/dev/null | awk -F: '/^slave_repl_offset/ {{print $2 + 0}}')",
+        f"          off=$(timeout 2 {peer_cli} info replication 2>/dev/null | {offset})",
         '          if [ -n "$off" ] && [ "$off" -gt "$most" ]; then best=$ip; most=$off; fi',
         "        done",
         '        if [ -n "$best" ]; then',
         "          ip=$best",
-        f"          {peer_cli} cluster failover force > /dev/null 2>&1 || true",
+        f"          timeout 2 {peer_cli} cluster failover force > /dev/null 2>&1 || true",
         '          echo "asked $best to take over the slots of $old at once (CLUSTER FAILOVER FORCE)"',
         "        fi",
         "      fi",
