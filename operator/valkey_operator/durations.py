@@ -28,7 +28,10 @@ def parse_duration(text: str) -> timedelta:
     if not re.fullmatch(DURATION_PATTERN, text):
         raise DurationError(f"{text!r} is not a duration such as 2160h, 90m or 1h30m")
     seconds = sum(float(num) * _UNITS[unit] for num, unit in _PART.findall(text))
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:  # more days than a timedelta holds (Go's own limit is about 290 years)
+        raise DurationError(f"{text!r} is longer than any duration can be") from None
 
 
 def format_duration(value: timedelta) -> str:

@@ -320,6 +320,10 @@ class Reconciler:
         except SpecError as exc:
             invalid = decide_invalid(status, int(meta.get("generation", 0)), exc, now)
             return Outcome(body, changed(status, invalid.status), list(invalid.events))
+        except Exception as exc:  # a spec the parser did not foresee: a condition and an Event, not a traceback loop
+            log.exception("%s/%s: reading the spec failed", meta.get("namespace"), meta.get("name"))
+            broken = decide_failed(status, int(meta.get("generation", 0)), describe_error(exc), now)
+            return Outcome(body, changed(status, broken.status), list(broken.events), broken.retry_after)
         try:
             snap = gather(self.kube, self.admin, cluster, status, self._just_silent(cluster.namespace, cluster.name))
             decision: Decision = decide(cluster, snap, now)

@@ -92,6 +92,23 @@ def test_a_pass_that_raises_ends_as_a_condition_and_one_event_not_only_a_traceba
     assert again.events == []
 
 
+def test_a_spec_the_parser_did_not_foresee_ends_as_a_condition_not_a_traceback_loop() -> None:
+    # The API server's schema refuses such a body; this is the net under the parser should one get past it.
+    from tests.unit.conftest import example_body
+    from valkey_operator.clock import ManualClock
+    from valkey_operator.reconcile import Reconciler
+
+    rec = Reconciler(_BrokenKube(), _Roles("master"), ManualClock())  # type: ignore[arg-type]
+    body = example_body()
+    body["spec"]["replicas"] = [3]
+    out = rec.decide_and_act(body)
+    conds = {c["type"]: c for c in out.status["conditions"]}
+    assert (conds["Degraded"]["status"], conds["Degraded"]["reason"]) == ("True", "ReconcileError")
+    assert conds["Degraded"]["message"].startswith("The pass failed: TypeError")
+    assert [(e.type, e.reason) for e in out.events] == [("Warning", "ReconcileError")]
+    assert out.actions == ()  # nothing was read or written: the kube stand-in raises on any call
+
+
 def test_an_error_description_never_carries_a_pem_block() -> None:
     from valkey_operator.reconcile import describe_error
 
