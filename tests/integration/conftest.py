@@ -161,7 +161,11 @@ class LogCapture(logging.Handler):
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
+        # kopf names the object in `k8s_ref` (its own formatter makes that a prefix): keep it, so that a
+        # traceback from kopf's handler-failure path is found by namespace too.
+        ref = getattr(record, "k8s_ref", None)
+        prefix = f"[{ref.get('namespace', '')}/{ref.get('name', '')}] " if isinstance(ref, dict) else ""
+        self.lines.append(prefix + self.format(record))
 
     def tracebacks(self, about: str) -> list[str]:
         return [line for line in self.lines if "Traceback (most recent call last)" in line and about in line]

@@ -40,6 +40,7 @@ MATCH = "should match"
 EMPTY = "should be at least 1 chars long"
 UNSUPPORTED = "Unsupported value"
 DURATION = "caDuration must be more than twice duration"
+OVERFLOW = "caRotationOverlap"  # Go's duration parser refuses it inside the CEL rule: the error names the field
 
 
 def tls(**fields: Any) -> dict[str, Any]:
@@ -48,6 +49,12 @@ def tls(**fields: Any) -> dict[str, Any]:
 
 def certs(**fields: Any) -> dict[str, Any]:
     return {"tls": {"certificates": fields}}
+
+
+def spread(**fields: Any) -> dict[str, Any]:
+    """One topology spread constraint: a valid one with `fields` changed (None leaves a field out)."""
+    base = {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway", **fields}
+    return {"topologySpreadConstraints": [{k: v for k, v in base.items() if v is not None}]}
 
 
 # (spec, what the API server says). Each names the field it refuses.
@@ -85,6 +92,12 @@ ADMISSION: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("too many limits", {"resources": {"limits": {f"example.com/r{i}": "1" for i in range(17)}}}, "at most 16"),
     ("cpu limit x", {"resources": {"limits": {"cpu": "x"}}}, MATCH),
+    ("negative cpu limit", {"resources": {"limits": {"cpu": "-1"}}}, MATCH),
+    ("negative memory request", {"resources": {"requests": {"memory": "-1Gi"}}}, MATCH),
+    ("resource named banana", {"resources": {"limits": {"banana": "1"}}}, "resources may name only"),
+    ("resource with a space", {"resources": {"requests": {"my cpu": "1"}}}, "resources may name only"),
+    ("negative volume size", {"persistence": {"enabled": True, "size": "-1Gi"}}, MATCH),
+    ("zero volume size", {"persistence": {"enabled": True, "size": "0"}}, "persistence.size must be more than 0"),
     ("volume size lots", {"persistence": {"enabled": True, "size": "lots"}}, MATCH),
     ("volume size with a space", {"persistence": {"enabled": True, "size": "1 Gi"}}, MATCH),
     ("empty storage class", {"persistence": {"storageClassName": ""}}, EMPTY),
@@ -139,6 +152,8 @@ ADMISSION: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("duration under an hour", certs(duration="30m", renewBefore="10m", warnBefore="5m"), "at least 1h"),
     ("key algorithm too weak", certs(keyAlgorithm="RSA-1024"), UNSUPPORTED),
+    ("CA overlap longer than the CA", certs(caRotationOverlap="90000h"), "caRotationOverlap must be shorter"),
+    ("CA overlap beyond any duration", certs(caRotationOverlap="99999999999999h"), OVERFLOW),
     # Failover and write safety.
     ("failover after 500ms", {"failover": {"after": "500ms"}}, "between 1s and 10m"),
     ("failover after 11m", {"failover": {"after": "11m"}}, "between 1s and 10m"),
@@ -166,6 +181,18 @@ ADMISSION: list[tuple[str, dict[str, Any], str]] = [
     ("no TLS protocol", tls(protocols=[]), "at least 1 items"),
     ("rotation strategy", tls(rotation={"strategy": "Now"}), UNSUPPORTED),
     ("replicas as a word", {"replicas": "three"}, "must be of type integer"),
+    # Pod placement: a wrong constraint would be refused only with the StatefulSet, after the other objects.
+    ("spread with maxSkew 0", spread(maxSkew=0), "greater than or equal to 1"),
+    ("spread without a topology key", spread(topologyKey=None), "Required value"),
+    ("spread topology key with a space", spread(topologyKey="kubernetes io/hostname"), MATCH),
+    ("spread when unsatisfiable sometimes", spread(whenUnsatisfiable="Sometimes"), UNSUPPORTED),
+    (
+        "spread selector operator maybe",
+        spread(labelSelector={"matchExpressions": [{"key": "a", "operator": "Maybe"}]}),
+        UNSUPPORTED,
+    ),
+    ("spread minDomains 0", spread(minDomains=0, whenUnsatisfiable="DoNotSchedule"), "greater than or equal to 1"),
+    ("spread node taints policy", spread(nodeTaintsPolicy="Sometimes"), UNSUPPORTED),
 ]
 
 # (metadata.name, what the API server says): every derived name must fit Kubernetes' limits.
@@ -228,10 +255,32 @@ def stopped_by_the_operator(
     cond = wait_until(said, what=f"{kind} reason {reason}")
     events = kubectl("get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}").stdout
     assert events.count(reason) == 1, events
-    if fresh:  # a new cluster: nothing of it was made
-        assert kubectl("get", "statefulset", name, "-n", namespace, check=False).returncode != 0
+    if fresh:  # a new cluster: nothing of it was made, not even a Secret
+        made = kubectl("get", "statefulsets,services,configmaps,secrets,poddisruptionbudgets", "-n", namespace,
+                       "-l", f"app.kubernetes.io/instance={name}", "-o", "name").stdout.split()  # fmt: skip
+        assert made == [], made
     assert LOG.tracebacks(namespace) == []
     return cond
+
+
+def test_a_full_spread_constraint_is_accepted_and_reaches_a_valid_statefulset(crd: None, namespace: str) -> None:
+    # The typed schema keeps every field a pod spec's constraint has (none is pruned on the way).
+    constraint = {
+        "maxSkew": 2, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
+        "minDomains": 2, "nodeAffinityPolicy": "Honor", "nodeTaintsPolicy": "Ignore",
+        "matchLabelKeys": ["pod-template-hash"],
+        "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": "cache"},
+                          "matchExpressions": [{"key": "tier", "operator": "In", "values": ["cache"]}]},
+    }  # fmt: skip
+    body = example_body(namespace)
+    body["spec"]["topologySpreadConstraints"] = [constraint]
+    apply(body)
+    assert get_vkc(namespace)["spec"]["topologySpreadConstraints"] == [constraint]
+    from valkey_operator.render import render_documents
+
+    out = kubectl("apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump_all(render_documents([body])),
+                  check=False)  # fmt: skip
+    assert out.returncode == 0, out.stderr
 
 
 def test_a_cipher_list_openssl_selects_nothing_from(operator: OperatorThread, namespace: str) -> None:

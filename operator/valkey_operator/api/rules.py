@@ -30,6 +30,22 @@ TLS13_SUITES = (
 COMPARED_RESOURCES = ("cpu", "memory", "ephemeral-storage")
 _CEL_COMPARED = "[" + ", ".join(f"'{r}'" for r in COMPARED_RESOURCES) + "]"
 _CEL_SUITES = "[" + ", ".join(f"'{c}'" for c in TLS13_SUITES) + "]"
+# Resource names a container may ask for: the built-in ones, huge pages, and extended resources (a domain-
+# prefixed name, such as example.com/gpu).
+BUILTIN_RESOURCES = ("cpu", "memory", "ephemeral-storage")
+EXTENDED_RESOURCE = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+_CEL_BUILTIN = "[" + ", ".join(f"'{r}'" for r in BUILTIN_RESOURCES) + "]"
+
+
+def _cel_resource_names(field: str) -> str:
+    return (
+        f"!has(self.{field}) || self.{field}.all(k, k in {_CEL_BUILTIN} || k.startsWith('hugepages-') || "
+        f"k.matches('{EXTENDED_RESOURCE}'))"
+    )
+
+
+def _resource_name(name: str) -> bool:
+    return name in BUILTIN_RESOURCES or name.startswith("hugepages-") or re.match(EXTENDED_RESOURCE, name) is not None
 
 
 def _dns_name(value: str) -> bool:
@@ -211,6 +227,16 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "tls.certificates",
+        "duration(self.caRotationOverlap) < duration(self.caDuration)",
+        "caRotationOverlap must be shorter than caDuration (both CAs are trusted for that long during a CA rotation)",
+        ".caRotationOverlap",
+        "FieldValueInvalid",
+        "InvalidDuration",
+        lambda s: _d(s["caRotationOverlap"]) < _d(s["caDuration"]),
+        {"tls": {"certificates": {"caRotationOverlap": "90000h"}}},
+    ),
+    Rule(
+        "tls.certificates",
         "self.extraDNSNames.all(n, n.matches('" + DNS_NAME + "'))",
         "extraDNSNames must be DNS names: lower-case labels of letters, digits and '-' (at most 63 characters "
         "each) joined by dots, optionally after a leading '*.'",
@@ -264,6 +290,27 @@ RULES: tuple[Rule, ...] = (
             if k in s.get("requests", {}) and k in s.get("limits", {})
         ),
         {"resources": {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}},
+    ),
+    Rule(
+        "resources",
+        "(" + _cel_resource_names("requests") + ") && (" + _cel_resource_names("limits") + ")",
+        "resources may name only cpu, memory, ephemeral-storage, hugepages-<size> or an extended resource "
+        "(a domain-prefixed name such as example.com/gpu)",
+        "",
+        "FieldValueInvalid",
+        "InvalidResources",
+        lambda s: all(_resource_name(k) for part in ("requests", "limits") for k in s.get(part, {})),
+        {"resources": {"limits": {"banana": "1"}}},
+    ),
+    Rule(
+        "persistence",
+        "quantity(self.size).isGreaterThan(quantity('0'))",
+        "persistence.size must be more than 0",
+        ".size",
+        "FieldValueInvalid",
+        "InvalidPersistence",
+        lambda s: _q(s["size"]) > 0,
+        {"persistence": {"enabled": True, "size": "0"}},
     ),
     Rule(
         "tls.certificates",

@@ -45,9 +45,14 @@ IMAGE_REFERENCE = (
     r"[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*"
     r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
 )
-# A resource quantity, as Kubernetes writes it.
+# A resource quantity, as Kubernetes writes it, never negative (no resource or volume size can be).
 QUANTITY = (
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+    r"^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+# A label key or topology key: an optional DNS-subdomain prefix and a name (Kubernetes' qualified name).
+QUALIFIED_NAME = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
 )
 # OpenSSL cipher-list syntax: names, separators and operators; never a space, quote or control character
 # (the value is written into valkey.conf).
@@ -105,6 +110,52 @@ def _quantities(description: str) -> Schema:
     quantity = {"x-kubernetes-int-or-string": True, "anyOf": [{"type": "integer"}, {"type": "string"}],
                 "pattern": QUANTITY, "maxLength": 64}  # fmt: skip
     return {"type": "object", "description": description, "additionalProperties": quantity, "maxProperties": 16}
+
+
+def _spread_constraint() -> Schema:
+    """A pod spec's topology spread constraint, typed field by field (the API server would refuse a wrong
+    one only when the StatefulSet is written, after the cluster's other objects)."""
+    label_key = _s("A label key.", pattern=QUALIFIED_NAME, maxLength=316)
+    expression = _o(
+        "A label selector requirement.",
+        {
+            "key": label_key,
+            "operator": _s("How the key relates to the values.", enum=["In", "NotIn", "Exists", "DoesNotExist"]),
+            "values": _a("Values for In and NotIn.", _s("A label value.", maxLength=63), maxItems=64),
+        },
+        required=["key", "operator"],
+    )
+    selector = _o(
+        "Which pods count (default: this ValkeyCluster's).",
+        {
+            "matchLabels": {
+                "type": "object",
+                "description": "Labels the pods carry.",
+                "maxProperties": 32,
+                "additionalProperties": _s("A label value.", maxLength=63),
+            },
+            "matchExpressions": _a("Label selector requirements.", expression, maxItems=16),
+        },
+    )
+    policy = ["Honor", "Ignore"]
+    return _o(
+        "A topology spread constraint, as in a pod spec.",
+        {
+            "maxSkew": _i("How unevenly the pods may spread (>= 1).", None, minimum=1, maximum=1000),
+            "topologyKey": _s(
+                "The node label that names a domain (kubernetes.io/hostname, a zone).",
+                pattern=QUALIFIED_NAME,
+                maxLength=316,
+            ),
+            "whenUnsatisfiable": _s("Whether a skew is a hard rule.", enum=["DoNotSchedule", "ScheduleAnyway"]),
+            "labelSelector": selector,
+            "minDomains": _i("Minimum eligible domains (DoNotSchedule only).", None, minimum=1, maximum=1000),
+            "nodeAffinityPolicy": _s("Whether node affinity limits the domains.", enum=policy),
+            "nodeTaintsPolicy": _s("Whether node taints limit the domains.", enum=policy),
+            "matchLabelKeys": _a("Pod label keys whose values also select the pods.", label_key, maxItems=16),
+        },
+        required=["maxSkew", "topologyKey", "whenUnsatisfiable"],
+    )
 
 
 def _duration(description: str, default: str) -> Schema:
@@ -326,11 +377,8 @@ def _spec_schema() -> Schema:
                 "How the pods spread over nodes (the pod spec's field; the operator fills in its labelSelector "
                 "when it is left out). Unset: prefer different nodes, so one node's loss never takes the primary "
                 "and its replicas together. [] turns spreading off.",
-                {
-                    "type": "object",
-                    "description": "A topology spread constraint (maxSkew, topologyKey, whenUnsatisfiable, ...).",
-                    "x-kubernetes-preserve-unknown-fields": True,
-                },
+                _spread_constraint(),
+                maxItems=8,
             ),
             "persistence": _o(
                 "Persistent storage for the data directory (append-only file).",
@@ -345,6 +393,7 @@ def _spec_schema() -> Schema:
                     ),
                 },
                 default={},
+                **{"x-kubernetes-validations": rules.cel("persistence")},
             ),
             "failover": _o(
                 "replication mode: the operator promotes the most advanced replica when the primary is lost.",
