@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from valkey_operator import failover, names, rollout, sharding
+from valkey_operator import failover, handovers, names, rollout, sharding
 from valkey_operator.actions import (
     Action,
     Apply,
@@ -383,32 +383,35 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
         events += roll.events
         retry_after = roll.retry_after
         failovers += (failover.SWITCHOVER,) * sum(isinstance(a, Switchover) for a in roll.actions)
-    if cluster.spec.mode == "cluster":
-        shard_work = _shard_work(
-            cluster,
-            snap,
-            views,
-            quiet=not applies and not any(isinstance(a, (DeletePod, ClusterFailover)) for a in actions),
-        )
-        actions += shard_work.actions
-        events += shard_work.events
-        retry_after = _soonest(retry_after, shard_work.retry_after)
+    shard_work = _shard_work(
+        cluster,
+        snap,
+        views,
+        quiet=not applies and not any(isinstance(a, (DeletePod, ClusterFailover)) for a in actions),
+    )
+    actions += shard_work.actions
+    events += shard_work.events
+    retry_after = _soonest(retry_after, shard_work.retry_after)
+    # A handover asked for too recently (it may still be under way, or it aborted) is not asked again yet.
+    paced = handovers.pace(snap.status.get("handovers") or [], actions, events, now)
     certs = certificates(cluster, material, now)
     status, report_events, metrics = _report(cluster, snap, certs, states, live, roles, now, hot, planned)
-    metrics = replace(metrics, failovers=failovers)
+    status["handovers"] = list(paced.records) or None
     return Decision(
-        tuple(actions),
+        paced.actions,
         status,
-        (*events, *report_events),
-        metrics,
-        retry_after,
+        (*paced.events, *report_events),
+        replace(metrics, failovers=_role_moves(failovers, paced)),
+        _soonest(retry_after, paced.retry_after),
         _next_due(cluster, material, certs, now),
     )
 
 
 def _shard_work(cluster: ValkeyCluster, snap: Snapshot, views: Sequence[PodView], quiet: bool) -> _Roll:
     """Cluster mode: a leaving primary's handover first; else, when the objects are in place and no pod
-    restarts (`quiet`), the next step of forming or healing the cluster."""
+    restarts (`quiet`), the next step of forming or healing the cluster. Nothing in the other modes."""
+    if cluster.spec.mode != "cluster":
+        return _Roll()
     replication = {p: r.replication for p, r in snap.reports.items() if r.replication is not None}
     handed = sharding.handovers(cluster, views, snap.cluster_views, replication)
     if handed:
@@ -418,6 +421,11 @@ def _shard_work(cluster: ValkeyCluster, snap: Snapshot, views: Sequence[PodView]
         return _Roll()
     formed = sharding.form(cluster, views, snap.cluster_views)
     return _Roll(formed.actions, (), formed.retry_after)
+
+
+def _role_moves(failovers: Sequence[str], paced: handovers.Paced) -> tuple[str, ...]:
+    """The failovers metric: a handover counts once, when first asked for, not at each attempt."""
+    return (*(f for f in failovers if f != failover.SWITCHOVER), *(failover.SWITCHOVER,) * paced.first_attempts)
 
 
 def _soonest(*delays: float | None) -> float | None:

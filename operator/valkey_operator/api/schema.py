@@ -483,6 +483,18 @@ def status_schema() -> Schema:
                     "since": _s("When it began.", format="date-time"),
                 },
             ),
+            "handovers": _a(
+                "Role handovers asked for in the last two minutes (FAILOVER TO, CLUSTER FAILOVER): one that does "
+                "not complete is asked again after 5 s, then 10, 20, 40 and 60 s.",
+                _o(
+                    "A handover.",
+                    {
+                        "action": _s("What was asked, e.g. switchover cache-0 -> cache-1."),
+                        "attempts": _i("How many times."),
+                        "at": _s("When it was last asked.", format="date-time"),
+                    },
+                ),
+            ),
             "shards": _a(
                 "cluster mode: each primary that serves slots, as the nodes report it.",
                 _o(
