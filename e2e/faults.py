@@ -180,21 +180,27 @@ def under_writer(
 
 
 def valkey_server_pid(node: Node, pod: str) -> int:
-    """The host PID of `pod`'s valkey-server (the node's containers are processes of this machine): the one
-    whose network namespace holds the pod's IP (its environment is overwritten by the process title)."""
-    ip = get_json(node, "pod", pod, "-n", NS)["status"]["podIP"]
+    """The host PID of `pod`'s valkey-server."""
+    return pod_process(node, pod, NS, "valkey-server")
+
+
+def pod_process(node: Node, pod: str, namespace: str, comm: str) -> int:
+    """The host PID of the process named `comm` in `pod` (the node's containers are processes of this
+    machine): the one whose network namespace holds the pod's IP (valkey-server's environment is
+    overwritten by its process title, so the environment cannot tell)."""
+    ip = get_json(node, "pod", pod, "-n", namespace)["status"]["podIP"]
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if (entry / "comm").read_text().strip() != "valkey-server":
+            if (entry / "comm").read_text().strip() != comm:
                 continue
             local = (entry / "net" / "fib_trie").read_text()
         except OSError:
             continue
         if f"|-- {ip}\n" in local:
             return int(entry.name)
-    raise AssertionError(f"no valkey-server process for {pod} ({ip})")
+    raise AssertionError(f"no {comm} process for {pod} ({ip})")
 
 
 def restarts(node: Node, pod: str) -> int:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -30,12 +32,14 @@ from e2e.conftest import (
     NS,
     OPERATOR_NS,
     Creds,
+    condition,
     get_json,
     is_ready,
     kubectl,
     pod_fqdn,
     pods,
     role,
+    vkc,
     wait_for,
 )
 from e2e.faults import (
@@ -45,12 +49,14 @@ from e2e.faults import (
     head,
     network_cut,
     node_of,
+    pod_process,
     restarts,
     settled,
     under_writer,
     valkey_server_pid,
 )
 from e2e.node import Node
+from valkey_operator import names
 from valkey_operator.builders.services import ROLE_PRIMARY
 
 
@@ -130,6 +136,86 @@ def test_with_the_operator_down_the_failover_happens_when_it_returns(
           f"{timing['recovered_s']:.1f} s after its start")  # fmt: skip
     assert report["missing_count"] == 0, report
     assert report["primary_after"] != report["primary_before"]
+
+
+def _roles_now(node: Node, cluster: Creds) -> dict[str, str]:
+    """Each pod's role label and what it reports of itself (label/reported), and the operator's record."""
+    out = {"record": kubectl(node, "get", "configmap", f"{NAME}-config", "-n", NS, "-o", "jsonpath={.data.primary}")}
+    for p in pods(node):
+        pod = p["metadata"]["name"]
+        info = cluster.cli(p["status"].get("podIP", ""), pod_fqdn(pod), "INFO", "replication", timeout=3)
+        out[pod] = f"{role(p)}/{'master' if 'role:master' in info else 'replica'}"
+    return out
+
+
+def test_the_operator_killed_right_after_its_switchover_in_a_rotation_converges_from_the_pods(
+    node: Node, cluster: Creds, operator_image: str
+) -> None:
+    """A rotation rolls the replicas, then hands the primary role over (FAILOVER TO) before it restarts the
+    old primary. The operator is SIGKILLed the moment it logs that switchover: before it can move its record,
+    the role labels and so the Service. Its container restarts; the new process reads the roles from the
+    pods (not from its ConfigMap), points the Service at the real primary within one pass, and finishes the
+    rotation."""
+    op = next(p for p in get_json(node, "pods", "-n", OPERATOR_NS)["items"] if is_ready(p))
+    op_name = op["metadata"]["name"]
+    seen: dict[str, Any] = {}
+
+    def restart_count() -> int:
+        now = get_json(node, "pod", op_name, "-n", OPERATOR_NS)
+        return sum(int(c.get("restartCount", 0)) for c in now["status"]["containerStatuses"])
+
+    restarted = restart_count()
+
+    def operator_back() -> bool:
+        return restart_count() > restarted and is_ready(get_json(node, "pod", op_name, "-n", OPERATOR_NS))
+
+    def converged() -> bool:
+        top = head(node)
+        info = cluster.cli(top["status"]["podIP"], pod_fqdn(top["metadata"]["name"]), "INFO", "replication", timeout=3)
+        return "role:master" in info and vkc(node)["status"].get("primary") == top["metadata"]["name"]
+
+    def kill_at_switchover(watch: StatusWatch) -> None:
+        pid = pod_process(node, op_name, OPERATOR_NS, "valkey-operator")
+        assert node.cluster.bins is not None
+        follow = subprocess.Popen(
+            [str(node.cluster.bins / "kubectl"), f"--kubeconfig={node.cluster.kubeconfig}", "logs", "-f", op_name,
+             "-n", OPERATOR_NS, "--since=1s"],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        stop = threading.Timer(600, follow.kill)  # bounds the read below
+        stop.start()
+        try:
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            kubectl(node, "annotate", "valkeycluster", NAME, "-n", NS, "--overwrite",
+                    f"{names.ANN_ROTATE_CERTIFICATES}=killed-{stamp}")  # fmt: skip
+            assert follow.stdout is not None
+            for line in follow.stdout:
+                if "switchover cache-" in line:
+                    os.kill(pid, signal.SIGKILL)
+                    seen["line"] = line.strip()[-160:]
+                    break
+        finally:
+            stop.cancel()
+            follow.kill()
+        assert "line" in seen, "the rotation never reached its switchover"
+        seen["at_kill"] = _roles_now(node, cluster)
+        wait_for(operator_back, "the operator's container to restart", 180)
+        back = time.monotonic()
+        watch.judge_from_now()  # nothing could update status while no operator ran
+        wait_for(converged, "the Service to point at the pod that reports master", 120, every=0.5)
+        seen["converged_s"] = round(time.monotonic() - back, 1)
+
+    report = under_writer(node, cluster, operator_image, "operator-killed-after-switchover", kill_at_switchover)
+    print(f"killed at: {seen['line']}\nroles right after the kill (label/reported): {seen['at_kill']}\n"
+          f"Service on the real primary {seen['converged_s']} s after the new operator was ready")  # fmt: skip
+    assert report["missing_count"] == 0, report
+    assert seen["converged_s"] <= 10, seen  # within one pass of the new operator (the fast timer is 5 s)
+    # The rotation finished: every pod on the StatefulSet's newest revision (under OnDelete the StatefulSet
+    # never moves its currentRevision itself), Rotating over.
+    newest = get_json(node, "statefulset", NAME, "-n", NS)["status"]["updateRevision"]
+    revisions = {p["metadata"]["name"]: p["metadata"]["labels"]["controller-revision-hash"] for p in pods(node)}
+    assert set(revisions.values()) == {newest}, (newest, revisions)
+    assert condition(vkc(node), "Rotating")["status"] == "False", vkc(node)["status"]
 
 
 def test_scaling_down_with_the_primary_on_the_highest_ordinal_then_up_again(
