@@ -159,6 +159,7 @@ def _refuse(cluster: ValkeyCluster, snap: Snapshot, planned: Plan, now: datetime
     status = _base_status(cluster, snap, obs, now, ready, _tls_status(cluster, snap, rolling=False))
     if roles.record is not None:
         status["primary"] = roles.primary
+        status["replicationId"] = failover.history(snap, roles.primary)
         status["failover"] = dict(roles.failover_status) if roles.failover_status else None
     moves = [a for a in roles.actions if not isinstance(a, Repoint)]
     repoints = [a for a in roles.actions if isinstance(a, Repoint)]
@@ -534,6 +535,7 @@ def _report(
         status["endpoints"]["readOnly"] = f"{scheme}://{n.service_host(n.ro_service)}:{POD_LAYOUT.port}"
         # What the pods report (or the pod promoted in this pass); None while no pod serves as primary.
         status["primary"] = roles.primary
+        status["replicationId"] = failover.history(snap, roles.primary)
         status["failover"] = dict(roles.failover_status) if roles.failover_status else None
         was, primary = snap.status.get("primary"), roles.primary
         if was and primary and was != primary:

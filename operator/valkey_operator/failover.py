@@ -138,6 +138,17 @@ def roles(cluster: ValkeyCluster, snap: Snapshot, views: Sequence[PodView], now:
     return _lost(cluster, snap, reps, candidates, unanswered, record, now)
 
 
+def history(snap: Snapshot, primary: str | None) -> str | None:
+    """status.replicationId: the replication history of the primary that serves now (its master_replid),
+    kept from the last pass while none does, so that a failover knows which offsets compare."""
+    report = snap.reports.get(primary or "")
+    rep = report.replication if report is not None else None
+    if rep is not None and rep.role == ROLE_MASTER and rep.replid:
+        return rep.replid
+    kept = snap.status.get("replicationId")
+    return str(kept) if kept else None
+
+
 def _split_brain_winner(masters: Sequence[str], reps: Mapping[str, Replication], recorded: str | None) -> str:
     if recorded is not None and recorded in masters:
         return recorded
@@ -209,7 +220,11 @@ def _lost(
         since = min(since, now - timedelta(seconds=min(silences)))
     lost_status = {"state": STATE_LOST, "primary": lost, "since": iso(since)}
     wait = max(RECHECK, (since + cluster.spec.failover.after - now).total_seconds())
-    best = _best(candidates, reps, record)
+    # Offsets compare only on one replication history: a pod on another (a fenced old primary that took
+    # writes while cut off and never re-synced) is promoted only when no pod is on the lost primary's.
+    recorded_history = str(snap.status.get("replicationId") or "")
+    on_history = [p for p in candidates if reps[p].on_history(recorded_history)]
+    best = _best(on_history or candidates, reps, record)
     silence = max(SILENCE, cluster.spec.failover.after.total_seconds())
     linked = [p for p in candidates if reps[p].hears_primary(silence)]
     if best is None or linked:
@@ -227,7 +242,12 @@ def _lost(
     if not (restarted or now - since >= cluster.spec.failover.after):
         return Roles(None, record, failover_status=lost_status, retry_after=wait)
     was = f"offset {reps[lost].offset}, restarted empty" if lost in reps else "not answering"
-    others = ", ".join(f"{p} at {reps[p].offset}" for p in candidates if p != best) or "no other replica"
+    others = ", ".join(
+        f"{p} at {reps[p].offset}" + (" on another replication history" if on_history and p not in on_history else "")
+        for p in candidates
+        if p != best
+    )
+    others = others or "no other replica"
     message = (
         f"Promoted {best} (offset {reps[best].offset}) in place of the lost primary {lost} ({was}); "
         f"{others}. The others follow {best}."

@@ -40,6 +40,11 @@ class Replication:
     failover_state: str = "no-failover"
     last_io_s: int | None = None  # a replica whose link is up: seconds since its primary last spoke
     link_down_s: int | None = None  # a replica whose link is down: for how long (None: never linked, or not said)
+    replid: str = ""  # the replication history it is on (a replica takes its primary's)
+    replid2: str = ""  # the history it was on before its last promotion, if any
+
+    def on_history(self, replid: str) -> bool:
+        return bool(replid) and replid in (self.replid, self.replid2)
 
     @property
     def failing_over(self) -> bool:

@@ -171,7 +171,15 @@ def parse_replication(info: Mapping[str, object]) -> Replication:
         failover_state=str(info.get("master_failover_state", "no-failover")),
         last_io_s=_seconds(info, "master_last_io_seconds_ago"),
         link_down_s=_seconds(info, "master_link_down_since_seconds"),
+        replid=str(info.get("master_replid", "")),
+        replid2=_history(info.get("master_replid2")),
     )
+
+
+def _history(value: object) -> str:
+    """A replication ID; "" for none (Valkey writes forty zeros)."""
+    text = str(value or "")
+    return "" if set(text) <= {"0"} else text
 
 
 class ValkeyAdmin:

@@ -39,6 +39,7 @@ from valkey_operator.snapshot import PodReport, Snapshot, pods
 from valkey_operator.valkey_admin import Credentials, PodError, ValkeyAdmin
 
 tls, port, password, recorded = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+history = sys.argv[5] if len(sys.argv) > 5 else None  # the primary's replication ID, as status keeps it
 creds = Credentials((tls / "ca.crt").read_bytes(),
                     KeyPair((tls / "connection.crt").read_bytes(), (tls / "connection.key").read_bytes()), password)
 admin = ValkeyAdmin(Layout(port=port))
@@ -48,7 +49,7 @@ pod_objects = {("Pod", p): {"metadata": {"name": p, "uid": p},
                             "status": {"phase": "Running", "podIP": "10.0.0.1",
                                        "conditions": [{"type": "Ready", "status": "True"}]}}
                for p in names.pods(3)}
-status = {"primary": recorded}
+status = {"primary": recorded, "replicationId": history}
 
 def one_pass():
     global status
@@ -64,17 +65,22 @@ def one_pass():
     for event in roles.events:
         print("event", event.reason, event.message)
     assert act(None, admin, cluster, creds, roles.actions) == []
-    status = {"primary": roles.primary, "failover": roles.failover_status}
+    status = {"primary": roles.primary, "failover": roles.failover_status,
+              "replicationId": failover.history(snap, roles.primary)}
     return roles
 
 for attempt in range(40):  # bounded: 20 s
     roles = one_pass()
     print("pass", [str(a) for a in roles.actions], roles.primary, roles.failover_status)
     if roles.primary and not roles.actions and not roles.failover_status:
-        print("primary", roles.primary)
+        print("primary", roles.primary, "history", status["replicationId"])
         break
     time.sleep(0.5)
 """
+
+
+def field(info: str, name: str) -> str:
+    return next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith(f"{name}:"))
 
 
 def dbsize(inst: Instance) -> int:
@@ -104,6 +110,9 @@ def test_a_primary_restarted_empty_is_replaced_by_the_most_advanced_replica_and_
     # Acknowledged by both replicas (WAIT, on the writes' own connection), then the primary dies and
     # comes back empty.
     write_to_all(primary, 300)
+    # One replication history: the replicas report their primary's replication ID as theirs.
+    history = field(primary.cli("INFO", "replication").stdout, "master_replid")
+    assert [field(r.cli("INFO", "replication").stdout, "master_replid") for r in replicas] == [history, history]
     primary.proc.kill()
     primary.proc.wait(10)
     restarted = launch(
@@ -116,10 +125,13 @@ def test_a_primary_restarted_empty_is_replaced_by_the_most_advanced_replica_and_
     assert [dbsize(r) for r in replicas] == [300, 300]
 
     primary.client_files()
-    out = run_with_hosts(tmp_path, hosts, CHILD, primary.layout.tls_dir, str(port), PASSWORD, "cache-0")
+    out = run_with_hosts(tmp_path, hosts, CHILD, primary.layout.tls_dir, str(port), PASSWORD, "cache-0", history)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "event FailedOver Promoted cache-1" in out.stdout, out.stdout
-    assert "primary cache-1" in out.stdout, out.stdout
+    # The promoted replica starts a history of its own; status follows it.
+    promoted = field(replicas[0].cli("INFO", "replication").stdout, "master_replid")
+    assert promoted != history
+    assert f"primary cache-1 history {promoted}" in out.stdout, out.stdout
     new_primary, third = replicas
     assert "role:master" in new_primary.cli("INFO", "replication").stdout
     assert new_primary.cli("SET", "after", "failover").stdout.strip() == "OK"

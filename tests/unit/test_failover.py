@@ -371,3 +371,34 @@ def test_a_certificate_problem_does_not_stop_a_failover() -> None:
     assert kinds(d.actions)[:2] == ["promote cache-1", "label cache-1 primary"]
     assert not [a for a in d.actions if isinstance(a, Apply)]  # nothing else is written
     assert d.status["primary"] == "cache-1"
+
+
+def test_offsets_compare_on_the_lost_primarys_replication_history_first() -> None:
+    """cache-2 reports the higher offset, but on another history (a fenced old primary that took writes
+    while cut off and never re-synced): promoting it would make cache-1 drop what the lost primary had."""
+    c = cluster(failover={"after": "10s"})
+    world = running(c)
+    world.reports["cache-0"] = PodReport(Replication("master", offset=300, replid="a" * 40))
+    pass_(world, c)
+    assert world.status["replicationId"] == "a" * 40
+    lose(world, "cache-0")
+    assert world.status["replicationId"] == "a" * 40
+    assert not [a for a in pass_(world, c).actions if isinstance(a, Promote)]  # the loss is noticed
+    world.reports["cache-1"] = PodReport(Replication(ROLE_SLAVE, FQDN.format(0), offset=300, replid="a" * 40))
+    world.reports["cache-2"] = PodReport(Replication(ROLE_SLAVE, FQDN.format(0), offset=900, replid="b" * 40))
+    d = decide(c, world.snapshot(), NOW + timedelta(seconds=10))
+    assert kinds(d.actions)[0] == "promote cache-1"
+    assert "cache-2 at 900 on another replication history" in next(
+        e.message for e in d.events if e.reason == "FailedOver"
+    )
+    # With no pod on that history (or none recorded), the highest offset wins as before.
+    world.reports["cache-1"] = PodReport(Replication(ROLE_SLAVE, FQDN.format(0), offset=300, replid="c" * 40))
+    d = decide(c, world.snapshot(), NOW + timedelta(seconds=10))
+    assert kinds(d.actions)[0] == "promote cache-2"
+
+
+def test_a_promoted_replica_is_still_on_the_history_it_came_from() -> None:
+    promoted = Replication("master", offset=10, replid="n" * 40, replid2="a" * 40)
+    assert promoted.on_history("a" * 40)
+    assert promoted.on_history("n" * 40)
+    assert not Replication(ROLE_SLAVE).on_history("")

@@ -475,6 +475,10 @@ def status_schema() -> Schema:
             "readyReplicas": _i("Pods ready."),
             "readyDisplay": _s("readyReplicas/desired, for the READY column."),
             "primary": _s("Pod that reports itself primary (replication mode); unset while none does."),
+            "replicationId": _s(
+                "replication mode: the primary's replication history (master_replid), kept while it is lost: "
+                "a failover compares offsets on that history first."
+            ),
             "failover": _o(
                 "Set while the primary is lost (PrimaryLost) or its role moves (FailingOver).",
                 {
