@@ -204,6 +204,10 @@ def _scale_floor(cluster: ValkeyCluster, snap: Snapshot, views: Sequence[PodView
     advanced replica may be one the scale-down would remove). Cluster: up to the last pod that serves
     slots, until it has handed them to a replica that stays."""
     if cluster.spec.mode == "cluster":
+        if sharding.silent(views, snap.cluster_views):
+            # A running pod that did not answer may serve slots: keep every pod until it answers.
+            current = snap.get("StatefulSet", cluster.names.statefulset)
+            return int(((current or {}).get("spec") or {}).get("replicas") or 0)
         return max((names.ordinal(p) + 1 for p in sharding.primaries(views, snap.cluster_views)), default=0)
     if roles.record is None:
         return 0
@@ -255,6 +259,8 @@ def _roll(
     followers = sharding.primaries(views, snap.cluster_views) if sharded else None
     primaries = list(followers) if followers is not None else [primary] if primary else []
     step = rollout.next_step(states, primaries, cluster.spec.pod_count, followers)
+    if sharded and step.action in ("delete", "switchover") and not _safe_to_roll(cluster, snap, views, step.pod):
+        return _Roll(retry_after=sharding.RECHECK)
     if step.action == "switchover" and not _reports_master(snap, step.pod):
         # Only a primary that says so over the wire is switched over, and its outcome read the same way.
         return _Roll()
@@ -270,6 +276,19 @@ def _roll(
     if step.action == "delete" and step.pod and step.uid:
         return _Roll((DeletePod(step.pod, step.uid),), (Event("Normal", "RollingPod", step.message),))
     return _Roll()
+
+
+def _safe_to_roll(cluster: ValkeyCluster, snap: Snapshot, views: Sequence[PodView], pod: str | None) -> bool:
+    """Cluster mode: a running pod is restarted only while every running pod answers (a silent one may be a
+    primary, unknown to the roll) and the cluster is formed with every slot served: a pod that is not ready
+    because its shard's primary is gone may hold the shard's only copy. A pod that never started holds
+    nothing."""
+    view = next((p for p in views if p.name == pod), None)
+    if view is None or not view.running:
+        return True
+    live = [p for p in views if not p.terminating]
+    formed, slots = sharding.cluster_conditions(cluster, live, snap.cluster_views)
+    return not sharding.silent(views, snap.cluster_views) and formed[0] and slots[0]
 
 
 def _reloads(snap: Snapshot, views: Sequence[PodView], fingerprint: str) -> tuple[list[Action], list[Event]]:

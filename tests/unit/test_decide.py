@@ -8,6 +8,7 @@ data that the next snapshot is built from, so several passes read like the runbo
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,7 +17,17 @@ import pytest
 
 from tests.unit.conftest import NOW, example_body
 from valkey_operator import names
-from valkey_operator.actions import Action, Apply, DeletePod, Promote, Relabel, Reload, Repoint, Switchover
+from valkey_operator.actions import (
+    Action,
+    Apply,
+    ClusterFailover,
+    DeletePod,
+    Promote,
+    Relabel,
+    Reload,
+    Repoint,
+    Switchover,
+)
 from valkey_operator.api.spec import SpecError, ValkeyCluster, parse_cluster
 from valkey_operator.decide import Decision, decide, decide_invalid, needs_fast_look
 from valkey_operator.pki.inspect import describe_pem, split_pem
@@ -535,3 +546,57 @@ def test_the_fast_timer_runs_while_work_is_near() -> None:
     assert not needs_fast_look(later, NOW, hour)
     assert not needs_fast_look({"phase": "Ready"}, NOW, hour)
     assert not needs_fast_look({}, NOW, hour)
+
+
+def _formed_shards(world: World, c: ValkeyCluster, start: bool = True) -> None:
+    from tests.unit.test_sharding import FORMED
+
+    for pod in c.names.pods(c.spec.pod_count) if start else ():
+        world.start_pod(pod)
+    role = {p: ROLE_MASTER if p in ("cache-0", "cache-1", "cache-2") else "slave" for p in FORMED}
+    world.reports = {p: PodReport(Replication(role[p], link_up=role[p] == "slave"), cluster=FORMED[p]) for p in FORMED}
+
+
+def test_a_sharded_roll_waits_while_a_running_pod_is_silent_or_a_shard_is_not_served() -> None:
+    """A silent pod may be a primary the roll does not know of; a pod not ready because its shard's primary
+    is gone may hold the shard's only copy. Neither is the moment to restart anything."""
+    c = cluster(mode="cluster", shards=3, replicasPerShard=1)
+    world = World()
+    pass_(world, c)
+    _formed_shards(world, c)
+    pass_(world, c)
+    changed_spec = cluster(mode="cluster", shards=3, replicasPerShard=1, resources={"limits": {"memory": "1Gi"}})
+    pass_(world, changed_spec)  # the template changes: no pod restarts in that pass
+    _formed_shards(world, c, start=False)
+    assert "delete pod cache-5" in kinds(decide(changed_spec, world.snapshot(), NOW).actions)
+    silent = world.reports.pop("cache-1")
+    held = decide(changed_spec, world.snapshot(), NOW)
+    assert not [a for a in held.actions if isinstance(a, (DeletePod, ClusterFailover))], kinds(held.actions)
+    world.reports["cache-1"] = silent
+    from tests.unit.test_sharding import SLOTS, seen_by_all
+
+    unserved = seen_by_all(
+        {p: f"id{i}" for i, p in enumerate(c.names.pods(6))},
+        {p: r for p, r in SLOTS.items() if p != "cache-2"},
+        {"cache-3": "id0", "cache-4": "id1", "cache-5": "id2"},
+    )
+    for p, v in unserved.items():
+        world.reports[p] = dataclasses.replace(world.reports[p], cluster=v)
+    held = decide(changed_spec, world.snapshot(), NOW)
+    assert not [a for a in held.actions if isinstance(a, (DeletePod, ClusterFailover))], kinds(held.actions)
+
+
+def test_a_sharded_scale_down_keeps_every_pod_while_a_running_pod_is_silent() -> None:
+    c = cluster(mode="cluster", shards=3, replicasPerShard=1)
+    world = World()
+    pass_(world, c)
+    _formed_shards(world, c)
+    pass_(world, c)
+    world.reports.pop("cache-4")
+    fewer = decide(cluster(mode="cluster", shards=3, replicasPerShard=0), world.snapshot(), NOW)
+    replicas = [
+        a.manifest["spec"]["replicas"]
+        for a in fewer.actions
+        if isinstance(a, Apply) and a.manifest["kind"] == "StatefulSet"
+    ]
+    assert replicas in ([], [6]), replicas
