@@ -78,12 +78,14 @@ def form(cluster: ValkeyCluster, views: Sequence[PodView], reports: Mapping[str,
         return Formation(waiting=f"gossip to reach {', '.join(unaware)}", retry_after=RECHECK)
 
     mine = set(ids.values())
-    gone = {n.id: n for p in desired for n in reports[p].nodes if n.id not in mine}
-    orphaned = sorted(n.id[:8] for n in gone.values() if n.slots)
+    # Nodes no pod has any more, as any node sees them (a handshake entry is a meeting under way, not a
+    # node); one that any view says serves slots waits for its replica's takeover, never forgotten.
+    gone = {n.id for p in desired for n in reports[p].nodes if n.id not in mine and "handshake" not in n.flags}
+    holding = {n.id for p in desired for n in reports[p].nodes if n.id in gone and n.slots}
+    orphaned = sorted(i[:8] for i in holding)
     forget = tuple(
         Forget(p, node_id)
-        for node_id, n in sorted(gone.items())
-        if not n.slots
+        for node_id in sorted(gone - holding)
         for p in desired
         if reports[p].knows(node_id) and _master_of(reports[p]) != node_id  # a node cannot forget its own
     )
@@ -153,6 +155,11 @@ def _pod_of(ids: Mapping[str, str], node_id: str) -> str | None:
     return next((p for p, i in ids.items() if i == node_id), None)
 
 
+def silent(views: Sequence[PodView], reports: Mapping[str, ClusterView]) -> list[str]:
+    """Running pods that did not answer: any of them may be a primary, so who serves slots is not known."""
+    return [p.name for p in views if not p.terminating and p.running and p.name not in reports]
+
+
 def primaries(views: Sequence[PodView], reports: Mapping[str, ClusterView]) -> dict[str, list[str]]:
     """Each pod that serves slots, with the pods that follow it (by what each node says of itself)."""
     by_id = {reports[p.name].myid: p.name for p in views if p.name in reports}
@@ -217,7 +224,8 @@ def cluster_conditions(
     else:
         formed = (True, "Formed", f"All {len(desired)} nodes know each other and report cluster_state:ok.")
     own = [me for p in ids if (me := reports[p].myself) is not None and me.is_primary]
-    served = sum(b - a + 1 for me in own for a, b in me.slots)
+    # The union: during a failover two nodes may both claim a range for a moment.
+    served = len({slot for me in own for a, b in me.slots for slot in range(a, b + 1)})
     if any(n.migrating for p in ids for n in reports[p].nodes):
         slots = (False, "SlotsMigrating", "Slots are being migrated between shards.")
     elif served < SLOTS:
@@ -258,7 +266,8 @@ def shard_status(
         me = reports[p].myself
         if me is not None and me.master:
             followers.setdefault(me.master, []).append(p)
-    hub = reports[live[0]]
+    # The view of the node that knows the most others (a node not met yet knows only itself).
+    hub = max((reports[p] for p in live), key=lambda v: len(v.nodes))
     primaries = sorted((n for n in hub.nodes if n.is_primary and n.slots), key=lambda n: n.slots[0][0])
     shards: list[dict[str, object]] = [
         {

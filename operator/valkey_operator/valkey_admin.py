@@ -136,12 +136,18 @@ def parse_cluster_nodes(text: str) -> tuple[ClusterNode, ...]:
                 master=None if fields[3] == "-" else fields[3],
                 slots=tuple(slots),
                 connected=fields[7] == "connected",
-                ip=fields[1].partition(":")[0] if ":" in fields[1] else "",
+                ip=_address(fields[1]),
                 migrating=migrating,
                 hostname=next((a for a in fields[1].split(",")[1:2] if "=" not in a), ""),
             )
         )
     return tuple(out)
+
+
+def _address(field: str) -> str:
+    """The IP of `ip:port@bus[,hostname]` (an IPv6 address has colons of its own: the port is after the last)."""
+    host, sep, _ = field.split(",", maxsplit=1)[0].split("@", maxsplit=1)[0].rpartition(":")
+    return host if sep else ""
 
 
 def _cluster_field(reply: object, key: str) -> str:

@@ -86,3 +86,16 @@ def test_two_clusters_whose_derived_names_collide(operator: OperatorThread, name
     assert content(namespace, "Service", "q-ro")[1] == before[1]
     owners = kubectl_json("get", "service", "q-ro", "-n", namespace)["metadata"]["ownerReferences"]
     assert [o["name"] for o in owners] == ["q-ro"]
+
+
+def test_two_clusters_whose_derived_names_collide_the_other_way_round(operator: OperatorThread, namespace: str) -> None:
+    # `q` first: its read-only Service is `q-ro`; then `q-ro` wants that name for its read-write Service.
+    apply(example_body(namespace, name="q"))
+    wait_until(lambda: kubectl("get", "service", "q-ro", "-n", namespace, check=False).returncode == 0,
+               what="q's read-only Service")  # fmt: skip
+    before = content(namespace, "Service", "q-ro")
+    apply(example_body(namespace, name="q-ro"))
+    refused_for(namespace, "q-ro", "Service q-ro")
+    assert content(namespace, "Service", "q-ro")[1] == before[1]
+    owners = kubectl_json("get", "service", "q-ro", "-n", namespace)["metadata"]["ownerReferences"]
+    assert [o["name"] for o in owners] == ["q"]

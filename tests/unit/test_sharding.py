@@ -300,3 +300,48 @@ def test_cluster_nodes_lines_are_read_with_address_name_and_migrations() -> None
     )
     assert (b.ip, b.hostname, b.failed, b.connected) == ("", "cache-3.cache-headless.default.svc", True, False)
     assert (c.ip, c.hostname, c.master, c.migrating) == ("10.244.1.7", "", "a1", False)
+
+
+def test_a_gone_node_any_view_says_serves_slots_is_not_forgotten() -> None:
+    """One node still sees the old id with slots (gossip has not reached it that they moved): the id is not
+    forgotten anywhere yet, whichever view comes last."""
+    holding = ClusterNode(GONE, frozenset({"master", "fail"}), None, ((0, 5461),), connected=False)
+    empty = ClusterNode(GONE, frozenset({"master", "fail"}), None, connected=False)
+    reports = seen_by_all(IDS, SLOTS, FOLLOW, (empty,))
+    reports["cache-0"] = seen_by_all(IDS, SLOTS, FOLLOW, (holding,))["cache-0"]
+    out = form(C, [pod(p) for p in PODS], reports)
+    assert not [a for a in out.actions if isinstance(a, Forget)]
+    assert "take over" in out.waiting
+
+
+def test_a_handshake_entry_is_a_meeting_under_way_not_a_node_to_forget() -> None:
+    shaking = ClusterNode("random", frozenset({"master", "handshake"}), None, connected=False)
+    out = form(C, [pod(p) for p in PODS], seen_by_all(IDS, SLOTS, FOLLOW, (shaking,)))
+    assert not [a for a in out.actions if isinstance(a, Forget)]
+
+
+def test_slots_two_nodes_claim_during_a_failover_are_counted_once() -> None:
+    from valkey_operator.sharding import cluster_conditions
+
+    both = seen_by_all(IDS, {**SLOTS, "cache-3": SLOTS["cache-0"]}, {"cache-4": "id1", "cache-5": "id2"})
+    _, slots = cluster_conditions(C, [pod(p) for p in PODS], both)
+    assert slots[0] is True
+    less = seen_by_all(IDS, {**SLOTS, "cache-2": (), "cache-3": SLOTS["cache-0"]}, {"cache-4": "id1"})
+    assert "10923 of 16384" in cluster_conditions(C, [pod(p) for p in PODS], less)[1][2]
+
+
+def test_status_shards_come_from_the_view_that_knows_the_most_nodes() -> None:
+    from valkey_operator.sharding import shard_status
+
+    reports = dict(FORMED)
+    reports["cache-0"] = view("cache-0", ["cache-0"], "fail")  # back as a lone node, not met yet
+    shards, _ = shard_status(C, [pod(p) for p in PODS], reports)
+    assert [s["slots"] for s in shards] == ["0-5461", "5462-10922", "10923-16383"]
+
+
+def test_ipv6_node_addresses_keep_their_colons() -> None:
+    from valkey_operator.valkey_admin import parse_cluster_nodes
+
+    text = "a1 fd00:10:244::5:6379@16379,cache-0.cache-headless.default.svc myself,master - 0 0 1 connected 0-5\n"
+    (a,) = parse_cluster_nodes(text)
+    assert (a.ip, a.hostname) == ("fd00:10:244::5", "cache-0.cache-headless.default.svc")

@@ -88,6 +88,10 @@ def render_start_script(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT) -> 
     return "\n".join(lines) + "\n"
 
 
+# The IP of a CLUSTER NODES line's `ip:port@bus[,hostname]` (IPv6 addresses have colons of their own).
+_AWK_IP = '{a = $2; sub(/:[0-9]+@.*$/, "", a); print a}'
+
+
 def _without_data(cluster: ValkeyCluster, layout: Layout) -> list[str]:
     """Cluster mode without persistence: nodes.conf outlives a container restart (it sits in the pod's
     volume), the data (in memory only) does not. A node that was a primary must never come back as the
@@ -105,6 +109,9 @@ def _without_data(cluster: ValkeyCluster, layout: Layout) -> list[str]:
         f'if [ -f "{aside}" ] && [ ! -f "{nodes}" ]; then',
         f"  old=$(awk '/myself/ {{print $1; exit}}' \"{aside}\")",
         f'  [ -n "${{{ENV_PASSWORD}:-}}" ] && {CLI_AUTH}',
+        # The shell is PID 1, which ignores a signal it has no handler for: without this trap a pod deleted
+        # while it waits would take its whole grace period to stop.
+        "  trap 'exit 143' TERM INT",
         "  since=$(date +%s)",
         "  forced=0",
         "  held=0",
@@ -113,8 +120,7 @@ def _without_data(cluster: ValkeyCluster, layout: Layout) -> list[str]:
         "    held=0",
         "    orphan=0",
         # Peers with an address, not known to have failed; each asked for at most 2 s.
-        f"    for ip in $(awk 'NF >= 8 && !/myself/ && $3 !~ /fail|noaddr|handshake/ "
-        f'{{split($2, a, ":"); print a[1]}}\' "{aside}"); do',
+        f"    for ip in $(awk 'NF >= 8 && !/myself/ && $3 !~ /fail|noaddr|handshake/ {_AWK_IP}' \"{aside}\"); do",
         f"      view=$(timeout 2 {peer_cli} cluster nodes 2>/dev/null) || continue",
         '      case "$view" in *myself*) ;; *) continue ;; esac',  # CLUSTER NODES, not an error
         # A peer that does not know the old id (itself new) cannot tell: ask the next one.
@@ -159,7 +165,8 @@ def _force_takeover(peer_cli: str) -> list[str]:
     linked replica is asked to take the slots over at once (CLUSTER FAILOVER FORCE, still granted by a
     majority of primaries) instead of after cluster-node-timeout. What the dead process had not replicated
     is lost either way; writes to the shard resume seconds sooner."""
-    replicas = 'awk -v id="$old" \'$4 == id && $3 !~ /fail/ && $8 == "connected" {split($2, a, ":"); print a[1]}\''
+    replicas = f'awk -v id="$old" \'$4 == id && $3 !~ /fail/ && $8 == "connected" {_AWK_IP}\''
+
     offset = "awk -F: '/^slave_repl_offset/ {print $2 + 0}'"
     return [
         '      if [ "$held" = 1 ] && [ "$forced" = 0 ]; then',
