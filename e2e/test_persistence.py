@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +139,30 @@ def test_every_pod_deleted_at_once_loses_nothing(node: Node, creds: Creds, opera
     report = under_writer(node, creds, operator_image, "persistent-delete-every-pod", delete_all)
     assert report["missing_count"] == 0, report
     assert {p["metadata"]["name"] for p in pods(node)} == {f"{NAME}-{i}" for i in range(3)}
+
+
+def test_scaling_down_and_up_again_brings_back_stale_volumes_that_resync_from_the_primary(
+    node: Node, creds: Creds, operator_image: str
+) -> None:
+    """3 -> 1 keeps the removed pods' claims (a StatefulSet never deletes them); 1 -> 3 brings those volumes
+    back with an append-only file from before, minutes behind. The pods must come back as replicas that take
+    the primary's data, never serve or spread what their stale files hold."""
+
+    def scale(n: int) -> Callable[[StatusWatch], None]:
+        def go(watch: StatusWatch) -> None:
+            kubectl(
+                node, "patch", "valkeycluster", NAME, "-n", NS, "--type=merge", "-p", f'{{"spec":{{"replicas":{n}}}}}'
+            )
+
+        return go
+
+    down = under_writer(node, creds, operator_image, "persistent-scale-3-to-1", scale(1), desired=1)
+    assert down["missing_count"] == 0, down
+    up = under_writer(node, creds, operator_image, "persistent-scale-1-to-3", scale(3), desired=3)
+    assert up["missing_count"] == 0, up
+
+    def sizes() -> list[str]:
+        return [creds.cli(p["status"]["podIP"], pod_fqdn(p["metadata"]["name"]), "DBSIZE").strip() for p in pods(node)]
+
+    same = wait_for(lambda: len(set(s := sizes())) == 1 and s, "every pod to hold the primary's keys", 60)
+    print(f"after 3 -> 1 -> 3 on kept volumes every pod holds {same[0]} keys")
