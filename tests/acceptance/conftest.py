@@ -113,6 +113,7 @@ def start_instance(
     hosts: dict[str, str] | None = None,
     promote: bool = True,
     bus_port: int | None = None,
+    bin_dir: Path | None = None,
 ) -> Instance:
     """Render config, start script and certificates into `workdir` and run the start script there.
 
@@ -150,6 +151,8 @@ def start_instance(
         "VALKEY_POD_DOMAIN": cluster.names.pod_domain,
         "VALKEY_PASSWORD": PASSWORD,
     }
+    if bin_dir is not None:  # another Valkey than the machine's (scripts/valkey-9.sh)
+        env["PATH"] = f"{bin_dir}:{env['PATH']}"
     # Loopback only: bind the instance to its own address instead of the pod's "*", and make its outgoing
     # links (replication, cluster bus) come from that address too, as a pod's have its own IP.
     cmd = ["sh", str(start), "--bind", host, "--bind-source-addr", host]
@@ -184,15 +187,49 @@ def _promote(inst: Instance) -> None:
     raise RuntimeError(f"could not promote {inst.host}:\n{inst.log.read_text()}")
 
 
-def run_with_hosts(workdir: Path, hosts: dict[str, str], code: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run Python `code` where `hosts` resolve as pod names do in Kubernetes (a private /etc/hosts)."""
+def _with_hosts(workdir: Path, hosts: dict[str, str], code: str, *args: str) -> list[str]:
     import sys
 
     hosts_file = workdir / "hosts"
     hosts_file.write_text("127.0.0.1 localhost\n" + "".join(f"{ip} {name}\n" for name, ip in hosts.items()))
     inner = f'mount --bind "{hosts_file}" /etc/hosts && exec "$@"'
-    cmd = ["unshare", "--mount", "--propagation", "private", "sh", "-c", inner, "sh", sys.executable, "-c", code, *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    return [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        inner,
+        "sh",
+        sys.executable,
+        "-c",
+        code,
+        *args,
+    ]
+
+
+def run_with_hosts(
+    workdir: Path, hosts: dict[str, str], code: str, *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run Python `code` where `hosts` resolve as pod names do in Kubernetes (a private /etc/hosts)."""
+    cmd = _with_hosts(workdir, hosts, code, *args)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def spawn_with_hosts(workdir: Path, hosts: dict[str, str], code: str, *args: str) -> subprocess.Popen[str]:
+    """The same, in the background (its output read when it ends)."""
+    cmd = _with_hosts(workdir, hosts, code, *args)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.fixture(scope="session")
+def valkey9() -> Path:
+    """The bin folder of Valkey 9.1 beside the machine's own (scripts/valkey-9.sh, cached)."""
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "valkey-9.sh")], capture_output=True, text=True,
+                         timeout=600, check=False)  # fmt: skip
+    assert out.returncode == 0, f"scripts/valkey-9.sh failed:\n{out.stderr[-3000:]}"
+    return Path(out.stdout.strip().splitlines()[-1]) / "bin"
 
 
 def probe(inst: Instance, kind: str) -> int:
