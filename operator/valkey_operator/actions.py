@@ -105,6 +105,22 @@ class AddSlots:
 
 
 @dataclass(frozen=True)
+class MigrateSlots:
+    """CLUSTER MIGRATESLOTS on the primary `pod` (Valkey 9.0+, atomic: no write is lost or refused while
+    it runs): each group of slot ranges to the node that takes them. The outcome is read on later passes."""
+
+    pod: str
+    moves: tuple[tuple[tuple[tuple[int, int], ...], str], ...]  # ((ranges, target node id), ...)
+
+    def __str__(self) -> str:
+        told = "; ".join(
+            f"{','.join(f'{a}-{b}' if a != b else str(a) for a, b in ranges)} to {target[:8]}"
+            for ranges, target in self.moves
+        )
+        return f"migrate slots of {self.pod}: {told}"
+
+
+@dataclass(frozen=True)
 class Replicate:
     """CLUSTER REPLICATE: `pod` becomes a replica of the node `primary_id` (its shard's primary)."""
 
@@ -156,6 +172,7 @@ Action = (
     | Reload
     | Meet
     | AddSlots
+    | MigrateSlots
     | Replicate
     | Forget
     | ClusterFailover

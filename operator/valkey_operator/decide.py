@@ -20,6 +20,7 @@ from valkey_operator.actions import (
     ClusterFailover,
     DeletePod,
     Event,
+    MigrateSlots,
     Relabel,
     Reload,
     Repoint,
@@ -440,7 +441,10 @@ def _shard_work(cluster: ValkeyCluster, snap: Snapshot, views: Sequence[PodView]
     if not quiet:
         return _Roll()
     formed = sharding.form(cluster, views, snap.cluster_views)
-    return _Roll(formed.actions, (), formed.retry_after)
+    told = tuple(
+        Event("Normal", handovers.MIGRATION_REASON, f"{a}.") for a in formed.actions if isinstance(a, MigrateSlots)
+    )
+    return _Roll(formed.actions, told, formed.retry_after)
 
 
 def _role_moves(failovers: Sequence[str], paced: handovers.Paced) -> tuple[str, ...]:

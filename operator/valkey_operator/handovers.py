@@ -1,4 +1,5 @@
-"""Pacing role handovers (FAILOVER TO in replication mode, CLUSTER FAILOVER in cluster mode). Pure.
+"""Pacing role handovers (FAILOVER TO in replication mode, CLUSTER FAILOVER in cluster mode) and slot
+migrations (CLUSTER MIGRATESLOTS), which the same way complete later or not at all. Pure.
 
 A handover is asynchronous: the pass that asks for it reads its outcome later. One that does not complete
 (FAILOVER TO aborts when the target does not catch up within its timeout; a CLUSTER FAILOVER asked again
@@ -15,13 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from valkey_operator.actions import Action, ClusterFailover, Event, Switchover
+from valkey_operator.actions import Action, ClusterFailover, Event, MigrateSlots, Switchover
 from valkey_operator.clock import iso, parse_iso
 
 FIRST_WAIT = 5.0
 LONGEST_WAIT = 60.0
 FORGOTTEN_AFTER = timedelta(seconds=2 * LONGEST_WAIT)
-REASON = "Switchover"  # the Event a first attempt posts
+REASON = "Switchover"  # the Events a first attempt posts
+MIGRATION_REASON = "MigratingSlots"
 RETRY_REASON = "SwitchoverRetried"
 
 
@@ -40,7 +42,7 @@ class Paced:
 
 
 def _is_handover(action: Action) -> bool:
-    return isinstance(action, (Switchover, ClusterFailover))
+    return isinstance(action, (Switchover, ClusterFailover, MigrateSlots))
 
 
 def pace(
@@ -83,5 +85,5 @@ def pace(
             first += 1
         kept.append(action)
         records[str(action)] = {"action": str(action), "attempts": attempts + 1, "at": iso(now)}
-    told = [e for e in events if e.reason != REASON or first]
+    told = [e for e in events if e.reason not in (REASON, MIGRATION_REASON) or first]
     return Paced(tuple(kept), (*told, *retried), tuple(records.values()), retry_after, first)

@@ -21,6 +21,7 @@ from valkey_operator.actions import (
     DeletePod,
     Forget,
     Meet,
+    MigrateSlots,
     Promote,
     Relabel,
     Reload,
@@ -79,6 +80,9 @@ class PodAdmin(Protocol):
     def served(self, host: str, creds: Credentials | None) -> str: ...
     def cluster_view(self, host: str, creds: Credentials | None) -> ClusterView: ...
     def meet(self, host: str, ip: str, creds: Credentials | None) -> None: ...
+    def migrate_slots(
+        self, host: str, moves: Sequence[tuple[Sequence[tuple[int, int]], str]], creds: Credentials | None
+    ) -> None: ...
     def add_slots(self, host: str, first: int, last: int, creds: Credentials | None) -> None: ...
     def replicate(self, host: str, primary_id: str, creds: Credentials | None) -> None: ...
     def forget(self, host: str, node_id: str, creds: Credentials | None) -> None: ...
@@ -212,6 +216,8 @@ def act(
                 admin.meet(n.pod_fqdn(action.pod), action.ip, creds)
             elif isinstance(action, AddSlots):
                 admin.add_slots(n.pod_fqdn(action.pod), action.first, action.last, creds)
+            elif isinstance(action, MigrateSlots):
+                admin.migrate_slots(n.pod_fqdn(action.pod), action.moves, creds)
             elif isinstance(action, Replicate):
                 admin.replicate(n.pod_fqdn(action.pod), action.primary_id, creds)
             elif isinstance(action, Forget):

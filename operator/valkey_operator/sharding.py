@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from valkey_operator import names
-from valkey_operator.actions import Action, AddSlots, ClusterFailover, Forget, Meet, Replicate
+from valkey_operator.actions import Action, AddSlots, ClusterFailover, Forget, Meet, MigrateSlots, Replicate
 from valkey_operator.api.spec import SpecError, ValkeyCluster
 from valkey_operator.conf.version import effective_version
 from valkey_operator.snapshot import ClusterNode, ClusterView, PodView, Replication
-from valkey_operator.topology import SLOTS, Shard, plan_shards
+from valkey_operator.topology import SLOTS, Shard, plan_shards, slot_ranges
 
 SHARDS_CHANGE_REFUSED = "ShardsChangeNotSupported"
 # How soon to look again while the cluster forms (gossip and handshakes take a moment).
@@ -104,45 +104,135 @@ def form(cluster: ValkeyCluster, views: Sequence[PodView], reports: Mapping[str,
             waiting=f"a replica to take over the slots of node {', '.join(orphaned)}, whose pod is gone",
             retry_after=RECHECK,
         )
-    follow: list[Action] = []
-    for shard in shards:
-        owners = {o.id: o for p in desired if (o := _owner(reports[p], shard.first_slot)) is not None}
-        owner = next(iter(owners.values()), None) if len(owners) == 1 else None
-        if owner is None or owner.slots != ((shard.first_slot, shard.last_slot),) or owner.id not in mine:
-            return Formation(waiting="slots are assigned otherwise than this layout: left as they are")
-        for pod in _shard_pods(cluster, shard):
-            me = reports[pod].myself
-            if pod != _pod_of(ids, owner.id) and me is not None and me.master != owner.id and not me.slots:
-                follow.append(Replicate(pod, owner.id))
-    if follow:
-        return Formation(tuple(follow), retry_after=RECHECK)
+    # The shards as the nodes report them: every node must agree on which nodes serve slots.
+    seen = {frozenset(n.id for n in reports[p].nodes if n.is_primary and n.slots) for p in desired}
+    if len(seen) > 1:
+        return Formation(waiting="the nodes to agree on which nodes serve slots", retry_after=RECHECK)
+    if any(reports[p].migrating for p in desired):
+        return Formation(waiting="slot migrations to finish", retry_after=RECHECK)
+    view = reports[hub]
+    owners = sorted((n for n in view.nodes if n.id in next(iter(seen))), key=lambda n: n.slots[0][0])
+    if _covered(owners) < SLOTS:
+        # Every node of a shard lost its data at once (persistence off): no node can take its slots over.
+        # Assigning them anew, or moving slots around them, is left to a human (SlotsAssigned says so).
+        return Formation(waiting="slots no node serves: left as they are", retry_after=None)
+    placed = _place(cluster, desired, reports, ids, [o.id for o in owners])
+    if placed.actions or placed.waiting:
+        return placed
     not_ok = [p for p in desired if reports[p].state != "ok"]
     if not_ok:
         return Formation(waiting=f"cluster_state:ok on {', '.join(not_ok)}", retry_after=RECHECK)
+    targets = [ids[p] for p in desired if ids[p] not in {o.id for o in owners} and _loose(reports[p])]
+    if targets:
+        return Formation(_migrations(owners, targets, cluster.spec.shards, ids), retry_after=RECHECK)
     return Formation()
 
 
+def _covered(nodes: Sequence[ClusterNode]) -> int:
+    """How many of the 16384 slots `nodes` serve (two that claim one, during a failover, count once)."""
+    return len({slot for n in nodes for a, b in n.slots for slot in range(a, b + 1)})
+
+
+def _loose(view: ClusterView) -> bool:
+    """A node that serves no slot and follows no one (new, or back without its data)."""
+    me = view.myself
+    return me is not None and me.is_primary and not me.slots
+
+
+def _place(
+    cluster: ValkeyCluster,
+    desired: Sequence[str],
+    reports: Mapping[str, ClusterView],
+    ids: Mapping[str, str],
+    owners: Sequence[str],
+) -> Formation:
+    """Every pod has a place: a primary that serves slots; a new shard's primary, empty until slots move to
+    it (as many as `spec.shards` asks beyond the shards there are, the lowest ordinals among the loose
+    nodes); or a replica. A loose node, or one that follows a node that is neither, follows the shard with
+    the fewest replicas (ties: the shard of the lowest slots, new shards last). A new cluster's pods so land
+    where the layout puts them (pod s + k * shards follows shard s); a node back without its data rejoins the
+    shard that lost a member."""
+    loose = [p for p in desired if ids[p] not in owners and _loose(reports[p])]
+    new_heads = [ids[p] for p in loose[: max(cluster.spec.shards - len(owners), 0)]]
+    heads = [*owners, *new_heads]
+    followers = dict.fromkeys(heads, 0)
+    strays = []
+    for p in desired:
+        me = reports[p].myself
+        if me is None or ids[p] in heads:
+            continue
+        if me.master in followers:
+            followers[me.master] += 1
+        else:
+            strays.append(p)
+    follow: list[Action] = []
+    for p in strays:
+        head = min(heads, key=lambda h: followers[h])  # min keeps the first of equals: the order of `heads`
+        followers[head] += 1
+        follow.append(Replicate(p, head))
+    return Formation(tuple(follow), retry_after=RECHECK if follow else None)
+
+
+def _migrations(
+    owners: Sequence[ClusterNode], targets: Sequence[str], shards: int, ids: Mapping[str, str]
+) -> tuple[Action, ...]:
+    """Slots for new shards (Valkey 9.0+: CLUSTER MIGRATESLOTS, atomic): every shard ends with its share of
+    the 16384 slots (sizes differing by at most one); each shard above its share gives away its highest
+    slots, filling the new shards in order. One MIGRATESLOTS per giving primary."""
+    sizes = sorted((b - a + 1 for a, b in slot_ranges(max(shards, len(owners) + len(targets)))), reverse=True)
+    pod_of = {i: p for p, i in ids.items()}
+    want = dict(zip(targets, sizes[len(owners) :], strict=False))
+    out: list[Action] = []
+    for owner, share in zip(owners, sizes, strict=False):
+        mine = [slot for a, b in owner.slots for slot in range(a, b + 1)]
+        spare = mine[share:]
+        moves: list[tuple[tuple[tuple[int, int], ...], str]] = []
+        for target in targets:
+            take = min(want[target], len(spare))
+            if take:
+                moves.append((_ranges(spare[:take]), target))
+                want[target] -= take
+                spare = spare[take:]
+        if moves and owner.id in pod_of:
+            out.append(MigrateSlots(pod_of[owner.id], tuple(moves)))
+    return tuple(out)
+
+
+def _ranges(slots: Sequence[int]) -> tuple[tuple[int, int], ...]:
+    out: list[tuple[int, int]] = []
+    for slot in slots:
+        if out and out[-1][1] == slot - 1:
+            out[-1] = (out[-1][0], slot)
+        else:
+            out.append((slot, slot))
+    return tuple(out)
+
+
 def layout_change(cluster: ValkeyCluster, reports: Mapping[str, ClusterView]) -> SpecError | None:
-    """A formed cluster whose slots are split otherwise than `spec.shards` asks (the user changed `shards`):
-    refused, with what would be needed, until resharding by atomic slot migration is built. Nothing that
-    runs is touched meanwhile (a StatefulSet scaled for the new layout would add pods no slot goes to)."""
-    planned = {(s.first_slot, s.last_slot) for s in plan_shards(cluster.spec.shards, 0)}
-    # The cluster as its members see it: a lone node (not met yet) is not part of the layout.
+    """A formed cluster with a number of shards `spec.shards` cannot get to: more shards need atomic slot
+    migration (CLUSTER MIGRATESLOTS, Valkey 9.0 or later: `form` then moves slots to the new shards); fewer
+    are not supported. Refused with what would be needed; nothing that runs is touched meanwhile (a
+    StatefulSet scaled for the new layout would add pods no slot goes to)."""
+    # The cluster as its members see it: a lone node (not met yet) is not part of it. Two nodes that claim
+    # the same slots (a failover under way) are one shard.
     members = [view for view in reports.values() if len(view.nodes) > 1]
-    owners = {n.id: n.slots for view in members for n in view.nodes if n.slots}
-    if not owners or all(len(r) == 1 and r[0] in planned for r in owners.values()):
-        return None
+    serving = [n for view in members for n in view.nodes if n.is_primary and n.slots]
+    shards = {n.slots for n in serving}
     version = effective_version(cluster.spec.image)
+    if _covered(serving) < SLOTS:  # slots no node serves: a loss (SlotsAssigned says so), not a layout
+        return None
+    if len(shards) == cluster.spec.shards or (len(shards) < cluster.spec.shards and version >= (9, 0)):
+        return None
     why = (
-        "moving slots between shards without losing writes needs atomic slot migration (CLUSTER MIGRATESLOTS, "
-        f"Valkey 9.0 or later) and the image runs Valkey {version[0]}.{version[1]}"
-        if version < (9, 0)
-        else "this version of the operator does not move slots between the shards of a formed cluster yet"
+        "fewer shards would need their slots moved away first, which the operator does not do"
+        if len(shards) > cluster.spec.shards
+        else "moving slots between shards without losing writes needs atomic slot migration (CLUSTER "
+        f"MIGRATESLOTS, Valkey 9.0 or later) and the image runs Valkey {version[0]}.{version[1]}"
     )
     return SpecError(
         SHARDS_CHANGE_REFUSED,
-        f"spec.shards is {cluster.spec.shards} but the cluster's slots are split over {len(owners)} shards: {why}. "
-        f"Set spec.shards back to {len(owners)}; nothing was changed.",
+        f"spec.shards is {cluster.spec.shards} but the cluster's slots are split over {len(shards)} shards: {why}. "
+        f"Set spec.shards back to {len(shards)}; nothing was changed.",
     )
 
 
@@ -224,10 +314,16 @@ def cluster_conditions(
     else:
         formed = (True, "Formed", f"All {len(desired)} nodes know each other and report cluster_state:ok.")
     own = [me for p in ids if (me := reports[p].myself) is not None and me.is_primary]
-    # The union: during a failover two nodes may both claim a range for a moment.
-    served = len({slot for me in own for a, b in me.slots for slot in range(a, b + 1)})
-    if any(n.migrating for p in ids for n in reports[p].nodes):
+    served = _covered(own)
+    serving = {n.slots for p in ids for n in reports[p].nodes if n.is_primary and n.slots}
+    if any(n.migrating for p in ids for n in reports[p].nodes) or any(reports[p].migrating for p in ids):
         slots = (False, "SlotsMigrating", "Slots are being migrated between shards.")
+    elif served >= SLOTS and len(serving) < cluster.spec.shards:
+        slots = (
+            False,
+            "SlotsMigrating",
+            f"{len(serving)} of {cluster.spec.shards} shards serve slots; slots move to the new ones.",
+        )
     elif served < SLOTS:
         slots = (
             False,

@@ -83,6 +83,25 @@ class ClusterNode:
         return "fail" in self.flags or "fail?" in self.flags or "noaddr" in self.flags
 
 
+# Slot migration jobs in these states are over (CLUSTER GETSLOTMIGRATIONS keeps them a while).
+MIGRATION_DONE = ("success", "failed", "cancelled", "canceled")
+
+
+@dataclass(frozen=True)
+class SlotMigration:
+    """One job of CLUSTER GETSLOTMIGRATIONS (Valkey 9.0+): an atomic slot migration seen from one end."""
+
+    operation: str  # EXPORT | IMPORT
+    slots: str  # e.g. 0-4095
+    source: str
+    target: str
+    state: str
+
+    @property
+    def active(self) -> bool:
+        return self.state not in MIGRATION_DONE
+
+
 @dataclass(frozen=True)
 class ClusterView:
     """What one node of a sharded cluster says: its id, cluster_state, and every node it knows."""
@@ -90,6 +109,11 @@ class ClusterView:
     myid: str
     state: str  # ok | fail
     nodes: tuple[ClusterNode, ...] = ()
+    migrations: tuple[SlotMigration, ...] = ()  # Valkey 9.0+: its slot migration jobs
+
+    @property
+    def migrating(self) -> bool:
+        return any(m.active for m in self.migrations)
 
     @property
     def myself(self) -> ClusterNode | None:

@@ -7,7 +7,7 @@ import os
 import socket
 import ssl
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +17,7 @@ import valkey
 from valkey_operator.api.spec import SpecError, ValkeyCluster
 from valkey_operator.conf.layout import POD_LAYOUT, Layout
 from valkey_operator.pki.issue import KeyPair
-from valkey_operator.snapshot import ClusterNode, ClusterView, Replication
+from valkey_operator.snapshot import ClusterNode, ClusterView, Replication, SlotMigration
 
 
 class PodError(Exception):
@@ -144,6 +144,27 @@ def parse_cluster_nodes(text: str) -> tuple[ClusterNode, ...]:
     return tuple(out)
 
 
+def parse_slot_migrations(reply: object) -> tuple[SlotMigration, ...]:
+    """CLUSTER GETSLOTMIGRATIONS: a list of jobs, each a flat list of field, value pairs (or a map)."""
+    out = []
+    for job in reply if isinstance(reply, (list, tuple)) else ():
+        if isinstance(job, dict):
+            fields = {_text(k): _text(v) for k, v in job.items()}
+        else:
+            items = [_text(x) for x in job]
+            fields = dict(zip(items[::2], items[1::2], strict=False))
+        out.append(
+            SlotMigration(
+                operation=fields.get("operation", ""),
+                slots=fields.get("slot_ranges", ""),
+                source=fields.get("source_node", ""),
+                target=fields.get("target_node", ""),
+                state=fields.get("state", ""),
+            )
+        )
+    return tuple(out)
+
+
 def _address(field: str) -> str:
     """The IP of `ip:port@bus[,hostname]` (an IPv6 address has colons of its own: the port is after the last)."""
     host, sep, _ = field.split(",", maxsplit=1)[0].split("@", maxsplit=1)[0].rpartition(":")
@@ -215,7 +236,13 @@ class ValkeyAdmin:
             myid = conn.execute_command("CLUSTER", "MYID")
             state = _cluster_field(conn.execute_command("CLUSTER", "INFO"), "cluster_state")
             nodes = conn.execute_command("CLUSTER", "NODES")
-        return ClusterView(_text(myid).strip(), state, parse_cluster_nodes(_nodes_text(nodes)))
+            try:
+                jobs = conn.execute_command("CLUSTER", "GETSLOTMIGRATIONS")
+            except valkey.exceptions.ResponseError:  # before Valkey 9.0: no atomic slot migration
+                jobs = []
+        return ClusterView(
+            _text(myid).strip(), state, parse_cluster_nodes(_nodes_text(nodes)), parse_slot_migrations(jobs)
+        )
 
     def meet(self, host: str, ip: str, creds: Credentials | None) -> None:
         """CLUSTER MEET ip port bus-port: the node at `ip` joins (the address must be an IP)."""
@@ -225,6 +252,16 @@ class ValkeyAdmin:
     def add_slots(self, host: str, first: int, last: int, creds: Credentials | None) -> None:
         with self._conn(host, creds) as conn:
             conn.execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
+
+    def migrate_slots(
+        self, host: str, moves: Sequence[tuple[Sequence[tuple[int, int]], str]], creds: Credentials | None
+    ) -> None:
+        """CLUSTER MIGRATESLOTS SLOTSRANGE a b [a b ...] NODE id [SLOTSRANGE ...]: returns at once."""
+        args: list[object] = []
+        for ranges, target in moves:
+            args += ["SLOTSRANGE", *(x for r in ranges for x in r), "NODE", target]
+        with self._conn(host, creds) as conn:
+            conn.execute_command("CLUSTER", "MIGRATESLOTS", *args)
 
     def replicate(self, host: str, primary_id: str, creds: Credentials | None) -> None:
         with self._conn(host, creds) as conn:

@@ -47,21 +47,23 @@ from valkey_operator.valkey_admin import Credentials, PodError, ValkeyAdmin
 
 tls, port, bus, password = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 budget = float(sys.argv[5]) if len(sys.argv) > 5 else 60.0
+shards, count = (int(sys.argv[6]), int(sys.argv[7])) if len(sys.argv) > 7 else (3, 6)  # asked for; pods that run
+image = {"image": sys.argv[8]} if len(sys.argv) > 8 else {}
 creds = Credentials((tls / "ca.crt").read_bytes(),
                     KeyPair((tls / "connection.crt").read_bytes(), (tls / "connection.key").read_bytes()), password)
 admin = ValkeyAdmin(Layout(port=port, bus_port=bus))
 cluster = parse_cluster({"metadata": {"name": "cache", "namespace": "default"},
-                         "spec": {"mode": "cluster", "shards": 3, "replicasPerShard": 1}})
+                         "spec": {"mode": "cluster", "shards": shards, "replicasPerShard": 1, **image}})
 names = cluster.names
 objects = {("Pod", p): {"metadata": {"name": p, "uid": p},
                         "status": {"phase": "Running", "podIP": f"127.0.0.{i + 2}",
                                    "conditions": [{"type": "Ready", "status": "True"}]}}
-           for i, p in enumerate(names.pods(6))}
+           for i, p in enumerate(names.pods(count))}
 views = pods(Snapshot(objects))
 deadline = time.monotonic() + budget  # bounded
 while time.monotonic() < deadline:
     reports = {}
-    for p in names.pods(6):
+    for p in names.pods(count):
         try:
             reports[p] = admin.cluster_view(names.pod_fqdn(p), creds)
         except PodError as exc:

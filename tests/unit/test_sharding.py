@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tests.unit.conftest import example
-from valkey_operator.actions import AddSlots, ClusterFailover, Forget, Meet, Replicate
+from valkey_operator.actions import AddSlots, ClusterFailover, Forget, Meet, MigrateSlots, Replicate
 from valkey_operator.sharding import form, handovers, primaries
-from valkey_operator.snapshot import ClusterNode, ClusterView, PodView, Replication
+from valkey_operator.snapshot import ClusterNode, ClusterView, PodView, Replication, SlotMigration
 
 C = example(mode="cluster", shards=3, replicasPerShard=1)
 PODS = C.names.pods(6)
@@ -81,11 +83,47 @@ def test_formed_when_every_node_says_ok() -> None:
     assert (done.actions, done.waiting, done.retry_after) == ((), "", None)
 
 
-def test_slots_assigned_otherwise_are_left_alone_and_said() -> None:
-    other = {"cache-1": ((0, 16383),)}
-    out = form(C, [pod(p) for p in PODS], views(slots=other))
-    assert out.actions == ()
-    assert "otherwise" in out.waiting
+def test_fewer_shards_than_asked_get_new_shard_primaries_then_their_share_of_the_slots() -> None:
+    """One node serves every slot, three shards are asked for (on Valkey 9.x: decide refuses it before)."""
+    one = {"cache-1": ((0, 16383),)}
+    out = form(C, [pod(p) for p in PODS], views("ok", slots=one))
+    # cache-0 and cache-2, the lowest loose nodes, become the new shards' primaries; the rest follow the
+    # shard with the fewest replicas.
+    assert out.actions == (Replicate("cache-3", "id1"), Replicate("cache-4", "id0"), Replicate("cache-5", "id2"))
+    placed = views("ok", slots=one, masters={"cache-3": "id1", "cache-4": "id0", "cache-5": "id2"})
+    out = form(C, [pod(p) for p in PODS], placed)
+    assert out.actions == (MigrateSlots("cache-1", ((((5462, 10922),), "id0"), (((10923, 16383),), "id2"))),)
+    # While a migration runs, nothing else happens.
+    busy = {
+        p: replace(v, migrations=(SlotMigration("EXPORT", "5462-10922", "id1", "id0", "snapshotting"),))
+        for p, v in placed.items()
+    }
+    assert form(C, [pod(p) for p in PODS], busy).actions == ()
+    done = {
+        p: replace(v, migrations=(SlotMigration("EXPORT", "5462-10922", "id1", "id0", "success"),))
+        for p, v in placed.items()
+    }
+    assert form(C, [pod(p) for p in PODS], done).actions != ()
+
+
+def test_three_shards_grow_to_four_by_moving_a_quarter_of_the_slots() -> None:
+    four = example(mode="cluster", shards=4, replicasPerShard=1, image="valkey/valkey:9.1.2")
+    pods8 = four.names.pods(8)
+    ids = {p: f"id{i}" for i, p in enumerate(pods8)}
+    reports = seen_by_all(ids, SLOTS, {**FOLLOW, "cache-7": "id6"})
+    out = form(
+        four,
+        [PodView(p, f"uid-{p}", True, False, True, None, "", ip=f"10.0.0.{i + 10}") for i, p in enumerate(pods8)],
+        reports,
+    )
+    # Each shard keeps its lowest 4096 slots and gives the rest to the new shard's primary, cache-6.
+    assert out.actions == (
+        MigrateSlots("cache-0", ((((4096, 5461),), "id6"),)),
+        MigrateSlots("cache-1", ((((9558, 10922),), "id6"),)),
+        MigrateSlots("cache-2", ((((15019, 16383),), "id6"),)),
+    )
+    moved = [m for a in out.actions if isinstance(a, MigrateSlots) for m in a.moves]
+    assert sum(b - a + 1 for ranges, _ in moved for a, b in ranges) == 4096
 
 
 def test_status_shards_say_what_the_nodes_report() -> None:
@@ -129,7 +167,7 @@ def seen_by_all(
                 frozenset({"slave" if p in masters else "master", *({"myself"} if p == me else set())}),
                 masters.get(p),
                 slots.get(p, ()),
-                ip=f"10.0.0.{PODS.index(p) + 10}",
+                ip=f"10.0.0.{int(p.rsplit('-', 1)[1]) + 10}",
             )
             for p in ids
         ]
@@ -254,10 +292,27 @@ def test_a_change_of_shards_on_a_formed_cluster_is_refused_with_what_it_needs() 
     assert "split over 3 shards" in refused.message
     assert "Valkey 9.0" in refused.message
     assert "back to 3" in refused.message
-    nine = example(mode="cluster", shards=4, replicasPerShard=1, image="valkey/valkey:9.1.2")
-    refused9 = layout_change(nine, FORMED)
+    # Valkey 9.x grows by atomic slot migration; fewer shards are refused on any version.
+    assert (
+        layout_change(example(mode="cluster", shards=4, replicasPerShard=1, image="valkey/valkey:9.1.2"), FORMED)
+        is None
+    )
+    fewer = example(mode="cluster", shards=3, replicasPerShard=1, image="valkey/valkey:9.1.2")
+    four_formed = seen_by_all(
+        {p: f"id{i}" for i, p in enumerate(fewer.names.pods(8))},
+        {
+            "cache-0": ((0, 4095),),
+            "cache-1": ((4096, 8191),),
+            "cache-2": ((8192, 12287),),
+            "cache-3": ((12288, 16383),),
+        },
+        {},
+    )
+    refused9 = layout_change(fewer, four_formed)
     assert refused9 is not None
-    assert "does not move slots" in refused9.message
+    assert "fewer shards" in refused9.message
+    # Slots no node serves are a loss, not a change of layout.
+    assert layout_change(four, seen_by_all(IDS, {**SLOTS, "cache-2": ()}, FOLLOW)) is None
 
 
 def test_a_failover_nobody_asked_for_shows_against_the_recorded_shards() -> None:
@@ -345,3 +400,23 @@ def test_ipv6_node_addresses_keep_their_colons() -> None:
     text = "a1 fd00:10:244::5:6379@16379,cache-0.cache-headless.default.svc myself,master - 0 0 1 connected 0-5\n"
     (a,) = parse_cluster_nodes(text)
     assert (a.ip, a.hostname) == ("fd00:10:244::5", "cache-0.cache-headless.default.svc")
+
+
+def test_shards_changed_again_during_a_migration_wait_for_it_then_aim_for_the_new_count() -> None:
+    """The user asks for 5 shards while slots still move to the fourth: nothing new starts until the
+    running migration is over; then the plan is made for five."""
+    five = example(mode="cluster", shards=5, replicasPerShard=1, image="valkey/valkey:9.1.2")
+    pods10 = five.names.pods(10)
+    ids = {p: f"id{i}" for i, p in enumerate(pods10)}
+    four = {**SLOTS, "cache-0": ((0, 4095),), "cache-6": ((4096, 5461),)}
+    masters = {**FOLLOW, "cache-7": "id6", "cache-9": "id8"}
+    views10 = [PodView(p, f"uid-{p}", True, False, True, None, "", ip=f"10.0.0.{i + 10}") for i, p in enumerate(pods10)]
+    running = SlotMigration("EXPORT", "9558-10922", "id1", "id6", "snapshotting")
+    busy = {p: replace(v, migrations=(running,)) for p, v in seen_by_all(ids, four, masters).items()}
+    out = form(five, views10, busy)
+    assert out.actions == ()
+    assert "migrations to finish" in out.waiting
+    out = form(five, views10, seen_by_all(ids, four, masters))
+    moved = [(a.pod, target) for a in out.actions if isinstance(a, MigrateSlots) for _, target in a.moves]
+    assert {target for _, target in moved} <= {"id6", "id8"}
+    assert "id8" in {target for _, target in moved}
