@@ -10,13 +10,17 @@ cluster command shows only once the nodes have gossiped):
    Valkey's own failover to a replica;
 3. slots: a cluster where no node serves a slot gets its 16384 slots, split evenly over the shards'
    primaries (CLUSTER ADDSLOTSRANGE);
-4. replicas: every other pod of a shard follows the node that serves the shard's slots (CLUSTER
-   REPLICATE), whichever pod that is after a failover. A node that lost its data comes back without
-   slots, so it only ever becomes a replica: an empty node never becomes a primary.
-Then every node reports cluster_state:ok. Pods are laid out by `topology.plan_shards`: pods 0..shards-1
-start as the primaries, the replicas of shard s are s + shards, s + 2*shards, ...
+4. places: every pod has one (`_place`): a primary that serves slots, a new shard's primary (empty until
+   slots move to it), or a replica of the shard with the fewest (CLUSTER REPLICATE). A node that lost its
+   data comes back without slots, so it only ever becomes a replica: an empty node never serves a shard's
+   slots by itself;
+5. more shards (Valkey 9.0+): each shard above its share of the slots gives its highest ones to the new
+   shards (CLUSTER MIGRATESLOTS, atomic), and nothing else starts while a migration runs.
+Then every node reports cluster_state:ok. A new cluster's pods land as `topology.plan_shards` lays them out:
+pods 0..shards-1 start as the primaries, the replicas of shard s are s + shards, s + 2*shards, ...
 
-Slots assigned otherwise than the layout (a change of `shards`) are left as they are and reported.
+Fewer shards, and more before Valkey 9.0, are refused (`layout_change`); slots no node serves are left to a
+human.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from valkey_operator.actions import Action, AddSlots, ClusterFailover, Forget, M
 from valkey_operator.api.spec import SpecError, ValkeyCluster
 from valkey_operator.conf.version import effective_version
 from valkey_operator.snapshot import ClusterNode, ClusterView, PodView, Replication
-from valkey_operator.topology import SLOTS, Shard, plan_shards, slot_ranges
+from valkey_operator.topology import SLOTS, plan_shards, slot_ranges
 
 SHARDS_CHANGE_REFUSED = "ShardsChangeNotSupported"
 # How soon to look again while the cluster forms (gossip and handshakes take a moment).
@@ -45,15 +49,6 @@ class Formation:
     actions: tuple[Action, ...] = ()
     waiting: str = ""  # what formation waits for, for the Ready message; "" when formed or acting
     retry_after: float | None = None
-
-
-def _shard_pods(cluster: ValkeyCluster, shard: Shard) -> list[str]:
-    return [cluster.names.pod(o) for o in (shard.primary, *shard.replicas)]
-
-
-def _owner(view: ClusterView, first_slot: int) -> ClusterNode | None:
-    """The node that serves `first_slot`, as `view` sees it."""
-    return next((n for n in view.nodes if any(a <= first_slot <= b for a, b in n.slots)), None)
 
 
 def form(cluster: ValkeyCluster, views: Sequence[PodView], reports: Mapping[str, ClusterView]) -> Formation:
@@ -239,10 +234,6 @@ def layout_change(cluster: ValkeyCluster, reports: Mapping[str, ClusterView]) ->
 def _master_of(view: ClusterView) -> str | None:
     me = view.myself
     return me.master if me is not None else None
-
-
-def _pod_of(ids: Mapping[str, str], node_id: str) -> str | None:
-    return next((p for p, i in ids.items() if i == node_id), None)
 
 
 def silent(views: Sequence[PodView], reports: Mapping[str, ClusterView]) -> list[str]:
