@@ -6,8 +6,7 @@ acceptance test does, a pass every 0.5 s: the wall time from the first pass unti
 cluster_state:ok, and how many passes that took. Needs root (each server resolves pod names through a
 private /etc/hosts in a mount namespace of its own).
 
-Moving slots between shards (CLUSTER MIGRATESLOTS, Valkey >= 9.0) is not built yet, so there is no figure
-for it.
+Moving slots between shards (CLUSTER MIGRATESLOTS, Valkey >= 9.0): bench/bench_resharding.py.
 
     .venv/bin/python bench/bench_sharding.py [--runs 3]
 """
