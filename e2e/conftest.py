@@ -49,12 +49,18 @@ def _image(verb: str) -> str:
 
 @pytest.fixture(scope="session")
 def valkey_image() -> str:
-    """Debian's valkey-server 8.0 (built with TLS) on the debootstrapped base."""
+    """Debian trixie's valkey-server 8.1 (built with TLS) on the debootstrapped base."""
     return _image("valkey")
 
 
 @pytest.fixture(scope="session")
-def nodes(operator_image: str, valkey_image: str) -> Iterator[list[Node]]:
+def valkey9_image() -> str:
+    """Debian forky's valkey-server 9.1.2 (built with TLS) on a forky minbase (cached)."""
+    return _image("valkey9")
+
+
+@pytest.fixture(scope="session")
+def nodes(operator_image: str, valkey_image: str, valkey9_image: str) -> Iterator[list[Node]]:
     """A control plane with two real nodes (each its own containerd, kubelet and bridge; kube-proxy and
     CoreDNS on the first) that have both images; torn down with no process, mount, network namespace,
     bridge or iptables chain of their own left behind. Two, so that spreading and a drain are real."""
@@ -68,6 +74,7 @@ def nodes(operator_image: str, valkey_image: str) -> Iterator[list[Node]]:
                 n.up()
                 n.import_image(operator_image)
                 n.import_image(valkey_image)
+                n.import_image(valkey9_image)
             yield made
         finally:
             for n in reversed(made):

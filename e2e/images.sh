@@ -6,6 +6,8 @@
 #   e2e/images.sh operator   the operator image (podman build of ./Dockerfile on the base)
 #   e2e/images.sh check      run the operator image: `valkey-operator version` must print the version
 #   e2e/images.sh valkey     a Valkey image: Debian trixie's valkey-server 8.1 (with TLS) on the same base
+#   e2e/images.sh valkey9    a Valkey 9.1 image: Debian forky's valkey-server 9.1.2 (with TLS), a forky minbase
+#                            made by debootstrap (forky's valkey needs forky's C library), cached as a tarball
 # Prints the image name last. Needs root (debootstrap, podman).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,6 +17,7 @@ BASE_IMAGE=localhost/valkey-operator-base:bookworm
 VERSION=$(cd "$root" && python3 -c 'import re;print(re.search(r"\"(.+)\"", open("operator/valkey_operator/__init__.py").read()).group(1))')
 OPERATOR_IMAGE=localhost/valkey-tls-operator:$VERSION
 VALKEY_IMAGE=localhost/valkey:8.1
+VALKEY9_IMAGE=localhost/valkey:9.1
 log() { echo "images: $*" >&2; }
 
 ensure_tools() {
@@ -49,20 +52,23 @@ mirror() {  # the machine's own Debian mirror, so no host name is written here
   awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources
 }
 
+minbase() {  # minbase SUITE TARBALL PACKAGES [SCRIPT]: a Debian minbase root as a tarball, made once
+  local suite=$1 tarball=$2 include=$3 script=${4:-} rootfs="$IMAGES/rootfs-$1"
+  [ -f "$tarball" ] && return 0
+  rm -rf "$rootfs"
+  log "debootstrap $suite (minbase + $include) into $rootfs"
+  # shellcheck disable=SC2086  # SCRIPT is optional: no argument when empty
+  debootstrap --variant=minbase --include="$include" "$suite" "$rootfs" "$(mirror)" $script >&2
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  tar -C "$rootfs" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
+  rm -rf "$rootfs"
+}
+
 base() {
   ensure_tools
   mkdir -p "$IMAGES"
   local tarball="$IMAGES/base-bookworm.tar"
-  if [ ! -f "$tarball" ]; then
-    local rootfs="$IMAGES/rootfs-bookworm"
-    rm -rf "$rootfs"
-    log "debootstrap bookworm (minbase + python3) into $rootfs"
-    debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
-      bookworm "$rootfs" "$(mirror)" >&2
-    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-    tar -C "$rootfs" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
-    rm -rf "$rootfs"
-  fi
+  minbase bookworm "$tarball" python3,python3-venv,python3-pip,ca-certificates
   if ! podman image exists "$BASE_IMAGE"; then
     podman import --change 'CMD ["/bin/sh"]' "$tarball" "$BASE_IMAGE" >&2
   fi
@@ -97,10 +103,23 @@ valkey() {
   echo "$VALKEY_IMAGE"
 }
 
+valkey9() {
+  ensure_tools
+  mkdir -p "$IMAGES"
+  local tarball="$IMAGES/valkey-9.1-forky.tar"
+  # bookworm's debootstrap has no script named forky; sid's fits every suite after trixie.
+  minbase forky "$tarball" valkey-server,valkey-tools,ca-certificates /usr/share/debootstrap/scripts/sid
+  if ! podman image exists "$VALKEY9_IMAGE"; then
+    podman import --change 'USER 999:999' --change 'ENTRYPOINT ["valkey-server"]' "$tarball" "$VALKEY9_IMAGE" >&2
+  fi
+  echo "$VALKEY9_IMAGE"
+}
+
 case "${1:-}" in
   base) base ;;
   operator) operator ;;
   check) check ;;
   valkey) valkey ;;
-  *) echo "usage: $0 base|operator|check|valkey" >&2; exit 2 ;;
+  valkey9) valkey9 ;;
+  *) echo "usage: $0 base|operator|check|valkey|valkey9" >&2; exit 2 ;;
 esac

@@ -62,18 +62,24 @@ print("hosts", " ".join(sorted({n.host for n in c.get_nodes()})))
 """
 
 
-@pytest.fixture(scope="module")
-def example(node: Node, installed: None, valkey_image: str) -> dict[str, Any]:
-    """The shipped example in cluster mode (3 shards, a replica each: six pods) with the local image."""
+def apply_sharded(node: Node, image: str, **tls: Any) -> dict[str, Any]:
+    """The shipped example in cluster mode (3 shards, a replica each: six pods) with a local image and `tls`
+    settings; the resource once Ready."""
     body = yaml.safe_load((ROOT / "examples" / "valkeycluster.yaml").read_text())
-    body["spec"]["image"], body["spec"]["imagePullPolicy"] = valkey_image, "Never"
+    body["spec"]["image"], body["spec"]["imagePullPolicy"] = image, "Never"
     body["spec"].pop("replicas", None)
     body["spec"].update(mode="cluster", shards=3, replicasPerShard=1)
+    body["spec"]["tls"].update(tls)
     started = time.monotonic()
     kubectl(node, "apply", "-f", "-", stdin=yaml.safe_dump(body))
     ready = wait_for(lambda: vkc(node).get("status", {}).get("phase") == "Ready" and vkc(node), "Ready", 400)
-    print(f"\nsharded cluster Ready {time.monotonic() - started:.1f} s after it was applied")
+    print(f"\nsharded cluster ({image}) Ready {time.monotonic() - started:.1f} s after it was applied")
     return dict(ready)
+
+
+@pytest.fixture(scope="module")
+def example(node: Node, installed: None, valkey_image: str) -> dict[str, Any]:
+    return apply_sharded(node, valkey_image)
 
 
 def test_the_operator_forms_the_cluster_and_says_ready_only_then(node: Node, creds: Creds) -> None:

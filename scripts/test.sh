@@ -11,6 +11,8 @@ step() { printf '\n=== %s (%s)\n' "$1" "$(date +%H:%M:%S)"; }
 
 step "system packages"
 bash scripts/install-system-deps.sh
+step "Valkey 9.1 beside the machine's own, for the 9.x acceptance tests (cached)"
+bash scripts/valkey-9.sh >/dev/null
 step "python environment"
 venv=$(bash scripts/setup-python.sh)
 export PATH="$venv/bin:$PATH"

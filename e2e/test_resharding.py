@@ -1,0 +1,58 @@
+"""More shards on the real nodes, on Valkey 9.1 (Debian forky's 9.1.2): `mode: cluster` with 3 shards of two
+pods, then `shards: 4` under a cluster writer (50 acknowledged SETs a second over every slot, a client that
+verifies host names). The StatefulSet grows to eight pods, the operator meets the two new nodes, makes one
+the new shard's primary and the other its replica, and moves a quarter of the slots to it by atomic slot
+migration (CLUSTER MIGRATESLOTS); the server certificate, re-issued for the new pods' names, is hot-reloaded
+(HotReload), so no pod restarts. Every acknowledged key is read back from its shard's primary; status says
+Ready only once every node serves, with four shards of 4096 slots.
+
+The module installs the chart and its own ValkeyCluster (after the other modules uninstalled theirs).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from e2e.conftest import NAME, NS, Creds, kubectl, pods, vkc
+from e2e.node import Node
+from e2e.test_sharding import apply_sharded, under_cluster_writer
+
+
+@pytest.fixture(scope="module")
+def example(node: Node, installed: None, valkey9_image: str) -> dict[str, Any]:
+    """The shipped example in cluster mode on Valkey 9.1 (3 shards of two pods), certificates hot-reloaded."""
+    return apply_sharded(node, valkey9_image, rotation={"strategy": "HotReload"})
+
+
+def slot_count(ranges: str) -> int:
+    return sum(int(b or a) - int(a) + 1 for part in ranges.split(",") for a, _, b in [part.partition("-")])
+
+
+def test_three_shards_grow_to_four_by_atomic_slot_migration_under_a_cluster_writer(
+    node: Node, creds: Creds, operator_image: str
+) -> None:
+    before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(node)}
+
+    def grow() -> None:
+        kubectl(
+            node, "patch", "valkeycluster", NAME, "-n", NS, "--type=merge", "-p", json.dumps({"spec": {"shards": 4}})
+        )
+
+    def four_shards() -> bool:
+        shards = vkc(node).get("status", {}).get("shards") or []
+        return len(shards) == 4 and all(slot_count(s["slots"]) == 4096 for s in shards)
+
+    report = under_cluster_writer(node, creds, operator_image, "grow-3-to-4", grow, four_shards)
+    assert report["missing_count"] == 0, report
+    shards = vkc(node)["status"]["shards"]
+    assert [len(s["replicas"]) for s in shards] == [1, 1, 1, 1], shards
+    # No pod restarted: the six kept their identity, the certificate for the new names was hot-reloaded.
+    after = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(node)}
+    assert {k: v for k, v in after.items() if k in before} == before
+    assert len(after) == 8
+    events = kubectl(node, "get", "events", "-n", NS, "--field-selector", f"involvedObject.name={NAME}")
+    assert "MigratingSlots" in events, events
+    print(f"shards after growing: {json.dumps(shards)}")
