@@ -115,8 +115,10 @@ def decide_failed(status: Mapping[str, Any], generation: int, message: str, now:
 
 
 def _pod_state(
-    pod: PodView, snap: Snapshot, template: str | None, fingerprint: str | None, hot: bool
+    pod: PodView, snap: Snapshot, template: str | None, fingerprint: str | None, hot: bool, growing: bool = False
 ) -> rollout.PodState:
+    """`growing`: cluster mode with more shards asked for than serve slots, whose new primaries wait empty
+    for their slots (and must not hold back a roll, such as the image change those slots wait for)."""
     report = snap.reports.get(pod.name)
     rep = report.replication if report else None
     return rollout.PodState(
@@ -125,7 +127,7 @@ def _pod_state(
         current=template is not None and pod.template_hash == template,
         ready=pod.ready,
         terminating=pod.terminating,
-        synced=(rep is None or rep.role == ROLE_MASTER or rep.link_up) and not _lone(report),
+        synced=(rep is None or rep.role == ROLE_MASTER or rep.link_up) and not (_lone(report) and not growing),
         # Under HotReload a pod is done when its live handshake shows the current certificate; a pod that is
         # not ready is not asked (it counts as not ready, not as outdated).
         serving=not hot
@@ -133,6 +135,18 @@ def _pod_state(
         or (report is not None and fingerprint is not None and report.served == fingerprint),
         running=pod.running,
     )
+
+
+def _states(
+    cluster: ValkeyCluster,
+    snap: Snapshot,
+    views: Sequence[PodView],
+    template: str | None,
+    fingerprint: str | None,
+    hot: bool,
+) -> list[rollout.PodState]:
+    grow = cluster.spec.mode == "cluster" and sharding.growing(cluster, snap.cluster_views)
+    return [_pod_state(p, snap, template, fingerprint, hot, grow) for p in views]
 
 
 def _lone(report: PodReport | None) -> bool:
@@ -206,7 +220,7 @@ def _scale_floor(cluster: ValkeyCluster, snap: Snapshot, views: Sequence[PodView
     slots, until it has handed them to a replica that stays."""
     if cluster.spec.mode == "cluster":
         if sharding.silent(views, snap.cluster_views):
-            # A running pod that did not answer may serve slots: keep every pod until it answers.
+            # A ready pod that did not answer may serve slots: keep every pod until it answers.
             current = snap.get("StatefulSet", cluster.names.statefulset)
             return int(((current or {}).get("spec") or {}).get("replicas") or 0)
         return max((names.ordinal(p) + 1 for p in sharding.primaries(views, snap.cluster_views)), default=0)
@@ -260,7 +274,12 @@ def _roll(
     followers = sharding.primaries(views, snap.cluster_views) if sharded else None
     primaries = list(followers) if followers is not None else [primary] if primary else []
     step = rollout.next_step(states, primaries, cluster.spec.pod_count, followers)
-    if sharded and step.action in ("delete", "switchover") and not _safe_to_roll(cluster, snap, views, step.pod):
+    if (
+        sharded
+        and step.pod
+        and step.action == "delete"
+        and not sharding.restart_safe(views, snap.cluster_views, step.pod)
+    ):
         return _Roll(retry_after=sharding.RECHECK)
     if step.action == "switchover" and not _reports_master(snap, step.pod):
         # Only a primary that says so over the wire is switched over, and its outcome read the same way.
@@ -277,19 +296,6 @@ def _roll(
     if step.action == "delete" and step.pod and step.uid:
         return _Roll((DeletePod(step.pod, step.uid),), (Event("Normal", "RollingPod", step.message),))
     return _Roll()
-
-
-def _safe_to_roll(cluster: ValkeyCluster, snap: Snapshot, views: Sequence[PodView], pod: str | None) -> bool:
-    """Cluster mode: a running pod is restarted only while every running pod answers (a silent one may be a
-    primary, unknown to the roll) and the cluster is formed with every slot served: a pod that is not ready
-    because its shard's primary is gone may hold the shard's only copy. A pod that never started holds
-    nothing."""
-    view = next((p for p in views if p.name == pod), None)
-    if view is None or not view.running:
-        return True
-    live = [p for p in views if not p.terminating]
-    formed, slots = sharding.cluster_conditions(cluster, live, snap.cluster_views)
-    return not sharding.silent(views, snap.cluster_views) and formed[0] and slots[0]
 
 
 def _reloads(snap: Snapshot, views: Sequence[PodView], fingerprint: str) -> tuple[list[Action], list[Event]]:
@@ -352,7 +358,7 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
     # The rollout of what the Secrets hold now: the trust bundle may shrink only once it is complete.
     old_template = template_hash(snap.get("StatefulSet", n.statefulset))
     old_fp = _fingerprint(secrets.server.get("tls.crt") if secrets.server else None)
-    before = [_pod_state(p, snap, old_template, old_fp, hot) for p in views]
+    before = _states(cluster, snap, views, old_template, old_fp, hot)
     secrets = replace(secrets, rollout_complete=rollout.complete(before, cluster.spec.pod_count))
     planned = plan(cluster, secrets, now)
     if planned.problems or planned.material is None:
@@ -369,7 +375,7 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
     applies = [Apply(m) for m in manifests if not contains(snap.get(m["kind"], m["metadata"]["name"]), m)]
     sts_manifest = next(m for m in manifests if m["kind"] == "StatefulSet")
     fingerprint = describe_pem(material.server.cert_pem).fingerprint_sha256
-    states = [_pod_state(p, snap, template_digest(sts_manifest), fingerprint, hot) for p in views]
+    states = _states(cluster, snap, views, template_digest(sts_manifest), fingerprint, hot)
 
     # Role moves first (writes resume soonest), then the labels that move the Services, then replicas
     # repointed to the primary, then the objects.

@@ -37,6 +37,8 @@ from valkey_operator.snapshot import ClusterNode, ClusterView, PodView, Replicat
 from valkey_operator.topology import SLOTS, plan_shards, slot_ranges
 
 SHARDS_CHANGE_REFUSED = "ShardsChangeNotSupported"
+# Atomic slot migration (CLUSTER MIGRATESLOTS) exists from this version on.
+MIGRATION_VERSION = (9, 0)
 # How soon to look again while the cluster forms (gossip and handshakes take a moment).
 RECHECK = 1.0
 # How soon to look again after a CLUSTER FAILOVER: long enough for a coordinated one to finish (asking
@@ -117,10 +119,24 @@ def form(cluster: ValkeyCluster, views: Sequence[PodView], reports: Mapping[str,
     not_ok = [p for p in desired if reports[p].state != "ok"]
     if not_ok:
         return Formation(waiting=f"cluster_state:ok on {', '.join(not_ok)}", retry_after=RECHECK)
-    targets = [ids[p] for p in desired if ids[p] not in {o.id for o in owners} and _loose(reports[p])]
-    if targets:
-        return Formation(_migrations(owners, targets, cluster.spec.shards, ids), retry_after=RECHECK)
+    heads = [(o.id, o.slots) for o in owners]
+    heads += [(ids[p], ()) for p in desired if ids[p] not in {o.id for o in owners} and _loose(reports[p])]
+    moves = _migrations(heads, ids)
+    if moves:
+        older = [p for p in desired if reports[p].version < MIGRATION_VERSION]
+        if older:  # an image change still rolling: slots move once every node runs 9.0 or later
+            return Formation(waiting=f"Valkey 9.0 or later on {', '.join(older)} before slots move", retry_after=None)
+        return Formation(moves, retry_after=RECHECK)
     return Formation()
+
+
+def growing(cluster: ValkeyCluster, reports: Mapping[str, ClusterView]) -> bool:
+    """More shards are asked for than serve slots (by the best-informed node): the new shards' primaries
+    are empty until slots move to them, and hold nothing a restart elsewhere could lose."""
+    if not reports:
+        return False
+    view = max(reports.values(), key=lambda v: len(v.nodes))
+    return len({n.slots for n in view.nodes if n.is_primary and n.slots}) < cluster.spec.shards
 
 
 def _covered(nodes: Sequence[ClusterNode]) -> int:
@@ -168,28 +184,31 @@ def _place(
     return Formation(tuple(follow), retry_after=RECHECK if follow else None)
 
 
-def _migrations(
-    owners: Sequence[ClusterNode], targets: Sequence[str], shards: int, ids: Mapping[str, str]
-) -> tuple[Action, ...]:
-    """Slots for new shards (Valkey 9.0+: CLUSTER MIGRATESLOTS, atomic): every shard ends with its share of
-    the 16384 slots (sizes differing by at most one); each shard above its share gives away its highest
-    slots, filling the new shards in order. One MIGRATESLOTS per giving primary."""
-    sizes = sorted((b - a + 1 for a, b in slot_ranges(max(shards, len(owners) + len(targets)))), reverse=True)
+def _migrations(heads: Sequence[tuple[str, tuple[tuple[int, int], ...]]], ids: Mapping[str, str]) -> tuple[Action, ...]:
+    """Slots to move so that every shard (each primary that serves slots, then each new shard's empty
+    primary) serves its share of the 16384, shares differing by at most one (Valkey 9.0+: CLUSTER
+    MIGRATESLOTS, atomic). The shards holding most get the larger shares; each above its share gives away
+    its highest slots to those below theirs, in order; one MIGRATESLOTS per giving primary. Nothing when
+    every shard holds its share (a growth that stopped half-way, a migration that failed, is finished by the
+    same rule)."""
+    held = {h: [slot for a, b in slots for slot in range(a, b + 1)] for h, slots in heads}
+    shares = sorted((b - a + 1 for a, b in slot_ranges(len(heads))), reverse=True)
+    order = sorted(held, key=lambda h: -len(held[h]))  # stable: the given order among equals
+    share = dict(zip(order, shares, strict=True))
+    want = {h: share[h] - len(held[h]) for h in held if len(held[h]) < share[h]}
     pod_of = {i: p for p, i in ids.items()}
-    want = dict(zip(targets, sizes[len(owners) :], strict=False))
     out: list[Action] = []
-    for owner, share in zip(owners, sizes, strict=False):
-        mine = [slot for a, b in owner.slots for slot in range(a, b + 1)]
-        spare = mine[share:]
-        moves: list[tuple[tuple[tuple[int, int], ...], str]] = []
-        for target in targets:
+    for giver in (h for h, _ in heads if len(held[h]) > share[h]):
+        spare = held[giver][share[giver] :]
+        moved: list[tuple[tuple[tuple[int, int], ...], str]] = []
+        for target in list(want):
             take = min(want[target], len(spare))
             if take:
-                moves.append((_ranges(spare[:take]), target))
-                want[target] -= take
+                moved.append((_ranges(spare[:take]), target))
                 spare = spare[take:]
-        if moves and owner.id in pod_of:
-            out.append(MigrateSlots(pod_of[owner.id], tuple(moves)))
+                want[target] -= take
+        if moved and giver in pod_of:
+            out.append(MigrateSlots(pod_of[giver], tuple(moved)))
     return tuple(out)
 
 
@@ -211,12 +230,16 @@ def layout_change(cluster: ValkeyCluster, reports: Mapping[str, ClusterView]) ->
     # The cluster as its members see it: a lone node (not met yet) is not part of it. Two nodes that claim
     # the same slots (a failover under way) are one shard.
     members = [view for view in reports.values() if len(view.nodes) > 1]
-    serving = [n for view in members for n in view.nodes if n.is_primary and n.slots]
+    if not members:
+        return None
+    # One view, the best-informed: across views, a migration that just finished would count twice.
+    view = max(members, key=lambda v: len(v.nodes))
+    serving = [n for n in view.nodes if n.is_primary and n.slots]
     shards = {n.slots for n in serving}
     version = effective_version(cluster.spec.image)
     if _covered(serving) < SLOTS:  # slots no node serves: a loss (SlotsAssigned says so), not a layout
         return None
-    if len(shards) == cluster.spec.shards or (len(shards) < cluster.spec.shards and version >= (9, 0)):
+    if len(shards) == cluster.spec.shards or (len(shards) < cluster.spec.shards and version >= MIGRATION_VERSION):
         return None
     why = (
         "fewer shards would need their slots moved away first, which the operator does not do"
@@ -237,8 +260,30 @@ def _master_of(view: ClusterView) -> str | None:
 
 
 def silent(views: Sequence[PodView], reports: Mapping[str, ClusterView]) -> list[str]:
-    """Running pods that did not answer: any of them may be a primary, so who serves slots is not known."""
-    return [p.name for p in views if not p.terminating and p.running and p.name not in reports]
+    """Ready pods that did not answer: any of them may be a primary cut off from the operator, so who serves
+    slots is not known. (A pod that is not ready and does not answer, such as one whose server crash-loops,
+    serves nothing.)"""
+    return [p.name for p in views if not p.terminating and p.running and p.ready and p.name not in reports]
+
+
+def restart_safe(views: Sequence[PodView], reports: Mapping[str, ClusterView], pod: str) -> bool:
+    """Whether restarting `pod` now can lose no data the cluster still has: one that never started or does
+    not answer and is not ready (a crash loop: the fix it waits for may be this very restart) holds nothing
+    reachable; otherwise every ready pod must answer (a silent one may be a primary), and a replica may go
+    only while the primary it follows serves its slots and answers (a replica whose primary is gone may hold
+    the shard's only copy). A shard primary is handed over by the roll before it is restarted."""
+    view = next((p for p in views if p.name == pod), None)
+    if view is None or not view.running:
+        return True
+    if pod not in reports:
+        return not view.ready
+    if silent(views, reports):
+        return False
+    me = reports[pod].myself
+    if me is None or not me.master:
+        return True
+    by_id = {reports[p].myid: p for p in reports}
+    return by_id.get(me.master) in primaries(views, reports)
 
 
 def primaries(views: Sequence[PodView], reports: Mapping[str, ClusterView]) -> dict[str, list[str]]:

@@ -110,6 +110,7 @@ class ClusterView:
     state: str  # ok | fail
     nodes: tuple[ClusterNode, ...] = ()
     migrations: tuple[SlotMigration, ...] = ()  # Valkey 9.0+: its slot migration jobs
+    version: tuple[int, int] = (0, 0)  # the server's major and minor version (INFO server)
 
     @property
     def migrating(self) -> bool:

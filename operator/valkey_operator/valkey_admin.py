@@ -144,6 +144,16 @@ def parse_cluster_nodes(text: str) -> tuple[ClusterNode, ...]:
     return tuple(out)
 
 
+def server_version(info: Mapping[str, object]) -> tuple[int, int]:
+    """INFO server's valkey_version (Valkey 8.0+) or redis_version, as (major, minor); (0, 0) if unreadable."""
+    text = str(info.get("valkey_version") or info.get("redis_version") or "")
+    parts = text.split(".")
+    try:
+        return int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        return (0, 0)
+
+
 def parse_slot_migrations(reply: object) -> tuple[SlotMigration, ...]:
     """CLUSTER GETSLOTMIGRATIONS: a list of jobs, each a flat list of field, value pairs (or a map)."""
     out = []
@@ -236,12 +246,17 @@ class ValkeyAdmin:
             myid = conn.execute_command("CLUSTER", "MYID")
             state = _cluster_field(conn.execute_command("CLUSTER", "INFO"), "cluster_state")
             nodes = conn.execute_command("CLUSTER", "NODES")
+            server: dict[str, object] = conn.info("server")  # type: ignore[assignment]
             try:
                 jobs = conn.execute_command("CLUSTER", "GETSLOTMIGRATIONS")
             except valkey.exceptions.ResponseError:  # before Valkey 9.0: no atomic slot migration
                 jobs = []
         return ClusterView(
-            _text(myid).strip(), state, parse_cluster_nodes(_nodes_text(nodes)), parse_slot_migrations(jobs)
+            _text(myid).strip(),
+            state,
+            parse_cluster_nodes(_nodes_text(nodes)),
+            parse_slot_migrations(jobs),
+            server_version(server),
         )
 
     def meet(self, host: str, ip: str, creds: Credentials | None) -> None:

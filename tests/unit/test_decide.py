@@ -600,3 +600,22 @@ def test_a_sharded_scale_down_keeps_every_pod_while_a_running_pod_is_silent() ->
         if isinstance(a, Apply) and a.manifest["kind"] == "StatefulSet"
     ]
     assert replicas in ([], [6]), replicas
+
+
+def test_a_crash_looping_shard_pod_is_replaced_by_the_roll_that_carries_its_fix() -> None:
+    """cache-4's server crash-loops on a bad setting (not ready, no answer); the fixed spec must reach it: it
+    holds nothing, and the other five serve every slot."""
+    c = cluster(mode="cluster", shards=3, replicasPerShard=1)
+    world = World()
+    pass_(world, c)
+    _formed_shards(world, c)
+    pass_(world, c)
+    fixed = cluster(mode="cluster", shards=3, replicasPerShard=1, resources={"limits": {"memory": "1Gi"}})
+    pass_(world, fixed)
+    _formed_shards(world, c, start=False)
+    world.reports.pop("cache-4")
+    world.objects[("Pod", "cache-4")]["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
+    assert "delete pod cache-4" in kinds(decide(fixed, world.snapshot(), NOW).actions)
+    # Ready but silent (cut off, perhaps a primary): nothing restarts.
+    world.objects[("Pod", "cache-4")]["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+    assert not [a for a in decide(fixed, world.snapshot(), NOW).actions if isinstance(a, DeletePod)]

@@ -26,7 +26,9 @@ def node(p: str, me: str, slots: tuple[tuple[int, int], ...] = (), master: str |
 def view(me: str, known: list[str], state: str = "fail", **layout: object) -> ClusterView:
     slots: dict[str, tuple[tuple[int, int], ...]] = layout.get("slots", {})  # type: ignore[assignment]
     masters: dict[str, str] = layout.get("masters", {})  # type: ignore[assignment]
-    return ClusterView(IDS[me], state, tuple(node(p, me, slots.get(p, ()), masters.get(p)) for p in known))
+    return ClusterView(
+        IDS[me], state, tuple(node(p, me, slots.get(p, ()), masters.get(p)) for p in known), version=(9, 1)
+    )
 
 
 def views(state: str = "fail", known: list[str] | None = None, **layout: object) -> dict[str, ClusterView]:
@@ -171,7 +173,7 @@ def seen_by_all(
             )
             for p in ids
         ]
-        return ClusterView(ids[me], state, (*nodes, *extra))
+        return ClusterView(ids[me], state, (*nodes, *extra), version=(9, 1))
 
     return {p: seen(p) for p in ids}
 
@@ -420,3 +422,35 @@ def test_shards_changed_again_during_a_migration_wait_for_it_then_aim_for_the_ne
     moved = [(a.pod, target) for a in out.actions if isinstance(a, MigrateSlots) for _, target in a.moves]
     assert {target for _, target in moved} <= {"id6", "id8"}
     assert "id8" in {target for _, target in moved}
+
+
+def test_a_growth_that_stopped_half_way_is_finished_by_the_same_rule() -> None:
+    """cache-0's slots reached the new shard, cache-1's and cache-2's migrations failed: cache-6 serves 1,366
+    slots, the others more than their share. The next pass moves the rest; a balanced cluster moves nothing."""
+    four = example(mode="cluster", shards=4, replicasPerShard=1, image="valkey/valkey:9.1.2")
+    pods8 = four.names.pods(8)
+    ids = {p: f"id{i}" for i, p in enumerate(pods8)}
+    views8 = [PodView(p, f"uid-{p}", True, False, True, None, "", ip=f"10.0.0.{i + 10}") for i, p in enumerate(pods8)]
+    half = {**SLOTS, "cache-0": ((0, 4095),), "cache-6": ((4096, 5461),)}
+    out = form(four, views8, seen_by_all(ids, half, {**FOLLOW, "cache-7": "id6"}))
+    assert out.actions == (
+        MigrateSlots("cache-1", ((((9558, 10922),), "id6"),)),
+        MigrateSlots("cache-2", ((((15019, 16383),), "id6"),)),
+    )
+    done = {"cache-0": ((0, 4095),), "cache-6": ((4096, 5461), (9558, 10922), (15019, 16383)),
+            "cache-1": ((5462, 9557),), "cache-2": ((10923, 15018),)}  # fmt: skip
+    assert form(four, views8, seen_by_all(ids, done, {**FOLLOW, "cache-7": "id6"})).actions == ()
+
+
+def test_slots_move_only_once_every_node_runs_valkey_9() -> None:
+    """An image change to 9.x still rolling: the new shard's primary waits empty, nothing is sent to an 8.x
+    node that would refuse it."""
+    four = example(mode="cluster", shards=4, replicasPerShard=1, image="valkey/valkey:9.1.2")
+    pods8 = four.names.pods(8)
+    ids = {p: f"id{i}" for i, p in enumerate(pods8)}
+    views8 = [PodView(p, f"uid-{p}", True, False, True, None, "", ip=f"10.0.0.{i + 10}") for i, p in enumerate(pods8)]
+    reports = seen_by_all(ids, SLOTS, {**FOLLOW, "cache-7": "id6"})
+    reports["cache-2"] = replace(reports["cache-2"], version=(8, 1))
+    out = form(four, views8, reports)
+    assert out.actions == ()
+    assert "Valkey 9.0 or later on cache-2" in out.waiting
