@@ -143,6 +143,21 @@ class Six:
             assert "cluster_known_nodes:6" in info, info
 
 
+def caught_up(primary: Instance, replica: Instance) -> None:
+    """Wait (bounded: 20 s) until `replica`'s link is up and it has everything `primary` has sent."""
+
+    def offset(inst: Instance, key: str) -> int:
+        info = inst.cli("INFO", "replication").stdout
+        return next((int(line.split(":")[1]) for line in info.splitlines() if line.startswith(f"{key}:")), -1)
+
+    for _ in range(100):
+        up = "master_link_status:up" in replica.cli("INFO", "replication").stdout
+        if up and offset(replica, "slave_repl_offset") >= offset(primary, "master_repl_offset") > 0:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the replica did not catch up:\n{replica.cli('INFO', 'replication').stdout}")
+
+
 @pytest.fixture
 def six(launch: Any, instances: list[Instance]) -> Iterator[Six]:
     cluster = example(mode="cluster", shards=3, replicasPerShard=1)
@@ -194,6 +209,9 @@ def test_a_primary_restarted_without_its_data_never_serves_its_slots_empty(six: 
     the old id and makes the new node cache-3's replica. Every acknowledged key is still there."""
     six.passes(tmp_path)
     assert "read 3000" in six.client(tmp_path, 3000)
+    # Replication is asynchronous: only what reached the replica can survive the primary's death (a busy
+    # machine can leave cache-3 still in its first sync), so the keys are counted once it has them all.
+    caught_up(six.nodes[0], six.nodes[3])
     old_id = six.nodes[0].cli("CLUSTER", "MYID").stdout.strip()
     # A dump in the data folder, as a replica's earlier full sync leaves one: stale once the node restarts.
     assert "OK" in six.nodes[0].cli("SAVE").stdout
