@@ -19,6 +19,7 @@ from typing import Any
 
 from e2e.conftest import (
     NS,
+    OPERATOR_NS,
     ROOT,
     Creds,
     condition,
@@ -227,3 +228,45 @@ def network_cut(node: Node, pod: str) -> Iterator[None]:
         for chain, way in rules:
             subprocess.run(["nsenter", "-t", str(pid), "-n", "iptables", "-D", chain, way, "eth0", "-j", "DROP"],
                            check=True, timeout=30)  # fmt: skip
+
+
+def delete_primary_and_a_replica(node: Node) -> Callable[[StatusWatch], None]:
+    """Two pods deleted at once: the primary and a replica."""
+
+    def fault(watch: StatusWatch) -> None:
+        top = head(node)["metadata"]["name"]
+        replica = next(p["metadata"]["name"] for p in pods(node) if p["metadata"]["name"] != top)
+        kubectl(node, "delete", "pod", top, replica, "-n", NS, "--wait=false")
+
+    return fault
+
+
+def operator_down_then_primary_deleted(node: Node, timing: dict[str, float]) -> Callable[[StatusWatch], None]:
+    """The operator scaled to zero, the primary deleted and back (waiting: it was the recorded primary),
+    then the operator started again; `timing` gets how long it took to be ready and to recover."""
+
+    def fault(watch: StatusWatch) -> None:
+        deployment = get_json(node, "deployments", "-n", OPERATOR_NS)["items"][0]["metadata"]["name"]
+        kubectl(node, "scale", "deployment", deployment, "-n", OPERATOR_NS, "--replicas=0")
+        wait_for(lambda: not get_json(node, "pods", "-n", OPERATOR_NS)["items"], "the operator to stop", 120)
+        old = head(node)["metadata"]["name"]
+        kubectl(node, "delete", "pod", old, "-n", NS, "--wait=true", "--timeout=90s")
+        # The pod comes back, waiting for the operator (it was the recorded primary): nobody serves writes,
+        # the replicas keep the data.
+        wait_for(lambda: any(p["metadata"]["name"] == old for p in pods(node)), f"{old} to come back", 120)
+        time.sleep(5)
+        timing["operator_started"] = time.monotonic()
+        kubectl(node, "scale", "deployment", deployment, "-n", OPERATOR_NS, "--replicas=1")
+        wait_for(
+            lambda: [p for p in get_json(node, "pods", "-n", OPERATOR_NS)["items"] if is_ready(p)],
+            "the operator to be ready",
+            120,
+        )
+        timing["operator_ready_s"] = time.monotonic() - timing["operator_started"]
+        # Nothing updates status while the operator is down (it said Ready all along: documented); from
+        # the moment it is ready, status is held to what the pods do.
+        watch.judge_from_now()
+        wait_for(lambda: settled(node), "the failover once the operator is back", 300)
+        timing["recovered_s"] = time.monotonic() - timing["operator_started"]
+
+    return fault

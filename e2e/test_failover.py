@@ -46,9 +46,11 @@ from e2e.faults import (
     REPORT,
     RESUME_WITHIN_MS,
     StatusWatch,
+    delete_primary_and_a_replica,
     head,
     network_cut,
     node_of,
+    operator_down_then_primary_deleted,
     pod_process,
     restarts,
     settled,
@@ -105,33 +107,10 @@ def test_a_killed_primary_server_never_becomes_an_empty_source(node: Node, clust
 def test_with_the_operator_down_the_failover_happens_when_it_returns(
     node: Node, cluster: Creds, operator_image: str
 ) -> None:
-    deployment = get_json(node, "deployments", "-n", OPERATOR_NS)["items"][0]["metadata"]["name"]
     timing: dict[str, float] = {}
-
-    def operator_down_then_primary_deleted(watch: StatusWatch) -> None:
-        kubectl(node, "scale", "deployment", deployment, "-n", OPERATOR_NS, "--replicas=0")
-        wait_for(lambda: not get_json(node, "pods", "-n", OPERATOR_NS)["items"], "the operator to stop", 120)
-        old = head(node)["metadata"]["name"]
-        kubectl(node, "delete", "pod", old, "-n", NS, "--wait=true", "--timeout=90s")
-        # The pod comes back, waiting for the operator (it was the recorded primary): nobody serves writes,
-        # the replicas keep the data.
-        wait_for(lambda: any(p["metadata"]["name"] == old for p in pods(node)), f"{old} to come back", 120)
-        time.sleep(5)
-        timing["operator_started"] = time.monotonic()
-        kubectl(node, "scale", "deployment", deployment, "-n", OPERATOR_NS, "--replicas=1")
-        wait_for(
-            lambda: [p for p in get_json(node, "pods", "-n", OPERATOR_NS)["items"] if is_ready(p)],
-            "the operator to be ready",
-            120,
-        )
-        timing["operator_ready_s"] = time.monotonic() - timing["operator_started"]
-        # Nothing updates status while the operator is down (it said Ready all along: documented); from
-        # the moment it is ready, status is held to what the pods do.
-        watch.judge_from_now()
-        wait_for(lambda: settled(node), "the failover once the operator is back", 300)
-        timing["recovered_s"] = time.monotonic() - timing["operator_started"]
-
-    report = under_writer(node, cluster, operator_image, "operator-down", operator_down_then_primary_deleted)
+    report = under_writer(
+        node, cluster, operator_image, "operator-down", operator_down_then_primary_deleted(node, timing)
+    )
     print(f"operator ready {timing['operator_ready_s']:.1f} s after its start; writes back (Ready) "
           f"{timing['recovered_s']:.1f} s after its start")  # fmt: skip
     assert report["missing_count"] == 0, report
@@ -258,12 +237,7 @@ def test_a_deleted_replica_and_two_pods_at_once_lose_nothing(node: Node, cluster
     assert one["missing_count"] == 0, one
     assert one["longest_pause_ms"] <= 2_000, one  # the primary never stopped
 
-    def delete_primary_and_a_replica(watch: StatusWatch) -> None:
-        top = head(node)["metadata"]["name"]
-        replica = next(p["metadata"]["name"] for p in pods(node) if p["metadata"]["name"] != top)
-        kubectl(node, "delete", "pod", top, replica, "-n", NS, "--wait=false")
-
-    two = under_writer(node, cluster, operator_image, "delete-two", delete_primary_and_a_replica)
+    two = under_writer(node, cluster, operator_image, "delete-two", delete_primary_and_a_replica(node))
     assert two["missing_count"] == 0, two
     # The issue bounds faults 1 and 2 at 10 s; two pods at once has no bound there. One CI run measured
     # 11.2 s here (the handover's pass slowed by a DNS timeout): the figure is reported, and a pause past

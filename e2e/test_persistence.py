@@ -22,7 +22,16 @@ import pytest
 import yaml
 
 from e2e.conftest import NAME, NS, ROOT, SELECTOR, Creds, kubectl, pod_fqdn, pods, vkc, wait_for
-from e2e.faults import RESUME_WITHIN_MS, StatusWatch, head, restarts, under_writer, valkey_server_pid
+from e2e.faults import (
+    RESUME_WITHIN_MS,
+    StatusWatch,
+    delete_primary_and_a_replica,
+    head,
+    operator_down_then_primary_deleted,
+    restarts,
+    under_writer,
+    valkey_server_pid,
+)
 from e2e.node import Node
 
 STORAGE_CLASS = "e2e-local"
@@ -166,3 +175,26 @@ def test_scaling_down_and_up_again_brings_back_stale_volumes_that_resync_from_th
 
     same = wait_for(lambda: len(set(s := sizes())) == 1 and s, "every pod to hold the primary's keys", 60)
     print(f"after 3 -> 1 -> 3 on kept volumes every pod holds {same[0]} keys")
+
+
+def test_two_pods_deleted_at_once_come_back_on_their_volumes_and_lose_nothing(
+    node: Node, creds: Creds, operator_image: str
+) -> None:
+    report = under_writer(node, creds, operator_image, "persistent-delete-two", delete_primary_and_a_replica(node))
+    assert report["missing_count"] == 0, report
+    assert report["longest_pause_ms"] <= 2 * RESUME_WITHIN_MS, report
+
+
+def test_with_the_operator_down_a_deleted_primary_comes_back_on_its_volume_and_the_failover_waits(
+    node: Node, creds: Creds, operator_image: str
+) -> None:
+    """The old primary reloads its append-only file and waits as a replica; the operator, back, promotes the
+    most advanced replica, and the old primary re-syncs from it."""
+    timing: dict[str, float] = {}
+    report = under_writer(
+        node, creds, operator_image, "persistent-operator-down", operator_down_then_primary_deleted(node, timing)
+    )
+    print(f"operator ready {timing['operator_ready_s']:.1f} s after its start; writes back (Ready) "
+          f"{timing['recovered_s']:.1f} s after its start")  # fmt: skip
+    assert report["missing_count"] == 0, report
+    assert report["primary_after"] != report["primary_before"]
