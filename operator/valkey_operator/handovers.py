@@ -57,7 +57,7 @@ def pace(
             records[str(r.get("action"))] = dict(r)
     kept: list[Action] = []
     retried: list[Event] = []
-    first = 0
+    first = fresh = 0
     retry_after: float | None = None
     for action in actions:
         if not _is_handover(action):
@@ -82,8 +82,9 @@ def pace(
                 )
             )
         else:
-            first += 1
+            fresh += 1
+            first += not isinstance(action, MigrateSlots)  # the failovers metric counts role moves only
         kept.append(action)
         records[str(action)] = {"action": str(action), "attempts": attempts + 1, "at": iso(now)}
-    told = [e for e in events if e.reason not in (REASON, MIGRATION_REASON) or first]
+    told = [e for e in events if e.reason not in (REASON, MIGRATION_REASON) or fresh]
     return Paced(tuple(kept), (*told, *retried), tuple(records.values()), retry_after, first)

@@ -93,3 +93,13 @@ def test_a_scale_down_whose_switchover_aborts_asks_again_after_the_wait_not_ever
     assert ("Normal", "Switchover") in moves[0][1]
     assert ("Warning", "SwitchoverRetried") in moves[1][1]
     assert ("Normal", "Switchover") not in moves[1][1]
+
+
+def test_a_slot_migration_is_paced_but_not_counted_as_a_failover() -> None:
+    from valkey_operator.actions import MigrateSlots
+
+    move = MigrateSlots("cache-0", ((((4096, 5461),), "id6"),))
+    told = Event("Normal", "MigratingSlots", f"{move}.")
+    first = pace([], [move], [told], NOW)
+    assert (first.actions, first.events, first.first_attempts) == ((move,), (told,), 0)
+    assert pace(first.records, [move], [told], later(2)).actions == ()
