@@ -95,14 +95,14 @@ def node(nodes: list[Node]) -> Node:
     return nodes[0]
 
 
-def kubectl(node: Node, *args: str, stdin: str | None = None, check: bool = True) -> str:
+def kubectl(node: Node, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 60) -> str:
     assert node.cluster.bins is not None
     out = subprocess.run(
         [str(node.cluster.bins / "kubectl"), f"--kubeconfig={node.cluster.kubeconfig}", *args],
         input=stdin,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
         check=False,
     )
     if check and out.returncode != 0:
@@ -221,7 +221,15 @@ def installed(node: Node, operator_image: str) -> Iterator[None]:
     try:
         yield
     finally:
-        kubectl(node, "delete", "valkeycluster", "--all", "-n", NS, "--wait=true", "--timeout=120s", check=False)
+        # The operator removes its finalizer once its timers have stopped (a pass in flight finishes first).
+        started = time.monotonic()
+        kubectl(node, "delete", "valkeycluster", "--all", "-n", NS, "--wait=true", "--timeout=170s", check=False,
+                timeout=180)  # fmt: skip
+        took = time.monotonic() - started
+        print(f"\nValkeyClusters deleted in {took:.1f} s")
+        if took > 30:  # slow: what the operator was doing, for whoever reads the log
+            print(kubectl(node, "logs", "-n", OPERATOR_NS, "-l", "app.kubernetes.io/name=valkey-operator",
+                          "--tail=80", check=False))  # fmt: skip
         subprocess.run(
             [*helm, "uninstall", RELEASE, "-n", OPERATOR_NS, "--wait"], capture_output=True, timeout=300, check=False
         )
