@@ -508,11 +508,18 @@ _FAILOVER_MESSAGES = {
 }
 
 
+_VOLUME_WAIT_MESSAGE = (
+    "The primary {primary} is lost since {since}, and every replica restarted from its volume too: {primary}'s "
+    "volume holds the last writes, so it is waited for until {waitingUntil} before a replica takes the role."
+)
+
+
 def _failover_observed(roles: failover.Roles) -> tuple[str, str] | None:
     state = roles.failover_status
     if not state:
         return None
-    return str(state["state"]), _FAILOVER_MESSAGES[str(state["state"])].format(**state)
+    template = _VOLUME_WAIT_MESSAGE if "waitingUntil" in state else _FAILOVER_MESSAGES[str(state["state"])]
+    return str(state["state"]), template.format(**state)
 
 
 def _report(

@@ -32,6 +32,10 @@ RECHECK = 1.0
 SILENCE = 3.0
 # How soon to look again while a running pod does not answer (each look waits out its timeout).
 UNANSWERED_RECHECK = 5.0
+# With persistence, every pod restarted (none has replicated since it started): the lost primary's volume
+# holds the newest writes, so it is waited for this long (or failover.after, if longer) before a replica
+# restored from an older file takes the role.
+VOLUME_WAIT = timedelta(seconds=120)
 # Metric reasons (valkey_operator_failovers_total).
 PRIMARY_LOST = "primary-lost"
 SWITCHOVER = "switchover"
@@ -241,6 +245,15 @@ def _lost(
     restarted = lost in reps and reps[lost].role == ROLE_SLAVE and not unanswered  # it came back, as a replica
     if not (restarted or now - since >= cluster.spec.failover.after):
         return Roles(None, record, failover_status=lost_status, retry_after=wait)
+    if cluster.spec.persistence.enabled and lost not in reps and all(reps[p].offset == 0 for p in candidates):
+        # Every replica restarted too (none has replicated since): each holds only what its own volume kept,
+        # and the lost primary's volume kept the last writes it acknowledged after they stopped. Wait for it.
+        until = since + max(VOLUME_WAIT, cluster.spec.failover.after)
+        if now < until:
+            status = {**lost_status, "waitingUntil": iso(until)}
+            return Roles(None, record, failover_status=status, retry_after=max(RECHECK, (until - now).total_seconds()))
+    if cluster.spec.persistence.enabled and lost in candidates and all(reps[p].offset == 0 for p in candidates):
+        best = lost  # every pod restarted from its volume: the lost primary's holds the newest writes
     was = f"offset {reps[lost].offset}, restarted empty" if lost in reps else "not answering"
     others = ", ".join(
         f"{p} at {reps[p].offset}" + (" on another replication history" if on_history and p not in on_history else "")

@@ -139,6 +139,61 @@ def test_a_primary_that_does_not_answer_is_promoted_away_after_failover_after() 
     assert world.data == 300
 
 
+def every_pod_restarts(world: World, back: tuple[str, ...]) -> None:
+    """Every pod went at once (the StatefulSet deleted); those in `back` run again, each restored from its
+    own volume and, as every pod boots, a replica that has replicated nothing yet (offset 0)."""
+    for pod in ("cache-0", "cache-1", "cache-2"):
+        lose(world, pod)
+    for pod in back:
+        world.start_pod(pod)
+    world.report()
+
+
+def test_with_persistence_every_pod_restarted_the_lost_primary_whose_volume_holds_the_last_writes_is_waited_for() -> (
+    None
+):
+    c = cluster(persistence={"enabled": True})
+    world = running(c)
+    written(world, {"cache-1": 300, "cache-2": 300})
+    every_pod_restarts(world, ("cache-1", "cache-2"))
+    d = pass_(world, c)
+    # failover.after (5 s) is long past, and the replicas answer: offsets say nothing (0, both restarted),
+    # and the primary acknowledged writes after they had stopped. Its volume has them: wait for it.
+    d = pass_(world, c, NOW + timedelta(seconds=30))
+    assert not [a for a in d.actions if isinstance(a, Promote)]
+    assert d.status["failover"]["waitingUntil"] == "2026-06-01T12:02:00Z"
+    assert condition(d, "Degraded")["reason"] == "PrimaryLost"
+    assert "cache-0's volume holds the last writes" in condition(d, "Degraded")["message"]
+    assert d.retry_after == 90.0
+    world.start_pod("cache-0")
+    world.report()
+    d = pass_(world, c, NOW + timedelta(seconds=40))
+    assert kinds(d.actions)[:2] == ["promote cache-0", "label cache-0 primary"]
+
+
+def test_with_persistence_a_lost_primary_that_never_comes_back_is_replaced_after_the_volume_wait() -> None:
+    c = cluster(persistence={"enabled": True})
+    world = running(c)
+    written(world, {"cache-1": 300, "cache-2": 300})
+    every_pod_restarts(world, ("cache-1", "cache-2"))
+    pass_(world, c)
+    d = pass_(world, c, NOW + timedelta(seconds=119))
+    assert not [a for a in d.actions if isinstance(a, Promote)]
+    d = pass_(world, c, NOW + timedelta(seconds=120))
+    assert kinds(d.actions)[:2] == ["promote cache-1", "label cache-1 primary"]
+    assert "waitingUntil" not in d.status["failover"]
+
+
+def test_without_persistence_every_pod_restarted_is_not_waited_for_there_is_no_volume() -> None:
+    c = cluster()
+    world = running(c)
+    written(world, {"cache-1": 300, "cache-2": 300})
+    every_pod_restarts(world, ("cache-1", "cache-2"))
+    pass_(world, c)
+    d = pass_(world, c, NOW + timedelta(seconds=5))
+    assert kinds(d.actions)[:2] == ["promote cache-1", "label cache-1 primary"]
+
+
 def test_with_failover_disabled_no_replica_is_promoted_and_an_empty_primary_never_takes_the_role() -> None:
     c = cluster(failover={"enabled": False})
     world = running(c)

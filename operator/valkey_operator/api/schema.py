@@ -485,6 +485,11 @@ def status_schema() -> Schema:
                     "state": _s("PrimaryLost or FailingOver.", enum=["PrimaryLost", "FailingOver"]),
                     "primary": _s("The primary that was lost or hands over."),
                     "since": _s("When it began.", format="date-time"),
+                    "waitingUntil": _s(
+                        "Persistence on and every pod restarted: until when the lost primary, whose volume holds "
+                        "the last writes, is waited for before a replica takes the role.",
+                        format="date-time",
+                    ),
                 },
             ),
             "handovers": _a(
