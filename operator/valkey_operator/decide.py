@@ -420,7 +420,7 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
     events += shard_work.events
     retry_after = _soonest(retry_after, shard_work.retry_after)
     # A handover asked for too recently (it may still be under way, or it aborted) is not asked again yet.
-    paced = handovers.pace(snap.status.get("handovers") or [], actions, events, now)
+    paced = handovers.pace(snap.status.get("handovers") or [], actions, events, now, _under_way(snap, roles))
     certs = certificates(cluster, material, now)
     status, report_events, metrics = _report(cluster, snap, certs, states, live, roles, now, hot, planned)
     status["handovers"] = list(paced.records) or None
@@ -431,6 +431,15 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
         replace(metrics, failovers=_role_moves(failovers, paced)),
         _soonest(retry_after, paced.retry_after),
         _next_due(cluster, material, certs, now),
+    )
+
+
+def _under_way(snap: Snapshot, roles: failover.Roles) -> bool:
+    """A handover may be between its steps: a role moving, a FAILOVER in progress, slots migrating."""
+    return (
+        roles.moving
+        or any(r.replication is not None and r.replication.failing_over for r in snap.reports.values())
+        or any(v.migrating for v in snap.cluster_views.values())
     )
 
 

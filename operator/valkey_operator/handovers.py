@@ -6,7 +6,9 @@ A handover is asynchronous: the pass that asks for it reads its outcome later. O
 restarts one in progress) must not be asked again on every pass: each attempt pauses writes. So every
 handover asked for is kept in `status.handovers` ({action, attempts, at}), and the same one is asked again
 only after 5 s, then 10, 20, 40 and 60 s; from the second attempt on, a Warning Event says that the last one
-did not complete. A record older than `FORGOTTEN_AFTER` belongs to a handover that is over.
+did not complete. A record older than `FORGOTTEN_AFTER` belongs to a handover that is over; so does one
+that a pass with nothing under way (no role moving, no FAILOVER between its steps, no slots migrating) no
+longer asks for: it completed, and the same handover asked for later is a new one, not a retry.
 """
 
 from __future__ import annotations
@@ -46,10 +48,15 @@ def _is_handover(action: Action) -> bool:
 
 
 def pace(
-    before: Sequence[Mapping[str, Any]], actions: Sequence[Action], events: Sequence[Event], now: datetime
+    before: Sequence[Mapping[str, Any]],
+    actions: Sequence[Action],
+    events: Sequence[Event],
+    now: datetime,
+    under_way: bool = False,
 ) -> Paced:
     """Hold back each handover asked for too recently; record the ones asked for now. The Events the
-    deciding code posted for handovers (reason `Switchover`) go only with a first attempt."""
+    deciding code posted for handovers (reason `Switchover`) go only with a first attempt. `under_way`: a
+    handover may be between its steps, so records this pass does not ask for are kept."""
     records: dict[str, dict[str, Any]] = {}
     for r in before:
         at = parse_iso(r.get("at"))
@@ -59,6 +66,9 @@ def pace(
     retried: list[Event] = []
     first = fresh = 0
     retry_after: float | None = None
+    asked = {str(a) for a in actions if _is_handover(a)}
+    if not under_way:
+        records = {k: r for k, r in records.items() if k in asked}
     for action in actions:
         if not _is_handover(action):
             kept.append(action)

@@ -59,10 +59,20 @@ def test_after_the_wait_it_is_asked_again_with_a_warning_and_the_next_wait_is_lo
 
 def test_a_record_two_minutes_old_belongs_to_a_handover_that_is_over() -> None:
     first = pace([], [MOVE], [TOLD], NOW)
-    assert pace(first.records, [], [], later(60)).records == first.records  # kept while it may matter
+    assert pace(first.records, [], [], later(60), under_way=True).records == first.records  # it may still abort
     fresh = pace(first.records, [MOVE], [TOLD], later(121))
     assert (fresh.actions, fresh.events, fresh.first_attempts) == ((MOVE,), (TOLD,), 1)
     assert pace(first.records, [], [], later(121)).records == ()
+
+
+def test_a_handover_no_longer_asked_for_while_nothing_is_under_way_completed_and_is_forgotten() -> None:
+    """cache-0 -> cache-1 completed; 30 s later a rotation needs the same move again: a first attempt, no
+    false warning that the last one did not complete, not held back."""
+    first = pace([], [MOVE], [TOLD], NOW)
+    quiet = pace(first.records, [DeletePod("cache-2", "u")], [], later(20))
+    assert quiet.records == ()
+    again = pace(quiet.records, [MOVE], [TOLD], later(30))
+    assert (again.actions, again.events, again.first_attempts) == ((MOVE,), (TOLD,), 1)
 
 
 def test_each_shard_handover_is_paced_on_its_own() -> None:
