@@ -4,7 +4,9 @@ verifies host names). The StatefulSet grows to eight pods, the operator meets th
 the new shard's primary and the other its replica, and moves a quarter of the slots to it by atomic slot
 migration (CLUSTER MIGRATESLOTS); the server certificate, re-issued for the new pods' names, is hot-reloaded
 (HotReload), so no pod restarts. Every acknowledged key is read back from its shard's primary; status says
-Ready only once every node serves, with four shards of 4096 slots.
+Ready only once every node serves, with four shards of 4096 slots. Then `shards: 3` again: the shard on the
+two pods the smaller StatefulSet removes gives its slots back by the same migration before they go, and the
+six nodes left forget them.
 
 The module installs the chart and its own ValkeyCluster (after the other modules uninstalled theirs).
 """
@@ -56,3 +58,29 @@ def test_three_shards_grow_to_four_by_atomic_slot_migration_under_a_cluster_writ
     events = kubectl(node, "get", "events", "-n", NS, "--field-selector", f"involvedObject.name={NAME}")
     assert "MigratingSlots" in events, events
     print(f"shards after growing: {json.dumps(shards)}")
+
+
+def test_four_shards_back_to_three_drain_the_shard_whose_pods_go_under_a_cluster_writer(
+    node: Node, creds: Creds, operator_image: str
+) -> None:
+    before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(node)}
+
+    def shrink() -> None:
+        kubectl(
+            node, "patch", "valkeycluster", NAME, "-n", NS, "--type=merge", "-p", json.dumps({"spec": {"shards": 3}})
+        )
+
+    def three_shards() -> bool:
+        shards = vkc(node).get("status", {}).get("shards") or []
+        return len(shards) == 3 and len(pods(node)) == 6 and sum(slot_count(s["slots"]) for s in shards) == 16384
+
+    report = under_cluster_writer(node, creds, operator_image, "shrink-4-to-3", shrink, three_shards)
+    assert report["missing_count"] == 0, report
+    shards = vkc(node)["status"]["shards"]
+    assert sorted(slot_count(s["slots"]) for s in shards) == [5461, 5461, 5462], shards
+    assert [len(s["replicas"]) for s in shards] == [1, 1, 1], shards
+    # The six pods that stay are the same pods; only cache-6 and cache-7 went.
+    after = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(node)}
+    assert after == {k: v for k, v in before.items() if k in after}
+    assert sorted(after) == [f"{NAME}-{i}" for i in range(6)]
+    print(f"shards after shrinking: {json.dumps(shards)}")

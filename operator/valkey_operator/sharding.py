@@ -15,12 +15,15 @@ cluster command shows only once the nodes have gossiped):
    data comes back without slots, so it only ever becomes a replica: an empty node never serves a shard's
    slots by itself;
 5. more shards (Valkey 9.0+): each shard above its share of the slots gives its highest ones to the new
-   shards (CLUSTER MIGRATESLOTS, atomic), and nothing else starts while a migration runs.
+   shards (CLUSTER MIGRATESLOTS, atomic), and nothing else starts while a migration runs;
+6. fewer shards (Valkey 9.0+): the shards that go (`_drained`: on pods the scale-down removes first, then
+   the fewest slots, the fewest replicas that stay, the highest ordinal) give all their slots to the others
+   by the same rule; an emptied primary that stays becomes a replica, one that goes is removed by the
+   StatefulSet (which keeps every pod that serves slots) and forgotten.
 Then every node reports cluster_state:ok. A new cluster's pods land as `topology.plan_shards` lays them out:
 pods 0..shards-1 start as the primaries, the replicas of shard s are s + shards, s + 2*shards, ...
 
-Fewer shards, and more before Valkey 9.0, are refused (`layout_change`); slots no node serves are left to a
-human.
+A change of shards before Valkey 9.0 is refused (`layout_change`); slots no node serves are left to a human.
 """
 
 from __future__ import annotations
@@ -74,7 +77,9 @@ def form(cluster: ValkeyCluster, views: Sequence[PodView], reports: Mapping[str,
     if unaware:
         return Formation(waiting=f"gossip to reach {', '.join(unaware)}", retry_after=RECHECK)
 
-    mine = set(ids.values())
+    # A pod the scale-down removes is still a node while it runs (it may still give its slots away).
+    pod_of = {v.myid: p for p, v in reports.items()}
+    mine = set(pod_of)
     # Nodes no pod has any more, as any node sees them (a handshake entry is a meeting under way, not a
     # node); one that any view says serves slots waits for its replica's takeover, never forgotten.
     gone = {n.id for p in desired for n in reports[p].nodes if n.id not in mine and "handshake" not in n.flags}
@@ -113,17 +118,19 @@ def form(cluster: ValkeyCluster, views: Sequence[PodView], reports: Mapping[str,
         # Every node of a shard lost its data at once (persistence off): no node can take its slots over.
         # Assigning them anew, or moving slots around them, is left to a human (SlotsAssigned says so).
         return Formation(waiting="slots no node serves: left as they are", retry_after=None)
-    placed = _place(cluster, desired, reports, ids, [o.id for o in owners])
+    drained = _drained(cluster, desired, reports, owners)
+    placed = _place(cluster, desired, reports, ids, [o.id for o in owners], drained)
     if placed.actions or placed.waiting:
         return placed
     not_ok = [p for p in desired if reports[p].state != "ok"]
     if not_ok:
         return Formation(waiting=f"cluster_state:ok on {', '.join(not_ok)}", retry_after=RECHECK)
     heads = [(o.id, o.slots) for o in owners]
-    heads += [(ids[p], ()) for p in desired if ids[p] not in {o.id for o in owners} and _loose(reports[p])]
-    moves = _migrations(heads, ids)
+    loose = [ids[p] for p in desired if ids[p] not in {o.id for o in owners} and _loose(reports[p])]
+    heads += [(i, ()) for i in loose[: max(cluster.spec.shards - len(owners), 0)]]
+    moves = _migrations(heads, pod_of, drained)
     if moves:
-        older = [p for p in desired if reports[p].version < MIGRATION_VERSION]
+        older = sorted((p for p in reports if reports[p].version < MIGRATION_VERSION), key=names.ordinal)
         if older:  # an image change still rolling: slots move once every node runs 9.0 or later
             return Formation(waiting=f"Valkey 9.0 or later on {', '.join(older)} before slots move", retry_after=None)
         return Formation(moves, retry_after=RECHECK)
@@ -150,19 +157,44 @@ def _loose(view: ClusterView) -> bool:
     return me is not None and me.is_primary and not me.slots
 
 
+def _drained(
+    cluster: ValkeyCluster, desired: Sequence[str], reports: Mapping[str, ClusterView], owners: Sequence[ClusterNode]
+) -> tuple[str, ...]:
+    """Fewer shards than serve slots: the primaries whose slots move to the others. Those on pods the
+    scale-down removes first (no handover needed), then the fewest slots (a drain that stopped half-way is
+    finished first), the fewest replicas that stay, the highest ordinal; never one that does not answer."""
+    excess = len(owners) - cluster.spec.shards
+    if excess <= 0:
+        return ()
+    pod_of = {v.myid: p for p, v in reports.items()}
+    staying = [me.master for p in desired if (me := reports[p].myself) is not None and me.master]
+
+    def key(owner: ClusterNode) -> tuple[bool, bool, int, int, int]:
+        pod = pod_of.get(owner.id)
+        size = sum(b - a + 1 for a, b in owner.slots)
+        return (pod is None, pod in desired, size, staying.count(owner.id), -names.ordinal(pod or "x-0"))
+
+    return tuple(o.id for o in sorted(owners, key=key)[:excess])
+
+
 def _place(
     cluster: ValkeyCluster,
     desired: Sequence[str],
     reports: Mapping[str, ClusterView],
     ids: Mapping[str, str],
     owners: Sequence[str],
+    drained: Sequence[str] = (),
 ) -> Formation:
     """Every pod has a place: a primary that serves slots; a new shard's primary, empty until slots move to
     it (as many as `spec.shards` asks beyond the shards there are, the lowest ordinals among the loose
     nodes); or a replica. A loose node, or one that follows a node that is neither, follows the shard with
     the fewest replicas (ties: the shard of the lowest slots, new shards last). A new cluster's pods so land
     where the layout puts them (pod s + k * shards follows shard s); a node back without its data rejoins the
-    shard that lost a member."""
+    shard that lost a member.
+
+    A shard that stays but whose primary a scale-down removes, with no replica that stays, gets one first:
+    a replica of a shard that goes (`drained`), else of the shard with the most, joins it; `handovers` then
+    gives it the slots, and the StatefulSet waits for that."""
     loose = [p for p in desired if ids[p] not in owners and _loose(reports[p])]
     new_heads = [ids[p] for p in loose[: max(cluster.spec.shards - len(owners), 0)]]
     heads = [*owners, *new_heads]
@@ -177,6 +209,16 @@ def _place(
         else:
             strays.append(p)
     follow: list[Action] = []
+    pod_of = {v.myid: p for p, v in reports.items()}
+    for head in owners:
+        if head in drained or pod_of.get(head, desired[0]) in desired or followers[head]:
+            continue
+        donors = [p for p in desired if (me := reports[p].myself) is not None and me.master in followers]
+        donors.sort(key=lambda p: (_master_of(reports[p]) not in drained, -followers[_master_of(reports[p]) or ""]))
+        if donors:
+            followers[_master_of(reports[donors[0]]) or ""] -= 1
+            followers[head] += 1
+            follow.append(Replicate(donors[0], head))
     for p in strays:
         head = min(heads, key=lambda h: followers[h])  # min keeps the first of equals: the order of `heads`
         followers[head] += 1
@@ -184,19 +226,21 @@ def _place(
     return Formation(tuple(follow), retry_after=RECHECK if follow else None)
 
 
-def _migrations(heads: Sequence[tuple[str, tuple[tuple[int, int], ...]]], ids: Mapping[str, str]) -> tuple[Action, ...]:
-    """Slots to move so that every shard (each primary that serves slots, then each new shard's empty
-    primary) serves its share of the 16384, shares differing by at most one (Valkey 9.0+: CLUSTER
-    MIGRATESLOTS, atomic). The shards holding most get the larger shares; each above its share gives away
-    its highest slots to those below theirs, in order; one MIGRATESLOTS per giving primary. Nothing when
-    every shard holds its share (a growth that stopped half-way, a migration that failed, is finished by the
-    same rule)."""
+def _migrations(
+    heads: Sequence[tuple[str, tuple[tuple[int, int], ...]]], pod_of: Mapping[str, str], drained: Sequence[str] = ()
+) -> tuple[Action, ...]:
+    """Slots to move so that every shard that stays (each primary that serves slots, then each new shard's
+    empty primary, not the `drained`) serves its share of the 16384, shares differing by at most one, and
+    a drained one none (Valkey 9.0+: CLUSTER MIGRATESLOTS, atomic). The shards holding most get the larger
+    shares; each above its share gives away its highest slots to those below theirs, in order; one
+    MIGRATESLOTS per giving primary. Nothing when every shard holds its share (a growth or a drain that
+    stopped half-way, a migration that failed, is finished by the same rule)."""
     held = {h: [slot for a, b in slots for slot in range(a, b + 1)] for h, slots in heads}
-    shares = sorted((b - a + 1 for a, b in slot_ranges(len(heads))), reverse=True)
-    order = sorted(held, key=lambda h: -len(held[h]))  # stable: the given order among equals
-    share = dict(zip(order, shares, strict=True))
+    kept = [h for h in held if h not in drained]
+    shares = sorted((b - a + 1 for a, b in slot_ranges(len(kept))), reverse=True)
+    order = sorted(kept, key=lambda h: -len(held[h]))  # stable: the given order among equals
+    share = {**dict.fromkeys(drained, 0), **dict(zip(order, shares, strict=True))}
     want = {h: share[h] - len(held[h]) for h in held if len(held[h]) < share[h]}
-    pod_of = {i: p for p, i in ids.items()}
     out: list[Action] = []
     for giver in (h for h, _ in heads if len(held[h]) > share[h]):
         spare = held[giver][share[giver] :]
@@ -223,10 +267,10 @@ def _ranges(slots: Sequence[int]) -> tuple[tuple[int, int], ...]:
 
 
 def layout_change(cluster: ValkeyCluster, reports: Mapping[str, ClusterView]) -> SpecError | None:
-    """A formed cluster with a number of shards `spec.shards` cannot get to: more shards need atomic slot
-    migration (CLUSTER MIGRATESLOTS, Valkey 9.0 or later: `form` then moves slots to the new shards); fewer
-    are not supported. Refused with what would be needed; nothing that runs is touched meanwhile (a
-    StatefulSet scaled for the new layout would add pods no slot goes to)."""
+    """A formed cluster with a number of shards `spec.shards` cannot get to: more or fewer shards need atomic
+    slot migration (CLUSTER MIGRATESLOTS, Valkey 9.0 or later: `form` then moves the slots). Refused with
+    what would be needed; nothing that runs is touched meanwhile (a StatefulSet scaled for the new layout
+    would add pods no slot goes to, or remove pods that serve slots)."""
     # The cluster as its members see it: a lone node (not met yet) is not part of it. Two nodes that claim
     # the same slots (a failover under way) are one shard.
     members = [view for view in reports.values() if len(view.nodes) > 1]
@@ -239,18 +283,14 @@ def layout_change(cluster: ValkeyCluster, reports: Mapping[str, ClusterView]) ->
     version = effective_version(cluster.spec.image)
     if _covered(serving) < SLOTS:  # slots no node serves: a loss (SlotsAssigned says so), not a layout
         return None
-    if len(shards) == cluster.spec.shards or (len(shards) < cluster.spec.shards and version >= MIGRATION_VERSION):
+    if len(shards) == cluster.spec.shards or version >= MIGRATION_VERSION:
         return None
-    why = (
-        "fewer shards would need their slots moved away first, which the operator does not do"
-        if len(shards) > cluster.spec.shards
-        else "moving slots between shards without losing writes needs atomic slot migration (CLUSTER "
-        f"MIGRATESLOTS, Valkey 9.0 or later) and the image runs Valkey {version[0]}.{version[1]}"
-    )
     return SpecError(
         SHARDS_CHANGE_REFUSED,
-        f"spec.shards is {cluster.spec.shards} but the cluster's slots are split over {len(shards)} shards: {why}. "
-        f"Set spec.shards back to {len(shards)}; nothing was changed.",
+        f"spec.shards is {cluster.spec.shards} but the cluster's slots are split over {len(shards)} shards: moving "
+        "slots between shards without losing writes needs atomic slot migration (CLUSTER MIGRATESLOTS, Valkey 9.0 "
+        f"or later) and the image runs Valkey {version[0]}.{version[1]}. Set spec.shards back to {len(shards)}; "
+        "nothing was changed.",
     )
 
 
@@ -354,11 +394,12 @@ def cluster_conditions(
     serving = {n.slots for p in ids for n in reports[p].nodes if n.is_primary and n.slots}
     if any(n.migrating for p in ids for n in reports[p].nodes) or any(reports[p].migrating for p in ids):
         slots = (False, "SlotsMigrating", "Slots are being migrated between shards.")
-    elif served >= SLOTS and len(serving) < cluster.spec.shards:
+    elif served >= SLOTS and len(serving) != cluster.spec.shards:
+        where = "to the new ones" if len(serving) < cluster.spec.shards else "off the shards that go"
         slots = (
             False,
             "SlotsMigrating",
-            f"{len(serving)} of {cluster.spec.shards} shards serve slots; slots move to the new ones.",
+            f"{len(serving)} shards serve slots and {cluster.spec.shards} are asked for; slots move {where}.",
         )
     elif served < SLOTS:
         slots = (

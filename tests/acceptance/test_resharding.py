@@ -1,9 +1,10 @@
-"""More shards on a running cluster, on eight real Valkey 9.1 servers (scripts/valkey-9.sh): three shards of
-two formed by the operator's own code, then `shards: 4` while a cluster client writes without pause. The
-operator's passes (`sharding.form`, carried out by `reconcile.act` over TLS, names verified) meet the two
-new nodes, make one the new shard's primary and the other its replica, and move a quarter of the slots to
-it with atomic slot migration (CLUSTER MIGRATESLOTS). Every acknowledged write is read back afterwards,
-and the four shards serve 4096 slots each.
+"""More shards, then fewer, on a running cluster, on eight real Valkey 9.1 servers (scripts/valkey-9.sh):
+three shards of two formed by the operator's own code, then `shards: 4`, then `shards: 3` again, while a
+cluster client writes without pause. The operator's passes (`sharding.form`, carried out by
+`reconcile.act` over TLS, names verified) meet the two new nodes, make one the new shard's primary and the
+other its replica, and move a quarter of the slots to it with atomic slot migration (CLUSTER MIGRATESLOTS);
+back to three, the shard on the pods a scale-down removes gives every slot back. Every acknowledged write
+is read back afterwards from the shards that serve it.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ print("acked", acked, "failed", failed, "longest_ms", int(longest * 1000), "miss
 """
 
 
-def test_three_shards_grow_to_four_by_atomic_slot_migration_under_writes(
+def test_three_shards_grow_to_four_and_back_to_three_by_atomic_slot_migration_under_writes(
     launch: Any, valkey9: Path, tmp_path: Path
 ) -> None:
     cluster = example(mode="cluster", shards=3, replicasPerShard=1, image=IMAGE)
@@ -84,27 +85,48 @@ def test_three_shards_grow_to_four_by_atomic_slot_migration_under_writes(
     try:
         time.sleep(2)  # writes before the change
         started = time.monotonic()
-        out = passes(4, 120)
+        grown = passes(4, 120)
         took = time.monotonic() - started
+        four_counts = slot_counts(first)
+        time.sleep(1)  # writes between the changes
+        started = time.monotonic()
+        shrunk = passes(3, 120)
+        took_back = time.monotonic() - started
         time.sleep(1)  # writes after it
     finally:
         stop.touch()
     written, _ = writer.communicate(timeout=120)
-    print(out)
+    print(grown)
+    print(shrunk)
     print(written)
-    print(f"three shards became four in {took:.1f} s")
-    assert "migrate slots of cache-0" in out, out
+    print(f"three shards became four in {took:.1f} s, and three again in {took_back:.1f} s")
+    assert "migrate slots of cache-0" in grown, grown
+    assert "migrate slots of cache-6" in shrunk, shrunk
     summary = written.strip().splitlines()[-1].split()
     assert summary[0] == "acked", written
     assert int(summary[1]) > 500, written
     assert summary[6:8] == ["missing", "0"], written  # every acknowledged write is there
-    # Four shards of two, 4096 slots each, every node ok.
+    # Four shards of two, 4096 slots each, every node ok; then three, cache-6 (the pod a scale-down would
+    # remove) serving nothing, its replica cache-7 with it.
+    assert four_counts == [4096, 4096, 4096, 4096]
+    three_again(nodes)
+
+
+def three_again(nodes: list[Any]) -> None:
+    """Every node ok; three shards serve all 16384 slots; cache-6 (its pod the one a scale-down removes)
+    serves none."""
     for inst in nodes:
         info = inst.cli("CLUSTER", "INFO").stdout
         assert "cluster_state:ok" in info, info
         assert "cluster_known_nodes:8" in info, info
-    lines = [line.split() for line in first.cli("CLUSTER", "NODES").stdout.splitlines()]
-    owned = [f[8:] for f in lines if "master" in f[2].split(",")]
-    counts = sorted(sum(int(r.split("-")[-1]) - int(r.split("-")[0]) + 1 for r in ranges) for ranges in owned)
-    assert counts == [4096, 4096, 4096, 4096], owned
-    assert sum("slave" in f[2].split(",") for f in lines) == 4, lines
+        assert "cluster_slots_assigned:16384" in info, info
+    assert slot_counts(nodes[0]) == [5461, 5461, 5462]
+    mine = [line.split() for line in nodes[6].cli("CLUSTER", "NODES").stdout.splitlines() if "myself" in line]
+    assert mine[0][8:] == [], mine
+
+
+def slot_counts(node: Any) -> list[int]:
+    """How many slots each primary serves, as `node` sees it (primaries without slots left out)."""
+    lines = [line.split() for line in node.cli("CLUSTER", "NODES").stdout.splitlines()]
+    owned = [f[8:] for f in lines if "master" in f[2].split(",") and f[8:]]
+    return sorted(sum(int(r.split("-")[-1]) - int(r.split("-")[0]) + 1 for r in ranges) for ranges in owned)

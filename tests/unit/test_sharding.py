@@ -294,14 +294,13 @@ def test_a_change_of_shards_on_a_formed_cluster_is_refused_with_what_it_needs() 
     assert "split over 3 shards" in refused.message
     assert "Valkey 9.0" in refused.message
     assert "back to 3" in refused.message
-    # Valkey 9.x grows by atomic slot migration; fewer shards are refused on any version.
+    # Valkey 9.x grows and shrinks by atomic slot migration; 8.x refuses either.
     assert (
         layout_change(example(mode="cluster", shards=4, replicasPerShard=1, image="valkey/valkey:9.1.2"), FORMED)
         is None
     )
-    fewer = example(mode="cluster", shards=3, replicasPerShard=1, image="valkey/valkey:9.1.2")
     four_formed = seen_by_all(
-        {p: f"id{i}" for i, p in enumerate(fewer.names.pods(8))},
+        {p: f"id{i}" for i, p in enumerate(four.names.pods(8))},
         {
             "cache-0": ((0, 4095),),
             "cache-1": ((4096, 8191),),
@@ -310,9 +309,16 @@ def test_a_change_of_shards_on_a_formed_cluster_is_refused_with_what_it_needs() 
         },
         {},
     )
-    refused9 = layout_change(fewer, four_formed)
-    assert refused9 is not None
-    assert "fewer shards" in refused9.message
+    assert (
+        layout_change(example(mode="cluster", shards=3, replicasPerShard=1, image="valkey/valkey:9.1.2"), four_formed)
+        is None
+    )
+    refused8 = layout_change(
+        example(mode="cluster", shards=3, replicasPerShard=1, image="valkey/valkey:8.1.1"), four_formed
+    )
+    assert refused8 is not None
+    assert "split over 4 shards" in refused8.message
+    assert "back to 4" in refused8.message
     # Slots no node serves are a loss, not a change of layout.
     assert layout_change(four, seen_by_all(IDS, {**SLOTS, "cache-2": ()}, FOLLOW)) is None
 
@@ -454,3 +460,61 @@ def test_slots_move_only_once_every_node_runs_valkey_9() -> None:
     out = form(four, views8, reports)
     assert out.actions == ()
     assert "Valkey 9.0 or later on cache-2" in out.waiting
+
+
+# --- fewer shards ---------------------------------------------------------------------------------------------
+GROWN = {  # 3 -> 4 shards: cache-6 is the fourth shard's primary, cache-7 its replica
+    "cache-0": ((0, 4095),),
+    "cache-1": ((5462, 9557),),
+    "cache-2": ((10923, 15018),),
+    "cache-6": ((4096, 5461), (9558, 10922), (15019, 16383)),
+}
+IDS8 = {p: f"id{i}" for i, p in enumerate(C.names.pods(8))}
+VIEWS8 = [PodView(p, f"uid-{p}", True, False, True, None, "", ip=f"10.0.0.{i + 10}") for i, p in enumerate(IDS8)]
+
+
+def slots_moved(actions: tuple[object, ...]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for a in actions:
+        assert isinstance(a, MigrateSlots)
+        for ranges, target in a.moves:
+            out[target] = out.get(target, 0) + sum(b - x + 1 for x, b in ranges)
+    return out
+
+
+def test_four_shards_grown_to_three_drain_the_shard_the_scale_down_removes() -> None:
+    three = example(mode="cluster", shards=3, replicasPerShard=1, image="valkey/valkey:9.1.2")
+    out = form(three, VIEWS8, seen_by_all(IDS8, GROWN, {**FOLLOW, "cache-7": "id6"}))
+    # cache-6 and cache-7 (the highest ordinals) go: cache-6 gives every slot it has to the shards that stay.
+    assert [a.pod for a in out.actions if isinstance(a, MigrateSlots)] == ["cache-6"]
+    assert slots_moved(out.actions) == {"id0": 1366, "id1": 1365, "id2": 1365}
+    # Drained, cache-6 serves nothing: the StatefulSet may now remove it; nothing else moves.
+    after = {p: ((0, 5461),) if p == "cache-0" else r for p, r in SLOTS.items()}
+    out = form(three, VIEWS8, seen_by_all(IDS8, after, {**FOLLOW, "cache-7": "id6"}))
+    assert out.actions == ()
+    assert primaries(VIEWS8, seen_by_all(IDS8, after, {**FOLLOW, "cache-7": "id6"})).keys() == set(SLOTS)
+
+
+def test_four_shards_formed_as_four_drain_the_highest_shard_whose_replica_goes_and_it_then_follows_another() -> None:
+    three = example(mode="cluster", shards=3, replicasPerShard=1, image="valkey/valkey:9.1.2")
+    quarters = {f"cache-{i}": ((4096 * i, 4096 * i + 4095),) for i in range(4)}
+    canonical = {"cache-4": "id0", "cache-5": "id1", "cache-6": "id2", "cache-7": "id3"}
+    out = form(three, VIEWS8, seen_by_all(IDS8, quarters, canonical))
+    # cache-6 and cache-7 go (replicas); shards 2 and 3 keep no replica, 3 is the highest: it is drained.
+    assert [a.pod for a in out.actions if isinstance(a, MigrateSlots)] == ["cache-3"]
+    assert slots_moved(out.actions) == {"id0": 1366, "id1": 1365, "id2": 1365}
+    # Drained and the scale-down done: the empty cache-3 follows the shard left without a replica.
+    six = {p: i for p, i in IDS8.items() if p in three.names.pods(6)}
+    reports = seen_by_all(six, SLOTS, {"cache-4": "id0", "cache-5": "id1"})
+    assert form(three, VIEWS8[:6], reports).actions == (Replicate("cache-3", "id2"),)
+
+
+def test_fewer_replicas_after_a_growth_move_a_replica_that_stays_to_the_shard_whose_pods_go() -> None:
+    """replicasPerShard 1 -> 0 after 3 -> 4 shards: the pods that stay are cache-0..3, but cache-6 serves the
+    fourth shard. cache-3 (a replica of shard 0) joins it first; then the leaving primary hands over."""
+    lean = example(mode="cluster", shards=4, replicasPerShard=0, image="valkey/valkey:9.1.2")
+    follow = {**FOLLOW, "cache-7": "id6"}
+    out = form(lean, VIEWS8, seen_by_all(IDS8, GROWN, follow))
+    assert out.actions == (Replicate("cache-3", "id6"),)
+    joined = seen_by_all(IDS8, GROWN, {**follow, "cache-3": "id6"})
+    assert handovers(lean, VIEWS8, joined, {"cache-3": rep(90), "cache-7": rep(100)}) == (ClusterFailover("cache-3"),)

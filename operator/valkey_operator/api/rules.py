@@ -128,14 +128,6 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "",
-        "self.mode != 'cluster' || self.shards >= oldSelf.shards",
-        "shards cannot be reduced: scaling a cluster down is not supported yet",
-        ".shards",
-        "FieldValueForbidden",
-        "InvalidTopology",
-    ),
-    Rule(
-        "",
         "self.tls.mode == 'disabled' || self.tls.issuer.type != 'External' || self.tls.clients.size() == 0",
         "client certificates cannot be issued with an External issuer: supply them yourself",
         ".tls.clients",
