@@ -151,8 +151,7 @@ def _states(
 
 def _lone(report: PodReport | None) -> bool:
     """Cluster mode: a node that serves no slot and follows no one has not joined its shard yet."""
-    me = report.cluster.myself if report is not None and report.cluster is not None else None
-    return me is not None and not me.slots and not me.master
+    return report is not None and report.cluster is not None and sharding.loose(report.cluster)
 
 
 def _fingerprint(pem: bytes | None) -> str | None:

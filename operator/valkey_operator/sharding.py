@@ -28,7 +28,7 @@ A change of shards before Valkey 9.0 is refused (`layout_change`); slots no node
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,8 +126,8 @@ def form(cluster: ValkeyCluster, views: Sequence[PodView], reports: Mapping[str,
     if not_ok:
         return Formation(waiting=f"cluster_state:ok on {', '.join(not_ok)}", retry_after=RECHECK)
     heads = [(o.id, o.slots) for o in owners]
-    loose = [ids[p] for p in desired if ids[p] not in {o.id for o in owners} and _loose(reports[p])]
-    heads += [(i, ()) for i in loose[: max(cluster.spec.shards - len(owners), 0)]]
+    empty = [ids[p] for p in desired if ids[p] not in {o.id for o in owners} and loose(reports[p])]
+    heads += [(i, ()) for i in empty[: max(cluster.spec.shards - len(owners), 0)]]
     moves = _migrations(heads, pod_of, drained)
     if moves:
         older = sorted((p for p in reports if reports[p].version < MIGRATION_VERSION), key=names.ordinal)
@@ -140,10 +140,19 @@ def form(cluster: ValkeyCluster, views: Sequence[PodView], reports: Mapping[str,
 def growing(cluster: ValkeyCluster, reports: Mapping[str, ClusterView]) -> bool:
     """More shards are asked for than serve slots (by the best-informed node): the new shards' primaries
     are empty until slots move to them, and hold nothing a restart elsewhere could lose."""
-    if not reports:
-        return False
-    view = max(reports.values(), key=lambda v: len(v.nodes))
-    return len({n.slots for n in view.nodes if n.is_primary and n.slots}) < cluster.spec.shards
+    view = best_view(reports.values())
+    return view is not None and len(_serving(view)) < cluster.spec.shards
+
+
+def best_view(views: Iterable[ClusterView]) -> ClusterView | None:
+    """The view of the node that knows the most others (a node not met yet knows only itself). One view, not
+    a union: across views, a migration that just finished would count twice."""
+    return max(views, key=lambda v: len(v.nodes), default=None)
+
+
+def _serving(view: ClusterView) -> list[ClusterNode]:
+    """The primaries that serve slots, as `view` sees them, by their first slot."""
+    return sorted((n for n in view.nodes if n.is_primary and n.slots), key=lambda n: n.slots[0][0])
 
 
 def _covered(nodes: Sequence[ClusterNode]) -> int:
@@ -151,7 +160,7 @@ def _covered(nodes: Sequence[ClusterNode]) -> int:
     return len({slot for n in nodes for a, b in n.slots for slot in range(a, b + 1)})
 
 
-def _loose(view: ClusterView) -> bool:
+def loose(view: ClusterView) -> bool:
     """A node that serves no slot and follows no one (new, or back without its data)."""
     me = view.myself
     return me is not None and me.is_primary and not me.slots
@@ -195,8 +204,8 @@ def _place(
     A shard that stays but whose primary a scale-down removes, with no replica that stays, gets one first:
     a replica of a shard that goes (`drained`), else of the shard with the most, joins it; `handovers` then
     gives it the slots, and the StatefulSet waits for that."""
-    loose = [p for p in desired if ids[p] not in owners and _loose(reports[p])]
-    new_heads = [ids[p] for p in loose[: max(cluster.spec.shards - len(owners), 0)]]
+    empty = [p for p in desired if ids[p] not in owners and loose(reports[p])]
+    new_heads = [ids[p] for p in empty[: max(cluster.spec.shards - len(owners), 0)]]
     heads = [*owners, *new_heads]
     followers = dict.fromkeys(heads, 0)
     strays = []
@@ -273,12 +282,10 @@ def layout_change(cluster: ValkeyCluster, reports: Mapping[str, ClusterView]) ->
     would add pods no slot goes to, or remove pods that serve slots)."""
     # The cluster as its members see it: a lone node (not met yet) is not part of it. Two nodes that claim
     # the same slots (a failover under way) are one shard.
-    members = [view for view in reports.values() if len(view.nodes) > 1]
-    if not members:
+    view = best_view(reports.values())
+    if view is None or len(view.nodes) < 2:
         return None
-    # One view, the best-informed: across views, a migration that just finished would count twice.
-    view = max(members, key=lambda v: len(v.nodes))
-    serving = [n for n in view.nodes if n.is_primary and n.slots]
+    serving = _serving(view)
     shards = {n.slots for n in serving}
     version = effective_version(cluster.spec.image)
     if _covered(serving) < SLOTS:  # slots no node serves: a loss (SlotsAssigned says so), not a layout
@@ -391,7 +398,8 @@ def cluster_conditions(
         formed = (True, "Formed", f"All {len(desired)} nodes know each other and report cluster_state:ok.")
     own = [me for p in ids if (me := reports[p].myself) is not None and me.is_primary]
     served = _covered(own)
-    serving = {n.slots for p in ids for n in reports[p].nodes if n.is_primary and n.slots}
+    hub = best_view(reports[p] for p in ids)
+    serving = {n.slots for n in _serving(hub)} if hub is not None else set()
     if any(n.migrating for p in ids for n in reports[p].nodes) or any(reports[p].migrating for p in ids):
         slots = (False, "SlotsMigrating", "Slots are being migrated between shards.")
     elif served >= SLOTS and len(serving) != cluster.spec.shards:
@@ -439,9 +447,8 @@ def shard_status(
         me = reports[p].myself
         if me is not None and me.master:
             followers.setdefault(me.master, []).append(p)
-    # The view of the node that knows the most others (a node not met yet knows only itself).
-    hub = max((reports[p] for p in live), key=lambda v: len(v.nodes))
-    primaries = sorted((n for n in hub.nodes if n.is_primary and n.slots), key=lambda n: n.slots[0][0])
+    hub = best_view(reports[p] for p in live)
+    primaries = _serving(hub) if hub is not None else []
     shards: list[dict[str, object]] = [
         {
             "index": i,
