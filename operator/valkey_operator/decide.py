@@ -84,8 +84,10 @@ def _condition(snap: Snapshot, kind: str) -> Mapping[str, Any]:
     return next((c for c in _previous_conditions(snap) if c.get("type") == kind), {})
 
 
-def decide_invalid(status: Mapping[str, Any], generation: int, error: SpecError, now: datetime) -> Decision:
-    """A spec the operator can never serve: say why, keep every condition, touch nothing."""
+def decide_invalid(
+    status: Mapping[str, Any], generation: int, error: SpecError, now: datetime, retry_after: float | None = None
+) -> Decision:
+    """A spec the operator cannot serve (`retry_after`: not yet): say why, keep every condition, touch nothing."""
     previous: list[Mapping[str, Any]] = list(status.get("conditions") or [])
     ready: Mapping[str, Any] = next((c for c in previous if c.get("type") == "Ready"), {})
     news = ready.get("reason") != error.reason
@@ -98,6 +100,7 @@ def decide_invalid(status: Mapping[str, Any], generation: int, error: SpecError,
             ),
         },
         events=(Event("Warning", error.reason, error.message),) if news else (),
+        retry_after=retry_after,
     )
 
 
@@ -340,15 +343,23 @@ def not_owned(cluster: ValkeyCluster, snap: Snapshot) -> SpecError | None:
     )
 
 
-def _layout_refused(cluster: ValkeyCluster, snap: Snapshot) -> SpecError | None:
-    return sharding.layout_change(cluster, snap.cluster_views) if cluster.spec.mode == "cluster" else None
+def _refused(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision | None:
+    """Objects someone else made, or a change of shards the cluster cannot make (now)."""
+    error = not_owned(cluster, snap)
+    if error is None and cluster.spec.mode == "cluster":
+        views = snap.cluster_views
+        error = sharding.layout_change(cluster, views) or sharding.change_during_migration(cluster, views, snap.status)
+    if error is None:
+        return None
+    later = sharding.RECHECK if error.reason == sharding.SHARDS_CHANGE_DURING_MIGRATION else None
+    return decide_invalid(snap.status, cluster.generation, error, now, later)
 
 
 def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
     """Every decision of one pass."""
-    refused = not_owned(cluster, snap) or _layout_refused(cluster, snap)
+    refused = _refused(cluster, snap, now)
     if refused is not None:
-        return decide_invalid(snap.status, cluster.generation, refused, now)
+        return refused
     n = cluster.names
     views = pods(snap)
     live = [p for p in views if not p.terminating]
@@ -422,7 +433,7 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
     paced = handovers.pace(snap.status.get("handovers") or [], actions, events, now, _under_way(snap, roles))
     certs = certificates(cluster, material, now)
     status, report_events, metrics = _report(cluster, snap, certs, states, live, roles, now, hot, planned)
-    status["handovers"] = list(paced.records) or None
+    status.update(_asked(cluster, snap, paced))
     return Decision(
         paced.actions,
         status,
@@ -431,6 +442,16 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
         _soonest(retry_after, paced.retry_after),
         _next_due(cluster, material, certs, now),
     )
+
+
+def _asked(cluster: ValkeyCluster, snap: Snapshot, paced: handovers.Paced) -> dict[str, Any]:
+    """What status keeps of what was asked of the nodes: handovers, and the shards count slots move for."""
+    out: dict[str, Any] = {"handovers": list(paced.records) or None}
+    if cluster.spec.mode == "cluster":
+        moving = any(isinstance(a, MigrateSlots) for a in paced.actions)
+        before = snap.status.get("reshardingTo")
+        out["reshardingTo"] = sharding.resharding_to(cluster, snap.cluster_views, moving, before)
+    return out
 
 
 def _under_way(snap: Snapshot, roles: failover.Roles) -> bool:

@@ -40,6 +40,7 @@ from valkey_operator.snapshot import ClusterNode, ClusterView, PodView, Replicat
 from valkey_operator.topology import SLOTS, plan_shards, slot_ranges
 
 SHARDS_CHANGE_REFUSED = "ShardsChangeNotSupported"
+SHARDS_CHANGE_DURING_MIGRATION = "ShardsChangeDuringMigration"
 # Atomic slot migration (CLUSTER MIGRATESLOTS) exists from this version on.
 MIGRATION_VERSION = (9, 0)
 # How soon to look again while the cluster forms (gossip and handshakes take a moment).
@@ -298,6 +299,36 @@ def layout_change(cluster: ValkeyCluster, reports: Mapping[str, ClusterView]) ->
         "slots between shards without losing writes needs atomic slot migration (CLUSTER MIGRATESLOTS, Valkey 9.0 "
         f"or later) and the image runs Valkey {version[0]}.{version[1]}. Set spec.shards back to {len(shards)}; "
         "nothing was changed.",
+    )
+
+
+def resharding_to(
+    cluster: ValkeyCluster, reports: Mapping[str, ClusterView], asked: bool, before: object
+) -> int | None:
+    """status.reshardingTo: the shards count the slot migrations under way serve (`asked`: this pass starts
+    some, for spec.shards); kept while any node migrates, gone once none does."""
+    if asked:
+        return cluster.spec.shards
+    if any(v.migrating for v in reports.values()) and isinstance(before, int):
+        return before
+    return None
+
+
+def change_during_migration(
+    cluster: ValkeyCluster, reports: Mapping[str, ClusterView], status: Mapping[str, Any]
+) -> SpecError | None:
+    """`shards` changed while slots still move for another count: refused until that migration is over (a
+    migration cannot be steered; the StatefulSet is not resized meanwhile), then taken up."""
+    target = status.get("reshardingTo")
+    if not isinstance(target, int) or target == cluster.spec.shards:
+        return None
+    if not any(v.migrating for v in reports.values()):
+        return None
+    return SpecError(
+        SHARDS_CHANGE_DURING_MIGRATION,
+        f"spec.shards is {cluster.spec.shards} but slots are still moving so that {target} shards serve them: a "
+        "running migration cannot be redirected. Nothing was changed; the new count is taken up once the "
+        f"migration has finished (or set spec.shards back to {target}).",
     )
 
 

@@ -517,6 +517,10 @@ def status_schema() -> Schema:
                 ),
             ),
             "clusterState": _s("cluster mode: ok when every node reports cluster_state:ok, else fail."),
+            "reshardingTo": _i(
+                "cluster mode: while slots migrate, the shards count they move for; a change of spec.shards "
+                "meanwhile waits (ShardsChangeDuringMigration)."
+            ),
             "tls": _o(
                 "TLS settings in force.",
                 {"mode": _s("TLS mode in force."), "clientAuth": _s("Client authentication in force.")},
