@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from valkey_operator import failover, handovers, names, rollout, sharding
+from valkey_operator import failover, handovers, names, rollout, sharding, versions
 from valkey_operator.actions import (
     Action,
     Apply,
@@ -29,6 +29,7 @@ from valkey_operator.actions import (
 from valkey_operator.api.spec import SpecError, ValkeyCluster
 from valkey_operator.api.status import (
     CERTIFICATES_READY,
+    DEGRADED,
     EXPIRING_SOON,
     RECONCILE_ERROR,
     Observation,
@@ -345,7 +346,7 @@ def not_owned(cluster: ValkeyCluster, snap: Snapshot) -> SpecError | None:
 
 def _refused(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision | None:
     """Objects someone else made, or a change of shards the cluster cannot make (now)."""
-    error = not_owned(cluster, snap)
+    error = not_owned(cluster, snap) or versions.downgrade(cluster, snap.reports)
     if error is None and cluster.spec.mode == "cluster":
         views = snap.cluster_views
         error = sharding.layout_change(cluster, views) or sharding.change_during_migration(cluster, views, snap.status)
@@ -579,6 +580,7 @@ def _report(
         primary_serving=_primary_serving(snap, live, roles),
         failover=_failover_observed(roles),
         persistent=cluster.spec.persistence.enabled,
+        vulnerable=versions.vulnerable(cluster, snap.reports),
         sharded=sharding.cluster_conditions(cluster, live, snap.cluster_views)
         if cluster.spec.mode == "cluster"
         else None,
@@ -605,6 +607,8 @@ def _report(
         was, primary = snap.status.get("primary"), roles.primary
         if was and primary and was != primary:
             events.append(Event("Normal", "PrimaryMoved", f"{primary} is the primary now (was {was})."))
+    if obs.vulnerable and _condition(snap, DEGRADED).get("reason") != versions.VULNERABLE:
+        events.append(Event("Warning", versions.VULNERABLE, obs.vulnerable[1]))
     if certs.expiring and _condition(snap, EXPIRING_SOON).get("status") != "True":
         message = next(c["message"] for c in status["conditions"] if c["type"] == EXPIRING_SOON)
         events.append(Event("Warning", "CertificateExpiringSoon", message))

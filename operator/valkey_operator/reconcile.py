@@ -126,12 +126,13 @@ def _ask_pods(
 ) -> dict[str, PodReport]:
     """What each running pod reports over TLS, when a decision needs it: a terminating pod too (a primary
     being deleted still holds the role until it has handed it over). A pod in `silent` did not answer the
-    role check a moment ago: it is not asked again (a cut-off pod would cost the pass its whole timeout)."""
+    role check a moment ago: it is not asked again (a cut-off pod would cost the pass its whole timeout).
+    Every mode asks INFO replication and server: the roles, and the version each pod runs."""
     sharded = cluster.spec.mode == "cluster"
     roles = cluster.spec.mode == "replication" or sharded  # a shard has a primary and replicas too
     hot = cluster.spec.tls.rotation_strategy == "HotReload"
     creds = credentials(cluster, snap)
-    if creds is None or not (roles or hot):
+    if creds is None:
         return {}
     out: dict[str, PodReport] = {}
     for pod in pods(snap):
@@ -139,7 +140,7 @@ def _ask_pods(
             continue
         host = cluster.names.pod_fqdn(pod.name)
         try:
-            rep = admin.replication(host, creds) if roles else None
+            rep = admin.replication(host, creds)
             served = admin.served(host, creds) if hot and pod.ready and not pod.terminating and creds.bundle else None
             view = admin.cluster_view(host, creds) if sharded else None
         except PodError as exc:

@@ -31,7 +31,7 @@ ROLE_SLAVE = "slave"
 
 @dataclass(frozen=True)
 class Replication:
-    """What `INFO replication` says, reduced to what decisions need."""
+    """What `INFO replication` says, reduced to what decisions need (and INFO server's version)."""
 
     role: str  # master | slave
     master_host: str | None = None
@@ -42,6 +42,7 @@ class Replication:
     link_down_s: int | None = None  # a replica whose link is down: for how long (None: never linked, or not said)
     replid: str = ""  # the replication history it is on (a replica takes its primary's)
     replid2: str = ""  # the history it was on before its last promotion, if any
+    release: tuple[int, int, int] | None = None  # INFO server's version, read in the same call
 
     def on_history(self, replid: str) -> bool:
         return bool(replid) and replid in (self.replid, self.replid2)

@@ -16,6 +16,7 @@ import valkey
 
 from valkey_operator.api.spec import SpecError, ValkeyCluster
 from valkey_operator.conf.layout import POD_LAYOUT, Layout
+from valkey_operator.conf.version import parse_release
 from valkey_operator.pki.issue import KeyPair
 from valkey_operator.snapshot import ClusterNode, ClusterView, Replication, SlotMigration
 
@@ -210,6 +211,7 @@ def parse_replication(info: Mapping[str, object]) -> Replication:
         link_down_s=_seconds(info, "master_link_down_since_seconds"),
         replid=str(info.get("master_replid", "")),
         replid2=_history(info.get("master_replid2")),
+        release=parse_release(str(info.get("valkey_version") or info.get("redis_version") or "")),
     )
 
 
@@ -237,7 +239,7 @@ class ValkeyAdmin:
 
     def replication(self, host: str, creds: Credentials | None, timeout: float = TIMEOUT_S) -> Replication:
         with self._conn(host, creds, timeout) as conn:
-            info: dict[str, object] = conn.info("replication")  # type: ignore[assignment]
+            info: dict[str, object] = conn.execute_command("INFO", "replication", "server")
         return parse_replication(info)
 
     def cluster_view(self, host: str, creds: Credentials | None) -> ClusterView:

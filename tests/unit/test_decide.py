@@ -68,6 +68,7 @@ class World:
     serving: dict[str, bytes] = field(default_factory=dict)  # pod -> the certificate it presents (in memory)
     loaded: dict[str, bytes] = field(default_factory=dict)  # pod -> the trust bundle it loaded (in memory)
     uid: int = 0
+    release: tuple[int, int, int] | None = None  # the Valkey release every pod says it runs (INFO server)
 
     def snapshot(self) -> Snapshot:
         return Snapshot(copy.deepcopy(self.objects), None, dict(self.reports), copy.deepcopy(self.status))
@@ -130,13 +131,14 @@ class World:
             if kind != "Pod":
                 continue
             if name == self.primary:
-                rep = Replication(ROLE_MASTER, offset=self.data)
+                rep = Replication(ROLE_MASTER, offset=self.data, release=self.release)
             else:
                 source = self.follows.get(name, self.primary or name)
                 linked = source == self.primary
                 if linked:
                     self.synced[name] = self.data
-                rep = Replication(ROLE_SLAVE, FQDN.format(source), link_up=linked, offset=self.synced.get(name, 0))
+                offset = self.synced.get(name, 0)
+                rep = Replication(ROLE_SLAVE, FQDN.format(source), link_up=linked, offset=offset, release=self.release)
             self.reports[name] = PodReport(rep, self.served.get(name))
 
     def carry_out(self, decision: Decision) -> None:

@@ -80,6 +80,7 @@ class Observation:
     primary_serving: bool = True  # replication: the read-write endpoint has a primary behind it
     failover: tuple[str, str] | None = None  # (PrimaryLost | FailingOver, message) while the primary is lost
     persistent: bool = True  # data on volumes; False: losing every pod at once empties the data
+    vulnerable: tuple[str, str] | None = None  # (reason, message): a release with a known vulnerability runs
     # Cluster mode: (ClusterFormed, SlotsAssigned) as (status, reason, message); None in the other modes.
     sharded: tuple[tuple[bool, str, str], tuple[bool, str, str]] | None = None
 
@@ -193,6 +194,8 @@ def conditions(obs: Observation) -> list[Condition]:
         out.append(Condition(DEGRADED, True, *obs.failover))
     elif obs.cert_problem and obs.exists:
         out.append(Condition(DEGRADED, True, obs.cert_problem[0], obs.cert_problem[1]))
+    elif obs.vulnerable:
+        out.append(Condition(DEGRADED, True, *obs.vulnerable))
     else:
         out.append(Condition(DEGRADED, False, "AsExpected", "Nothing needs attention."))
     if obs.sharded:
