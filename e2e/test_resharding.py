@@ -6,7 +6,8 @@ migration (CLUSTER MIGRATESLOTS); the server certificate, re-issued for the new 
 (HotReload), so no pod restarts. Every acknowledged key is read back from its shard's primary; status says
 Ready only once every node serves, with four shards of 4096 slots. Then `shards: 3` again: the shard on the
 two pods the smaller StatefulSet removes gives its slots back by the same migration before they go, and the
-six nodes left forget them.
+six nodes left forget them. Last, a RollingRestart rotation on 9.1 (formation and both rotations are
+tested on 8.1 in test_sharding.py): every pod restarts, each shard primary after handing its slots over.
 
 The module installs the chart and its own ValkeyCluster (after the other modules uninstalled theirs).
 """
@@ -20,7 +21,7 @@ import pytest
 
 from e2e.conftest import NAME, NS, Creds, kubectl, pods, vkc
 from e2e.node import Node
-from e2e.test_sharding import apply_sharded, under_cluster_writer
+from e2e.test_sharding import apply_sharded, rotation, uids, under_cluster_writer
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +85,23 @@ def test_four_shards_back_to_three_drain_the_shard_whose_pods_go_under_a_cluster
     assert after == {k: v for k, v in before.items() if k in after}
     assert sorted(after) == [f"{NAME}-{i}" for i in range(6)]
     print(f"shards after shrinking: {json.dumps(shards)}")
+
+
+def test_a_rolling_restart_on_valkey_9_hands_each_shard_over_and_loses_nothing(
+    node: Node, creds: Creds, operator_image: str
+) -> None:
+    before = uids(node)
+    start, rotated = rotation(node)
+
+    def rolling_rotation() -> None:
+        patch = {"spec": {"tls": {"rotation": {"strategy": "RollingRestart"}}}}
+        kubectl(node, "patch", "valkeycluster", NAME, "-n", NS, "--type=merge", "-p", json.dumps(patch))
+        start()
+
+    def every_pod_restarted() -> bool:
+        return rotated() and all(uids(node).get(p) not in (None, u) for p, u in before.items())
+
+    report = under_cluster_writer(node, creds, operator_image, "roll-9", rolling_rotation, every_pod_restarted)
+    assert report["missing_count"] == 0, report
+    events = kubectl(node, "get", "events", "-n", NS, "--field-selector", f"involvedObject.name={NAME}")
+    assert "Switchover" in events, events  # shard primaries were handed over, not just deleted
