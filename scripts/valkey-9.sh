@@ -11,7 +11,18 @@ set -euo pipefail
 CACHE=${VALKEY_OPERATOR_CACHE:-$HOME/.cache/valkey-tls-operator}
 VERSION=9.1.2
 dest="$CACHE/valkey-$VERSION"
+lib="$dest/root/usr/lib/x86_64-linux-gnu"
+wrap() {  # <bin folder> <name> <binary>: the binary, loaded by forky's loader with forky's libc first
+  cat > "$1/$2" <<SH
+#!/bin/sh
+exec "$lib/ld-linux-x86-64.so.2" --library-path "$lib:/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu" \\
+  --argv0 "$2" "$dest/root/usr/bin/$3" "\$@"
+SH
+  chmod +x "$1/$2"
+}
 if [ -x "$dest/bin/valkey-server" ] && "$dest/bin/valkey-server" --version | grep -q "v=$VERSION"; then
+  # A cache from before bench/bench_tls.py lacks the benchmark's wrapper (its binary was always unpacked).
+  [ -x "$dest/bin/valkey-benchmark" ] || wrap "$dest/bin" valkey-benchmark valkey-benchmark
   echo "$dest"
   exit 0
 fi
@@ -34,17 +45,10 @@ apt-get "${apt_opts[@]}" update -qq >&2
 
 rm -rf "$dest.tmp" && mkdir -p "$dest.tmp/bin"
 for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$dest.tmp/root"; done
-lib="$dest/root/usr/lib/x86_64-linux-gnu"
-wrap() {  # bin/<name>: the binary, loaded by forky's loader with forky's libc first, the machine's others next
-  cat > "$dest.tmp/bin/$1" <<SH
-#!/bin/sh
-exec "$lib/ld-linux-x86-64.so.2" --library-path "$lib:/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu" \\
-  --argv0 "$1" "$dest/root/usr/bin/$2" "\$@"
-SH
-  chmod +x "$dest.tmp/bin/$1"
-}
-wrap valkey-server valkey-check-rdb  # valkey-server is a link to the one binary, which reads its argv[0]
-wrap valkey-cli valkey-cli
+# valkey-server is a link to the one binary, which reads its argv[0].
+wrap "$dest.tmp/bin" valkey-server valkey-check-rdb
+wrap "$dest.tmp/bin" valkey-cli valkey-cli
+wrap "$dest.tmp/bin" valkey-benchmark valkey-benchmark
 rm -rf "$dest" && mv "$dest.tmp" "$dest"
 "$dest/bin/valkey-server" --version >&2
 echo "$dest"

@@ -66,6 +66,11 @@ _SUFFIX: dict[str, int | Decimal] = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti"
 _QUANTITY = re.compile(r"([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?[0-9]+)?")
 
 
+def quantity(value: Any) -> Decimal:
+    """A Kubernetes quantity's value (NaN when it is not one: the schema's pattern refuses it first)."""
+    return _q(value)
+
+
 def _q(value: Any) -> Decimal:
     """A Kubernetes quantity's value (NaN when it is not one: the schema's pattern refuses it first)."""
     match = _QUANTITY.fullmatch(str(value))

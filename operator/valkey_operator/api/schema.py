@@ -364,6 +364,14 @@ def _spec_schema() -> Schema:
             ),
             "shards": _i("cluster mode: number of shards (>= 3).", 3, minimum=1, maximum=1000),
             "replicasPerShard": _i("cluster mode: replicas per shard.", 1, minimum=0, maximum=10),
+            "ioThreads": _i(
+                "io-threads: threads for network I/O, the main one included (Valkey 8.1+ also moves TLS "
+                "handshakes, encryption and decryption to them). Unset: the whole cores of resources.limits.cpu, "
+                "at most 8; without a CPU limit, 1 (the main thread only).",
+                None,
+                minimum=1,
+                maximum=16,
+            ),
             "resources": _o(
                 "Resource requests and limits of the Valkey container (requests may not exceed limits).",
                 {

@@ -96,6 +96,7 @@ class ClusterSpec:
     replicas: int = 3
     shards: int = 3
     replicas_per_shard: int = 1
+    io_threads: int | None = None  # None: from resources.limits.cpu
     resources: Mapping[str, Any] = field(default_factory=dict)
     topology_spread: tuple[Mapping[str, Any], ...] | None = None  # None: the operator's default
     persistence: PersistenceSpec = field(default_factory=PersistenceSpec)
@@ -202,6 +203,7 @@ def parse_spec(raw: Mapping[str, Any] | None) -> ClusterSpec:
         replicas=int(data["replicas"] if "replicas" in data else DEFAULT_REPLICAS.get(data["mode"], 3)),
         shards=int(data["shards"]),
         replicas_per_shard=int(data["replicasPerShard"]),
+        io_threads=int(data["ioThreads"]) if "ioThreads" in data else None,
         resources=data["resources"],
         topology_spread=tuple(data["topologySpreadConstraints"]) if "topologySpreadConstraints" in data else None,
         persistence=PersistenceSpec(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from valkey_operator.api.rules import quantity
 from valkey_operator.api.schema import INTERMEDIATE_CIPHERS
 from valkey_operator.api.spec import ValkeyCluster
 from valkey_operator.conf.layout import POD_LAYOUT, Layout
@@ -10,6 +11,8 @@ from valkey_operator.conf.version import Version, effective_version, supports
 AUTH_CLIENTS = {"required": "yes", "optional": "optional", "none": "no"}
 # How often Valkey >= 9.1 re-reads its certificate files by itself under HotReload.
 AUTO_RELOAD_INTERVAL_SECONDS = 60
+# io-threads from a CPU limit: at most this many (Valkey's own advice: more rarely helps).
+MAX_IO_THREADS = 8
 
 
 def _quote(value: str) -> str:
@@ -40,6 +43,23 @@ def _tls_lines(cluster: ValkeyCluster, layout: Layout, version: Version) -> list
     if tls.rotation_strategy == "HotReload" and supports(version, "tls-auto-reload-interval"):
         lines.append(f"tls-auto-reload-interval {AUTO_RELOAD_INTERVAL_SECONDS}")
     return lines
+
+
+def io_threads(cluster: ValkeyCluster) -> int:
+    """spec.ioThreads, else the whole cores of the container's CPU limit (at most 8), else 1."""
+    if cluster.spec.io_threads is not None:
+        return cluster.spec.io_threads
+    cores = quantity((cluster.spec.resources.get("limits") or {}).get("cpu", "1"))
+    return 1 if cores.is_nan() else max(1, min(int(cores), MAX_IO_THREADS))
+
+
+def _thread_lines(cluster: ValkeyCluster, version: Version) -> list[str]:
+    """Network I/O (and, from Valkey 8.1 on, TLS work) on more threads than the main one. Before 8.0, reads
+    stay on the main thread unless asked."""
+    threads = io_threads(cluster)
+    if threads == 1:
+        return []
+    return [f"io-threads {threads}", *(["io-threads-do-reads yes"] if version < (8, 0) else [])]
 
 
 def _mode_lines(cluster: ValkeyCluster, layout: Layout) -> list[str]:
@@ -95,6 +115,7 @@ def render_valkey_conf(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT) -> s
         *_mode_lines(cluster, layout),
         *_replication_lines(cluster),
         *_persistence_lines(cluster, layout),
+        *_thread_lines(cluster, version),
     ]
     if supports(version, "hide-user-data-from-log"):
         lines.append("hide-user-data-from-log yes")

@@ -133,3 +133,22 @@ def test_write_safety_only_when_asked() -> None:
     conf = lines(replication={"minReplicasToWrite": 1, "maxLagSeconds": 5})
     assert directive(conf, "min-replicas-to-write") == ["min-replicas-to-write 1"]
     assert directive(conf, "min-replicas-max-lag") == ["min-replicas-max-lag 5"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "want"),
+    [
+        ({}, []),  # no CPU limit: the main thread only (Valkey's default)
+        ({"resources": {"limits": {"cpu": "1"}}}, []),
+        ({"resources": {"limits": {"cpu": "2"}}}, ["io-threads 2"]),
+        ({"resources": {"limits": {"cpu": "3500m"}}}, ["io-threads 3"]),  # whole cores
+        ({"resources": {"limits": {"cpu": "500m"}}}, []),
+        ({"resources": {"limits": {"cpu": "64"}}}, ["io-threads 8"]),  # at most 8 from a limit
+        ({"ioThreads": 12, "resources": {"limits": {"cpu": "2"}}}, ["io-threads 12"]),  # the spec wins
+        ({"ioThreads": 1, "resources": {"limits": {"cpu": "4"}}}, []),
+        ({"image": "valkey/valkey:7.2", "ioThreads": 4}, ["io-threads 4", "io-threads-do-reads yes"]),
+    ],
+)
+def test_io_threads_follow_the_cpu_limit_or_the_spec(spec: dict[str, Any], want: list[str]) -> None:
+    conf = lines(**spec)
+    assert directive(conf, "io-threads") + directive(conf, "io-threads-do-reads") == want
