@@ -58,13 +58,13 @@ if reachable; then
 fi
 
 # The project's own cluster: a control plane and a node (kubelet, containerd, kube-proxy, CoreDNS), the
-# operator image and Debian's Valkey 8.1 image built locally and loaded into the node (there is no
+# operator image and Debian's Valkey 9.1 image built locally and loaded into the node (there is no
 # registry), the chart installed, and the example applied with its image pointed at the local one.
 echo "No reachable cluster in the current kubeconfig: starting the project's local Kubernetes with a node."
 bash e2e/cluster.sh up --node
 eval "$(bash e2e/cluster.sh env)"
 operator_image=$(bash e2e/images.sh operator | tail -n 1)
-valkey_image=$(bash e2e/images.sh valkey | tail -n 1)
+valkey_image=$(bash e2e/images.sh valkey9 | tail -n 1)
 bash e2e/cluster.sh import "$operator_image" "$valkey_image"
 helm upgrade --install valkey-operator charts/valkey-operator -n valkey-operator-system --create-namespace \
   --set image.repository="${operator_image%:*}" --set image.tag="${operator_image##*:}" \

@@ -33,7 +33,7 @@ def test_empty_spec_gets_every_default(crd: None, namespace: str) -> None:
     assert spec["mode"] == "replication"
     # replicas follows the mode (3 here): no schema default, status.replicas shows the count in force.
     assert "replicas" not in spec
-    assert spec["image"] == "valkey/valkey:8.1"
+    assert spec["image"] == "valkey/valkey:9.1"
     assert spec["tls"]["mode"] == "required"
     assert spec["tls"]["clientAuth"] == "required"
     assert spec["tls"]["replication"] is True

@@ -287,7 +287,7 @@ def test_a_change_of_shards_on_a_formed_cluster_is_refused_with_what_it_needs() 
     # A lone node that claims slots of its own (it is not met yet) is not part of the layout.
     lone = ClusterNode("idlone", frozenset({"myself", "master"}), None, ((10927, 10928), (10932, 10932)))
     assert layout_change(C, {**FORMED, "cache-2": ClusterView("idlone", "fail", (lone,))}) is None
-    four = example(mode="cluster", shards=4, replicasPerShard=1)
+    four = example(mode="cluster", shards=4, replicasPerShard=1, image="valkey/valkey:8.1")
     refused = layout_change(four, FORMED)
     assert refused is not None
     assert refused.reason == "ShardsChangeNotSupported"

@@ -339,7 +339,7 @@ def _spec_schema() -> Schema:
         {
             "image": _s(
                 "Valkey container image (Valkey >= 7.2). Its tag decides which config directives are emitted.",
-                "valkey/valkey:8.1",
+                "valkey/valkey:9.1",
                 minLength=1,
                 maxLength=512,
                 pattern=IMAGE_REFERENCE,

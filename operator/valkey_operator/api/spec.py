@@ -90,7 +90,7 @@ class ReplicationSpec:
 
 @dataclass(frozen=True)
 class ClusterSpec:
-    image: str = "valkey/valkey:8.1"
+    image: str = "valkey/valkey:9.1"
     image_pull_policy: str = "IfNotPresent"
     mode: s.Mode = "replication"
     replicas: int = 3

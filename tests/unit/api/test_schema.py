@@ -28,7 +28,7 @@ def test_every_status_field_is_described() -> None:
 
 def test_empty_spec_defaults_to_the_contract() -> None:
     spec = apply_defaults(spec_schema(), {})
-    assert spec["image"] == "valkey/valkey:8.1"
+    assert spec["image"] == "valkey/valkey:9.1"
     assert (spec["mode"], spec["shards"], spec["replicasPerShard"]) == ("replication", 3, 1)
     assert "replicas" not in spec  # it follows the mode (3 or 1): parse_spec fills it in
     assert spec["auth"] == {"enabled": True}
