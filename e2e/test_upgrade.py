@@ -1,0 +1,73 @@
+"""Version upgrades on the real nodes: the example (replication, 3 pods, mTLS) on Debian's Valkey 8.1.1, then
+`spec.image` set to the 9.1 image (Debian forky's 9.1.2) under the steady writer. The pods roll as in a
+rotation: replicas first, the primary after `FAILOVER TO`, one at a time. Every acknowledged write is read
+back from the primary at the end, every pod then says (INFO server) it runs 9.1.2, and the advisory
+condition 8.1.1 raised is gone. Last, `spec.image` back to 8.1 is refused (DowngradeRefused) and nothing
+rolls.
+
+The module installs the chart and its own ValkeyCluster (after the other modules uninstalled theirs).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from e2e.conftest import NAME, NS, Creds, condition, kubectl, pod_fqdn, pods, vkc, wait_for
+from e2e.faults import RESUME_WITHIN_MS, StatusWatch, under_writer
+from e2e.node import Node
+
+
+def releases(node: Node, creds: Creds) -> dict[str, str]:
+    """The release each pod's server reports (INFO server)."""
+    out = {}
+    for p in pods(node):
+        info = creds.cli(p["status"]["podIP"], pod_fqdn(p["metadata"]["name"]), "INFO", "server")
+        out[p["metadata"]["name"]] = next(
+            (line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("valkey_version:")), "?"
+        )
+    return out
+
+
+def set_image(node: Node, image: str) -> None:
+    patch = {"spec": {"image": image}}
+    kubectl(node, "patch", "valkeycluster", NAME, "-n", NS, "--type=merge", "-p", json.dumps(patch))
+
+
+def test_8_1_to_9_1_under_a_writer_rolls_like_a_rotation_and_loses_nothing(
+    node: Node, creds: Creds, operator_image: str, valkey9_image: str
+) -> None:
+    before = releases(node, creds)
+    assert set(before.values()) == {"8.1.1"}, before
+    # Debian's 8.1.1 is older than the advisory's fixed 8.1.9: reported, nothing blocked.
+    degraded = condition(vkc(node), "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "VulnerableValkeyVersion"), degraded
+    assert condition(vkc(node), "Ready")["status"] == "True"
+    uids = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(node)}
+
+    def upgrade(watch: StatusWatch) -> None:
+        set_image(node, valkey9_image)
+        wait_for(lambda: set(releases(node, creds).values()) == {"9.1.2"}, "every pod on 9.1.2", 600, every=3)
+
+    report = under_writer(node, creds, operator_image, "upgrade-8.1-to-9.1", upgrade)
+    assert report["missing_count"] == 0, report
+    assert report["longest_pause_ms"] < RESUME_WITHIN_MS, report
+    after = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(node)}
+    assert all(after[p] != u for p, u in uids.items()), (uids, after)  # every pod was replaced
+    events = kubectl(node, "get", "events", "-n", NS, "--field-selector", f"involvedObject.name={NAME}")
+    assert "Switchover" in events, events  # the primary handed over before it restarted
+    wait_for(lambda: condition(vkc(node), "Degraded")["status"] == "False", "the advisory condition gone", 60)
+    print(f"releases before {before}, after {releases(node, creds)}")
+
+
+def test_back_to_8_1_is_refused_and_nothing_rolls(node: Node, creds: Creds, valkey_image: str) -> None:
+    uids = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(node)}
+    set_image(node, valkey_image)
+    wait_for(lambda: condition(vkc(node), "Ready")["reason"] == "DowngradeRefused", "DowngradeRefused", 60)
+    message = condition(vkc(node), "Ready")["message"]
+    assert "runs 9.1.2" in message, message
+    time.sleep(10)  # a roll, had one started, would have replaced a pod by now
+    assert {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(node)} == uids
+    sts = json.loads(kubectl(node, "get", "statefulset", NAME, "-n", NS, "-o", "json"))
+    assert sts["spec"]["template"]["spec"]["containers"][0]["image"] != valkey_image
+    print(f"refused: {message}")
