@@ -12,6 +12,7 @@ from datetime import timedelta
 from tests.unit.conftest import NOW
 from tests.unit.test_decide import FQDN, World, cluster, condition, kinds, merge, pass_, running
 from valkey_operator.actions import Apply, DeletePod, Promote, Switchover
+from valkey_operator.api.spec import ValkeyCluster
 from valkey_operator.decide import decide, needs_fast_look
 from valkey_operator.reconcile import changed
 from valkey_operator.snapshot import ROLE_SLAVE, PodReport, Replication
@@ -236,13 +237,19 @@ def test_a_primary_being_deleted_hands_over_before_it_goes() -> None:
     assert d.status["primary"] == "cache-1"
 
 
-def test_a_scale_down_moves_the_primary_to_a_pod_that_stays_before_the_statefulset_shrinks() -> None:
-    c = cluster()
+def primary_on_last_pod(c: ValkeyCluster) -> World:
+    """Three running pods whose primary is cache-2 (where a rotation leaves it), after a pass."""
     world = running(c)
     world.primary = "cache-2"
     world.follows = {"cache-0": "cache-2", "cache-1": "cache-2"}
     world.report()
     pass_(world, c)
+    return world
+
+
+def test_a_scale_down_moves_the_primary_to_a_pod_that_stays_before_the_statefulset_shrinks() -> None:
+    c = cluster()
+    world = primary_on_last_pod(c)
     one = cluster(replicas=1)
     d = pass_(world, one)
     assert sts_replicas(d) == []  # held at 3: the primary's ordinal stays until the role has moved

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 import pytest
 
 from tests.unit.conftest import NOW
-from tests.unit.test_decide import cluster, pass_, running
-from tests.unit.test_failover import events
+from tests.unit.test_decide import cluster
+from tests.unit.test_failover import events, primary_on_last_pod
 from valkey_operator.actions import ClusterFailover, DeletePod, Event, Switchover
 from valkey_operator.clock import iso
 from valkey_operator.decide import decide
@@ -84,12 +84,7 @@ def test_each_shard_handover_is_paced_on_its_own() -> None:
 
 
 def test_a_scale_down_whose_switchover_aborts_asks_again_after_the_wait_not_every_pass() -> None:
-    c = cluster()
-    world = running(c)
-    world.primary = "cache-2"
-    world.follows = {"cache-0": "cache-2", "cache-1": "cache-2"}
-    world.report()
-    pass_(world, c)
+    world = primary_on_last_pod(cluster())
     one = cluster(replicas=1)
     moves = []
     for second in range(0, 16):
