@@ -2,8 +2,8 @@
 `spec.image` set to the 9.1 image (Debian forky's 9.1.2) under the steady writer. The pods roll as in a
 rotation: replicas first, the primary after `FAILOVER TO`, one at a time. Every acknowledged write is read
 back from the primary at the end, every pod then says (INFO server) it runs 9.1.2, and the advisory
-condition 8.1.1 raised is gone. Last, `spec.image` back to 8.1 is refused (DowngradeRefused) and nothing
-rolls.
+condition 8.1.1 raised is gone. Then a HotReload rotation on 9.1 under the writer: no restart, no failed
+write. Last, `spec.image` back to 8.1 is refused (DowngradeRefused) and nothing rolls.
 
 The module installs the chart and its own ValkeyCluster (after the other modules uninstalled theirs).
 """
@@ -12,21 +12,44 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
-from e2e.conftest import NAME, NS, Creds, condition, kubectl, pod_fqdn, pods, vkc, wait_for
-from e2e.faults import RESUME_WITHIN_MS, StatusWatch, under_writer
+from e2e.conftest import (
+    NAME,
+    NS,
+    Creds,
+    condition,
+    kubectl,
+    plain,
+    pod_fqdn,
+    pods,
+    served_fingerprint,
+    vkc,
+    wait_for,
+)
+from e2e.faults import RESUME_WITHIN_MS, StatusWatch, restarts, settled, under_writer
 from e2e.node import Node
+from valkey_operator import names
 
 
 def releases(node: Node, creds: Creds) -> dict[str, str]:
     """The release each pod's server reports (INFO server)."""
     out = {}
     for p in pods(node):
-        info = creds.cli(p["status"]["podIP"], pod_fqdn(p["metadata"]["name"]), "INFO", "server")
+        ip = p["status"].get("podIP")
+        info = creds.cli(ip, pod_fqdn(p["metadata"]["name"]), "INFO", "server") if ip else ""  # a pod between lives
         out[p["metadata"]["name"]] = next(
             (line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("valkey_version:")), "?"
         )
     return out
+
+
+def serves(creds: Creds, pod: dict[str, Any], fingerprint: str) -> bool:
+    """The pod presents the certificate `fingerprint` names (a live handshake); False if it does not answer."""
+    try:
+        return served_fingerprint(creds, pod["status"]["podIP"], pod_fqdn(pod["metadata"]["name"])) == fingerprint
+    except (OSError, KeyError):
+        return False
 
 
 def set_image(node: Node, image: str) -> None:
@@ -58,6 +81,38 @@ def test_8_1_to_9_1_under_a_writer_rolls_like_a_rotation_and_loses_nothing(
     assert "Switchover" in events, events  # the primary handed over before it restarted
     wait_for(lambda: condition(vkc(node), "Degraded")["status"] == "False", "the advisory condition gone", 60)
     print(f"releases before {before}, after {releases(node, creds)}")
+
+
+def test_a_hot_reload_rotation_on_9_1_restarts_nothing_and_fails_no_write(
+    node: Node, creds: Creds, operator_image: str
+) -> None:
+    """HotReload on 9.1 adds `tls-auto-reload-interval` to valkey.conf (one roll); then a rotation under the
+    writer: the operator reloads each pod as soon as the kubelet has projected the new Secret (Valkey would
+    re-read the files itself within 60 s), confirms each by a live handshake, and nothing restarts."""
+    uids = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(node)}
+    set_strategy = {"spec": {"tls": {"rotation": {"strategy": "HotReload"}}}}
+    kubectl(node, "patch", "valkeycluster", NAME, "-n", NS, "--type=merge", "-p", json.dumps(set_strategy))
+    wait_for(lambda: settled(node) and all(p["metadata"]["uid"] != uids.get(p["metadata"]["name"]) for p in pods(node)),
+             "the roll that brings tls-auto-reload-interval", 600, every=3)  # fmt: skip
+    before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(node)}
+    serial = vkc(node)["status"]["certificates"]["server"]["serial"]
+    took: dict[str, float] = {}
+
+    def rotate(watch: StatusWatch) -> None:
+        started = time.monotonic()
+        kubectl(node, "annotate", "--overwrite", "valkeycluster", NAME, "-n", NS,
+                f"{names.ANN_ROTATE_CERTIFICATES}={time.time()}")  # fmt: skip
+        wait_for(lambda: vkc(node)["status"]["certificates"]["server"]["serial"] != serial, "the new certificate", 60)
+        want = plain(vkc(node)["status"]["certificates"]["server"]["fingerprintSHA256"])
+        wait_for(lambda: all(serves(creds, p, want) for p in pods(node)), "every pod serving it", 300, every=2)
+        took["serving"] = time.monotonic() - started
+
+    report = under_writer(node, creds, operator_image, "hot-reload-9.1", rotate)
+    assert report["missing_count"] == 0, report
+    assert report["failures"] == 0, report
+    assert {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(node)} == before  # nothing restarted
+    assert all(restarts(node, name) == 0 for name in before)
+    print(f"every pod served the new certificate {took['serving']:.1f} s after the rotation was asked for")
 
 
 def test_back_to_8_1_is_refused_and_nothing_rolls(node: Node, creds: Creds, valkey_image: str) -> None:
