@@ -243,9 +243,9 @@ class ValkeyAdmin:
         return parse_replication(info)
 
     def cluster_view(self, host: str, creds: Credentials | None) -> ClusterView:
-        """Cluster mode: the node's id, cluster_state and every node it knows (CLUSTER NODES)."""
+        """Cluster mode: the node's id (its `myself` line), cluster_state and every node it knows (CLUSTER
+        NODES)."""
         with self._conn(host, creds) as conn:
-            myid = conn.execute_command("CLUSTER", "MYID")
             state = _cluster_field(conn.execute_command("CLUSTER", "INFO"), "cluster_state")
             nodes = conn.execute_command("CLUSTER", "NODES")
             server: dict[str, object] = conn.info("server")  # type: ignore[assignment]
@@ -253,10 +253,11 @@ class ValkeyAdmin:
                 jobs = conn.execute_command("CLUSTER", "GETSLOTMIGRATIONS")
             except valkey.exceptions.ResponseError:  # before Valkey 9.0: no atomic slot migration
                 jobs = []
+        known = parse_cluster_nodes(_nodes_text(nodes))
         return ClusterView(
-            _text(myid).strip(),
+            next((n.id for n in known if "myself" in n.flags), ""),
             state,
-            parse_cluster_nodes(_nodes_text(nodes)),
+            known,
             parse_slot_migrations(jobs),
             server_version(server),
         )
