@@ -10,7 +10,9 @@ The module installs the chart and its own ValkeyCluster (after the other modules
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
 import time
 from typing import Any
 
@@ -36,8 +38,10 @@ def releases(node: Node, creds: Creds) -> dict[str, str]:
     """The release each pod's server reports (INFO server)."""
     out = {}
     for p in pods(node):
-        ip = p["status"].get("podIP")
-        info = creds.cli(ip, pod_fqdn(p["metadata"]["name"]), "INFO", "server") if ip else ""  # a pod between lives
+        ip, info = p["status"].get("podIP"), ""
+        # A pod between lives has no address, or one that nothing answers on any more.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            info = creds.cli(ip, pod_fqdn(p["metadata"]["name"]), "INFO", "server", timeout=5) if ip else ""
         out[p["metadata"]["name"]] = next(
             (line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("valkey_version:")), "?"
         )
