@@ -63,8 +63,10 @@ def main() -> None:
     print(f"{'valkey':>8} {'io-threads':>10} {'P':>3} {'cmd':>4} {'plain rps':>11} {'tls rps':>11} {'tls/plain':>9}")
     for label, bin_dir in valkeys():
         for threads in args.io_threads:
-            tls = {"mode": "preferred", "clientAuth": "none"}
-            cluster = example(mode="standalone", replicas=1, ioThreads=threads, tls=tls, image=f"valkey/valkey:{label}")
+            side_by_side = {"mode": "preferred", "clientAuth": "none"}
+            cluster = example(
+                mode="standalone", replicas=1, ioThreads=threads, tls=side_by_side, image=f"valkey/valkey:{label}"
+            )
             with tempfile.TemporaryDirectory() as tmp:
                 inst = start_instance(cluster, Path(tmp), bin_dir=bin_dir)
                 try:
