@@ -8,7 +8,8 @@ handover asked for is kept in `status.handovers` ({action, attempts, at}), and t
 only after 5 s, then 10, 20, 40 and 60 s; from the second attempt on, a Warning Event says that the last one
 did not complete. A record older than `FORGOTTEN_AFTER` belongs to a handover that is over; so does one
 that a pass with nothing under way (no role moving, no FAILOVER between its steps, no slots migrating) no
-longer asks for: it completed, and the same handover asked for later is a new one, not a retry.
+longer asks for once its wait is over: it completed, and the same handover asked for later is a new one,
+not a retry. (A pass that skips the ask for another reason, within the wait, does not reset the pacing.)
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ def _is_handover(action: Action) -> bool:
     return isinstance(action, (Switchover, ClusterFailover, MigrateSlots))
 
 
+def _waited(record: Mapping[str, Any], now: datetime) -> bool:
+    at = parse_iso(record.get("at"))
+    return at is None or now - at >= timedelta(seconds=wait_after(int(record.get("attempts", 1))))
+
+
 def pace(
     before: Sequence[Mapping[str, Any]],
     actions: Sequence[Action],
@@ -68,7 +74,7 @@ def pace(
     retry_after: float | None = None
     asked = {str(a) for a in actions if _is_handover(a)}
     if not under_way:
-        records = {k: r for k, r in records.items() if k in asked}
+        records = {k: r for k, r in records.items() if k in asked or not _waited(r, now)}
     for action in actions:
         if not _is_handover(action):
             kept.append(action)

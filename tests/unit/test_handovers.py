@@ -75,6 +75,16 @@ def test_a_handover_no_longer_asked_for_while_nothing_is_under_way_completed_and
     assert (again.actions, again.events, again.first_attempts) == ((MOVE,), (TOLD,), 1)
 
 
+def test_a_pass_that_skips_the_ask_within_the_wait_does_not_reset_the_pacing() -> None:
+    """A pass skips the switchover for another reason (a silent pod, the StatefulSet not settled) a second
+    after it was asked: the record stays, and the same ask 3 s later is still held back."""
+    first = pace([], [MOVE], [TOLD], NOW)
+    gap = pace(first.records, [], [], later(1))
+    assert gap.records == first.records
+    held = pace(gap.records, [MOVE], [TOLD], later(3))
+    assert (held.actions, held.events, held.first_attempts) == ((), (), 0)
+
+
 def test_each_shard_handover_is_paced_on_its_own() -> None:
     a, b = ClusterFailover("cache-3"), ClusterFailover("cache-4")
     first = pace([], [a], [], NOW)
