@@ -144,6 +144,12 @@ def vkc(node: Node) -> dict[str, Any]:
     return get_json(node, "valkeycluster", NAME, "-n", NS)
 
 
+def cluster_events(node: Node) -> str:
+    """The Events of this ValkeyCluster (by uid: an earlier module's resource of the same name had its own)."""
+    uid = vkc(node)["metadata"]["uid"]
+    return kubectl(node, "get", "events", "-n", NS, "--field-selector", f"involvedObject.uid={uid}")
+
+
 def condition(body: dict[str, Any], kind: str) -> dict[str, Any]:
     return next((c for c in body.get("status", {}).get("conditions", []) if c["type"] == kind), {})
 

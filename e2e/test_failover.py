@@ -32,6 +32,7 @@ from e2e.conftest import (
     NS,
     OPERATOR_NS,
     Creds,
+    cluster_events,
     condition,
     get_json,
     is_ready,
@@ -82,7 +83,7 @@ def test_deleting_the_primary_hands_over_first_and_loses_nothing(
     assert report["missing_count"] == 0, report
     assert report["longest_pause_ms"] <= RESUME_WITHIN_MS, report
     assert report["primary_after"] != report["primary_before"]
-    events = kubectl(node, "get", "events", "-n", NS, "--field-selector", f"involvedObject.name={NAME}")
+    events = cluster_events(node)
     assert "Switchover" in events, events
 
 
@@ -100,7 +101,7 @@ def test_a_killed_primary_server_never_becomes_an_empty_source(node: Node, clust
     # Asynchronous replication: what the primary acknowledged in the last moment before the kill may not
     # have reached a replica (bounded by the replication lag, a few writes at 50/s). Never the whole dataset.
     assert report["missing_count"] <= 25, report
-    events = kubectl(node, "get", "events", "-n", NS, "--field-selector", f"involvedObject.name={NAME}")
+    events = cluster_events(node)
     assert "FailedOver" in events, events
 
 

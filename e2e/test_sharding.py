@@ -31,6 +31,7 @@ from e2e.conftest import (
     ROOT,
     SERVICE_DNS,
     Creds,
+    cluster_events,
     condition,
     finish_pod,
     is_ready,
@@ -94,7 +95,7 @@ def test_the_operator_forms_the_cluster_and_says_ready_only_then(node: Node, cre
     shards = creds.cli(top["status"]["podIP"], pod_fqdn(top["metadata"]["name"]), "CLUSTER", "SHARDS")
     assert shards.count("role\nmaster") == 3, shards
     assert shards.count("role\nreplica") == 3, shards
-    events = kubectl(node, "get", "events", "-n", NS, "--field-selector", f"involvedObject.name={NAME}")
+    events = cluster_events(node)
     assert "ReconcileError" not in events, events
     # Status says what the nodes report: three shards, each a primary with one replica, every slot.
     status = vkc(node)["status"]
@@ -292,7 +293,7 @@ def test_a_rolling_restart_hands_each_shard_over_and_loses_nothing(
         node, creds, operator_image, "rolling-restart", start,
         lambda: rotated() and all(uids(node).get(p) not in (None, u) for p, u in before.items()),
     )  # fmt: skip
-    events = kubectl(node, "get", "events", "-n", NS, "--field-selector", f"involvedObject.name={NAME}")
+    events = cluster_events(node)
     assert events.count("Switchover") >= 1, events  # shard primaries were handed over, not just deleted
     assert report["longest_pause_ms"] < RESUME_WITHIN_MS, report
 

@@ -20,6 +20,7 @@ from e2e.conftest import (
     NAME,
     NS,
     Creds,
+    cluster_events,
     condition,
     kubectl,
     plain,
@@ -74,14 +75,19 @@ def test_8_1_to_9_1_under_a_writer_rolls_like_a_rotation_and_loses_nothing(
 
     def upgrade(watch: StatusWatch) -> None:
         set_image(node, valkey9_image)
-        wait_for(lambda: set(releases(node, creds).values()) == {"9.1.2"}, "every pod on 9.1.2", 600, every=3)
+
+        def upgraded() -> bool:
+            found = releases(node, creds)  # all three pods, each on 9.1.2 (not two while the third is replaced)
+            return len(found) == 3 and set(found.values()) == {"9.1.2"}
+
+        wait_for(upgraded, "every pod on 9.1.2", 600, every=3)
 
     report = under_writer(node, creds, operator_image, "upgrade-8.1-to-9.1", upgrade)
     assert report["missing_count"] == 0, report
     assert report["longest_pause_ms"] < RESUME_WITHIN_MS, report
     after = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(node)}
     assert all(after[p] != u for p, u in uids.items()), (uids, after)  # every pod was replaced
-    events = kubectl(node, "get", "events", "-n", NS, "--field-selector", f"involvedObject.name={NAME}")
+    events = cluster_events(node)
     assert "Switchover" in events, events  # the primary handed over before it restarted
     wait_for(lambda: condition(vkc(node), "Degraded")["status"] == "False", "the advisory condition gone", 60)
     print(f"releases before {before}, after {releases(node, creds)}")
