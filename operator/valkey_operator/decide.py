@@ -29,8 +29,8 @@ from valkey_operator.actions import (
 from valkey_operator.api.spec import SpecError, ValkeyCluster
 from valkey_operator.api.status import (
     CERTIFICATES_READY,
-    DEGRADED,
     EXPIRING_SOON,
+    READY,
     RECONCILE_ERROR,
     Observation,
     conditions,
@@ -344,23 +344,53 @@ def not_owned(cluster: ValkeyCluster, snap: Snapshot) -> SpecError | None:
     )
 
 
-def _refused(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision | None:
-    """Objects someone else made, or a change of shards the cluster cannot make (now)."""
-    error = not_owned(cluster, snap) or versions.downgrade(cluster, snap.reports)
-    if error is None and cluster.spec.mode == "cluster":
+def _hold(cluster: ValkeyCluster, snap: Snapshot) -> tuple[ValkeyCluster | None, SpecError | None]:
+    """A change the running cluster cannot make (now) is held: the refused field keeps what runs (the
+    StatefulSet's image; the shards that serve, or that slots move for) and the rest of the pass goes on
+    (failover, handovers, certificates, rotations), with status saying why. None: nothing runs to hold to."""
+    error = versions.downgrade(cluster, snap.reports)
+    if error is not None:
+        running = _running_image(snap, cluster)
+        if running is None:
+            return None, error
+        cluster = replace(cluster, spec=replace(cluster.spec, image=running))
+    if cluster.spec.mode == "cluster":
         views = snap.cluster_views
-        error = sharding.layout_change(cluster, views) or sharding.change_during_migration(cluster, views, snap.status)
-    if error is None:
-        return None
-    later = sharding.RECHECK if error.reason == sharding.SHARDS_CHANGE_DURING_MIGRATION else None
-    return decide_invalid(snap.status, cluster.generation, error, now, later)
+        shards = sharding.layout_change(cluster, views) or sharding.change_during_migration(cluster, views, snap.status)
+        if shards is not None:
+            kept = sharding.held_shards(cluster, views, snap.status)
+            cluster = replace(cluster, spec=replace(cluster.spec, shards=kept))
+            error = error or shards
+    return cluster, error
+
+
+def _admitted(
+    cluster: ValkeyCluster, snap: Snapshot, now: datetime
+) -> Decision | tuple[ValkeyCluster, SpecError | None]:
+    """Objects someone else made stop the pass; a change the cluster cannot make is held (`_hold`)."""
+    foreign = not_owned(cluster, snap)
+    if foreign is not None:
+        return decide_invalid(snap.status, cluster.generation, foreign, now)
+    held_to, held = _hold(cluster, snap)
+    if held_to is None:
+        assert held is not None  # nothing runs to hold a refused change to
+        return decide_invalid(snap.status, cluster.generation, held, now)
+    return held_to, held
+
+
+def _running_image(snap: Snapshot, cluster: ValkeyCluster) -> str | None:
+    sts = snap.get("StatefulSet", cluster.names.statefulset) or {}
+    containers = ((((sts.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers")) or [{}]
+    image = containers[0].get("image")
+    return str(image) if image else None
 
 
 def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
     """Every decision of one pass."""
-    refused = _refused(cluster, snap, now)
-    if refused is not None:
-        return refused
+    admitted = _admitted(cluster, snap, now)
+    if isinstance(admitted, Decision):
+        return admitted
+    cluster, held = admitted
     n = cluster.names
     views = pods(snap)
     live = [p for p in views if not p.terminating]
@@ -388,12 +418,7 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
     fingerprint = describe_pem(material.server.cert_pem).fingerprint_sha256
     states = _states(cluster, snap, views, template_digest(sts_manifest), fingerprint, hot)
 
-    # Role moves first (writes resume soonest), then the labels that move the Services, then replicas
-    # repointed to the primary, then the objects.
-    moves = [a for a in roles.actions if not isinstance(a, Repoint)]
-    repoints = [a for a in roles.actions if isinstance(a, Repoint)]
-    labels = _role_actions(live, primary) if primary else []
-    actions: list[Action] = [*moves, *labels, *repoints, *applies]
+    actions: list[Action] = [*_roles_in_order(roles, live), *applies]
     events = [
         *roles.events,
         *(
@@ -433,7 +458,7 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
     # A handover asked for too recently (it may still be under way, or it aborted) is not asked again yet.
     paced = handovers.pace(snap.status.get("handovers") or [], actions, events, now, _under_way(snap, roles))
     certs = certificates(cluster, material, now)
-    status, report_events, metrics = _report(cluster, snap, certs, states, live, roles, now, hot, planned)
+    status, report_events, metrics = _report(cluster, snap, certs, states, live, roles, now, hot, planned, held)
     status.update(_asked(cluster, snap, paced))
     return Decision(
         paced.actions,
@@ -443,6 +468,15 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
         _soonest(retry_after, paced.retry_after),
         _next_due(cluster, material, certs, now),
     )
+
+
+def _roles_in_order(roles: failover.Roles, live: Sequence[PodView]) -> list[Action]:
+    """Role moves first (writes resume soonest), then the labels that move the Services, then replicas
+    repointed to the primary (the objects come after these)."""
+    moves = [a for a in roles.actions if not isinstance(a, Repoint)]
+    repoints = [a for a in roles.actions if isinstance(a, Repoint)]
+    labels = _role_actions(live, roles.primary) if roles.primary else []
+    return [*moves, *labels, *repoints]
 
 
 def _asked(cluster: ValkeyCluster, snap: Snapshot, paced: handovers.Paced) -> dict[str, Any]:
@@ -562,6 +596,7 @@ def _report(
     now: datetime,
     hot: bool,
     planned: Plan,
+    held: SpecError | None = None,
 ) -> tuple[dict[str, Any], list[Event], Metrics]:
     n = cluster.names
     live_states = [s for s in states if not s.terminating]
@@ -581,6 +616,7 @@ def _report(
         failover=_failover_observed(roles),
         persistent=cluster.spec.persistence.enabled,
         vulnerable=versions.vulnerable(cluster, snap.reports),
+        held=(held.reason, held.message) if held else None,
         sharded=sharding.cluster_conditions(cluster, live, snap.cluster_views)
         if cluster.spec.mode == "cluster"
         else None,
@@ -607,8 +643,11 @@ def _report(
         was, primary = snap.status.get("primary"), roles.primary
         if was and primary and was != primary:
             events.append(Event("Normal", "PrimaryMoved", f"{primary} is the primary now (was {was})."))
-    if obs.vulnerable and _condition(snap, DEGRADED).get("reason") != versions.VULNERABLE:
+    status["advisory"] = versions.advisory_key(cluster, snap.reports)
+    if obs.vulnerable and status["advisory"] != snap.status.get("advisory"):
         events.append(Event("Warning", versions.VULNERABLE, obs.vulnerable[1]))
+    if held and _condition(snap, READY).get("reason") != held.reason:
+        events.append(Event("Warning", held.reason, held.message))
     if certs.expiring and _condition(snap, EXPIRING_SOON).get("status") != "True":
         message = next(c["message"] for c in status["conditions"] if c["type"] == EXPIRING_SOON)
         events.append(Event("Warning", "CertificateExpiringSoon", message))

@@ -28,7 +28,7 @@ A change of shards before Valkey 9.0 is refused (`layout_change`); slots no node
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -220,20 +220,31 @@ def _place(
             strays.append(p)
     follow: list[Action] = []
     pod_of = {v.myid: p for p, v in reports.items()}
-    for head in owners:
-        if head in drained or pod_of.get(head, desired[0]) in desired or followers[head]:
+    leaving = {h for h in owners if h not in drained and pod_of.get(h, desired[0]) not in desired}
+    planned = {p: _master_of(reports[p]) or "" for p in desired}  # whom each pod follows once this pass is done
+    for head in sorted(leaving, key=owners.index):
+        if followers[head]:
             continue
-        donors = [p for p in desired if (me := reports[p].myself) is not None and me.master in followers]
-        donors.sort(key=lambda p: (_master_of(reports[p]) not in drained, -followers[_master_of(reports[p]) or ""]))
+        # A replica of a shard that goes first, else of the shard with the most; never the only one that
+        # stays with another leaving primary, nor one already moved in this pass.
+        donors = [p for p in desired if _spare(planned[p], head, followers, leaving)]
+        donors.sort(key=lambda p: (planned[p] not in drained, -followers[planned[p]]))
         if donors:
-            followers[_master_of(reports[donors[0]]) or ""] -= 1
+            followers[planned[donors[0]]] -= 1
             followers[head] += 1
+            planned[donors[0]] = head
             follow.append(Replicate(donors[0], head))
     for p in strays:
         head = min(heads, key=lambda h: followers[h])  # min keeps the first of equals: the order of `heads`
         followers[head] += 1
         follow.append(Replicate(p, head))
     return Formation(tuple(follow), retry_after=RECHECK if follow else None)
+
+
+def _spare(master: str, head: str, followers: Mapping[str, int], leaving: Collection[str]) -> bool:
+    """A replica of `master` may move to `head`: it follows a shard, another one than `head`, and is not the
+    only pod that stays with another leaving primary."""
+    return master in followers and master != head and not (master in leaving and followers[master] < 2)
 
 
 def _migrations(
@@ -312,6 +323,15 @@ def resharding_to(
     if any(v.migrating for v in reports.values()) and isinstance(before, int):
         return before
     return None
+
+
+def held_shards(cluster: ValkeyCluster, reports: Mapping[str, ClusterView], status: Mapping[str, Any]) -> int:
+    """The shards count a refused change is held at: the one slots still move for, else the one that serves."""
+    target = status.get("reshardingTo")
+    if isinstance(target, int) and any(v.migrating for v in reports.values()):
+        return target
+    view = best_view(reports.values())
+    return len(_serving(view)) if view is not None else cluster.spec.shards
 
 
 def change_during_migration(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from valkey_operator.api.spec import SpecError, ValkeyCluster
-from valkey_operator.conf.version import Advisory, Release, advisories, image_release, image_version
+from valkey_operator.conf.version import BASELINE, Advisory, Release, advisories, image_release, image_version
 from valkey_operator.snapshot import PodReport
 
 DOWNGRADE_REFUSED = "DowngradeRefused"
@@ -33,7 +33,7 @@ def downgrade(cluster: ValkeyCluster, reports: Mapping[str, PodReport]) -> SpecE
     replication stream) may not load in the older one. Refused, nothing rolled."""
     asked = image_version(cluster.spec.image)
     runs = running(reports)
-    if asked is None or not runs:
+    if asked is None or asked < BASELINE or not runs:  # below 7.2 the tag is not a Valkey version
         return None
     pod, newest = max(runs.items(), key=lambda kv: kv[1])
     if newest[0] <= asked[0]:
@@ -47,9 +47,7 @@ def downgrade(cluster: ValkeyCluster, reports: Mapping[str, PodReport]) -> SpecE
     )
 
 
-def vulnerable(cluster: ValkeyCluster, reports: Mapping[str, PodReport]) -> tuple[str, str] | None:
-    """(reason, message) when a pod runs, or the image's tag names, a release with a known vulnerability;
-    what the pods say wins over the tag. Nothing is blocked."""
+def _affected(cluster: ValkeyCluster, reports: Mapping[str, PodReport]) -> list[tuple[Advisory, Release, list[str]]]:
     runs = running(reports)
     named = image_release(cluster.spec.image)
     seen: dict[Release, list[str]] = {}
@@ -57,11 +55,23 @@ def vulnerable(cluster: ValkeyCluster, reports: Mapping[str, PodReport]) -> tupl
         seen.setdefault(release, []).append(pod)
     if not runs and named is not None:
         seen[named] = [f"spec.image {cluster.spec.image}"]
-    found: list[tuple[Advisory, Release, list[str]]] = [
-        (a, release, who) for release, who in sorted(seen.items()) for a in advisories(release)
-    ]
+    return [(a, release, who) for release, who in sorted(seen.items()) for a in advisories(release)]
+
+
+def advisory_key(cluster: ValkeyCluster, reports: Mapping[str, PodReport]) -> str | None:
+    """What an announcement is about (each advisory and affected release), whichever pods say it: the
+    Warning Event is posted when this changes, not when a pod comes or goes."""
+    found = _affected(cluster, reports)
+    return ", ".join(f"{a.cve} {_text(release)}" for a, release, _ in found) or None
+
+
+def vulnerable(cluster: ValkeyCluster, reports: Mapping[str, PodReport]) -> tuple[str, str] | None:
+    """(reason, message) when a pod runs, or the image's tag names, a release with a known vulnerability;
+    what the pods say wins over the tag. Nothing is blocked."""
+    found = _affected(cluster, reports)
     if not found:
         return None
+    runs = running(reports)
     parts = [
         f"{', '.join(who)} {'runs' if runs else 'names'} Valkey {_text(release)}, affected by {a.cve} ({a.what}; "
         f"fixed in {a.fixed_in()})"

@@ -623,10 +623,10 @@ def test_a_crash_looping_shard_pod_is_replaced_by_the_roll_that_carries_its_fix(
     assert not [a for a in decide(fixed, world.snapshot(), NOW).actions if isinstance(a, DeletePod)]
 
 
-def test_a_shards_change_while_slots_move_for_another_count_is_refused_until_the_migration_is_over() -> None:
-    """Growing 3 -> 4 on Valkey 9.1, slots on their way to the fourth shard; the user asks for 5 meanwhile. A
-    running migration cannot be redirected: a condition says so, nothing is touched (the StatefulSet keeps its
-    size), and the pass looks again soon; once no node migrates, 5 is taken up."""
+def test_a_shards_change_while_slots_move_for_another_count_is_held_until_the_migration_is_over() -> None:
+    """Slots move between the three shards (a growth's rebalance, say) and the user asks for 5 meanwhile. A
+    running migration cannot be redirected: a condition says so and the count is held at 3 (the StatefulSet
+    keeps its size) while the rest of the pass goes on; once no node migrates, 5 is taken up."""
     from tests.unit.test_sharding import SLOTS, seen_by_all
     from valkey_operator.snapshot import SlotMigration
 
@@ -636,26 +636,34 @@ def test_a_shards_change_while_slots_move_for_another_count_is_refused_until_the
     pass_(world, c)
     _formed_shards(world, c)
     pass_(world, c)
-    world.status["reshardingTo"] = 4
+    world.status["reshardingTo"] = 3
     ids = {p: f"id{i}" for i, p in enumerate(c.names.pods(6))}
-    job = SlotMigration("EXPORT", "4096-5461", "id0", "id6", "snapshotting")
+    job = SlotMigration("EXPORT", "4096-5461", "id0", "id1", "snapshotting")
     busy = {p: dataclasses.replace(v, migrations=(job,)) for p, v in seen_by_all(ids, SLOTS, {}).items()}
     for p, v in busy.items():
         world.reports[p] = dataclasses.replace(world.reports[p], cluster=v)
     five = cluster(mode="cluster", shards=5, replicasPerShard=1, **nine)
     d = decide(five, world.snapshot(), NOW)
-    assert d.actions == ()
+    assert sts_sizes(d) == []  # held: no pod added while slots move for three shards
     assert condition(d, "Ready")["reason"] == "ShardsChangeDuringMigration"
-    assert "so that 4 shards serve them" in condition(d, "Ready")["message"]
-    assert d.retry_after == 1.0
+    assert condition(d, "Degraded")["reason"] == "ShardsChangeDuringMigration"
+    assert "so that 3 shards serve them" in condition(d, "Ready")["message"]
+    assert ("Warning", "ShardsChangeDuringMigration") in [(e.type, e.reason) for e in d.events]
+    assert d.status["phase"] == "Degraded"
+    assert d.retry_after is not None  # form looks again while slots move
+    assert d.retry_after <= 1.0
     # The migration is over: the change is taken up (the StatefulSet grows to five shards of two).
     for p, v in seen_by_all(ids, SLOTS, {}).items():
         world.reports[p] = dataclasses.replace(world.reports[p], cluster=v)
     d = decide(five, world.snapshot(), NOW)
     assert condition(d, "Ready")["reason"] != "ShardsChangeDuringMigration"
     assert d.status.get("reshardingTo") is None
-    assert [
+    assert sts_sizes(d) == [10]
+
+
+def sts_sizes(d: Decision) -> list[int]:
+    return [
         a.manifest["spec"]["replicas"]
         for a in d.actions
         if isinstance(a, Apply) and a.manifest["kind"] == "StatefulSet"
-    ] == [10]
+    ]

@@ -34,7 +34,9 @@ def lose(world: World, pod: str) -> None:
         rep = world.reports[replica].replication
         assert rep is not None
         world.reports[replica] = PodReport(
-            Replication(ROLE_SLAVE, rep.master_host, link_up=False, offset=world.synced.get(replica, 0))
+            Replication(
+                ROLE_SLAVE, rep.master_host, link_up=False, offset=world.synced.get(replica, 0), release=rep.release
+            )
         )
 
 

@@ -518,3 +518,16 @@ def test_fewer_replicas_after_a_growth_move_a_replica_that_stays_to_the_shard_wh
     assert out.actions == (Replicate("cache-3", "id6"),)
     joined = seen_by_all(IDS8, GROWN, {**follow, "cache-3": "id6"})
     assert handovers(lean, VIEWS8, joined, {"cache-3": rep(90), "cache-7": rep(100)}) == (ClusterFailover("cache-3"),)
+
+
+def test_two_leaving_shards_each_get_their_own_replica_never_the_same_one_twice() -> None:
+    """replicasPerShard 0 after two growths: cache-6 and cache-7 serve shards but go; cache-2 and cache-3 both
+    follow cache-0's shard. Each leaving primary gets one of them, in one pass, and none is moved twice."""
+    lean = example(mode="cluster", shards=4, replicasPerShard=0, image="valkey/valkey:9.1.2")
+    slots = {"cache-0": ((0, 4095),), "cache-1": ((4096, 8191),), "cache-6": ((8192, 12287),),
+             "cache-7": ((12288, 16383),)}  # fmt: skip
+    reports = seen_by_all(IDS8, slots, {"cache-2": "id0", "cache-3": "id0", "cache-4": "id1", "cache-5": "id1"})
+    out = form(lean, VIEWS8, reports)
+    moved = [(a.pod, a.primary_id) for a in out.actions if isinstance(a, Replicate)]
+    assert sorted(target for _, target in moved) == ["id6", "id7"]
+    assert len({pod for pod, _ in moved}) == 2

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from tests.unit.conftest import NOW, example
 from tests.unit.test_decide import World, cluster, condition, pass_, running
+from valkey_operator.actions import Apply, Promote
 from valkey_operator.conf.version import advisories, image_release, parse_release
-from valkey_operator.decide import decide
 from valkey_operator.snapshot import PodReport, Replication
 from valkey_operator.versions import downgrade, vulnerable
 
@@ -71,6 +73,7 @@ def test_an_older_major_than_a_pod_runs_is_refused_a_newer_one_or_a_patch_is_not
     assert downgrade(example(image="valkey/valkey:9.1"), runs((8, 1, 1))) is None  # an upgrade
     assert downgrade(example(image="valkey/valkey:9.1.1"), runs((9, 1, 2))) is None  # a patch, either way
     assert downgrade(example(image="valkey/valkey:latest"), runs((9, 1, 2))) is None  # the tag says nothing
+    assert downgrade(example(image="acme/valkey:2.3"), runs((9, 1, 2))) is None  # not a Valkey version
     assert downgrade(example(image="valkey/valkey:8.1"), {}) is None  # nothing answered
 
 
@@ -94,10 +97,38 @@ def test_a_pass_reports_a_vulnerable_release_as_degraded_once_and_blocks_nothing
     assert [e.reason for e in again.events] == []  # said once
 
 
-def test_a_pass_refuses_a_downgrade_and_touches_nothing() -> None:
+def test_a_refused_downgrade_is_held_and_failover_still_runs() -> None:
+    """spec.image names 8.1 while the pods run 9.1.2: the StatefulSet keeps its image (nothing rolls), status
+    says why, and the rest of the pass goes on: a primary lost meanwhile is still failed over."""
+    from tests.unit.test_failover import lose, written
+
     c = cluster(image="valkey/valkey:9.1")
     world = running(c)
     running_release(world, (9, 1, 2))
-    d = decide(cluster(image="valkey/valkey:8.1"), world.snapshot(), NOW)
-    assert d.actions == ()
+    back = cluster(image="valkey/valkey:8.1")
+    d = pass_(world, back)
+    assert not [a for a in d.actions if isinstance(a, Apply) and a.manifest["kind"] == "StatefulSet"]
     assert condition(d, "Ready")["reason"] == "DowngradeRefused"
+    assert condition(d, "Degraded")["reason"] == "DowngradeRefused"
+    assert ("Warning", "DowngradeRefused") in [(e.type, e.reason) for e in d.events]
+    assert [e.reason for e in pass_(world, back).events] == []  # said once
+    written(world, {"cache-1": 300, "cache-2": 200})
+    lose(world, "cache-0")
+    pass_(world, back)
+    d = pass_(world, back, NOW + timedelta(seconds=10))
+    assert [a for a in d.actions if isinstance(a, Promote)] == [Promote("cache-1")]
+    assert condition(d, "Ready")["reason"] == "FailingOver"  # the outage first; the refusal after it
+
+
+def test_an_advisory_is_announced_once_even_when_other_reasons_take_the_degraded_condition() -> None:
+    from tests.unit.test_failover import lose, written
+
+    c = cluster()
+    world = running(c)
+    running_release(world, (8, 1, 1))
+    assert [e.reason for e in pass_(world, c).events] == ["VulnerableValkeyVersion"]
+    written(world, {"cache-1": 300, "cache-2": 200})
+    lose(world, "cache-0")
+    for second in (0, 1, 2):
+        d = pass_(world, c, NOW + timedelta(seconds=second))
+        assert "VulnerableValkeyVersion" not in [e.reason for e in d.events]

@@ -367,7 +367,8 @@ def _spec_schema() -> Schema:
             "ioThreads": _i(
                 "io-threads: threads for network I/O, the main one included (Valkey 8.1+ also moves TLS "
                 "handshakes, encryption and decryption to them). Unset: the whole cores of resources.limits.cpu, "
-                "at most 8; without a CPU limit, 1 (the main thread only).",
+                "at most 8; without a CPU limit, 1 (the main thread only). Not set before Valkey 8.0 with TLS, where "
+                "threaded I/O on TLS connections is a known crash.",
                 None,
                 minimum=1,
                 maximum=16,
@@ -525,6 +526,10 @@ def status_schema() -> Schema:
                 ),
             ),
             "clusterState": _s("cluster mode: ok when every node reports cluster_state:ok, else fail."),
+            "advisory": _s(
+                "Known vulnerabilities of the running release last announced (VulnerableValkeyVersion), e.g. "
+                "CVE-2026-56684 8.1.1; the Warning Event is posted when this changes."
+            ),
             "reshardingTo": _i(
                 "cluster mode: while slots migrate, the shards count they move for; a change of spec.shards "
                 "meanwhile waits (ShardsChangeDuringMigration)."

@@ -81,6 +81,7 @@ class Observation:
     failover: tuple[str, str] | None = None  # (PrimaryLost | FailingOver, message) while the primary is lost
     persistent: bool = True  # data on volumes; False: losing every pod at once empties the data
     vulnerable: tuple[str, str] | None = None  # (reason, message): a release with a known vulnerability runs
+    held: tuple[str, str] | None = None  # (reason, message): a spec change the cluster cannot make (now), held
     # Cluster mode: (ClusterFormed, SlotsAssigned) as (status, reason, message); None in the other modes.
     sharded: tuple[tuple[bool, str, str], tuple[bool, str, str]] | None = None
 
@@ -150,6 +151,8 @@ def conditions(obs: Observation) -> list[Condition]:
         return spec_error_conditions((), *obs.spec_error)
     if obs.failover:
         out.append(Condition(READY, False, *obs.failover))
+    elif obs.held:
+        out.append(Condition(READY, False, *obs.held))
     elif obs.all_ready:
         volatile = "" if obs.persistent else " Data lives in memory only: losing every pod at once empties it."
         message = f"All {obs.desired} pods serve the current certificates.{volatile}"
@@ -192,6 +195,8 @@ def conditions(obs: Observation) -> list[Condition]:
         out.append(Condition(ROTATING, False, "Idle", "No rotation is under way."))
     if obs.failover:
         out.append(Condition(DEGRADED, True, *obs.failover))
+    elif obs.held:
+        out.append(Condition(DEGRADED, True, *obs.held))
     elif obs.cert_problem and obs.exists:
         out.append(Condition(DEGRADED, True, obs.cert_problem[0], obs.cert_problem[1]))
     elif obs.vulnerable:
@@ -211,7 +216,7 @@ def phase(obs: Observation) -> str:
         return "Degraded" if obs.exists else "Pending"
     if not obs.exists:
         return "Pending"
-    if obs.failover:
+    if obs.failover or obs.held:
         return "Degraded"
     if obs.rolling:
         return "Rotating"

@@ -54,10 +54,11 @@ def io_threads(cluster: ValkeyCluster) -> int:
 
 
 def _thread_lines(cluster: ValkeyCluster, version: Version) -> list[str]:
-    """Network I/O (and, from Valkey 8.1 on, TLS work) on more threads than the main one. Before 8.0, reads
-    stay on the main thread unless asked."""
+    """Network I/O (and, from Valkey 8.1 on, TLS work) on more threads than the main one. Before 8.0 (and
+    for an image whose version is unknown), never with TLS: threaded I/O on TLS connections is a known crash
+    on the 7.2 line; without TLS, reads stay on the main thread unless asked."""
     threads = io_threads(cluster)
-    if threads == 1:
+    if threads == 1 or (version < (8, 0) and cluster.spec.tls.enabled):
         return []
     return [f"io-threads {threads}", *(["io-threads-do-reads yes"] if version < (8, 0) else [])]
 
