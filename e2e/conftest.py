@@ -316,7 +316,8 @@ def run_pod(node: Node, name: str, image: str, command: list[str], timeout: floa
 
 # A writer at a steady rate (50/s) of numbered keys through the read-write Service, until the key
 # <prefix>:stop appears; every failed attempt is counted and retried with the same number, so the
-# acknowledged writes are exactly 0..acked-1, and at the end each one is read back. With `wait` > 0 a
+# acknowledged writes are exactly 0..acked-1, and at the end each one is read back (the pod fails if no
+# read-back of them all succeeds in 20 tries, never a partial count). With `wait` > 0 a
 # write counts as acknowledged only once WAIT says that many replicas have it (the client-side half of
 # write safety).
 # How the writer connects: one primary through the read-write Service, or a cluster client that starts
@@ -372,20 +373,26 @@ while time.monotonic() < deadline:
     next_t = max(next_t + 0.02, time.monotonic() - 0.02)
     time.sleep(max(0.0, next_t - time.monotonic()))
 elapsed = time.monotonic() - start
-missing = []
+missing = None  # unknown until one whole read-back succeeds: never a partial list
+last_error = ""
 for attempt in range(20):
     try:
         c = conn()
-        missing = []
+        found = []
         for base in range(0, i, 500):
             keys = ["%(prefix)s:%%08d" %% n for n in range(base, min(i, base + 500))]
             pipe = c.pipeline()  # a cluster client sends each GET to its slot's primary
             for k in keys:
                 pipe.get(k)
-            missing += [k for k, v in zip(keys, pipe.execute()) if v is None]
+            found += [k for k, v in zip(keys, pipe.execute()) if v is None]
+        missing = found
         break
-    except Exception:
+    except Exception as exc:
+        last_error = type(exc).__name__ + ": " + str(exc)[:200]
         time.sleep(1)
+if missing is None:
+    print(json.dumps({"acked": i, "read_back_failed": last_error}))
+    sys.exit(1)
 print(json.dumps({"acked": i, "failures": failures, "longest_pause_ms": round(longest * 1000),
                   "seconds": round(elapsed, 1), "missing": missing[:20], "missing_count": len(missing),
                   "errors": dict(errors)}))

@@ -138,6 +138,7 @@ def _pod_state(
         or not pod.ready
         or (report is not None and fingerprint is not None and report.served == fingerprint),
         running=pod.running,
+        offset=rep.offset if rep else 0,
     )
 
 

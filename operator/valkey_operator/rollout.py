@@ -21,6 +21,7 @@ class PodState:
     synced: bool = True  # a replica whose link to the primary is up (or not known otherwise)
     serving: bool = True  # serves the current certificate (HotReload: a live handshake showed it)
     running: bool = True  # its container was started (phase Running): it may hold data
+    offset: int = 0  # replication offset it reports: a role goes to the most caught-up replica
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,9 @@ def next_step(
     nxt = next(p for p in outdated if p.name == order[0])
     if nxt.name in primaries and len(pods) > 1:
         allowed = followers.get(nxt.name, ()) if followers is not None else [p.name for p in pods]
-        target = next(
-            (p.name for p in pods if p.name in allowed and p.name != nxt.name and p.current and p.ready and p.synced),
-            None,
-        )
+        # The most caught-up of the current, synced replicas (the first listed on a tie).
+        eligible = [p for p in pods if p.name in allowed and p.name != nxt.name and p.current and p.ready and p.synced]
+        target = max(eligible, key=lambda p: p.offset).name if eligible else None
         if target is None:
             return Step("wait", message=f"No current, synced replica to hand {nxt.name}'s primary role to yet.")
         return Step(

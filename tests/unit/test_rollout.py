@@ -53,6 +53,21 @@ def test_the_switchover_target_is_a_current_replica() -> None:
     assert (step.action, step.pod, step.target) == ("switchover", "cache-0", "cache-1")
 
 
+def test_the_role_goes_to_the_most_caught_up_replica() -> None:
+    """Two current replicas of one shard (replicasPerShard 2): the role goes to the one with the highest
+    replication offset, wherever it is listed; on a tie, the first listed."""
+    behind, ahead = PodState("cache-3", "u3", True, True, offset=900), PodState("cache-6", "u6", True, True, offset=1200)
+    pods = [pod(0, "new"), pod(1, "new"), pod(2), behind, pod(4, "new"), pod(5, "new"), ahead]
+    followers = {"cache-0": ["cache-4"], "cache-1": ["cache-5"], "cache-2": ["cache-3", "cache-6"]}
+    step = next_step(pods, list(followers), desired=7, followers=followers)
+    assert (step.action, step.pod, step.target) == ("switchover", "cache-2", "cache-6")
+    tie = [p if p is not ahead else PodState("cache-6", "u6", True, True, offset=900) for p in pods]
+    assert next_step(tie, list(followers), desired=7, followers=followers).target == "cache-3"
+    # Replication mode, any replica may take the role: the same rule.
+    reps = [pod(0), PodState("cache-1", "u1", True, True, offset=10), PodState("cache-2", "u2", True, True, offset=20)]
+    assert next_step(reps, ["cache-0"], desired=3).target == "cache-2"
+
+
 def test_no_restart_while_a_replica_resyncs() -> None:
     """A replica whose link is down is about to be unavailable: restarting another would make two."""
     assert next_step([pod(0, "new"), pod(1, synced=False), pod(2)], ["cache-0"], desired=3).action == "wait"
