@@ -175,6 +175,8 @@ ADMISSION: list[tuple[str, dict[str, Any], str]] = [
     ("unknown mode", {"mode": "sharded"}, UNSUPPORTED),
     ("standalone with replicas", {"mode": "standalone", "replicas": 3}, "replicas must be 1"),
     ("cluster with two shards", {"mode": "cluster", "shards": 2}, "shards must be at least 3"),
+    ("eleven replicas per shard", {"mode": "cluster", "replicasPerShard": 11}, "less than or equal to 10"),
+    ("negative replicas per shard", {"mode": "cluster", "replicasPerShard": -1}, "greater than or equal to 0"),
     ("TLS mode on", tls(mode="on"), UNSUPPORTED),
     ("client auth sometimes", tls(clientAuth="sometimes"), UNSUPPORTED),
     ("TLS 1.1", tls(protocols=["TLSv1.1"]), UNSUPPORTED),

@@ -661,6 +661,29 @@ def test_a_shards_change_while_slots_move_for_another_count_is_held_until_the_mi
     assert sts_sizes(d) == [10]
 
 
+def test_a_shards_change_on_valkey_8_is_refused_and_nothing_that_runs_changes() -> None:
+    """Valkey 8.x has no atomic slot migration: `shards: 4` on a formed 8.1 cluster is refused with a
+    condition and one Warning, the StatefulSet keeps its six pods, and no slot, role or pod is touched."""
+    eight = {"image": "valkey/valkey:8.1"}
+    c = cluster(mode="cluster", shards=3, replicasPerShard=1, **eight)
+    world = World()
+    pass_(world, c)
+    _formed_shards(world, c)
+    pass_(world, c)
+    _formed_shards(world, c, start=False)  # a pass's own reports know nothing of the cluster
+    four = cluster(mode="cluster", shards=4, replicasPerShard=1, **eight)
+    d = decide(four, world.snapshot(), NOW)
+    assert sts_sizes(d) == []  # the StatefulSet keeps its size (it is not even written)
+    assert not [a for a in d.actions if isinstance(a, (DeletePod, ClusterFailover))], kinds(d.actions)
+    assert not [k for k in kinds(d.actions) if k.startswith("cluster ")], kinds(d.actions)
+    assert condition(d, "Ready")["reason"] == "ShardsChangeNotSupported"
+    assert "9.0" in condition(d, "Ready")["message"]
+    assert [(e.type, e.reason) for e in d.events] == [("Warning", "ShardsChangeNotSupported")]
+    assert d.status["phase"] == "Degraded"
+    # Set back, the refusal is gone.
+    assert condition(decide(c, world.snapshot(), NOW), "Ready")["reason"] != "ShardsChangeNotSupported"
+
+
 def sts_sizes(d: Decision) -> list[int]:
     return [
         a.manifest["spec"]["replicas"]

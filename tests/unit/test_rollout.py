@@ -56,7 +56,8 @@ def test_the_switchover_target_is_a_current_replica() -> None:
 def test_the_role_goes_to_the_most_caught_up_replica() -> None:
     """Two current replicas of one shard (replicasPerShard 2): the role goes to the one with the highest
     replication offset, wherever it is listed; on a tie, the first listed."""
-    behind, ahead = PodState("cache-3", "u3", True, True, offset=900), PodState("cache-6", "u6", True, True, offset=1200)
+    behind = PodState("cache-3", "u3", True, True, offset=900)
+    ahead = PodState("cache-6", "u6", True, True, offset=1200)
     pods = [pod(0, "new"), pod(1, "new"), pod(2), behind, pod(4, "new"), pod(5, "new"), ahead]
     followers = {"cache-0": ["cache-4"], "cache-1": ["cache-5"], "cache-2": ["cache-3", "cache-6"]}
     step = next_step(pods, list(followers), desired=7, followers=followers)
