@@ -113,10 +113,11 @@ class MigrateSlots:
     moves: tuple[tuple[tuple[tuple[int, int], ...], str], ...]  # ((ranges, target node id), ...)
 
     def __str__(self) -> str:
-        told = "; ".join(
-            f"{','.join(f'{a}-{b}' if a != b else str(a) for a, b in ranges)} to {target[:8]}"
-            for ranges, target in self.moves
-        )
+        # One line per target, its batches in order (a batch's own ranges joined by commas).
+        by_target: dict[str, list[str]] = {}
+        for ranges, target in self.moves:
+            by_target.setdefault(target, []).append(",".join(f"{a}-{b}" if a != b else str(a) for a, b in ranges))
+        told = "; ".join(f"{' '.join(batches)} to {target[:8]}" for target, batches in by_target.items())
         return f"migrate slots of {self.pod}: {told}"
 
 

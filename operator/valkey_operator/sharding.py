@@ -40,6 +40,7 @@ from valkey_operator.snapshot import ClusterNode, ClusterView, PodView, Replicat
 from valkey_operator.topology import SLOTS, plan_shards, slot_ranges
 
 SHARDS_CHANGE_REFUSED = "ShardsChangeNotSupported"
+MIGRATION_BATCH = 1024  # slots per job of a CLUSTER MIGRATESLOTS (16 batches would move every slot)
 SHARDS_CHANGE_DURING_MIGRATION = "ShardsChangeDuringMigration"
 # Atomic slot migration (CLUSTER MIGRATESLOTS) exists from this version on.
 MIGRATION_VERSION = (9, 0)
@@ -254,7 +255,9 @@ def _migrations(
     empty primary, not the `drained`) serves its share of the 16384, shares differing by at most one, and
     a drained one none (Valkey 9.0+: CLUSTER MIGRATESLOTS, atomic). The shards holding most get the larger
     shares; each above its share gives away its highest slots to those below theirs, in order; one
-    MIGRATESLOTS per giving primary. Nothing when every shard holds its share (a growth or a drain that
+    MIGRATESLOTS per giving primary, in batches of at most MIGRATION_BATCH slots (Valkey runs each batch
+    as its own job, one after another: a smaller snapshot and a shorter hand-off each, and progress that
+    CLUSTER GETSLOTMIGRATIONS shows batch by batch). Nothing when every shard holds its share (a growth or a drain that
     stopped half-way, a migration that failed, is finished by the same rule)."""
     held = {h: [slot for a, b in slots for slot in range(a, b + 1)] for h, slots in heads}
     kept = [h for h in held if h not in drained]
@@ -268,10 +271,11 @@ def _migrations(
         moved: list[tuple[tuple[tuple[int, int], ...], str]] = []
         for target in list(want):
             take = min(want[target], len(spare))
-            if take:
-                moved.append((_ranges(spare[:take]), target))
-                spare = spare[take:]
-                want[target] -= take
+            # In batches: one SLOTSRANGE group per batch, each its own job, run one after another.
+            batches = range(0, take, MIGRATION_BATCH)
+            moved += [(_ranges(spare[i : min(i + MIGRATION_BATCH, take)]), target) for i in batches]
+            spare = spare[take:]
+            want[target] -= take
         if moved and giver in pod_of:
             out.append(MigrateSlots(pod_of[giver], tuple(moved)))
     return tuple(out)
@@ -452,7 +456,8 @@ def cluster_conditions(
     hub = best_view(reports[p] for p in ids)
     serving = {n.slots for n in _serving(hub)} if hub is not None else set()
     if any(n.migrating for p in ids for n in reports[p].nodes) or any(reports[p].migrating for p in ids):
-        slots = (False, "SlotsMigrating", "Slots are being migrated between shards.")
+        done = migration_progress(reports[p] for p in ids)
+        slots = (False, "SlotsMigrating", f"Slots are being migrated between shards{': ' if done else ''}{done}.")
     elif served >= SLOTS and len(serving) != cluster.spec.shards:
         where = "to the new ones" if len(serving) < cluster.spec.shards else "off the shards that go"
         slots = (
@@ -469,6 +474,27 @@ def cluster_conditions(
     else:
         slots = (True, "AllSlotsServed", f"All {SLOTS} slots are served, none migrating.")
     return formed, slots
+
+
+def migration_progress(reports: Iterable[ClusterView]) -> str:
+    """How far the running migrations are, from the giving nodes' CLUSTER GETSLOTMIGRATIONS: the batches of
+    each MIGRATESLOTS (the jobs one command made share a source and a creation time) done of all, their
+    slots, and the batch under way ("" when no giving node reports a running job)."""
+    out = []
+    for view in reports:
+        exports = [m for m in view.migrations if m.operation == "EXPORT"]
+        for created in sorted({m.created for m in exports if m.active}):
+            batch = [m for m in exports if m.created == created]
+            done = [m for m in batch if m.state == "success"]
+            now = next((m for m in batch if m.active and not m.state.startswith("waiting")), None)
+            now = now or next(m for m in batch if m.active)
+            target = next((n.hostname.split(".")[0] for n in view.nodes if n.id == now.target and n.hostname), "")
+            out.append(
+                f"{len(done)} of {len(batch)} batches done ({sum(m.slot_count for m in done)} of "
+                f"{sum(m.slot_count for m in batch)} slots), now {now.slots} to {target or now.target[:8]} "
+                f"({now.state})"
+            )
+    return "; ".join(out)
 
 
 def slot_text(slots: Sequence[tuple[int, int]]) -> str:

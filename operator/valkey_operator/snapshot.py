@@ -97,10 +97,17 @@ class SlotMigration:
     source: str
     target: str
     state: str
+    created: int = 0  # create_time: the jobs of one MIGRATESLOTS share it
 
     @property
     def active(self) -> bool:
         return self.state not in MIGRATION_DONE
+
+    @property
+    def slot_count(self) -> int:
+        return sum(
+            int(b or a) - int(a) + 1 for part in self.slots.split(",") if part for a, _, b in [part.partition("-")]
+        )
 
 
 @dataclass(frozen=True)

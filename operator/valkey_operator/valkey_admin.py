@@ -171,6 +171,7 @@ def parse_slot_migrations(reply: object) -> tuple[SlotMigration, ...]:
                 source=fields.get("source_node", ""),
                 target=fields.get("target_node", ""),
                 state=fields.get("state", ""),
+                created=int(t) if (t := fields.get("create_time", "")).isdigit() else 0,
             )
         )
     return tuple(out)

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from tests.unit.conftest import example
 from valkey_operator.actions import AddSlots, ClusterFailover, Forget, Meet, MigrateSlots, Replicate
-from valkey_operator.sharding import form, handovers, primaries
+from valkey_operator.sharding import cluster_conditions, form, handovers, migration_progress, primaries
 from valkey_operator.snapshot import ClusterNode, ClusterView, PodView, Replication, SlotMigration
 
 C = example(mode="cluster", shards=3, replicasPerShard=1)
@@ -94,7 +94,18 @@ def test_fewer_shards_than_asked_get_new_shard_primaries_then_their_share_of_the
     assert out.actions == (Replicate("cache-3", "id1"), Replicate("cache-4", "id0"), Replicate("cache-5", "id2"))
     placed = views("ok", slots=one, masters={"cache-3": "id1", "cache-4": "id0", "cache-5": "id2"})
     out = form(C, [pod(p) for p in PODS], placed)
-    assert out.actions == (MigrateSlots("cache-1", ((((5462, 10922),), "id0"), (((10923, 16383),), "id2"))),)
+    # In batches of at most 1024 slots, each its own job (Valkey runs them one after another).
+    assert out.actions == (
+        MigrateSlots(
+            "cache-1",
+            (
+                (((5462, 6485),), "id0"), (((6486, 7509),), "id0"), (((7510, 8533),), "id0"),
+                (((8534, 9557),), "id0"), (((9558, 10581),), "id0"), (((10582, 10922),), "id0"),
+                (((10923, 11946),), "id2"), (((11947, 12970),), "id2"), (((12971, 13994),), "id2"),
+                (((13995, 15018),), "id2"), (((15019, 16042),), "id2"), (((16043, 16383),), "id2"),
+            ),
+        ),
+    )  # fmt: skip
     # While a migration runs, nothing else happens.
     busy = {
         p: replace(v, migrations=(SlotMigration("EXPORT", "5462-10922", "id1", "id0", "snapshotting"),))
@@ -120,12 +131,14 @@ def test_three_shards_grow_to_four_by_moving_a_quarter_of_the_slots() -> None:
     )
     # Each shard keeps its lowest 4096 slots and gives the rest to the new shard's primary, cache-6.
     assert out.actions == (
-        MigrateSlots("cache-0", ((((4096, 5461),), "id6"),)),
-        MigrateSlots("cache-1", ((((9558, 10922),), "id6"),)),
-        MigrateSlots("cache-2", ((((15019, 16383),), "id6"),)),
+        MigrateSlots("cache-0", ((((4096, 5119),), "id6"), (((5120, 5461),), "id6"))),
+        MigrateSlots("cache-1", ((((9558, 10581),), "id6"), (((10582, 10922),), "id6"))),
+        MigrateSlots("cache-2", ((((15019, 16042),), "id6"), (((16043, 16383),), "id6"))),
     )
     moved = [m for a in out.actions if isinstance(a, MigrateSlots) for m in a.moves]
     assert sum(b - a + 1 for ranges, _ in moved for a, b in ranges) == 4096
+    # The Event names each batch, one line per target.
+    assert str(out.actions[0]) == "migrate slots of cache-0: 4096-5119 5120-5461 to id6"
 
 
 def test_status_shards_say_what_the_nodes_report() -> None:
@@ -440,8 +453,8 @@ def test_a_growth_that_stopped_half_way_is_finished_by_the_same_rule() -> None:
     half = {**SLOTS, "cache-0": ((0, 4095),), "cache-6": ((4096, 5461),)}
     out = form(four, views8, seen_by_all(ids, half, {**FOLLOW, "cache-7": "id6"}))
     assert out.actions == (
-        MigrateSlots("cache-1", ((((9558, 10922),), "id6"),)),
-        MigrateSlots("cache-2", ((((15019, 16383),), "id6"),)),
+        MigrateSlots("cache-1", ((((9558, 10581),), "id6"), (((10582, 10922),), "id6"))),
+        MigrateSlots("cache-2", ((((15019, 16042),), "id6"), (((16043, 16383),), "id6"))),
     )
     done = {"cache-0": ((0, 4095),), "cache-6": ((4096, 5461), (9558, 10922), (15019, 16383)),
             "cache-1": ((5462, 9557),), "cache-2": ((10923, 15018),)}  # fmt: skip
@@ -531,3 +544,31 @@ def test_two_leaving_shards_each_get_their_own_replica_never_the_same_one_twice(
     moved = [(a.pod, a.primary_id) for a in out.actions if isinstance(a, Replicate)]
     assert sorted(target for _, target in moved) == ["id6", "id7"]
     assert len({pod for pod, _ in moved}) == 2
+
+
+def test_migration_progress_counts_the_batches_of_each_running_migratesslots() -> None:
+    """cache-0 gives 4096-5461 to cache-6 in two batches; the first is done, the second copying. Older jobs
+    (an earlier migration, created before) do not count; a node that only imports says nothing."""
+    four = example(mode="cluster", shards=4, replicasPerShard=1, image="valkey/valkey:9.1.2")
+    pods8 = four.names.pods(8)
+    ids = {p: f"id{i}" for i, p in enumerate(pods8)}
+    views8 = [PodView(p, f"uid-{p}", True, False, True, None, "", ip=f"10.0.0.{i + 10}") for i, p in enumerate(pods8)]
+    reports = seen_by_all(ids, SLOTS, {**FOLLOW, "cache-7": "id6"})
+    jobs = (
+        SlotMigration("EXPORT", "0-99", "id0", "id5", "success", 100),
+        SlotMigration("EXPORT", "4096-5119", "id0", "id6", "success", 200),
+        SlotMigration("EXPORT", "5120-5461", "id0", "id6", "snapshotting", 200),
+    )
+    importing = (SlotMigration("IMPORT", "5120-5461", "id0", "id6", "snapshotting", 200),)
+    reports = {
+        **reports,
+        "cache-0": replace(reports["cache-0"], migrations=jobs),
+        "cache-6": replace(reports["cache-6"], migrations=importing),
+    }
+    said = migration_progress(reports.values())
+    assert said == "1 of 2 batches done (1024 of 1366 slots), now 5120-5461 to id6 (snapshotting)"
+    _, slots = cluster_conditions(four, views8, reports)
+    assert slots == (False, "SlotsMigrating", f"Slots are being migrated between shards: {said}.")
+    # Every batch done: nothing runs, nothing to say.
+    over = replace(reports["cache-0"], migrations=(*jobs[:2], replace(jobs[2], state="success")))
+    assert migration_progress([over]) == ""
