@@ -229,16 +229,44 @@ def installed(node: Node, operator_image: str) -> Iterator[None]:
     finally:
         # The operator removes its finalizer once its timers have stopped (a pass in flight finishes first).
         started = time.monotonic()
-        kubectl(node, "delete", "valkeycluster", "--all", "-n", NS, "--wait=true", "--timeout=170s", check=False,
-                timeout=180)  # fmt: skip
+        deleted = subprocess.run(
+            [str(node.cluster.bins / "kubectl"), f"--kubeconfig={node.cluster.kubeconfig}", "delete", "valkeycluster",
+             "--all", "-n", NS, "--wait=true", "--timeout=170s"], capture_output=True, text=True, timeout=180,
+            check=False,
+        )  # fmt: skip
         took = time.monotonic() - started
         print(f"\nValkeyClusters deleted in {took:.1f} s")
-        if took > 30:  # slow: what the operator was doing, for whoever reads the log
+        if took > 30 or deleted.returncode:  # slow: what the operator was doing, for whoever reads the log
             print(kubectl(node, "logs", "-n", OPERATOR_NS, "-l", "app.kubernetes.io/name=valkey-operator",
                           "--tail=80", check=False))  # fmt: skip
-        subprocess.run(
-            [*helm, "uninstall", RELEASE, "-n", OPERATOR_NS, "--wait"], capture_output=True, timeout=300, check=False
+        uninstalled = subprocess.run(
+            [*helm, "uninstall", RELEASE, "-n", OPERATOR_NS, "--wait"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
         )
+        # Teardown leaves nothing: the ValkeyClusters are gone, and with them (owner references, the garbage
+        # collector) every object the operator made; then the release's own objects.
+        assert deleted.returncode == 0, deleted.stdout + deleted.stderr
+        assert uninstalled.returncode == 0, uninstalled.stdout + uninstalled.stderr
+        wait_for(lambda: not leftovers(node), "nothing left after the teardown", 120, every=2)
+
+
+def leftovers(node: Node) -> list[str]:
+    """What a teardown left: ValkeyClusters, anything the operator labels as its own (pods included; a
+    PersistentVolumeClaim is the StatefulSet's, kept as Kubernetes keeps it), and the release's objects."""
+    owned = f"app.kubernetes.io/managed-by={names.MANAGER}"
+    kinds = "all,secrets,configmaps,poddisruptionbudgets,networkpolicies,serviceaccounts,roles,rolebindings"
+    found = kubectl(node, "get", "valkeyclusters", "-n", NS, "-o", "name", check=False).split()
+    found += kubectl(node, "get", kinds, "-A", "-l", owned, "-o", "name", check=False).split()
+    found += kubectl(node, "get", "all,serviceaccounts", "-n", OPERATOR_NS, "-o", "name", check=False).split()
+    found += [
+        n
+        for n in kubectl(node, "get", "clusterroles,clusterrolebindings", "-o", "name", check=False).split()
+        if RELEASE in n
+    ]
+    return [n for n in found if not n.endswith("serviceaccount/default")]
 
 
 @pytest.fixture(scope="module")
@@ -256,7 +284,11 @@ def example(node: Node, installed: None, valkey_image: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def creds(node: Node, example: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Creds:
-    folder = tmp_path_factory.mktemp("conn")
+    return read_creds(node, tmp_path_factory.mktemp("conn"))
+
+
+def read_creds(node: Node, folder: Path) -> Creds:
+    """The connection Secret's CA, client certificate and password, in `folder`."""
     conn = secret(node, f"{NAME}-connection")
     for key in ("ca.crt", "tls.crt", "tls.key"):
         (folder / key).write_bytes(conn[key])
@@ -347,7 +379,7 @@ i = failures = 0
 errors = collections.Counter()
 c = None
 start = last_ack = time.monotonic()
-longest = 0.0
+longest = first_ack = 0.0
 next_t = start
 deadline = start + %(max_seconds)d
 while time.monotonic() < deadline:
@@ -362,6 +394,7 @@ while time.monotonic() < deadline:
         last_ack = now
         i += 1
         if i == 1:
+            first_ack = now - start
             print("first write acknowledged", flush=True)
         if i %% 25 == 0 and c.exists("%(prefix)s:stop"):
             break
@@ -394,6 +427,7 @@ if missing is None:
     print(json.dumps({"acked": i, "read_back_failed": last_error}))
     sys.exit(1)
 print(json.dumps({"acked": i, "failures": failures, "longest_pause_ms": round(longest * 1000),
+                  "first_ack_s": round(first_ack, 1),
                   "seconds": round(elapsed, 1), "missing": missing[:20], "missing_count": len(missing),
                   "errors": dict(errors)}))
 """

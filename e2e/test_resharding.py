@@ -6,8 +6,10 @@ migration (CLUSTER MIGRATESLOTS); the server certificate, re-issued for the new 
 (HotReload), so no pod restarts. Every acknowledged key is read back from its shard's primary; status says
 Ready only once every node serves, with four shards of 4096 slots. Then `shards: 3` again: the shard on the
 two pods the smaller StatefulSet removes gives its slots back by the same migration before they go, and the
-six nodes left forget them. Last, a RollingRestart rotation on 9.1 (formation and both rotations are
-tested on 8.1 in test_sharding.py): every pod restarts, each shard primary after handing its slots over.
+six nodes left forget them. Then, as test_sharding.py does on 8.1: an asked-for HotReload rotation (no
+pod restarts, no write fails), a shard primary's pod deleted, a replica's pod deleted, and last a
+RollingRestart rotation: every pod restarts, each shard primary after handing its slots over. The writer
+runs from before the cluster forms, so formation has its figures too.
 
 The module installs the chart and its own ValkeyCluster (after the other modules uninstalled theirs).
 """
@@ -20,18 +22,38 @@ from typing import Any
 import pytest
 
 from e2e.conftest import NAME, NS, Creds, cluster_events, kubectl, pods, vkc, wait_for
+from e2e.faults import RESUME_WITHIN_MS
 from e2e.node import Node
-from e2e.test_sharding import apply_sharded, rotation, settled, uids, under_cluster_writer
+from e2e.test_sharding import (
+    apply_sharded,
+    deleted_under_writer,
+    formation_under_writer,
+    formed_as_asked,
+    rotation,
+    settled,
+    shard_primaries,
+    shard_replicas,
+    uids,
+    under_cluster_writer,
+)
 
 
 @pytest.fixture(scope="module")
-def example(node: Node, installed: None, valkey9_image: str) -> dict[str, Any]:
-    """The shipped example in cluster mode on Valkey 9.1 (3 shards of two pods), certificates hot-reloaded."""
-    return apply_sharded(node, valkey9_image, rotation={"strategy": "HotReload"})
+def example(node: Node, installed: None, valkey9_image: str, operator_image: str) -> dict[str, Any]:
+    """The shipped example in cluster mode on Valkey 9.1 (3 shards of two pods), certificates hot-reloaded,
+    a cluster writer from before the cluster forms."""
+    return apply_sharded(
+        node, valkey9_image, writer=("formation-9", operator_image), rotation={"strategy": "HotReload"}
+    )
 
 
 def slot_count(ranges: str) -> int:
     return sum(int(b or a) - int(a) + 1 for part in ranges.split(",") for a, _, b in [part.partition("-")])
+
+
+def test_the_operator_forms_the_cluster_on_valkey_9_and_says_ready_only_then(node: Node, creds: Creds) -> None:
+    formed_as_asked(node, creds, "9.1.2")
+    formation_under_writer(node, creds, "formation-9")
 
 
 def test_three_shards_grow_to_four_by_atomic_slot_migration_under_a_cluster_writer(
@@ -50,6 +72,7 @@ def test_three_shards_grow_to_four_by_atomic_slot_migration_under_a_cluster_writ
 
     report = under_cluster_writer(node, creds, operator_image, "grow-3-to-4", grow, four_shards)
     assert report["missing_count"] == 0, report
+    assert report["longest_pause_ms"] < RESUME_WITHIN_MS, report
     shards = vkc(node)["status"]["shards"]
     assert [len(s["replicas"]) for s in shards] == [1, 1, 1, 1], shards
     # No pod restarted: the six kept their identity, the certificate for the new names was hot-reloaded.
@@ -77,6 +100,7 @@ def test_four_shards_back_to_three_drain_the_shard_whose_pods_go_under_a_cluster
 
     report = under_cluster_writer(node, creds, operator_image, "shrink-4-to-3", shrink, three_shards)
     assert report["missing_count"] == 0, report
+    assert report["longest_pause_ms"] < RESUME_WITHIN_MS, report
     shards = vkc(node)["status"]["shards"]
     assert sorted(slot_count(s["slots"]) for s in shards) == [5461, 5461, 5462], shards
     assert [len(s["replicas"]) for s in shards] == [1, 1, 1], shards
@@ -85,6 +109,33 @@ def test_four_shards_back_to_three_drain_the_shard_whose_pods_go_under_a_cluster
     assert after == {k: v for k, v in before.items() if k in after}
     assert sorted(after) == [f"{NAME}-{i}" for i in range(6)]
     print(f"shards after shrinking: {json.dumps(shards)}")
+
+
+def test_a_hot_reload_rotation_on_valkey_9_restarts_nothing_and_loses_nothing(
+    node: Node, creds: Creds, operator_image: str
+) -> None:
+    """An asked-for rotation (the annotation) under HotReload: every node reloads the new certificate in
+    place, on its client and bus listeners, and no write fails."""
+    before = uids(node)
+    start, rotated = rotation(node)
+    report = under_cluster_writer(node, creds, operator_image, "hot-reload-9", start, rotated)
+    assert uids(node) == before  # no pod was replaced
+    assert report["failures"] == 0, report
+    assert report["missing_count"] == 0, report
+
+
+def test_a_shard_primary_deleted_on_valkey_9_hands_its_slots_over_first(
+    node: Node, creds: Creds, operator_image: str
+) -> None:
+    victim = shard_primaries(node)[1]
+    report = deleted_under_writer(node, creds, operator_image, "primary-deleted-9", victim)
+    assert victim not in shard_primaries(node)  # its replica serves the shard; it came back as a replica
+    assert report["longest_pause_ms"] < RESUME_WITHIN_MS, report
+
+
+def test_a_replica_deleted_on_valkey_9_rejoins_its_shard(node: Node, creds: Creds, operator_image: str) -> None:
+    report = deleted_under_writer(node, creds, operator_image, "replica-deleted-9", shard_replicas(node)[0])
+    assert report["longest_pause_ms"] < RESUME_WITHIN_MS, report
 
 
 def test_a_rolling_restart_on_valkey_9_hands_each_shard_over_and_loses_nothing(
@@ -106,5 +157,6 @@ def test_a_rolling_restart_on_valkey_9_hands_each_shard_over_and_loses_nothing(
 
     report = under_cluster_writer(node, creds, operator_image, "roll-9", start, every_pod_restarted)
     assert report["missing_count"] == 0, report
+    assert report["longest_pause_ms"] < RESUME_WITHIN_MS, report
     # Shard primaries were handed over in the rotation, not just deleted.
     assert cluster_events(node).count("Switchover") > switchovers, cluster_events(node)

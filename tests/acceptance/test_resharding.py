@@ -19,6 +19,7 @@ from tests.acceptance.conftest import PASSWORD, example, free_port, run_with_hos
 from tests.acceptance.test_sharding import CHILD
 from valkey_operator.clock import SystemClock
 from valkey_operator.pki.plan import Observed, plan
+from valkey_operator.valkey_admin import parse_slot_migrations
 
 pytestmark = pytest.mark.acceptance
 IMAGE = "valkey/valkey:9.1.2"
@@ -110,6 +111,22 @@ def test_three_shards_grow_to_four_and_back_to_three_by_atomic_slot_migration_un
     # remove) serving nothing, its replica cache-7 with it.
     assert four_counts == [4096, 4096, 4096, 4096]
     three_again(nodes)
+    # In batches of at most 1,024 slots, each a job of its own that the giving node ran to success.
+    assert exports(nodes[0]) == [("4096-5119", "success"), ("5120-5461", "success")]
+    assert exports(nodes[6]) == [
+        (r, "success") for r in ("4096-5119", "5120-5461", "9558-10581", "10582-10922", "15019-16042", "16043-16383")
+    ]
+
+
+def exports(node: Any) -> list[tuple[str, str]]:
+    """The slot ranges and states of the EXPORT jobs `node`'s CLUSTER GETSLOTMIGRATIONS lists, oldest first."""
+    lines = node.cli("CLUSTER", "GETSLOTMIGRATIONS").stdout.splitlines()  # each job's fields, flat: key, value
+    jobs: list[list[str]] = []
+    for key, value in zip(lines[::2], lines[1::2], strict=False):
+        if key == "name":
+            jobs.append([])
+        jobs[-1] += [key, value]
+    return [(m.slots, m.state) for m in parse_slot_migrations(jobs) if m.operation == "EXPORT"]
 
 
 def three_again(nodes: list[Any]) -> None:
