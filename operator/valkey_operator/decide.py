@@ -134,9 +134,7 @@ def _pod_state(
         synced=(rep is None or rep.role == ROLE_MASTER or rep.link_up) and not (_lone(report) and not growing),
         # Under HotReload a pod is done when its live handshake shows the current certificate; a pod that is
         # not ready is not asked (it counts as not ready, not as outdated).
-        serving=not hot
-        or not pod.ready
-        or (report is not None and fingerprint is not None and report.served == fingerprint),
+        serving=not hot or not pod.ready or (report is not None and report.serves(fingerprint)),
         running=pod.running,
         offset=rep.offset if rep else 0,
     )
@@ -311,7 +309,7 @@ def _reloads(snap: Snapshot, views: Sequence[PodView], fingerprint: str) -> tupl
         report = snap.reports.get(pod.name)
         if not pod.ready or report is None or report.served is None:
             continue
-        if report.served != fingerprint:
+        if not report.serves(fingerprint):
             actions.append(Reload(pod.name))
         elif before.get(pod.name) not in (None, fingerprint):
             events.append(Event("Normal", "CertificateReloaded", f"{pod.name} serves the new certificate."))

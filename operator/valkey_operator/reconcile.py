@@ -77,7 +77,7 @@ class PodAdmin(Protocol):
     Every method raises PodError when the pod cannot be reached or refuses."""
 
     def replication(self, host: str, creds: Credentials | None, timeout: float = ...) -> Replication: ...
-    def served(self, host: str, creds: Credentials | None) -> str: ...
+    def served(self, host: str, creds: Credentials | None, bus: bool = False) -> str: ...
     def cluster_view(self, host: str, creds: Credentials | None) -> ClusterView: ...
     def meet(self, host: str, ip: str, creds: Credentials | None) -> None: ...
     def migrate_slots(
@@ -131,6 +131,7 @@ def _ask_pods(
     sharded = cluster.spec.mode == "cluster"
     roles = cluster.spec.mode == "replication" or sharded  # a shard has a primary and replicas too
     hot = cluster.spec.tls.rotation_strategy == "HotReload"
+    bus_tls = cluster.spec.tls.cluster_bus
     creds = credentials(cluster, snap)
     if creds is None:
         return {}
@@ -141,12 +142,15 @@ def _ask_pods(
         host = cluster.names.pod_fqdn(pod.name)
         try:
             rep = admin.replication(host, creds)
-            served = admin.served(host, creds) if hot and pod.ready and not pod.terminating and creds.bundle else None
+            asked = hot and pod.ready and not pod.terminating and creds.bundle is not None
+            served = admin.served(host, creds) if asked else None
+            # A sharded cluster's bus listener presents the certificate too: a reload is confirmed on both.
+            served_bus = admin.served(host, creds, bus=True) if asked and sharded and bus_tls else None
             view = admin.cluster_view(host, creds) if sharded else None
         except PodError as exc:
             log.info("%s/%s: %s does not answer yet: %s", cluster.namespace, cluster.name, pod.name, exc)
             continue
-        out[pod.name] = PodReport(rep, served, view)
+        out[pod.name] = PodReport(rep, served, view, served_bus)
     return out
 
 

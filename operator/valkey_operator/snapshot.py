@@ -142,6 +142,11 @@ class PodReport:
     replication: Replication | None = None
     served: str | None = None  # SHA-256 of the certificate it presented
     cluster: ClusterView | None = None  # cluster mode: what the node knows of the cluster
+    served_bus: str | None = None  # cluster mode, bus on TLS: SHA-256 of the certificate its bus presented
+
+    def serves(self, fingerprint: str | None) -> bool:
+        """Every listener asked presents the certificate `fingerprint` (the client port; the bus too)."""
+        return fingerprint is not None and self.served == fingerprint and self.served_bus in (None, fingerprint)
 
 
 @dataclass(frozen=True)

@@ -328,17 +328,19 @@ class ValkeyAdmin:
                 lay.ca_file,
             )
 
-    def served(self, host: str, creds: Credentials | None) -> str:
-        """SHA-256 of the certificate `host` presents in a live handshake, its name verified."""
+    def served(self, host: str, creds: Credentials | None, bus: bool = False) -> str:
+        """SHA-256 of the certificate `host` presents in a live handshake, its name verified: on the client
+        port, or with `bus` on the cluster bus port (which asks for the client certificate too)."""
         if creds is None or creds.bundle is None:
             raise PodError(f"{host}: no certificates to talk to it with")
+        port = self.layout.bus_port if bus else self.layout.port
         try:
             with _files(creds) as (ca, cert, key):
                 ctx = ssl.create_default_context(cafile=ca)
                 if cert and key:
                     ctx.load_cert_chain(cert, key)
                 with (
-                    socket.create_connection((host, self.layout.port), timeout=TIMEOUT_S) as raw,
+                    socket.create_connection((host, port), timeout=TIMEOUT_S) as raw,
                     ctx.wrap_socket(raw, server_hostname=host) as tls,
                 ):
                     der = tls.getpeercert(binary_form=True)

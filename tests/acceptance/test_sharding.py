@@ -27,8 +27,12 @@ from tests.acceptance.conftest import (
     probe,
     run_with_hosts,
     start_instance,
+    write_material,
 )
 from valkey_operator.api.spec import ValkeyCluster
+from valkey_operator.clock import SystemClock
+from valkey_operator.pki.inspect import describe_pem
+from valkey_operator.pki.plan import Observed, SecretData, plan
 
 pytestmark = pytest.mark.acceptance
 
@@ -241,3 +245,58 @@ def test_a_replica_replaced_by_an_empty_node_rejoins_its_shard(six: Six, tmp_pat
     assert '"cache-1": ["cache-4"]' in out, out
     six.cluster_ok()
     assert "read 1000" in six.client(tmp_path, 1000, "read-only")
+
+
+SERVED = """
+import sys
+from pathlib import Path
+from valkey_operator.conf.layout import Layout
+from valkey_operator.pki.issue import KeyPair
+from valkey_operator.valkey_admin import Credentials, ValkeyAdmin
+
+tls, port, bus, password, action = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+creds = Credentials((tls / "ca.crt").read_bytes(),
+                    KeyPair((tls / "connection.crt").read_bytes(), (tls / "connection.key").read_bytes()), password)
+for fqdn, files in (arg.split("=") for arg in sys.argv[6:]):  # each node's files in a folder of its own
+    admin = ValkeyAdmin(Layout(tls_dir=files, port=port, bus_port=bus))
+    if action == "reload":
+        admin.reload(fqdn, creds)
+    print(fqdn, admin.served(fqdn, creds), admin.served(fqdn, creds, bus=True))
+"""
+
+
+def test_hot_reload_is_confirmed_on_the_cluster_bus_as_on_the_client_port(six: Six, tmp_path: Path) -> None:
+    """HotReload in a formed cluster: a re-issued server certificate in every node's files, then the
+    operator's own reload (CONFIG SET of the same paths) and its live handshakes on the client port and on
+    the cluster bus port (which asks for a client certificate), both verifying the pod's name. Before the
+    reload both listeners present the old certificate; after it both present the new one, and the nodes,
+    whose bus links now handshake with the new certificate, stay ok."""
+    six.passes(tmp_path)
+    n = six.cluster.names
+    fqdns = [n.pod_fqdn(f"cache-{i}") for i in range(6)]
+    tls = six.nodes[0].layout.tls_dir
+    args = (tls, str(six.port), str(six.bus), PASSWORD)
+
+    def served(action: str) -> dict[str, tuple[str, str]]:
+        nodes = [f"{fqdn}={inst.layout.tls_dir}" for fqdn, inst in zip(fqdns, six.nodes, strict=True)]
+        out = run_with_hosts(tmp_path, six.hosts, SERVED, *args, action, *nodes)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return {line.split()[0]: (line.split()[1], line.split()[2]) for line in out.stdout.splitlines()}
+
+    old_fp = describe_pem(six.nodes[0].material.server.cert_pem).fingerprint_sha256
+    assert set(served("check").values()) == {(old_fp, old_fp)}
+    old = six.nodes[0].material
+    assert old.ca is not None
+    observed = Observed(ca=SecretData({"tls.crt": old.ca.cert_pem, "tls.key": old.ca.key_pem, "ca.crt": old.bundle}))
+    new = plan(six.cluster, observed, SystemClock().now()).material
+    assert new is not None
+    new_fp = describe_pem(new.server.cert_pem).fingerprint_sha256
+    assert new_fp != old_fp
+    for inst in six.nodes:  # the kubelet's refresh of the Secret volume, by hand
+        write_material(Path(inst.layout.tls_dir), new)
+    six.nodes[0].client_files()  # the connection client's files, beside them
+    assert set(served("check").values()) == {(old_fp, old_fp)}, "Valkey re-reads files only when told to"
+    assert set(served("reload").values()) == {(new_fp, new_fp)}
+    assert all(inst.proc.poll() is None for inst in six.nodes), "no restart"
+    time.sleep(2)  # bus links re-established since have handshaked with the new certificate
+    six.cluster_ok()

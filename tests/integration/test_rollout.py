@@ -38,7 +38,7 @@ class RecordingValkey:
             return Replication("master")
         return Replication("slave", host.replace(pod, self.follows.get(pod, self.primary), 1), link_up=True)
 
-    def served(self, host: str, creds: Credentials | None) -> str:
+    def served(self, host: str, creds: Credentials | None, bus: bool = False) -> str:
         raise PodError("not asked under RollingRestart")
 
     def switchover(self, host: str, target_host: str, creds: Credentials | None) -> None:

@@ -661,6 +661,27 @@ def test_a_shards_change_while_slots_move_for_another_count_is_held_until_the_mi
     assert sts_sizes(d) == [10]
 
 
+def test_hot_reload_of_a_sharded_node_is_confirmed_on_its_bus_port_too() -> None:
+    """A node whose client port serves the current certificate but whose cluster bus still presents the old
+    one (the handshake on the bus port says so) is not done: it is asked to reload again, and the rollout
+    is not complete; once both listeners serve it, nothing is asked."""
+    c = cluster(mode="cluster", shards=3, replicasPerShard=1, tls={"rotation": {"strategy": "HotReload"}})
+    world = World()
+    pass_(world, c)
+    _formed_shards(world, c)
+    pass_(world, c)
+    _formed_shards(world, c, start=False)
+    fp = world.server_fingerprint()
+    for p, r in world.reports.items():
+        world.reports[p] = dataclasses.replace(r, served=fp, served_bus=fp if p != "cache-4" else "0" * 64)
+    d = decide(c, world.snapshot(), NOW)
+    assert [a for a in d.actions if isinstance(a, Reload)] == [Reload("cache-4")], kinds(d.actions)
+    assert condition(d, "Ready")["status"] == "False"
+    world.reports["cache-4"] = dataclasses.replace(world.reports["cache-4"], served_bus=fp)
+    d = decide(c, world.snapshot(), NOW)
+    assert not [a for a in d.actions if isinstance(a, Reload)], kinds(d.actions)
+
+
 def test_a_shards_change_on_valkey_8_is_refused_and_nothing_that_runs_changes() -> None:
     """Valkey 8.x has no atomic slot migration: `shards: 4` on a formed 8.1 cluster is refused with a
     condition and one Warning, the StatefulSet keeps its six pods, and no slot, role or pod is touched."""
