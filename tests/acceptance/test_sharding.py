@@ -39,7 +39,7 @@ pytestmark = pytest.mark.acceptance
 # Operator passes in a child process that resolves pod names as a pod would. Only the Kubernetes side is
 # stood in for (the pods' objects, as a Snapshot): no Kubernetes API runs here.
 CHILD = """
-import json, sys, time
+import json, os, sys, time
 from pathlib import Path
 from valkey_operator import sharding
 from valkey_operator.api.spec import parse_cluster
@@ -59,8 +59,9 @@ admin = ValkeyAdmin(Layout(port=port, bus_port=bus))
 cluster = parse_cluster({"metadata": {"name": "cache", "namespace": "default"},
                          "spec": {"mode": "cluster", "shards": shards, "replicasPerShard": 1, **image}})
 names = cluster.names
+base = int(os.environ.get("POD_IP_BASE", "2"))  # pod i at 127.0.0.(base + i)
 objects = {("Pod", p): {"metadata": {"name": p, "uid": p},
-                        "status": {"phase": "Running", "podIP": f"127.0.0.{i + 2}",
+                        "status": {"phase": "Running", "podIP": f"127.0.0.{i + base}",
                                    "conditions": [{"type": "Ready", "status": "True"}]}}
            for i, p in enumerate(names.pods(count))}
 views = pods(Snapshot(objects))
@@ -123,18 +124,20 @@ class Six:
         assert out.returncode == 0, out.stdout + out.stderr
         return out.stdout
 
-    def restart(self, i: int, *, keep_files: bool) -> Instance:
+    def restart(self, i: int, *, keep_files: bool, host: str | None = None) -> Instance:
         """Kill node i's server at once and start it again in its folder: with its files (a container
-        restart: nodes.conf survives) or without them (the pod was replaced: a new, empty node)."""
+        restart: nodes.conf survives) or without them (the pod was replaced: a new, empty node); at `host`
+        if given (a pod back with a new IP: `hosts` must name it there already)."""
         old = self.nodes[i]
-        old.proc.kill()
-        old.proc.wait(10)
+        if old.proc.poll() is None:
+            old.proc.kill()
+            old.proc.wait(10)
         workdir = Path(old.layout.config_dir).parent
         if not keep_files:
             for f in Path(old.layout.data_dir).iterdir():
                 f.unlink()
         self.nodes[i] = start_instance(
-            self.cluster, workdir, host=old.host, port=self.port, bus_port=self.bus, pod=f"cache-{i}",
+            self.cluster, workdir, host=host or old.host, port=self.port, bus_port=self.bus, pod=f"cache-{i}",
             material=old.material, hosts=self.hosts,
         )  # fmt: skip
         return self.nodes[i]
@@ -163,8 +166,11 @@ def caught_up(primary: Instance, replica: Instance) -> None:
 
 
 @pytest.fixture
-def six(launch: Any, instances: list[Instance]) -> Iterator[Six]:
-    cluster = example(mode="cluster", shards=3, replicasPerShard=1)
+def six(launch: Any, instances: list[Instance], request: pytest.FixtureRequest) -> Iterator[Six]:
+    """Six lone nodes; a test marked `persistent` gets them with persistence on (an append-only file each)."""
+    persistent = request.node.get_closest_marker("persistent") is not None
+    more = {"persistence": {"enabled": True}} if persistent else {}
+    cluster = example(mode="cluster", shards=3, replicasPerShard=1, **more)
     n = cluster.names
     port, bus = free_port("127.0.0.2"), free_port("127.0.0.2")
     hosts = {n.pod_fqdn(f"cache-{i}"): f"127.0.0.{i + 2}" for i in range(6)}
@@ -300,3 +306,35 @@ def test_hot_reload_is_confirmed_on_the_cluster_bus_as_on_the_client_port(six: S
     assert all(inst.proc.poll() is None for inst in six.nodes), "no restart"
     time.sleep(2)  # bus links re-established since have handshaked with the new certificate
     six.cluster_ok()
+
+
+@pytest.mark.persistent
+def test_every_node_back_at_a_new_address_is_met_again_by_its_id(
+    six: Six, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Persistence on, and every pod of the cluster back at once with a new IP (`kubectl delete statefulset`,
+    or a node outage): each keeps its nodes.conf and its data, so its id, slots and keys, but every node
+    knows every other at an address nobody has any more, so no node reaches any other. The first pod meets
+    each other node at its new address by the id it reports (CLUSTER MEET keeps a known id), gossip spreads
+    the rest, and the cluster serves every key again with the same shards."""
+    six.passes(tmp_path)
+    assert "read 1000" in six.client(tmp_path, 1000)
+    ids = [inst.cli("CLUSTER", "MYID").stdout.strip() for inst in six.nodes]
+    shards_before = sorted(line.split()[0] for line in six.nodes[0].cli("CLUSTER", "NODES").stdout.splitlines()
+                           if "master" in line)  # fmt: skip
+    for inst in six.nodes:  # a graceful stop: the append-only file and nodes.conf are written
+        inst.stop()
+    n = six.cluster.names
+    six.hosts.update({n.pod_fqdn(f"cache-{i}"): f"127.0.0.{i + 12}" for i in range(6)})
+    for i in range(6):
+        six.restart(i, keep_files=True, host=f"127.0.0.{i + 12}")
+    assert [inst.cli("CLUSTER", "MYID").stdout.strip() for inst in six.nodes] == ids  # same identities
+    monkeypatch.setenv("POD_IP_BASE", "12")
+    out = six.passes(tmp_path, budget=90)
+    assert "cluster meet cache-0 -> 127.0.0.13" in out, out
+    six.cluster_ok()
+    # The same nodes serve the same shards, at their new addresses, and every key is there.
+    view = six.nodes[0].cli("CLUSTER", "NODES").stdout
+    assert sorted(line.split()[0] for line in view.splitlines() if "master" in line) == shards_before, view
+    assert all(f"127.0.0.{i + 12}:" in view for i in range(6)), view
+    assert "read 1000" in six.client(tmp_path, 1000, "read-only")
