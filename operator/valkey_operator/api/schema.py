@@ -666,12 +666,18 @@ def crd() -> dict[str, Any]:
     }
 
 
+def _go_pattern(pattern: str) -> str:
+    """The API server's (Go's) reading of a pattern: a final `$` ends the text, where Python's `$` would also
+    match before a final newline (which would let a newline into a rendered file)."""
+    return pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith(r"\$") else pattern
+
+
 def value_errors(schema: Schema, value: Any, path: str) -> list[str]:
     """What the API server's structural checks (pattern, length, item and property counts) say about a
     defaulted value, for offline use (`render`) and as a second line behind the API server."""
     out: list[str] = []
     if isinstance(value, str):
-        if "pattern" in schema and re.search(schema["pattern"], value) is None:
+        if "pattern" in schema and re.search(_go_pattern(schema["pattern"]), value) is None:
             out.append(f"{path}: {value!r} should match '{schema['pattern']}'")
         if len(value) < schema.get("minLength", 0):
             out.append(f"{path}: may not be empty")

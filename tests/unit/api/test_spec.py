@@ -92,3 +92,10 @@ def test_namespace_defaults_to_default() -> None:
     body = example_body()
     del body["metadata"]["namespace"]
     assert parse_cluster(body).namespace == "default"
+
+
+def test_a_value_ending_in_a_newline_is_refused_as_the_api_server_refuses_it() -> None:
+    """Go's `$` (the API server's) ends the text; Python's would also match before a final newline."""
+    with pytest.raises(SpecError, match="should match"):
+        parse_spec({"image": "valkey/valkey:9.1\n"})
+    assert parse_spec({"image": "valkey/valkey:9.1"}).image == "valkey/valkey:9.1"
