@@ -296,8 +296,11 @@ def read_creds(node: Node, folder: Path) -> Creds:
     return Creds(folder, conn["password"].decode())
 
 
-def start_client_pod(node: Node, name: str, image: str, command: list[str], on: str | None = None) -> None:
-    """A hardened pod with the connection Secret at /tls, running `command` once (on node `on` if given)."""
+def start_client_pod(
+    node: Node, name: str, image: str, command: list[str], on: str | None = None, secret: str | None = None
+) -> None:
+    """A hardened pod with the connection Secret (or `secret`) at /tls, running `command` once (on node `on`
+    if given)."""
     body = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -319,7 +322,7 @@ def start_client_pod(node: Node, name: str, image: str, command: list[str], on: 
                     "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
                 }
             ],
-            "volumes": [{"name": "tls", "secret": {"secretName": f"{NAME}-connection"}}],
+            "volumes": [{"name": "tls", "secret": {"secretName": secret or f"{NAME}-connection"}}],
             **({"nodeSelector": {"kubernetes.io/hostname": on}} if on else {}),
         },
     }

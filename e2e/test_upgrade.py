@@ -3,7 +3,9 @@
 rotation: replicas first, the primary after `FAILOVER TO`, one at a time. Every acknowledged write is read
 back from the primary at the end, every pod then says (INFO server) it runs 9.1.2, and the advisory
 condition 8.1.1 raised is gone. Then a HotReload rotation on 9.1 under the writer: no restart, no failed
-write. Last, `spec.image` back to 8.1 is refused (DowngradeRefused) and nothing rolls.
+write. Then the `app` client gets ACL rules: its certificate alone logs it in as its user on 9.1, and a
+rules change reaches every pod live. Last, `spec.image` back to 8.1 is refused (DowngradeRefused) and
+nothing rolls.
 
 The module installs the chart and its own ValkeyCluster (after the other modules uninstalled theirs).
 """
@@ -19,14 +21,18 @@ from typing import Any
 from e2e.conftest import (
     NAME,
     NS,
+    SERVICE_DNS,
     Creds,
     cluster_events,
     condition,
+    finish_pod,
     kubectl,
     plain,
     pod_fqdn,
     pods,
+    secret,
     served_fingerprint,
+    start_client_pod,
     vkc,
     wait_for,
 )
@@ -123,6 +129,83 @@ def test_a_hot_reload_rotation_on_9_1_restarts_nothing_and_fails_no_write(
     assert {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(node)} == before  # nothing restarted
     assert all(restarts(node, name) == 0 for name in before)
     print(f"every pod served the new certificate {took['serving']:.1f} s after the rotation was asked for")
+
+
+APP_CLIENT_PY = """
+import valkey
+c = valkey.Valkey(host="%(service)s", port=6379, ssl=True, ssl_ca_certs="/tls/ca.crt", ssl_certfile="/tls/tls.crt",
+                  ssl_keyfile="/tls/tls.key", ssl_check_hostname=True, socket_timeout=5)
+def attempt(*args):
+    try:
+        return "ok " + str(c.execute_command(*args))
+    except Exception as exc:
+        return "refused " + type(exc).__name__ + ": " + str(exc)[:80]
+print("set app", attempt("SET", "app:1", "one"))
+print("get app", attempt("GET", "app:1"))
+print("set shared", attempt("SET", "shared:1", "two"))
+print("set other", attempt("SET", "other:1", "x"))
+print("whoami", attempt("ACL", "WHOAMI"))
+print("auth", attempt("AUTH", "%(user)s", "anything"))
+"""
+
+
+def app_client(node: Node, image: str, tag: str) -> dict[str, str]:
+    """What the `app` client's certificate alone (its Secret, no password) may do, through the Service."""
+    script = APP_CLIENT_PY % {"service": SERVICE_DNS, "user": f"{NAME}-app"}
+    start_client_pod(node, f"app-{tag}", image, ["python", "-c", script], secret=f"{NAME}-client-app")
+    log = finish_pod(node, f"app-{tag}", 120)
+    return {line.split(" ", 2)[0] + " " + line.split(" ", 2)[1]: line.split(" ", 2)[2] for line in log.splitlines()}
+
+
+def acl_held(node: Node) -> bool:
+    """Status says every pod holds the clients' current ACL users, and the cluster is Ready."""
+    body = vkc(node)
+    acl = body.get("status", {}).get("acl") or {}
+    return settled(node) and sorted(acl.get("pods") or {}) == sorted(p["metadata"]["name"] for p in pods(node))
+
+
+def test_a_clients_acl_user_on_9_1_logs_in_by_certificate_alone_and_changes_live(
+    node: Node, creds: Creds, operator_image: str
+) -> None:
+    """`app` gets ACL rules: the pods mount the users (one roll), and the app's certificate alone, with no
+    password, logs in as `cache-app` with those rules; AUTH cannot open that user. Then wider rules reach
+    every pod live (ACL SETUSER, each pod's ACL LIST confirmed): no pod restarts."""
+    uids = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(node)}
+    rules = {"spec": {"tls": {"clients": [{"name": "app", "acl": "~app:* +@read +@write"}]}}}
+    started = time.monotonic()
+    kubectl(node, "patch", "valkeycluster", NAME, "-n", NS, "--type=merge", "-p", json.dumps(rules))
+
+    def rolled() -> bool:
+        return all(p["metadata"]["uid"] != uids.get(p["metadata"]["name"]) for p in pods(node))
+
+    wait_for(lambda: acl_held(node) and rolled(), "every pod holding the users, after the roll", 600, every=3)
+    print(f"\nthe users held by every pod {time.monotonic() - started:.1f} s after the rules were set")
+    app_secret = secret(node, f"{NAME}-client-app")
+    assert (app_secret["username"], "password" in app_secret) == (b"cache-app", False)
+    seen = app_client(node, operator_image, "1")
+    print(json.dumps(seen))
+    assert seen["set app"] == "ok True", seen
+    assert seen["get app"] == "ok one", seen
+    assert "NoPermissionError" in seen["set shared"], seen
+    assert "NoPermissionError" in seen["set other"], seen
+    assert "User cache-app has no permissions" in seen["whoami"], seen  # the certificate made it cache-app
+    assert seen["auth"].startswith("refused"), seen
+    # Wider rules, live.
+    before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(node)}
+    digest = vkc(node)["status"]["acl"]["digest"]
+    wider = {"spec": {"tls": {"clients": [{"name": "app", "acl": "~app:* ~shared:* +@read +@write"}]}}}
+    started = time.monotonic()
+    kubectl(node, "patch", "valkeycluster", NAME, "-n", NS, "--type=merge", "-p", json.dumps(wider))
+    wait_for(lambda: vkc(node)["status"]["acl"]["digest"] != digest and acl_held(node), "the wider rules held", 120)
+    print(f"the wider rules held by every pod {time.monotonic() - started:.1f} s after they were set")
+    assert {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(node)} == before  # live: nothing restarted
+    assert "AclUsersChanged" in cluster_events(node)
+    for p in pods(node):
+        lines = creds.cli(p["status"]["podIP"], pod_fqdn(p["metadata"]["name"]), "ACL", "LIST")
+        assert any(x.startswith("user cache-app ") and "~shared:*" in x for x in lines.splitlines()), lines
+    seen = app_client(node, operator_image, "2")
+    assert seen["set shared"] == "ok True", seen
+    assert "NoPermissionError" in seen["set other"], seen
 
 
 def test_back_to_8_1_is_refused_and_nothing_rolls(node: Node, creds: Creds, valkey_image: str) -> None:

@@ -122,6 +122,23 @@ class MigrateSlots:
 
 
 @dataclass(frozen=True)
+class SetUsers:
+    """The clients' ACL users on `pod`, live: ACL SETUSER for each (from nothing: `reset` first), ACL DELUSER
+    for the ones the operator made that are no longer asked for; `digest` names the rules given."""
+
+    pod: str
+    users: tuple[tuple[str, tuple[str, ...]], ...]  # (name, SETUSER arguments after the name)
+    remove: tuple[str, ...] = ()
+    digest: str = ""
+
+    def __str__(self) -> str:
+        # Never the arguments: they may hold a password's hash.
+        told = ", ".join(name for name, _ in self.users) or "none"
+        gone = f"; delete {', '.join(self.remove)}" if self.remove else ""
+        return f"set ACL users on {self.pod}: {told}{gone}"
+
+
+@dataclass(frozen=True)
 class Replicate:
     """CLUSTER REPLICATE: `pod` becomes a replica of the node `primary_id` (its shard's primary)."""
 
@@ -171,6 +188,7 @@ Action = (
     | Promote
     | Repoint
     | Reload
+    | SetUsers
     | Meet
     | AddSlots
     | MigrateSlots

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from valkey_operator import failover, handovers, names, rollout, sharding, versions
+from valkey_operator import access, failover, handovers, names, rollout, sharding, versions
 from valkey_operator.actions import (
     Action,
     Apply,
@@ -43,6 +43,7 @@ from valkey_operator.builders.desired import Inputs, desired_objects
 from valkey_operator.builders.diff import contains
 from valkey_operator.builders.statefulset import template_digest
 from valkey_operator.clock import parse_iso
+from valkey_operator.conf import users
 from valkey_operator.conf.layout import POD_LAYOUT
 from valkey_operator.pki.inspect import describe_pem
 from valkey_operator.pki.plan import Material, Plan, plan, rotation_since
@@ -52,6 +53,7 @@ from valkey_operator.snapshot import (
     PodReport,
     PodView,
     Snapshot,
+    client_passwords,
     observed_secrets,
     password,
     pods,
@@ -405,12 +407,14 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
         return _refuse(cluster, snap, planned, now)
     material = planned.material
     pw = (password(cluster, snap) or pysecrets.token_urlsafe(24)) if cluster.spec.auth_enabled else None
+    wanted = users.users(cluster, _client_passwords(cluster, snap))
+    acl, acl_events = _acl_work(snap, wanted, live)
     roles = failover.roles(cluster, snap, views, now)
     primary = roles.primary
     floor = _scale_floor(cluster, snap, views, roles)
     manifests = [
         _hold_scale_down(m, floor)
-        for m in desired_objects(cluster, Inputs(material, pw, roles.record, layout=POD_LAYOUT))
+        for m in desired_objects(cluster, Inputs(material, pw, roles.record, wanted, layout=POD_LAYOUT))
     ]
     applies = [Apply(m) for m in manifests if not contains(snap.get(m["kind"], m["metadata"]["name"]), m)]
     sts_manifest = next(m for m in manifests if m["kind"] == "StatefulSet")
@@ -457,12 +461,14 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
     # A handover asked for too recently (it may still be under way, or it aborted) is not asked again yet.
     paced = handovers.pace(snap.status.get("handovers") or [], actions, events, now, _under_way(snap, roles))
     certs = certificates(cluster, material, now)
-    status, report_events, metrics = _report(cluster, snap, certs, states, live, roles, now, hot, planned, held)
-    status.update(_asked(cluster, snap, paced))
+    status, report_events, metrics = _report(
+        cluster, snap, certs, states, live, roles, now, hot, planned, held, acl.pending
+    )
+    status.update(_asked(cluster, snap, paced), **({"acl": acl.status} if acl.status is not None else {}))
     return Decision(
-        paced.actions,
+        (*paced.actions, *acl.actions),
         status,
-        (*paced.events, *report_events),
+        (*paced.events, *acl_events, *report_events),
         replace(metrics, failovers=_role_moves(failovers, paced)),
         _soonest(retry_after, paced.retry_after),
         _next_due(cluster, material, certs, now),
@@ -585,6 +591,25 @@ def _failover_observed(roles: failover.Roles) -> tuple[str, str] | None:
     return str(state["state"]), template.format(**state)
 
 
+def _acl_work(snap: Snapshot, wanted: Sequence[users.User], live: Sequence[PodView]) -> tuple[access.Plan, list[Event]]:
+    """The clients' ACL users, live on every running pod (their actions go last, after the objects: a new
+    pod reads them from its file too), and one Event when the rules change."""
+    acl = access.plan(wanted, live, snap.reports, snap.status.get("acl") or {})
+    if not (acl.actions and wanted) or (snap.status.get("acl") or {}).get("digest") == (acl.status or {}).get("digest"):
+        return acl, []
+    told = ", ".join(u.name for u in wanted)
+    return acl, [Event("Normal", "AclUsersChanged", f"Giving every pod the ACL users {told} (ACL SETUSER).")]
+
+
+def _client_passwords(cluster: ValkeyCluster, snap: Snapshot) -> dict[str, str]:
+    """The passwords of the clients' ACL users: as their Secrets keep them, and new ones for those that need
+    one and have none."""
+    kept = client_passwords(cluster, snap)
+    if not users.needs_password(cluster):
+        return kept
+    return {client: kept.get(client) or pysecrets.token_urlsafe(24) for client, _ in cluster.spec.tls.acls}
+
+
 def _report(
     cluster: ValkeyCluster,
     snap: Snapshot,
@@ -596,6 +621,7 @@ def _report(
     hot: bool,
     planned: Plan,
     held: SpecError | None = None,
+    users_pending: Sequence[str] = (),
 ) -> tuple[dict[str, Any], list[Event], Metrics]:
     n = cluster.names
     live_states = [s for s in states if not s.terminating]
@@ -616,6 +642,7 @@ def _report(
         persistent=cluster.spec.persistence.enabled,
         vulnerable=versions.vulnerable(cluster, snap.reports),
         held=(held.reason, held.message) if held else None,
+        users_pending=tuple(users_pending),
         sharded=sharding.cluster_conditions(cluster, live, snap.cluster_views)
         if cluster.spec.mode == "cluster"
         else None,

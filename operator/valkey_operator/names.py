@@ -101,6 +101,10 @@ class ClusterNames:
         return f"{self.name}-auth"
 
     @property
+    def users_secret(self) -> str:
+        return f"{self.name}-users"
+
+    @property
     def connection_secret(self) -> str:
         return f"{self.name}-connection"
 

@@ -12,7 +12,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from valkey_operator import metrics, names, sharding
+from valkey_operator import access, metrics, names, sharding
 from valkey_operator.actions import (
     Action,
     AddSlots,
@@ -27,6 +27,7 @@ from valkey_operator.actions import (
     Reload,
     Replicate,
     Repoint,
+    SetUsers,
     Switchover,
 )
 from valkey_operator.api.spec import SpecError, ValkeyCluster, parse_cluster
@@ -91,6 +92,14 @@ class PodAdmin(Protocol):
     def promote(self, host: str, creds: Credentials | None) -> None: ...
     def repoint(self, host: str, primary_host: str, creds: Credentials | None) -> None: ...
     def reload(self, host: str, creds: Credentials | None) -> None: ...
+    def acl_lines(self, host: str, creds: Credentials | None) -> dict[str, str]: ...
+    def set_users(
+        self,
+        host: str,
+        users: Sequence[tuple[str, Sequence[str]]],
+        remove: Sequence[str],
+        creds: Credentials | None,
+    ) -> dict[str, str]: ...
 
 
 @dataclass
@@ -132,6 +141,8 @@ def _ask_pods(
     roles = cluster.spec.mode == "replication" or sharded  # a shard has a primary and replicas too
     hot = cluster.spec.tls.rotation_strategy == "HotReload"
     bus_tls = cluster.spec.tls.cluster_bus
+    # The clients' ACL users: asked for while the spec names some or status keeps some the operator made.
+    users = bool(cluster.spec.tls.acls) or bool((snap.status.get("acl") or {}).get("users"))
     creds = credentials(cluster, snap)
     if creds is None:
         return {}
@@ -147,10 +158,11 @@ def _ask_pods(
             # A sharded cluster's bus listener presents the certificate too: a reload is confirmed on both.
             served_bus = admin.served(host, creds, bus=True) if asked and sharded and bus_tls else None
             view = admin.cluster_view(host, creds) if sharded else None
+            acl = admin.acl_lines(host, creds) if users else None
         except PodError as exc:
             log.info("%s/%s: %s does not answer yet: %s", cluster.namespace, cluster.name, pod.name, exc)
             continue
-        out[pod.name] = PodReport(rep, served, view, served_bus)
+        out[pod.name] = PodReport(rep, served, view, served_bus, acl)
     return out
 
 
@@ -193,11 +205,17 @@ def gather(
 
 
 def act(
-    kube: KubeAPI, admin: PodAdmin, cluster: ValkeyCluster, creds: Credentials | None, actions: Sequence[Action]
+    kube: KubeAPI,
+    admin: PodAdmin,
+    cluster: ValkeyCluster,
+    creds: Credentials | None,
+    actions: Sequence[Action],
+    applied: dict[str, dict[str, str]] | None = None,
 ) -> list[Action]:
     """Every write of one pass, in the decided order. A pod that does not answer (it may be restarting) fails
     its own action only: the others still run, and the failed ones are returned for a prompt retry. A
-    Kubernetes API error ends the pass (kopf retries it)."""
+    Kubernetes API error ends the pass (kopf retries it). `applied` receives, by pod, the ACL LIST lines each
+    SetUsers left (status records them: what the pod is compared with from then on)."""
     ns, n = cluster.namespace, cluster.names
     failed: list[Action] = []
     for action in actions:
@@ -217,6 +235,10 @@ def act(
                 admin.repoint(n.pod_fqdn(action.pod), action.primary, creds)
             elif isinstance(action, Reload):
                 admin.reload(n.pod_fqdn(action.pod), creds)
+            elif isinstance(action, SetUsers):
+                lines = admin.set_users(n.pod_fqdn(action.pod), action.users, action.remove, creds)
+                if applied is not None:
+                    applied[action.pod] = lines
             elif isinstance(action, Meet):
                 admin.meet(n.pod_fqdn(action.pod), action.ip, creds)
             elif isinstance(action, AddSlots):
@@ -233,6 +255,18 @@ def act(
             log.warning("%s/%s: %s failed, trying again shortly: %s", ns, cluster.name, action, exc)
             failed.append(action)
     return failed
+
+
+def with_users_held(decision: Decision, applied: Mapping[str, Mapping[str, str]]) -> Decision:
+    """The decision's status with the pods this pass gave the ACL users recorded as holding them (the lines
+    each reported right after), when they were given the rules status records."""
+    acl = decision.status.get("acl")
+    given = [a for a in decision.actions if isinstance(a, SetUsers) and a.digest == (acl or {}).get("digest")]
+    held = access.held_after(applied, given)
+    if not held or acl is None:
+        return decision
+    acl = {**acl, "pods": {**(acl.get("pods") or {}), **held}}
+    return replace(decision, status={**decision.status, "acl": acl})
 
 
 def changed(before: Mapping[str, Any], after: Mapping[str, Any], *, top: bool = True) -> dict[str, Any]:
@@ -340,7 +374,9 @@ class Reconciler:
             decision: Decision = decide(cluster, snap, now)
             creds = credentials(cluster, snap)
             self._credentials[(cluster.namespace, cluster.name)] = creds
-            failed = act(self.kube, self.admin, cluster, creds, decision.actions)
+            applied: dict[str, dict[str, str]] = {}
+            failed = act(self.kube, self.admin, cluster, creds, decision.actions, applied)
+            decision = with_users_held(decision, applied)
         except Exception as exc:  # whatever raised, the user sees a condition and an Event, not only a log
             log.exception("%s/%s: the pass failed", cluster.namespace, cluster.name)
             broken = decide_failed(status, int(meta.get("generation", 0)), describe_error(exc), now)

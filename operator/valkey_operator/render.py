@@ -15,6 +15,7 @@ from valkey_operator.builders.common import Manifest
 from valkey_operator.builders.desired import Inputs, desired_objects
 from valkey_operator.clock import Clock, SystemClock
 from valkey_operator.conf.layout import POD_LAYOUT
+from valkey_operator.conf.users import needs_password, users
 from valkey_operator.pki.plan import Observed, plan
 
 
@@ -30,7 +31,9 @@ def render_one(body: Mapping[str, Any], clock: Clock | None = None) -> list[Mani
         problem = decided.problems[0]
         raise RenderError(f"{problem.reason}: {problem.message}")
     password = secrets.token_urlsafe(24) if cluster.spec.auth_enabled else None
-    return desired_objects(cluster, Inputs(decided.material, password, layout=POD_LAYOUT))
+    passwords = {client: secrets.token_urlsafe(24) for client, _ in cluster.spec.tls.acls}
+    wanted = users(cluster, passwords if needs_password(cluster) else {})
+    return desired_objects(cluster, Inputs(decided.material, password, users=wanted, layout=POD_LAYOUT))
 
 
 def render_documents(documents: Iterable[Any], clock: Clock | None = None) -> list[Manifest]:

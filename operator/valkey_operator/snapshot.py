@@ -143,6 +143,7 @@ class PodReport:
     served: str | None = None  # SHA-256 of the certificate it presented
     cluster: ClusterView | None = None  # cluster mode: what the node knows of the cluster
     served_bus: str | None = None  # cluster mode, bus on TLS: SHA-256 of the certificate its bus presented
+    acl: Mapping[str, str] | None = None  # clients' ACL users: its `ACL LIST` line by user name (when asked)
 
     def serves(self, fingerprint: str | None) -> bool:
         """Every listener asked presents the certificate `fingerprint` (the client port; the bus too)."""
@@ -260,6 +261,17 @@ def password(cluster: ValkeyCluster, snap: Snapshot) -> str | None:
     secret = secret_data(snap.get("Secret", cluster.names.auth_secret))
     value = secret.get("password") if secret else None
     return value.decode() if value else None
+
+
+def client_passwords(cluster: ValkeyCluster, snap: Snapshot) -> dict[str, str]:
+    """The passwords already generated for the clients' ACL users, by client (from their Secrets)."""
+    out = {}
+    for client, _ in cluster.spec.tls.acls:
+        secret = secret_data(snap.get("Secret", cluster.names.client_secret(client)))
+        value = secret.get("password") if secret else None
+        if value:
+            out[client] = value.decode()
+    return out
 
 
 def config_primary(cluster: ValkeyCluster, snap: Snapshot) -> str | None:

@@ -177,6 +177,17 @@ def parse_slot_migrations(reply: object) -> tuple[SlotMigration, ...]:
     return tuple(out)
 
 
+def parse_acl_list(reply: object) -> dict[str, str]:
+    """ACL LIST: one `user <name> <rules>` line per user; by name."""
+    out = {}
+    for item in reply if isinstance(reply, (list, tuple)) else ():
+        line = _text(item)
+        parts = line.split(" ", 2)
+        if len(parts) >= 2 and parts[0] == "user":
+            out[parts[1]] = line
+    return out
+
+
 def _address(field: str) -> str:
     """The IP of `ip:port@bus[,hostname]` (an IPv6 address has colons of its own: the port is after the last)."""
     host, sep, _ = field.split(",", maxsplit=1)[0].split("@", maxsplit=1)[0].rpartition(":")
@@ -312,6 +323,27 @@ class ValkeyAdmin:
         """Make a replica follow `primary_host` (REPLICAOF); a no-op for one that already does."""
         with self._conn(host, creds) as conn:
             conn.execute_command("REPLICAOF", primary_host, self.layout.port)
+
+    def acl_lines(self, host: str, creds: Credentials | None) -> dict[str, str]:
+        """Every user's `ACL LIST` line, by user name."""
+        with self._conn(host, creds) as conn:
+            return parse_acl_list(conn.execute_command("ACL", "LIST"))
+
+    def set_users(
+        self,
+        host: str,
+        users: Sequence[tuple[str, Sequence[str]]],
+        remove: Sequence[str],
+        creds: Credentials | None,
+    ) -> dict[str, str]:
+        """ACL SETUSER each user (its arguments start from `reset`), ACL DELUSER the removed ones; the `ACL
+        LIST` lines right after, by user name, on the same connection."""
+        with self._conn(host, creds) as conn:
+            for name, args in users:
+                conn.execute_command("ACL", "SETUSER", name, *args)
+            if remove:
+                conn.execute_command("ACL", "DELUSER", *remove)
+            return parse_acl_list(conn.execute_command("ACL", "LIST"))
 
     def reload(self, host: str, creds: Credentials | None) -> None:
         """Make a running server re-read its certificate files: the same paths force a re-read."""

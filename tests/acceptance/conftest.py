@@ -7,7 +7,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from valkey_operator.api.spec import ValkeyCluster, parse_cluster
 from valkey_operator.clock import SystemClock
 from valkey_operator.conf.layout import Layout
 from valkey_operator.conf.scripts import render_probe_script, render_start_script
+from valkey_operator.conf.users import User, users_file
 from valkey_operator.conf.valkey_conf import render_valkey_conf
 from valkey_operator.pki.plan import CONNECTION_CLIENT, Material, Observed, plan
 
@@ -121,6 +122,7 @@ def start_instance(
     promote: bool = True,
     bus_port: int | None = None,
     bin_dir: Path | None = None,
+    users: Sequence[User] = (),
 ) -> Instance:
     """Render config, start script and certificates into `workdir` and run the start script there.
 
@@ -139,9 +141,13 @@ def start_instance(
         port=port,
         plain_port=free_port(host),
         bus_port=bus_port or free_port(host),
+        users_dir=str(workdir / "acl"),
     )
     for d in (layout.config_dir, layout.run_dir, layout.data_dir):
         Path(d).mkdir(parents=True, exist_ok=True)
+    if users:  # the users Secret's file, as the pod mounts it
+        Path(layout.users_dir).mkdir(parents=True, exist_ok=True)
+        Path(layout.users_file).write_text(users_file(users))
     if material is None:
         result = plan(cluster, Observed(), SystemClock().now())
         assert result.material is not None, result.problems

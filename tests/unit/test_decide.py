@@ -26,13 +26,14 @@ from valkey_operator.actions import (
     Relabel,
     Reload,
     Repoint,
+    SetUsers,
     Switchover,
 )
 from valkey_operator.api.spec import SpecError, ValkeyCluster, parse_cluster
 from valkey_operator.decide import Decision, decide, decide_invalid, needs_fast_look
 from valkey_operator.pki.inspect import describe_pem, split_pem
 from valkey_operator.pki.validate import issued_by
-from valkey_operator.reconcile import changed
+from valkey_operator.reconcile import changed, with_users_held
 from valkey_operator.snapshot import (
     ROLE_MASTER,
     ROLE_SLAVE,
@@ -65,6 +66,7 @@ class World:
     data: int = 0  # the primary's replication offset: what was written
     synced: dict[str, int] = field(default_factory=dict)  # replica -> the offset it holds
     served: dict[str, str] = field(default_factory=dict)  # pod -> fingerprint it presents
+    acl: dict[str, dict[str, str]] = field(default_factory=dict)  # pod -> its ACL LIST lines, once asked
     serving: dict[str, bytes] = field(default_factory=dict)  # pod -> the certificate it presents (in memory)
     loaded: dict[str, bytes] = field(default_factory=dict)  # pod -> the trust bundle it loaded (in memory)
     uid: int = 0
@@ -139,10 +141,11 @@ class World:
                     self.synced[name] = self.data
                 offset = self.synced.get(name, 0)
                 rep = Replication(ROLE_SLAVE, FQDN.format(source), link_up=linked, offset=offset, release=self.release)
-            self.reports[name] = PodReport(rep, self.served.get(name))
+            self.reports[name] = PodReport(rep, self.served.get(name), acl=self.acl.get(name))
 
     def carry_out(self, decision: Decision) -> None:
         """The writes of a pass, as the API server and Valkey would take them."""
+        applied: dict[str, dict[str, str]] = {}
         for action in decision.actions:
             if isinstance(action, Apply):
                 self.store(action.manifest)
@@ -166,7 +169,14 @@ class World:
                 self.follows[action.pod] = action.primary.split(".")[0]
             elif isinstance(action, Reload):
                 self.load(action.pod)
-        # The status patch the handler sends, applied as the API server applies a JSON merge patch.
+            elif isinstance(action, SetUsers):  # as Valkey lists them: `reset` is not kept
+                lines = {name: " ".join(("user", name, *args[1:])) for name, args in action.users}
+                self.acl[action.pod] = {**{k: v for k, v in self.acl.get(action.pod, {}).items()
+                                           if k not in action.remove}, **lines}  # fmt: skip
+                applied[action.pod] = self.acl[action.pod]
+        # The status patch the handler sends (with what each SetUsers left, as the reconciler records it),
+        # applied as the API server applies a JSON merge patch.
+        decision = with_users_held(decision, applied)
         merge(self.status, changed(self.status, decision.status))
         self.report()
 
@@ -711,3 +721,48 @@ def sts_sizes(d: Decision) -> list[int]:
         for a in d.actions
         if isinstance(a, Apply) and a.manifest["kind"] == "StatefulSet"
     ]
+
+
+def test_clients_acl_users_are_given_live_and_ready_waits_for_every_pod_to_hold_them() -> None:
+    """A running 9.1 cluster; `app` gets ACL rules. The pass writes the users Secret, the client Secret's
+    username (no password: the certificate logs in), mounts the users (one roll) and gives each pod the
+    users by ACL SETUSER; Ready waits until each pod's ACL LIST is what it reported when given them. A rules
+    change afterwards is live: the template stays, each pod is given the new rules."""
+    nine = {"image": "valkey/valkey:9.1.2"}
+    world = running(cluster(**nine))
+    before = world.template()[0]
+    rules = {"tls": {"clients": [{"name": "app", "acl": "~app:* +@read +@write"}]}}
+    c = cluster(**nine, **rules)
+    world.acl = {p: {} for p in world.pods()}  # what gather reads once users are asked for: none yet
+    world.report()
+    d = pass_(world, c)
+    secret = secret_data(world.objects[("Secret", "cache-client-app")])
+    assert secret is not None
+    assert (secret.data["username"], "password" in secret.data) == (b"cache-app", False)
+    users_file = secret_data(world.objects[("Secret", "cache-users")])
+    assert users_file is not None
+    assert users_file.data["users.conf"] == b"user cache-app reset on ~app:* +@read +@write\n"
+    given = [a for a in d.actions if isinstance(a, SetUsers)]
+    assert [a.pod for a in given] == ["cache-0", "cache-1", "cache-2"]
+    assert condition(d, "Ready")["status"] == "False"
+    assert d.status["acl"]["users"] == ["cache-app"]
+    # Recorded as held right after (the reconciler's part): the next pass confirms every pod by its lines.
+    assert sorted(world.status["acl"]["pods"]) == ["cache-0", "cache-1", "cache-2"]
+    assert world.template()[0] != before  # the users' volume: one roll, this once
+    for _ in range(8):  # the roll (bounded)
+        d = pass_(world, c)
+        for pod in [p for p in world.pods() if ("Pod", p) in world.objects and p not in world.acl]:
+            world.acl[pod] = {}  # a replaced pod reports no users until given them
+    assert not [a for a in d.actions if isinstance(a, SetUsers)], kinds(d.actions)
+    assert condition(d, "Ready")["status"] == "True", condition(d, "Ready")
+    # A rules change: live, no roll.
+    template = world.template()[0]
+    wider = cluster(**nine, tls={"clients": [{"name": "app", "acl": "~app:* ~shared:* +@read +@write"}]})
+    d = pass_(world, wider)
+    assert world.template()[0] == template
+    assert len([a for a in d.actions if isinstance(a, SetUsers)]) == 3
+    assert ("Normal", "AclUsersChanged") in [(e.type, e.reason) for e in d.events]
+    d = pass_(world, wider)
+    assert not [a for a in d.actions if isinstance(a, SetUsers)]
+    assert condition(d, "Ready")["status"] == "True"
+    assert all("~shared:*" in lines["cache-app"] for lines in world.acl.values())

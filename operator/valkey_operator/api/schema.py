@@ -54,6 +54,13 @@ QUALIFIED_NAME = (
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
     r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
 )
+# ACL rules for a client's user: key patterns, channels, commands; never a password, on/off, reset or a
+# selector (those are the operator's), never a space inside a rule (the rules are written into a file).
+_ACL_RULE = (
+    r"(?:(?:~|%R~|%W~|%RW~|&)[!-~]+|[+-]@?[a-z][a-z0-9_-]*(?:[|][a-z0-9_-]+)?"
+    r"|allkeys|resetkeys|allchannels|resetchannels|allcommands|nocommands)"
+)
+ACL_RULES = rf"^{_ACL_RULE}( {_ACL_RULE})*$"
 # OpenSSL cipher-list syntax: names, separators and operators; never a space, quote or control character
 # (the value is written into valkey.conf).
 CIPHER_LIST = r"^[A-Za-z0-9_:+!@=.,-]+$"
@@ -299,7 +306,17 @@ def _tls() -> Schema:
                             "connection Secret's own certificate).",
                             pattern=DNS_LABEL,
                             maxLength=63,
-                        )
+                        ),
+                        "acl": _s(
+                            "ACL rules of an ACL user for this client, named as its certificate's CN "
+                            "(<cluster>-<name>): key patterns (~app:*, %R~, %W~), channels (&news:*) and "
+                            "commands (+@read, -@dangerous, +get, +config|get), separated by single spaces. On "
+                            "Valkey 9.0 or later with clientAuth required the certificate alone logs it in "
+                            "(tls-auth-clients-user CN); otherwise its Secret gets a generated password. Changes "
+                            "apply live. Passwords, on/off, reset and selectors are the operator's, not allowed.",
+                            pattern=ACL_RULES,
+                            maxLength=1024,
+                        ),
                     },
                     required=["name"],
                 ),
@@ -529,6 +546,21 @@ def status_schema() -> Schema:
             "advisory": _s(
                 "Known vulnerabilities of the running release last announced (VulnerableValkeyVersion), e.g. "
                 "CVE-2026-56684 8.1.1; the Warning Event is posted when this changes."
+            ),
+            "acl": _o(
+                "The clients' ACL users (spec.tls.clients[].acl) on the pods.",
+                {
+                    "digest": _s("Digest of the rules every pod must hold (passwords only as their hash)."),
+                    "users": _a(
+                        "The users the operator made (it deletes them when no longer asked for).", _s("A user.")
+                    ),
+                    "pods": {
+                        "type": "object",
+                        "description": "Pods that hold the current users: the digest of the ACL LIST lines each "
+                        "reported right after it was given them (compared with what it reports on every pass).",
+                        "additionalProperties": {"type": "string"},
+                    },
+                },
             ),
             "reshardingTo": _i(
                 "cluster mode: while slots migrate, the shards count they move for; a change of spec.shards "

@@ -63,6 +63,7 @@ class TLSSpec:
     certificates: CertificatesSpec = field(default_factory=CertificatesSpec)
     rotation_strategy: s.RotationStrategy = "RollingRestart"
     clients: tuple[str, ...] = ()
+    acls: tuple[tuple[str, str], ...] = ()  # (client, ACL rules) of the clients that have an ACL user
 
     @property
     def enabled(self) -> bool:
@@ -184,6 +185,7 @@ def _tls(raw: Mapping[str, Any]) -> TLSSpec:
         certificates=_certificates(raw["certificates"]),
         rotation_strategy=raw["rotation"]["strategy"],
         clients=tuple(c["name"] for c in raw["clients"]),
+        acls=tuple((c["name"], c["acl"]) for c in raw["clients"] if c.get("acl")),
     )
 
 
@@ -259,14 +261,33 @@ def _check_name(name: str) -> None:
         )
 
 
+# A certificate's CN holds at most 64 characters; a client's ACL user is named as its CN.
+MAX_USER_NAME = 64
+
+
+def _check_users(name: str, spec: ClusterSpec) -> None:
+    """A client with an ACL user: `<cluster>-<client>` must fit a certificate's CN whole (it is the user's name,
+    and a cut one could name another client's user)."""
+    for client, _ in spec.tls.acls:
+        if len(name) + 1 + len(client) > MAX_USER_NAME:
+            raise SpecError(
+                "InvalidValue",
+                f"spec.tls.clients: the ACL user of client {client!r} would be named {name}-{client} "
+                f"({len(name) + 1 + len(client)} characters), longer than a certificate's CN may be "
+                f"({MAX_USER_NAME}): give the client a shorter name.",
+            )
+
+
 def parse_cluster(body: Mapping[str, Any], cluster_domain: str = names.DEFAULT_CLUSTER_DOMAIN) -> ValkeyCluster:
     """A whole ValkeyCluster body -> ValkeyCluster (raises SpecError)."""
     meta = body.get("metadata", {})
     _check_name(str(meta["name"]))
+    spec = parse_spec(body.get("spec"))
+    _check_users(str(meta["name"]), spec)
     return ValkeyCluster(
         name=meta["name"],
         namespace=meta.get("namespace") or "default",
-        spec=parse_spec(body.get("spec")),
+        spec=spec,
         uid=meta.get("uid", ""),
         generation=int(meta.get("generation", 0)),
         annotations=dict(meta.get("annotations") or {}),

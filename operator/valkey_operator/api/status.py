@@ -82,6 +82,7 @@ class Observation:
     persistent: bool = True  # data on volumes; False: losing every pod at once empties the data
     vulnerable: tuple[str, str] | None = None  # (reason, message): a release with a known vulnerability runs
     held: tuple[str, str] | None = None  # (reason, message): a spec change the cluster cannot make (now), held
+    users_pending: tuple[str, ...] = ()  # ready pods that do not hold the clients' current ACL users yet
     # Cluster mode: (ClusterFormed, SlotsAssigned) as (status, reason, message); None in the other modes.
     sharded: tuple[tuple[bool, str, str], tuple[bool, str, str]] | None = None
 
@@ -103,6 +104,7 @@ class Observation:
             and self.primary_serving
             and self.failover is None
             and self.cluster_ok
+            and not self.users_pending
         )
 
 
@@ -162,6 +164,12 @@ def conditions(obs: Observation) -> list[Condition]:
     elif obs.exists and obs.ready >= obs.desired and not obs.rolling and obs.sharded and not obs.cluster_ok:
         failing = next(c for c in obs.sharded if not c[0])
         out.append(Condition(READY, False, CLUSTER_NOT_FORMED, f"{CLUSTER_NOT_FORMED_MESSAGE} Now: {failing[2]}"))
+    elif obs.exists and obs.ready >= obs.desired and not obs.rolling and obs.cluster_ok and obs.users_pending:
+        message = (
+            f"{', '.join(obs.users_pending)} do not hold the clients' current ACL users yet; the operator gives "
+            "them (ACL SETUSER) and confirms each pod's ACL LIST."
+        )
+        out.append(Condition(READY, False, "AclUsersPending", message))
     elif obs.exists and obs.ready >= obs.desired and obs.rolling:
         # Every pod is ready, but not every one serves the current revision yet (a rollout, or a HotReload
         # waiting for the kubelet to project the new Secret): say that, not that pods are not ready.

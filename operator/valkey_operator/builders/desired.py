@@ -11,6 +11,7 @@ from valkey_operator.builders.configmap import config_files, config_hash, config
 from valkey_operator.builders.services import services
 from valkey_operator.builders.statefulset import bundle_digest, pod_disruption_budget, statefulset
 from valkey_operator.conf.layout import Layout
+from valkey_operator.conf.users import User
 from valkey_operator.pki.plan import CONNECTION_CLIENT, Material
 
 
@@ -21,6 +22,7 @@ class Inputs:
     material: Material
     password: str | None
     primary: str | None = None
+    users: tuple[User, ...] = ()  # the clients' ACL users (conf.users.users)
     layout: Layout = field(kw_only=True)  # where files live and which ports listen in the pod
 
 
@@ -30,11 +32,14 @@ def desired_objects(cluster: ValkeyCluster, inputs: Inputs) -> list[Manifest]:
     if m.ca is not None:
         out.append(secrets.ca_secret(cluster, m.ca, m.bundle, m.ca_annotations, m.next_ca))
     out.append(secrets.server_secret(cluster, m.server, m.bundle, m.server_annotations))
+    user_of = {u.client: u for u in inputs.users}
     out += [
-        secrets.client_secret(cluster, name, pair, m.bundle)
+        secrets.client_secret(cluster, name, pair, m.bundle, user_of.get(name))
         for name, pair in m.clients.items()
         if name != CONNECTION_CLIENT
     ]
+    if inputs.users:
+        out.append(secrets.users_secret(cluster, inputs.users))
     if inputs.password is not None:
         out.append(secrets.auth_secret(cluster, inputs.password))
     out.append(

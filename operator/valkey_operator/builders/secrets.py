@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from valkey_operator import names
 from valkey_operator.api.spec import ValkeyCluster
 from valkey_operator.builders.common import Manifest, metadata
+from valkey_operator.conf.users import USERS_KEY, User, users_file
 from valkey_operator.pki.issue import KeyPair
 
 
@@ -64,8 +65,23 @@ def server_secret(cluster: ValkeyCluster, server: KeyPair, bundle: bytes, annota
     return tls_secret(cluster, cluster.names.tls_secret, names.COMPONENT_TLS, server, bundle, annotations)
 
 
-def client_secret(cluster: ValkeyCluster, client: str, pair: KeyPair, bundle: bytes) -> Manifest:
-    return tls_secret(cluster, cluster.names.client_secret(client), names.COMPONENT_CLIENT, pair, bundle)
+def client_secret(
+    cluster: ValkeyCluster, client: str, pair: KeyPair, bundle: bytes, user: User | None = None
+) -> Manifest:
+    """A client's certificate; with an ACL user, its name and (unless the certificate alone logs it in) its
+    password beside it."""
+    out = tls_secret(cluster, cluster.names.client_secret(client), names.COMPONENT_CLIENT, pair, bundle)
+    if user is not None:
+        out["data"]["username"] = _b64(user.name)
+        if user.password is not None:
+            out["data"]["password"] = _b64(user.password)
+    return out
+
+
+def users_secret(cluster: ValkeyCluster, given: Sequence[User]) -> Manifest:
+    """The clients' ACL users as `user` directives, which pods include when they start (passwords only as
+    their SHA-256); a Secret, since a hash of a password still should not be in a ConfigMap."""
+    return _secret(cluster, cluster.names.users_secret, names.COMPONENT_SERVER, {USERS_KEY: users_file(given)})
 
 
 def auth_secret(cluster: ValkeyCluster, password: str) -> Manifest:

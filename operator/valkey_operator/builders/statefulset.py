@@ -59,6 +59,8 @@ def _volumes(cluster: ValkeyCluster) -> list[dict[str, Any]]:
     ]
     if not cluster.spec.persistence.enabled:
         volumes.append({"name": "data", "emptyDir": {}})
+    if cluster.spec.tls.acls:  # the clients' ACL users: only then, so that other clusters do not roll
+        volumes.append({"name": "users", "secret": {"secretName": cluster.names.users_secret, "defaultMode": 0o440}})
     return volumes
 
 
@@ -122,6 +124,7 @@ def pod_template(
             {"name": "config", "mountPath": layout.config_dir, "readOnly": True},
             {"name": "run", "mountPath": layout.run_dir},
             {"name": "data", "mountPath": layout.data_dir},
+            *([{"name": "users", "mountPath": layout.users_dir, "readOnly": True}] if cluster.spec.tls.acls else []),
         ],
     }
     annotations = {names.ANN_CONFIG_HASH: config_digest}

@@ -16,6 +16,7 @@ class Layout:
     port: int = 6379  # TLS when TLS is on; plaintext when tls.mode is disabled
     plain_port: int = 6380  # plaintext beside TLS under tls.mode preferred
     bus_port: int = 16379
+    users_dir: str = "/acl"  # the users Secret, mounted when some client has an ACL user
 
     @property
     def cert_file(self) -> str:
@@ -28,6 +29,10 @@ class Layout:
     @property
     def ca_file(self) -> str:
         return f"{self.tls_dir}/ca.crt"
+
+    @property
+    def users_file(self) -> str:
+        return f"{self.users_dir}/users.conf"
 
     @property
     def config_file(self) -> str:

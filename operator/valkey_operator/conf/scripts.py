@@ -79,6 +79,11 @@ def render_start_script(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT) -> 
         lines.append(f'rm -f "{layout.data_dir}/dump.rdb" "{layout.data_dir}"/temp-*.rdb')
     if mode == "cluster" and not cluster.spec.persistence.enabled:
         lines += _without_data(cluster, layout)
+    if cluster.spec.tls.acls:
+        # The clients' ACL users, from their Secret's file (a rules change reaches running pods by ACL
+        # SETUSER, not by a restart). Included only if mounted: a pod of the previous template restarting
+        # before the roll reaches it must still start.
+        lines += [f'if [ -f "{layout.users_file}" ]; then echo "include {layout.users_file}" >> "$out"; fi']
     lines += [
         f'if [ -n "${{{ENV_PASSWORD}:-}}" ]; then',
         f'  printf \'requirepass "%s"\\nmasterauth "%s"\\n\' "${{{ENV_PASSWORD}}}" "${{{ENV_PASSWORD}}}" >> "$out"',

@@ -6,6 +6,7 @@ from valkey_operator.api.rules import quantity
 from valkey_operator.api.schema import INTERMEDIATE_CIPHERS
 from valkey_operator.api.spec import ValkeyCluster
 from valkey_operator.conf.layout import POD_LAYOUT, Layout
+from valkey_operator.conf.users import maps_certificates
 from valkey_operator.conf.version import Version, effective_version, supports
 
 AUTH_CLIENTS = {"required": "yes", "optional": "optional", "none": "no"}
@@ -102,6 +103,13 @@ def _persistence_lines(cluster: ValkeyCluster, layout: Layout) -> list[str]:
     return lines
 
 
+def _user_lines(cluster: ValkeyCluster) -> list[str]:
+    """Clients with ACL users, on Valkey 9.0 or later with client certificates asked for: the certificate's
+    CN names the user a connection logs in as. (The users themselves come from a file of their own, which
+    the start script includes: see conf.scripts.)"""
+    return ["tls-auth-clients-user CN"] if maps_certificates(cluster) else []
+
+
 def render_valkey_conf(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT) -> str:
     """The shared valkey.conf of every pod; per-pod lines come from the start script's runtime.conf."""
     version = effective_version(cluster.spec.image)
@@ -120,6 +128,7 @@ def render_valkey_conf(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT) -> s
     ]
     if supports(version, "hide-user-data-from-log"):
         lines.append("hide-user-data-from-log yes")
+    lines += _user_lines(cluster)
     # Last, so the per-pod settings (replicaof, announce names, password) win.
     lines.append(f"include {layout.runtime_file}")
     return "\n".join(lines) + "\n"

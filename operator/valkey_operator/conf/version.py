@@ -38,6 +38,7 @@ def effective_version(image: str) -> Version:
 SINCE: dict[str, Version] = {
     "hide-user-data-from-log": (8, 0),
     "tls-auto-reload-interval": (9, 1),
+    "tls-auth-clients-user": (9, 0),
 }
 
 

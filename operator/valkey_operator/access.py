@@ -1,0 +1,81 @@
+"""The clients' ACL users on the pods: which pods must be given them (ACL SETUSER, live) and which hold them.
+
+A pod holds the users when the `ACL LIST` lines it reports for them are the lines it reported right after
+the operator gave it the current rules (status.acl.pods: a digest of those lines, per pod, for the rules'
+digest). The operator never predicts how Valkey normalises rules; it compares a pod with itself. A pod
+that restarted reads the users from their file: if the file was current, its lines are the same and
+nothing is asked; if the kubelet had not projected the change yet, they differ and the pod is given the
+rules again. Users the operator made that the spec no longer names are deleted (ACL DELUSER); users it did
+not make are never touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from valkey_operator.actions import SetUsers
+from valkey_operator.conf.users import User, rules_digest
+from valkey_operator.snapshot import PodReport, PodView
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[SetUsers, ...] = ()
+    status: dict[str, Any] | None = None  # status.acl: {digest, users, pods}; None when no user is made
+    pending: tuple[str, ...] = ()  # ready pods that do not hold the current users yet
+    names: frozenset[str] = field(default_factory=frozenset)  # the users the operator keeps, by name
+
+
+def lines_digest(lines: Mapping[str, str], wanted: Sequence[str]) -> str:
+    """One value for the `ACL LIST` lines of the wanted users (a user a pod lacks counts as absent)."""
+    text = "\n".join(lines.get(name, "") for name in sorted(wanted))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def plan(
+    wanted: Sequence[User], views: Sequence[PodView], reports: Mapping[str, PodReport], recorded: Mapping[str, Any]
+) -> Plan:
+    """Which running pods get the users (and lose the ones no longer asked for), and status.acl."""
+    names = [u.name for u in wanted]
+    made = set(recorded.get("users") or [])
+    if not wanted and not made:
+        return Plan()
+    digest = rules_digest(wanted) if wanted else ""
+    held = dict(recorded.get("pods") or {}) if recorded.get("digest") == digest else {}
+    actions: list[SetUsers] = []
+    confirmed: dict[str, str] = {}
+    pending: list[str] = []
+    left: set[str] = set()  # users made before and no longer asked for, that some pod still has
+    for pod in views:
+        report = reports.get(pod.name)
+        if pod.terminating or not pod.running or report is None or report.acl is None:
+            if pod.ready and not pod.terminating:
+                pending.append(pod.name)
+            continue
+        stale = sorted(n for n in report.acl if n in made and n not in names)
+        left.update(stale)
+        seen = lines_digest(report.acl, names)
+        if not stale and (not names or (all(n in report.acl for n in names) and held.get(pod.name) == seen)):
+            if names:
+                confirmed[pod.name] = seen
+            continue
+        actions.append(SetUsers(pod.name, tuple((u.name, u.setuser) for u in wanted), tuple(stale), digest))
+        if pod.ready:
+            pending.append(pod.name)
+    status = {"digest": digest or None, "users": sorted(set(names) | left) or None, "pods": confirmed or None}
+    if not wanted and not left:
+        status = {"digest": None, "users": None, "pods": None}
+    return Plan(tuple(actions), status, tuple(pending), frozenset(names))
+
+
+def held_after(applied: Mapping[str, Mapping[str, str]], actions: Sequence[SetUsers]) -> dict[str, str]:
+    """status.acl.pods entries for the pods this pass gave the users: the digest of the lines each pod
+    reported right after (what later passes compare the pod with)."""
+    out: dict[str, str] = {}
+    for action in actions:
+        if action.pod in applied:
+            out[action.pod] = lines_digest(applied[action.pod], [name for name, _ in action.users])
+    return out

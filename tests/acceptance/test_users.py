@@ -1,0 +1,124 @@
+"""The clients' ACL users on real servers, from the rendered files: on Valkey 9.1.2 a client certificate alone
+logs in as the user its CN names (tls-auth-clients-user CN) and the user's rules hold; on the machine's 8.0
+the same users have passwords. Then the operator's own live change (ACL SETUSER through ValkeyAdmin, names
+verified) and the premise of its confirmation: a server restarted on the current users file reports the very
+`ACL LIST` line the live change left."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.acceptance.conftest import PASSWORD, Instance, example, free_port, run_with_hosts, start_instance
+from valkey_operator.access import lines_digest
+from valkey_operator.conf.users import User, users
+
+pytestmark = pytest.mark.acceptance
+
+IMAGE9 = "valkey/valkey:9.1.2"
+CLIENTS = [
+    {"name": "app", "acl": "~app:* +@read +@write"},
+    {"name": "other", "acl": "~other:* +@all"},
+    {"name": "plain"},  # a client certificate without a user
+]
+SET_USERS = """
+import json, sys
+from pathlib import Path
+from valkey_operator.conf.layout import Layout
+from valkey_operator.pki.issue import KeyPair
+from valkey_operator.valkey_admin import Credentials, ValkeyAdmin
+
+tls, fqdn, port, password = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+name, args = sys.argv[5], sys.argv[6].split(" ")
+creds = Credentials((tls / "ca.crt").read_bytes(),
+                    KeyPair((tls / "connection.crt").read_bytes(), (tls / "connection.key").read_bytes()), password)
+admin = ValkeyAdmin(Layout(port=port))
+after = admin.set_users(fqdn, [(name, args)], [], creds)
+print(json.dumps({"after": after, "read": admin.acl_lines(fqdn, creds)}))
+"""
+
+
+def as_client(inst: Instance, client: str, *args: str) -> str:
+    """valkey-cli with `client`'s certificate and no password: whoever the certificate alone makes it."""
+    cert, key = inst.client_files(client)
+    cmd = ["valkey-cli", "-h", inst.host, "-p", str(inst.layout.port), "--tls", "--cacert", inst.layout.ca_file,
+           "--sni", "localhost", "--cert", str(cert), "--key", str(key), *args]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=20, check=False)
+    return (out.stdout + out.stderr).strip()
+
+
+def test_on_valkey_9_the_certificate_alone_logs_a_client_in_as_its_user(
+    launch: Any, valkey9: Path, tmp_path: Path
+) -> None:
+    cluster = example(mode="standalone", replicas=1, image=IMAGE9, tls={"clients": CLIENTS})
+    wanted = users(cluster, {})
+    assert [u.password for u in wanted] == [None, None]  # 9.x and clientAuth required: no password at all
+    inst = launch(cluster, host="127.0.0.2", port=free_port("127.0.0.2"), bin_dir=valkey9, users=wanted)
+    assert "tls-auth-clients-user CN" in Path(inst.layout.config_file).read_text()
+    # ACL WHOAMI is not in @read/@write: the refusal names the user the certificate made it.
+    assert "User cache-app has no permissions" in as_client(inst, "app", "ACL", "WHOAMI")
+    assert as_client(inst, "app", "SET", "app:1", "one") == "OK"
+    assert as_client(inst, "app", "GET", "app:1") == "one"
+    assert "NOPERM" in as_client(inst, "app", "SET", "elsewhere", "x")
+    assert "NOPERM" in as_client(inst, "app", "GET", "other:1")
+    assert "NOPERM" in as_client(inst, "app", "CONFIG", "GET", "maxmemory")  # not in @read/@write
+    # Another client's certificate maps to its own user, with its own rules.
+    assert as_client(inst, "other", "ACL", "WHOAMI") == "cache-other"
+    assert as_client(inst, "other", "SET", "other:1", "two") == "OK"
+    assert "NOPERM" in as_client(inst, "other", "GET", "app:1")
+    # A certificate whose CN names no user gets nothing: it is the default user, which wants the password.
+    assert "NOAUTH" in as_client(inst, "plain", "GET", "app:1")
+    # A user without a password cannot be opened by AUTH, whatever is given.
+    assert "WRONGPASS" in as_client(inst, "plain", "AUTH", "cache-app", "anything")
+    assert "WRONGPASS" in as_client(inst, "plain", "AUTH", "cache-app", "")
+
+    # The operator's live change: app may now also write shared:*.
+    fqdn = cluster.names.pod_fqdn("cache-0")
+    inst.client_files()
+    changed = User("cache-app", "app", "~app:* ~shared:* +@read +@write", None)
+    out = run_with_hosts(tmp_path, {fqdn: inst.host}, SET_USERS, inst.layout.tls_dir, fqdn, str(inst.layout.port),
+                         PASSWORD, changed.name, " ".join(changed.setuser))  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    import json
+
+    seen = json.loads(out.stdout)
+    assert seen["after"] == seen["read"]
+    line = seen["after"]["cache-app"]
+    assert "~shared:*" in line, line
+    assert as_client(inst, "app", "SET", "shared:1", "three") == "OK"  # live: no restart, same connection rules
+    # The confirmation's premise: a server started on the current users file reports the same line.
+    restarted = restart_with(inst, cluster, [changed, wanted[1]], valkey9)
+    after_restart = restarted.cli("ACL", "LIST").stdout.splitlines()
+    assert line in after_restart, (line, after_restart)
+    assert lines_digest({"cache-app": line}, ["cache-app"]) == lines_digest(
+        {"cache-app": next(x for x in after_restart if x.startswith("user cache-app "))}, ["cache-app"]
+    )
+
+
+def restart_with(inst: Instance, cluster: Any, given: list[User], bin_dir: Path | None) -> Instance:
+    """Stop `inst` and start it again in its folder, the users file as `given` (the kubelet's projection)."""
+    inst.stop()
+    workdir = Path(inst.layout.config_dir).parent
+    return start_instance(cluster, workdir, host=inst.host, port=inst.layout.port, material=inst.material,
+                          bin_dir=bin_dir, users=given)  # fmt: skip
+
+
+def test_on_valkey_8_the_users_have_passwords_and_the_certificate_alone_is_not_enough(launch: Any) -> None:
+    cluster = example(mode="standalone", replicas=1, tls={"clients": CLIENTS})
+    secret = "a-generated-password-for-app"
+    wanted = users(cluster, {"app": secret, "other": "another-one"})
+    assert [u.password for u in wanted] == [secret, "another-one"]
+    inst = launch(cluster, host="127.0.0.2", port=free_port("127.0.0.2"), users=wanted)
+    assert "tls-auth-clients-user" not in Path(inst.layout.config_file).read_text()  # 8.0 has no such directive
+    assert secret not in Path(inst.layout.users_file).read_text()  # only its hash reaches the pod
+    assert "NOAUTH" in as_client(inst, "app", "GET", "app:1")
+    login = ("--user", "cache-app", "--pass", secret, "--no-auth-warning")
+    assert "User cache-app has no permissions" in as_client(inst, "app", *login, "ACL", "WHOAMI")
+    assert as_client(inst, "app", *login, "SET", "app:1", "x") == "OK"
+    assert "NOPERM" in as_client(inst, "app", *login, "SET", "b", "x")
+    assert "WRONGPASS" in as_client(inst, "app", "--user", "cache-app", "--pass", "guess", "--no-auth-warning", "PING")
+    other = ("--user", "cache-other", "--pass", "another-one", "--no-auth-warning")
+    assert as_client(inst, "other", *other, "ACL", "WHOAMI") == "cache-other"

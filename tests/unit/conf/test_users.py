@@ -1,0 +1,77 @@
+"""The clients' ACL users: names, how they log in, the file pods read, the directives: table tests."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from tests.unit.conftest import example
+from valkey_operator.api.spec import SpecError, parse_cluster
+from valkey_operator.conf.scripts import render_start_script
+from valkey_operator.conf.users import certificate_logins, maps_certificates, needs_password, rules_digest, users
+from valkey_operator.conf.valkey_conf import render_valkey_conf
+
+APP = [{"name": "app", "acl": "~app:* +@read +@write"}, {"name": "plain"}]
+
+
+@pytest.mark.parametrize(
+    ("image", "client_auth", "cert_only", "maps"),
+    [
+        ("valkey/valkey:9.1", "required", True, True),
+        ("valkey/valkey:9.0.3", "required", True, True),
+        # optional: a client without a certificate needs a way in, so the user has a password too.
+        ("valkey/valkey:9.1", "optional", False, True),
+        # none: no certificate is asked for, nothing to map.
+        ("valkey/valkey:9.1", "none", False, False),
+        ("valkey/valkey:8.1", "required", False, False),
+        ("valkey/valkey:latest", "required", False, False),  # unknown version: the baseline's rules
+    ],
+)
+def test_how_a_clients_user_logs_in(image: str, client_auth: str, cert_only: bool, maps: bool) -> None:
+    c = example(image=image, tls={"clientAuth": client_auth, "clients": APP})
+    assert (certificate_logins(c), maps_certificates(c), needs_password(c)) == (cert_only, maps, not cert_only)
+    conf = render_valkey_conf(c)
+    assert ("tls-auth-clients-user CN" in conf) is maps
+
+
+def test_a_user_is_named_as_the_certificate_and_starts_from_nothing() -> None:
+    nine = example(image="valkey/valkey:9.1", tls={"clients": APP})
+    (app,) = users(nine, {})
+    assert (app.name, app.password) == ("cache-app", None)
+    assert app.line == "user cache-app reset on ~app:* +@read +@write"  # no password, and not nopass
+    eight = example(image="valkey/valkey:8.1", tls={"clients": APP})
+    (app8,) = users(eight, {"app": "s3cret"})
+    digest = hashlib.sha256(b"s3cret").hexdigest()
+    assert app8.line == f"user cache-app reset on #{digest} ~app:* +@read +@write"
+    assert "s3cret" not in app8.line
+    assert rules_digest([app8]) != rules_digest([app])
+    # Upgraded to 9.x with its password kept: it keeps it (an application using it goes on working).
+    (kept,) = users(nine, {"app": "s3cret"})
+    assert kept.password == "s3cret"
+
+
+def test_clusters_without_users_render_as_before() -> None:
+    """No client with `acl`: no directive, no include, no volume (existing clusters do not roll)."""
+    plain = example(image="valkey/valkey:9.1", tls={"clients": [{"name": "plain"}]})
+    assert "tls-auth-clients-user" not in render_valkey_conf(plain)
+    assert "users.conf" not in render_start_script(plain)
+    with_users = example(image="valkey/valkey:9.1", tls={"clients": APP})
+    assert 'if [ -f "/acl/users.conf" ]; then echo "include /acl/users.conf"' in render_start_script(with_users)
+
+
+@pytest.mark.parametrize(
+    "rules",
+    ["~a on", "~a >pw", "nopass", "~a  +get", "reset ~a", "(~a +get)", "~a #abc", "~a\n", "resetpass", "+@read\tx"],
+)
+def test_rules_that_are_the_operators_or_break_the_file_are_refused(rules: str) -> None:
+    with pytest.raises(SpecError):
+        example(tls={"clients": [{"name": "app", "acl": rules}]})
+
+
+def test_a_user_name_longer_than_a_certificate_cn_is_refused() -> None:
+    body = {"metadata": {"name": "c" * 40}, "spec": {"tls": {"clients": [{"name": "a" * 24, "acl": "~a"}]}}}
+    with pytest.raises(SpecError, match="longer than a certificate's CN"):
+        parse_cluster(body)
+    body["spec"]["tls"]["clients"][0]["name"] = "a" * 23  # 40 + 1 + 23 = 64: fits
+    assert parse_cluster(body).spec.tls.acls == (("a" * 23, "~a"),)
