@@ -75,6 +75,22 @@ def form(cluster: ValkeyCluster, views: Sequence[PodView], reports: Mapping[str,
     strangers = [p for p in desired[1:] if astray(p)]
     if strangers:
         return Formation(tuple(Meet(hub, live[p].ip) for p in strangers), retry_after=RECHECK)
+    # Any other node that knows a peer only at an address the peer no longer has (every pod back at once
+    # with new addresses: the hub's meetings reach the others, but their links to each other stay on the old
+    # addresses until gossip, which corrects an address only once the node is flagged as failing): it meets
+    # that peer itself.
+    stale = tuple(
+        Meet(p, live[q].ip)
+        for p in desired[1:]
+        for q in desired
+        if q != p
+        and (at := reports[p].node(ids[q])) is not None
+        and not at.connected
+        and bool(at.ip)
+        and at.ip != live[q].ip
+    )
+    if stale:
+        return Formation(stale, retry_after=RECHECK)
     unaware = [p for p in desired if not all(reports[p].knows(ids[q]) for q in desired)]
     if unaware:
         return Formation(waiting=f"gossip to reach {', '.join(unaware)}", retry_after=RECHECK)

@@ -117,3 +117,25 @@ def test_standalone_without_replicas_is_accepted(crd: None, namespace: str) -> N
     }
     kubectl("create", "-f", "-", stdin=yaml.safe_dump(doc))
     assert "replicas" not in kubectl_json("get", "valkeycluster", "solo", "-n", namespace)["spec"]
+
+
+def test_a_clients_acl_rules_and_the_status_that_confirms_them_are_kept(crd: None, namespace: str) -> None:
+    """spec.tls.clients[].acl passes the schema; status.acl (the users and, per pod, the digest its ACL LIST
+    is compared with) survives the API server's pruning: without it every pass would give the users again."""
+    doc = {
+        "apiVersion": "valkeyops.dev/v1alpha1",
+        "kind": "ValkeyCluster",
+        "metadata": {"name": "users", "namespace": namespace},
+        "spec": {"tls": {"clients": [{"name": "app", "acl": "~app:* %R~ro:* &news:* +@read +@write -flushall"}]}},
+    }
+    kubectl("create", "-f", "-", stdin=yaml.safe_dump(doc))
+    assert get_vkc(namespace, "users")["spec"]["tls"]["clients"][0]["acl"].startswith("~app:*")
+    acl = {"digest": "0123456789abcdef", "users": ["users-app"], "pods": {"users-0": "fedcba9876543210"}}
+    patch = yaml.safe_dump({"status": {"acl": acl}})
+    kubectl("patch", "valkeycluster", "users", "-n", namespace, "--subresource=status", "--type=merge", "-p", patch)
+    assert get_vkc(namespace, "users")["status"]["acl"] == acl
+    bad = {**doc, "metadata": {"name": "bad", "namespace": namespace}}
+    bad["spec"] = {"tls": {"clients": [{"name": "app", "acl": "~app:* >secret"}]}}
+    refused = kubectl("create", "-f", "-", stdin=yaml.safe_dump(bad), check=False)
+    assert refused.returncode != 0
+    assert "acl" in refused.stderr, refused.stderr

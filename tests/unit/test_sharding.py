@@ -208,6 +208,9 @@ def test_a_pod_known_at_an_old_address_is_met_again_at_its_new_one() -> None:
     assert form(C, [pod(p) for p in PODS], reports).actions == (Meet("cache-0", "10.0.0.14"),)
     # Known at its current address: nothing to do.
     assert form(C, [pod(p) for p in PODS], formed).actions == ()
+    # The hub knows it at its new address, but cache-2 still only at the old one: cache-2 meets it itself.
+    only_two = {**formed, "cache-2": reports["cache-2"]}
+    assert form(C, [pod(p) for p in PODS], only_two).actions == (Meet("cache-2", "10.0.0.14"),)
 
 
 def test_a_node_no_pod_has_is_forgotten_on_every_node() -> None:
