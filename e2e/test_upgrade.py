@@ -135,17 +135,18 @@ APP_CLIENT_PY = """
 import valkey
 c = valkey.Valkey(host="%(service)s", port=6379, ssl=True, ssl_ca_certs="/tls/ca.crt", ssl_certfile="/tls/tls.crt",
                   ssl_keyfile="/tls/tls.key", ssl_check_hostname=True, socket_timeout=5)
-def attempt(*args):
+def attempt(what, *args):
     try:
-        return "ok " + str(c.execute_command(*args))
+        got = c.execute_command(*args)
+        print(what + "\tok " + (got.decode() if isinstance(got, bytes) else str(got)))
     except Exception as exc:
-        return "refused " + type(exc).__name__ + ": " + str(exc)[:80]
-print("set app", attempt("SET", "app:1", "one"))
-print("get app", attempt("GET", "app:1"))
-print("set shared", attempt("SET", "shared:1", "two"))
-print("set other", attempt("SET", "other:1", "x"))
-print("whoami", attempt("ACL", "WHOAMI"))
-print("auth", attempt("AUTH", "%(user)s", "anything"))
+        print(what + "\trefused " + type(exc).__name__ + ": " + str(exc)[:80])
+attempt("set app", "SET", "app:1", "one")
+attempt("get app", "GET", "app:1")
+attempt("set shared", "SET", "shared:1", "two")
+attempt("set other", "SET", "other:1", "x")
+attempt("whoami", "ACL", "WHOAMI")
+attempt("auth", "AUTH", "%(user)s", "anything")
 """
 
 
@@ -154,7 +155,7 @@ def app_client(node: Node, image: str, tag: str) -> dict[str, str]:
     script = APP_CLIENT_PY % {"service": SERVICE_DNS, "user": f"{NAME}-app"}
     start_client_pod(node, f"app-{tag}", image, ["python", "-c", script], secret=f"{NAME}-client-app")
     log = finish_pod(node, f"app-{tag}", 120)
-    return {line.split(" ", 2)[0] + " " + line.split(" ", 2)[1]: line.split(" ", 2)[2] for line in log.splitlines()}
+    return dict(line.split("\t", 1) for line in log.splitlines() if "\t" in line)
 
 
 def acl_held(node: Node) -> bool:
