@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from valkey_operator.actions import SetUsers
@@ -26,7 +26,6 @@ class Plan:
     actions: tuple[SetUsers, ...] = ()
     status: dict[str, Any] | None = None  # status.acl: {digest, users, pods}; None when no user is made
     pending: tuple[str, ...] = ()  # ready pods that do not hold the current users yet
-    names: frozenset[str] = field(default_factory=frozenset)  # the users the operator keeps, by name
 
 
 def lines_digest(lines: Mapping[str, str], wanted: Sequence[str]) -> str:
@@ -48,12 +47,14 @@ def plan(
     actions: list[SetUsers] = []
     confirmed: dict[str, str] = {}
     pending: list[str] = []
-    left: set[str] = set()  # users made before and no longer asked for, that some pod still has
+    left: set[str] = set()  # users made before and no longer asked for, that some pod still has (or may)
     for pod in views:
         report = reports.get(pod.name)
         if pod.terminating or not pod.running or report is None or report.acl is None:
             if pod.ready and not pod.terminating:
                 pending.append(pod.name)
+            if not pod.terminating and pod.running:
+                left.update(made - set(names))  # not asked: it may still have them, so they stay recorded
             continue
         stale = sorted(n for n in report.acl if n in made and n not in names)
         left.update(stale)
@@ -68,7 +69,7 @@ def plan(
     status = {"digest": digest or None, "users": sorted(set(names) | left) or None, "pods": confirmed or None}
     if not wanted and not left:
         status = {"digest": None, "users": None, "pods": None}
-    return Plan(tuple(actions), status, tuple(pending), frozenset(names))
+    return Plan(tuple(actions), status, tuple(pending))
 
 
 def held_after(applied: Mapping[str, Mapping[str, str]], actions: Sequence[SetUsers]) -> dict[str, str]:

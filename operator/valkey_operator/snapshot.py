@@ -213,6 +213,8 @@ def secret_names(cluster: ValkeyCluster) -> list[str]:
     out += [n.tls_secret, *(n.client_secret(c) for c in tls.clients), n.connection_secret]
     if cluster.spec.auth_enabled:
         out.append(n.auth_secret)
+    if tls.acls:
+        out.append(n.users_secret)
     return out
 
 

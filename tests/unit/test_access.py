@@ -83,3 +83,29 @@ def test_what_a_given_pod_reported_is_what_it_is_held_to() -> None:
         "cache-0": lines_digest({"cache-app": LINE}, ["cache-app"])
     }
     assert held_after({}, given) == {}  # it did not answer: nothing recorded, asked again
+
+
+def test_a_dropped_user_stays_recorded_while_a_pod_that_may_hold_it_cannot_be_asked() -> None:
+    """The spec drops app's rules while cache-2 does not answer: cache-0 and cache-1 delete the user, and
+    it stays in status.acl.users until cache-2 is asked too (else it would keep the user for ever)."""
+    lines = {"cache-0": {"cache-app": LINE}, "cache-1": {"cache-app": LINE}, "cache-2": None}
+    out = plan([], [view(p) for p in PODS], reports(lines), recorded({}))
+    assert [a.pod for a in out.actions] == ["cache-0", "cache-1"]
+    after = {"cache-0": {}, "cache-1": {}, "cache-2": None}
+    out = plan([], [view(p) for p in PODS], reports(after), {"users": ["cache-app"]})
+    assert out.status == {"digest": None, "users": ["cache-app"], "pods": None}
+    back = plan(
+        [], [view(p) for p in PODS], reports({**after, "cache-2": {"cache-app": LINE}}), {"users": ["cache-app"]}
+    )
+    assert [(a.pod, a.remove) for a in back.actions] == [("cache-2", ("cache-app",))]
+
+
+def test_the_users_secret_is_read_like_every_secret_the_cluster_owns() -> None:
+    """Secrets are read by name: a users Secret left out would be applied on every pass (a sharded cluster
+    then never goes quiet enough to form) and would miss the check that it is the cluster's own."""
+    from tests.unit.conftest import example
+    from valkey_operator.snapshot import secret_names
+
+    with_users = example(tls={"clients": [{"name": "app", "acl": "~app:*"}]})
+    assert "cache-users" in secret_names(with_users)
+    assert "cache-users" not in secret_names(example())

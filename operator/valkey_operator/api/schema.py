@@ -56,8 +56,16 @@ QUALIFIED_NAME = (
 )
 # ACL rules for a client's user: key patterns, channels, commands; never a password, on/off, reset or a
 # selector (those are the operator's), never a space inside a rule (the rules are written into a file).
+# Patterns are printable ASCII without quotes or a backslash (Valkey's config reader would take them for a
+# quoted string in the users file); categories are Valkey's own (a pod refuses a file naming another one).
+ACL_CATEGORIES = (
+    "all", "keyspace", "read", "write", "set", "sortedset", "list", "hash", "string", "bitmap", "hyperloglog",
+    "geo", "stream", "pubsub", "admin", "fast", "slow", "blocking", "dangerous", "connection", "transaction",
+    "scripting",
+)  # fmt: skip
 _ACL_RULE = (
-    r"(?:(?:~|%R~|%W~|%RW~|&)[!-~]+|[+-]@?[a-z][a-z0-9_-]*(?:[|][a-z0-9_-]+)?"
+    r"(?:(?:~|%R~|%W~|%RW~|&)[!#-&(-\[\]-~]+|[+-]@(?:" + "|".join(ACL_CATEGORIES) + r")"
+    r"|[+-][a-z][a-z0-9_-]*(?:[|][a-z0-9_-]+)?"
     r"|allkeys|resetkeys|allchannels|resetchannels|allcommands|nocommands)"
 )
 ACL_RULES = rf"^{_ACL_RULE}( {_ACL_RULE})*$"

@@ -62,7 +62,12 @@ def test_clusters_without_users_render_as_before() -> None:
 
 @pytest.mark.parametrize(
     "rules",
-    ["~a on", "~a >pw", "nopass", "~a  +get", "reset ~a", "(~a +get)", "~a #abc", "~a\n", "resetpass", "+@read\tx"],
+    [
+        *("~a on", "~a >pw", "nopass", "~a  +get", "reset ~a", "(~a +get)", "~a #abc", "~a\n", "resetpass"),
+        # A quote or backslash would open a quoted string in the users file; an unknown category makes a pod
+        # refuse the file when it starts.
+        *("+@read\tx", '~app"x', "~app'x", "~a\\b", "+@nosuch", "-@Read"),
+    ],
 )
 def test_rules_that_are_the_operators_or_break_the_file_are_refused(rules: str) -> None:
     with pytest.raises(SpecError):
