@@ -381,16 +381,27 @@ def deleted_under_writer(node: Node, creds: Creds, image: str, tag: str, victim:
     return under_cluster_writer(node, creds, image, tag, step, lambda: uids(node).get(victim) not in (None, uid))
 
 
-def test_a_shard_primary_deleted_hands_its_slots_over_first(node: Node, creds: Creds, operator_image: str) -> None:
+def primary_deleted(node: Node, creds: Creds, image: str, tag: str) -> None:
+    """A shard primary's pod deleted under the writer: its replica serves the shard, it comes back as a
+    replica, and writes resume within the bound."""
     victim = shard_primaries(node)[1]
-    report = deleted_under_writer(node, creds, operator_image, "primary-deleted", victim)
+    report = deleted_under_writer(node, creds, image, tag, victim)
     assert victim not in shard_primaries(node)  # its replica serves the shard; it came back as a replica
     assert report["longest_pause_ms"] < RESUME_WITHIN_MS, report
 
 
-def test_a_replica_deleted_rejoins_its_shard(node: Node, creds: Creds, operator_image: str) -> None:
-    report = deleted_under_writer(node, creds, operator_image, "replica-deleted", shard_replicas(node)[0])
+def replica_deleted(node: Node, creds: Creds, image: str, tag: str) -> None:
+    """A replica's pod deleted under the writer: it rejoins its shard; writes never pause past the bound."""
+    report = deleted_under_writer(node, creds, image, tag, shard_replicas(node)[0])
     assert report["longest_pause_ms"] < RESUME_WITHIN_MS, report
+
+
+def test_a_shard_primary_deleted_hands_its_slots_over_first(node: Node, creds: Creds, operator_image: str) -> None:
+    primary_deleted(node, creds, operator_image, "primary-deleted")
+
+
+def test_a_replica_deleted_rejoins_its_shard(node: Node, creds: Creds, operator_image: str) -> None:
+    replica_deleted(node, creds, operator_image, "replica-deleted")
 
 
 def test_a_shard_primary_killed_is_never_an_empty_primary(node: Node, creds: Creds, operator_image: str) -> None:

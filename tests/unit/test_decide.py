@@ -569,6 +569,16 @@ def _formed_shards(world: World, c: ValkeyCluster, start: bool = True) -> None:
     world.reports = {p: PodReport(Replication(role[p], link_up=role[p] == "slave"), cluster=FORMED[p]) for p in FORMED}
 
 
+def _formed_world(c: ValkeyCluster) -> World:
+    """A sharded cluster after its first passes, its pods reporting the formed cluster."""
+    world = World()
+    pass_(world, c)
+    _formed_shards(world, c)
+    pass_(world, c)
+    _formed_shards(world, c, start=False)  # a pass's own reports know nothing of the cluster
+    return world
+
+
 def test_a_sharded_roll_waits_while_a_running_pod_is_silent_or_a_shard_is_not_served() -> None:
     """A silent pod may be a primary the roll does not know of; a pod not ready because its shard's primary
     is gone may hold the shard's only copy. Neither is the moment to restart anything."""
@@ -676,11 +686,7 @@ def test_hot_reload_of_a_sharded_node_is_confirmed_on_its_bus_port_too() -> None
     one (the handshake on the bus port says so) is not done: it is asked to reload again, and the rollout
     is not complete; once both listeners serve it, nothing is asked."""
     c = cluster(mode="cluster", shards=3, replicasPerShard=1, tls={"rotation": {"strategy": "HotReload"}})
-    world = World()
-    pass_(world, c)
-    _formed_shards(world, c)
-    pass_(world, c)
-    _formed_shards(world, c, start=False)
+    world = _formed_world(c)
     fp = world.server_fingerprint()
     for p, r in world.reports.items():
         world.reports[p] = dataclasses.replace(r, served=fp, served_bus=fp if p != "cache-4" else "0" * 64)
@@ -697,11 +703,7 @@ def test_a_shards_change_on_valkey_8_is_refused_and_nothing_that_runs_changes() 
     condition and one Warning, the StatefulSet keeps its six pods, and no slot, role or pod is touched."""
     eight = {"image": "valkey/valkey:8.1"}
     c = cluster(mode="cluster", shards=3, replicasPerShard=1, **eight)
-    world = World()
-    pass_(world, c)
-    _formed_shards(world, c)
-    pass_(world, c)
-    _formed_shards(world, c, start=False)  # a pass's own reports know nothing of the cluster
+    world = _formed_world(c)
     four = cluster(mode="cluster", shards=4, replicasPerShard=1, **eight)
     d = decide(four, world.snapshot(), NOW)
     assert sts_sizes(d) == []  # the StatefulSet keeps its size (it is not even written)
