@@ -603,11 +603,13 @@ def _acl_work(snap: Snapshot, wanted: Sequence[users.User], live: Sequence[PodVi
 
 def _client_passwords(cluster: ValkeyCluster, snap: Snapshot) -> dict[str, str]:
     """The passwords of the clients' ACL users: as their Secrets keep them, and new ones for those that need
-    one and have none."""
+    one and have none. Once the certificate alone logs a user in, a password kept from before (an upgrade
+    from 8.x) stays only until every pod runs a server that maps certificates to users; then it goes, and
+    no `AUTH` opens the user any more (nor, under `tls.mode: preferred`, the plaintext port)."""
     kept = client_passwords(cluster, snap)
-    if not users.needs_password(cluster):
-        return kept
-    return {client: kept.get(client) or pysecrets.token_urlsafe(24) for client, _ in cluster.spec.tls.acls}
+    if users.needs_password(cluster):
+        return {client: kept.get(client) or pysecrets.token_urlsafe(24) for client, _ in cluster.spec.tls.acls}
+    return {} if versions.every_pod_supports(cluster, snap.reports, "tls-auth-clients-user") else kept
 
 
 def _report(

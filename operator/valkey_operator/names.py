@@ -93,6 +93,11 @@ class ClusterNames:
     def tls_secret(self) -> str:
         return f"{self.name}-tls"
 
+    def acl_user(self, client: str) -> str:
+        """A client's ACL user, and its certificate's CN: `<client>@<cluster>.<namespace>`, unique across
+        namespaces (clusters that share a CA) and unlike every other CN the operator issues (no `@`)."""
+        return f"{client}@{self.name}.{self.namespace}"
+
     def client_secret(self, client: str) -> str:
         return f"{self.name}-client-{client}"
 

@@ -12,7 +12,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from valkey_operator.api.spec import SpecError, ValkeyCluster
-from valkey_operator.conf.version import BASELINE, Advisory, Release, advisories, image_release, image_version
+from valkey_operator.conf.version import (
+    BASELINE,
+    Advisory,
+    Release,
+    advisories,
+    image_release,
+    image_version,
+    supports,
+)
 from valkey_operator.snapshot import PodReport
 
 DOWNGRADE_REFUSED = "DowngradeRefused"
@@ -22,6 +30,13 @@ VULNERABLE = "VulnerableValkeyVersion"
 def running(reports: Mapping[str, PodReport]) -> dict[str, Release]:
     """The release each pod that answered runs."""
     return {p: r.replication.release for p, r in reports.items() if r.replication and r.replication.release}
+
+
+def every_pod_supports(cluster: ValkeyCluster, reports: Mapping[str, PodReport], directive: str) -> bool:
+    """Every pod the cluster has says it runs a release that knows `directive` (a pod that did not answer,
+    or runs an older one, may still need what the directive replaces)."""
+    runs = running(reports)
+    return all(pod in runs and supports(runs[pod][:2], directive) for pod in cluster.names.pods(cluster.spec.pod_count))
 
 
 def _text(release: Release) -> str:

@@ -7,6 +7,7 @@ verified) and the premise of its confirmation: a server restarted on the current
 from __future__ import annotations
 
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,12 @@ import pytest
 from tests.acceptance.conftest import PASSWORD, Instance, example, free_port, run_with_hosts, start_instance
 from valkey_operator.access import lines_digest
 from valkey_operator.conf.users import User, users
+from valkey_operator.pki.issue import LeafRequest, issue_leaf
 
 pytestmark = pytest.mark.acceptance
 
 IMAGE9 = "valkey/valkey:9.1.2"
+APP_USER = "app@cache.default"  # <client>@<cluster>.<namespace>
 CLIENTS = [
     {"name": "app", "acl": "~app:* +@read +@write"},
     {"name": "other", "acl": "~other:* +@all"},
@@ -43,7 +46,10 @@ print(json.dumps({"after": after, "read": admin.acl_lines(fqdn, creds)}))
 
 def as_client(inst: Instance, client: str, *args: str) -> str:
     """valkey-cli with `client`'s certificate and no password: whoever the certificate alone makes it."""
-    cert, key = inst.client_files(client)
+    if client in inst.material.clients:
+        cert, key = inst.client_files(client)
+    else:  # written by write_client
+        cert, key = inst.tls_dir / f"{client}.crt", inst.tls_dir / f"{client}.key"
     cmd = ["valkey-cli", "-h", inst.host, "-p", str(inst.layout.port), "--tls", "--cacert", inst.layout.ca_file,
            "--sni", "localhost", "--cert", str(cert), "--key", str(key), *args]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=20, check=False)
@@ -59,26 +65,32 @@ def test_on_valkey_9_the_certificate_alone_logs_a_client_in_as_its_user(
     inst = launch(cluster, host="127.0.0.2", port=free_port("127.0.0.2"), bin_dir=valkey9, users=wanted)
     assert "tls-auth-clients-user CN" in Path(inst.layout.config_file).read_text()
     # ACL WHOAMI is not in @read/@write: the refusal names the user the certificate made it.
-    assert "User cache-app has no permissions" in as_client(inst, "app", "ACL", "WHOAMI")
+    assert "User app@cache.default has no permissions" in as_client(inst, "app", "ACL", "WHOAMI")
     assert as_client(inst, "app", "SET", "app:1", "one") == "OK"
     assert as_client(inst, "app", "GET", "app:1") == "one"
     assert "NOPERM" in as_client(inst, "app", "SET", "elsewhere", "x")
     assert "NOPERM" in as_client(inst, "app", "GET", "other:1")
     assert "NOPERM" in as_client(inst, "app", "CONFIG", "GET", "maxmemory")  # not in @read/@write
     # Another client's certificate maps to its own user, with its own rules.
-    assert as_client(inst, "other", "ACL", "WHOAMI") == "cache-other"
+    assert as_client(inst, "other", "ACL", "WHOAMI") == "other@cache.default"
     assert as_client(inst, "other", "SET", "other:1", "two") == "OK"
     assert "NOPERM" in as_client(inst, "other", "GET", "app:1")
     # A certificate whose CN names no user gets nothing: it is the default user, which wants the password.
     assert "NOAUTH" in as_client(inst, "plain", "GET", "app:1")
+    # Certificates from the same CA for other clusters (a CA shared between namespaces) name their own
+    # cluster and namespace: client `app` of a cluster `cache` in namespace `shop` maps to no user here, nor
+    # does the CN the operator gave before (`<cluster>-<client>`, which other clusters' clients shared).
+    for foreign in ("app@cache.shop", "cache-app"):
+        write_client(inst, foreign)
+        assert "NOAUTH" in as_client(inst, foreign, "GET", "app:1"), foreign
     # A user without a password cannot be opened by AUTH, whatever is given.
-    assert "WRONGPASS" in as_client(inst, "plain", "AUTH", "cache-app", "anything")
-    assert "WRONGPASS" in as_client(inst, "plain", "AUTH", "cache-app", "")
+    assert "WRONGPASS" in as_client(inst, "plain", "AUTH", APP_USER, "anything")
+    assert "WRONGPASS" in as_client(inst, "plain", "AUTH", APP_USER, "")
 
     # The operator's live change: app may now also write shared:*.
     fqdn = cluster.names.pod_fqdn("cache-0")
     inst.client_files()
-    changed = User("cache-app", "app", "~app:* ~shared:* +@read +@write", None)
+    changed = User(APP_USER, "app", "~app:* ~shared:* +@read +@write", None)
     out = run_with_hosts(tmp_path, {fqdn: inst.host}, SET_USERS, inst.layout.tls_dir, fqdn, str(inst.layout.port),
                          PASSWORD, changed.name, " ".join(changed.setuser))  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
@@ -86,16 +98,26 @@ def test_on_valkey_9_the_certificate_alone_logs_a_client_in_as_its_user(
 
     seen = json.loads(out.stdout)
     assert seen["after"] == seen["read"]
-    line = seen["after"]["cache-app"]
+    line = seen["after"][APP_USER]
     assert "~shared:*" in line, line
     assert as_client(inst, "app", "SET", "shared:1", "three") == "OK"  # live: no restart, same connection rules
     # The confirmation's premise: a server started on the current users file reports the same line.
     restarted = restart_with(inst, cluster, [changed, wanted[1]], valkey9)
     after_restart = restarted.cli("ACL", "LIST").stdout.splitlines()
     assert line in after_restart, (line, after_restart)
-    assert lines_digest({"cache-app": line}, ["cache-app"]) == lines_digest(
-        {"cache-app": next(x for x in after_restart if x.startswith("user cache-app "))}, ["cache-app"]
+    assert lines_digest({APP_USER: line}, [APP_USER]) == lines_digest(
+        {APP_USER: next(x for x in after_restart if x.startswith("user app@cache.default "))}, [APP_USER]
     )
+
+
+def write_client(inst: Instance, cn: str) -> None:
+    """A client certificate with CN `cn` from the instance's CA, as as_client(inst, cn) reads it."""
+    assert inst.material.ca is not None
+    pair = issue_leaf(inst.material.ca, LeafRequest(cn, server=False, client=True), datetime.now(UTC))
+    (inst.tls_dir / f"{cn}.crt").write_bytes(pair.cert_pem)
+    key = inst.tls_dir / f"{cn}.key"
+    key.write_bytes(pair.key_pem)
+    key.chmod(0o600)
 
 
 def restart_with(inst: Instance, cluster: Any, given: list[User], bin_dir: Path | None) -> Instance:
@@ -115,10 +137,10 @@ def test_on_valkey_8_the_users_have_passwords_and_the_certificate_alone_is_not_e
     assert "tls-auth-clients-user" not in Path(inst.layout.config_file).read_text()  # 8.0 has no such directive
     assert secret not in Path(inst.layout.users_file).read_text()  # only its hash reaches the pod
     assert "NOAUTH" in as_client(inst, "app", "GET", "app:1")
-    login = ("--user", "cache-app", "--pass", secret, "--no-auth-warning")
-    assert "User cache-app has no permissions" in as_client(inst, "app", *login, "ACL", "WHOAMI")
+    login = ("--user", APP_USER, "--pass", secret, "--no-auth-warning")
+    assert "User app@cache.default has no permissions" in as_client(inst, "app", *login, "ACL", "WHOAMI")
     assert as_client(inst, "app", *login, "SET", "app:1", "x") == "OK"
     assert "NOPERM" in as_client(inst, "app", *login, "SET", "b", "x")
-    assert "WRONGPASS" in as_client(inst, "app", "--user", "cache-app", "--pass", "guess", "--no-auth-warning", "PING")
-    other = ("--user", "cache-other", "--pass", "another-one", "--no-auth-warning")
-    assert as_client(inst, "other", *other, "ACL", "WHOAMI") == "cache-other"
+    assert "WRONGPASS" in as_client(inst, "app", "--user", APP_USER, "--pass", "guess", "--no-auth-warning", "PING")
+    other = ("--user", "other@cache.default", "--pass", "another-one", "--no-auth-warning")
+    assert as_client(inst, "other", *other, "ACL", "WHOAMI") == "other@cache.default"

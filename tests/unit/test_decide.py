@@ -180,6 +180,11 @@ class World:
         merge(self.status, changed(self.status, decision.status))
         self.report()
 
+    def objects_data(self, secret: str, key: str = "users.conf") -> bytes:
+        data = secret_data(self.objects[("Secret", secret)])
+        assert data is not None
+        return data.data[key]
+
     def pods(self) -> list[str]:
         return sorted(name for kind, name in self.objects if kind == "Pod")
 
@@ -725,6 +730,39 @@ def sts_sizes(d: Decision) -> list[int]:
     ]
 
 
+def test_a_password_kept_through_an_upgrade_to_9_goes_once_every_pod_maps_certificates() -> None:
+    """8.1 gives `app` a password; on the way to 9.1 it stays (an 8.1 pod cannot map the certificate, and an
+    application may still log in with it), and once every pod says it runs 9.x it goes: from the client
+    Secret and from the users' lines (no AUTH opens the user after that)."""
+    rules = {"tls": {"clients": [{"name": "app", "acl": "~app:* +@read"}]}}
+    world = running(cluster(image="valkey/valkey:8.1.6", **rules))
+    world.release = (8, 1, 6)
+    world.acl = {p: {} for p in world.pods()}
+    world.report()
+    pass_(world, cluster(image="valkey/valkey:8.1.6", **rules))
+
+    def client() -> dict[str, bytes]:
+        secret = secret_data(world.objects[("Secret", "cache-client-app")])
+        assert secret is not None
+        return dict(secret.data)
+
+    password = client()["password"]
+    assert password
+    assert b"#" in world.objects_data("cache-users")
+    nine = cluster(image="valkey/valkey:9.1.2", **rules)
+    world.report()
+    pass_(world, nine)
+    assert client()["password"] == password  # the pods still run 8.1
+    world.release = (9, 1, 2)
+    world.report()
+    d = pass_(world, nine)
+    assert "password" not in client()
+    assert b"#" not in world.objects_data("cache-users")
+    given = [a for a in d.actions if isinstance(a, SetUsers)]
+    assert given
+    assert all(not any(arg.startswith("#") for arg in args) for a in given for _, args in a.users)
+
+
 def test_clients_acl_users_are_given_live_and_ready_waits_for_every_pod_to_hold_them() -> None:
     """A running 9.1 cluster; `app` gets ACL rules. The pass writes the users Secret, the client Secret's
     username (no password: the certificate logs in), mounts the users (one roll) and gives each pod the
@@ -740,14 +778,14 @@ def test_clients_acl_users_are_given_live_and_ready_waits_for_every_pod_to_hold_
     d = pass_(world, c)
     secret = secret_data(world.objects[("Secret", "cache-client-app")])
     assert secret is not None
-    assert (secret.data["username"], "password" in secret.data) == (b"cache-app", False)
+    assert (secret.data["username"], "password" in secret.data) == (b"app@cache.default", False)
     users_file = secret_data(world.objects[("Secret", "cache-users")])
     assert users_file is not None
-    assert users_file.data["users.conf"] == b"user cache-app reset on ~app:* +@read +@write\n"
+    assert users_file.data["users.conf"] == b"user app@cache.default reset on ~app:* +@read +@write\n"
     given = [a for a in d.actions if isinstance(a, SetUsers)]
     assert [a.pod for a in given] == ["cache-0", "cache-1", "cache-2"]
     assert condition(d, "Ready")["status"] == "False"
-    assert d.status["acl"]["users"] == ["cache-app"]
+    assert d.status["acl"]["users"] == ["app@cache.default"]
     # Recorded as held right after (the reconciler's part): the next pass confirms every pod by its lines.
     assert sorted(world.status["acl"]["pods"]) == ["cache-0", "cache-1", "cache-2"]
     assert world.template()[0] != before  # the users' volume: one roll, this once
@@ -767,4 +805,4 @@ def test_clients_acl_users_are_given_live_and_ready_waits_for_every_pod_to_hold_
     d = pass_(world, wider)
     assert not [a for a in d.actions if isinstance(a, SetUsers)]
     assert condition(d, "Ready")["status"] == "True"
-    assert all("~shared:*" in lines["cache-app"] for lines in world.acl.values())
+    assert all("~shared:*" in lines["app@cache.default"] for lines in world.acl.values())

@@ -143,6 +143,17 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "",
+        "self.auth.enabled || self.tls.clients.all(c, !has(c.acl))",
+        "tls.clients[].acl needs auth.enabled: without a password on the default user, any client could "
+        "AUTH default and leave its rules",
+        ".tls.clients",
+        "FieldValueForbidden",
+        "AclWithoutAuth",
+        lambda s: s["auth"]["enabled"] or not any(c.get("acl") for c in s["tls"]["clients"]),
+        {"auth": {"enabled": False}, "tls": {"clients": [{"name": "app", "acl": "~app:* +@read"}]}},
+    ),
+    Rule(
+        "",
         "self.replication.minReplicasToWrite < (self.mode == 'cluster' ? self.replicasPerShard + 1 : "
         "self.mode == 'standalone' ? 1 : has(self.replicas) ? self.replicas : 3)",
         "replication.minReplicasToWrite must be smaller than the pods that hold the data (replicas; in cluster "

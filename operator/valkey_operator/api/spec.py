@@ -265,16 +265,17 @@ def _check_name(name: str) -> None:
 MAX_USER_NAME = 64
 
 
-def _check_users(name: str, spec: ClusterSpec) -> None:
-    """A client with an ACL user: `<cluster>-<client>` must fit a certificate's CN whole (it is the user's name,
-    and a cut one could name another client's user)."""
+def _check_users(name: str, namespace: str, spec: ClusterSpec) -> None:
+    """A client with an ACL user: `<client>@<cluster>.<namespace>` must fit a certificate's CN whole (it is the
+    user's name, and a cut one could name another client's user)."""
     for client, _ in spec.tls.acls:
-        if len(name) + 1 + len(client) > MAX_USER_NAME:
+        user = names.ClusterNames(name, namespace).acl_user(client)
+        if len(user) > MAX_USER_NAME:
             raise SpecError(
                 "InvalidValue",
-                f"spec.tls.clients: the ACL user of client {client!r} would be named {name}-{client} "
-                f"({len(name) + 1 + len(client)} characters), longer than a certificate's CN may be "
-                f"({MAX_USER_NAME}): give the client a shorter name.",
+                f"spec.tls.clients: the ACL user of client {client!r} would be named {user} ({len(user)} "
+                f"characters), longer than a certificate's CN may be ({MAX_USER_NAME}): give the client or the "
+                "cluster a shorter name.",
             )
 
 
@@ -283,7 +284,7 @@ def parse_cluster(body: Mapping[str, Any], cluster_domain: str = names.DEFAULT_C
     meta = body.get("metadata", {})
     _check_name(str(meta["name"]))
     spec = parse_spec(body.get("spec"))
-    _check_users(str(meta["name"]), spec)
+    _check_users(str(meta["name"]), meta.get("namespace") or "default", spec)
     return ValkeyCluster(
         name=meta["name"],
         namespace=meta.get("namespace") or "default",

@@ -1,6 +1,8 @@
 """ACL users for application clients (spec.tls.clients[].acl): their names, rules and how they log in.
 
-A client with `acl` gets an ACL user named as its certificate's CN (`<cluster>-<client>`). On Valkey 9.0 or
+A client with `acl` gets an ACL user named as its certificate's CN, `<client>@<cluster>.<namespace>`: unique
+across namespaces (a CA shared between clusters signs certificates that each name their own cluster, and
+the `@` keeps them apart from every server and connection certificate's CN, none of which has one). On Valkey 9.0 or
 later with `clientAuth: required`, `tls-auth-clients-user CN` logs the certificate in as that user and the
 user has no password at all (not `nopass`: `AUTH <user> <anything>` is refused), so only the certificate
 opens it. Otherwise (8.x, or a client certificate that is optional or not asked for) the user gets a
@@ -21,7 +23,7 @@ USERS_KEY = "users.conf"
 
 @dataclass(frozen=True)
 class User:
-    name: str  # <cluster>-<client>: the client certificate's CN
+    name: str  # <client>@<cluster>.<namespace>: the client certificate's CN
     client: str
     rules: str  # spec.tls.clients[].acl, validated by the CRD's pattern
     password: str | None  # None: the certificate alone logs it in
@@ -40,7 +42,7 @@ class User:
 
 
 def user_name(cluster: ValkeyCluster, client: str) -> str:
-    return f"{cluster.name}-{client}"
+    return cluster.names.acl_user(client)
 
 
 def certificate_logins(cluster: ValkeyCluster) -> bool:
@@ -66,8 +68,9 @@ def needs_password(cluster: ValkeyCluster) -> bool:
 
 def users(cluster: ValkeyCluster, passwords: Mapping[str, str]) -> tuple[User, ...]:
     """The users the spec asks for, in its order; `passwords` by client (one for each unless certificates log
-    in). A user that has a password keeps it even once its certificate alone would do (an upgrade from 8.x,
-    say): an application that logs in with it goes on working, on old and new pods alike."""
+    in). Where certificates log in, a user given a password still has it (decide keeps one from before an
+    upgrade from 8.x until every pod maps certificates: an application that logs in with it goes on working
+    on old and new pods alike)."""
     cert_only = certificate_logins(cluster)
     return tuple(
         User(user_name(cluster, client), client, rules, passwords.get(client) if cert_only else passwords[client])

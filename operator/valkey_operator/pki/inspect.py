@@ -8,7 +8,7 @@ from datetime import datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from valkey_operator.pki.keys import key_algorithm
 
@@ -31,6 +31,7 @@ class CertInfo:
     server_auth: bool
     client_auth: bool
     key_algorithm: str | None
+    common_name: str | None = None  # the subject's CN, when it has one
 
 
 def split_pem(bundle: bytes) -> list[bytes]:
@@ -81,7 +82,13 @@ def describe(cert: x509.Certificate) -> CertInfo:
         server_auth=server_auth,
         client_auth=client_auth,
         key_algorithm=key_algorithm(cert.public_key()),
+        common_name=_common_name(cert),
     )
+
+
+def _common_name(cert: x509.Certificate) -> str | None:
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else None
 
 
 def describe_pem(pem: bytes) -> CertInfo:

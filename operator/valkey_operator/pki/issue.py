@@ -49,6 +49,7 @@ class LeafRequest:
     duration: timedelta = timedelta(days=90)
     key_algorithm: str = "ECDSA-P256"
     organization: tuple[str, ...] = field(default=(ORGANIZATION,))
+    exact_name: bool = False  # the CN is an identity (an ACL user's name): a certificate with another is re-issued
 
 
 def _hash_for(key: PrivateKey) -> hashes.SHA256 | None:

@@ -276,6 +276,7 @@ def _leaf(
             key_algorithm=request.key_algorithm,
             dns_names=req.dns_names,
             ip_addresses=req.ip_addresses,
+            common_name=request.common_name if request.exact_name else None,
         )
         reason = renewal.renewal_reason(describe_pem(pair.cert_pem), now, policy)
         if reason is None and manual:
@@ -313,14 +314,21 @@ def _issued_material(cluster: ValkeyCluster, obs: Observed, trust: _Trust, now: 
     if cluster.spec.tls.client_auth != "none":
         wanted.append(CONNECTION_CLIENT)
     client_req = Requirements(server=False, client=True)
+    with_users = {client for client, _ in cluster.spec.tls.acls}
     for name in wanted:
-        cn = f"{cluster.name}-{name}"
+        # A client with an ACL user carries the user's name (tls-auth-clients-user CN logs it in as that user).
+        cn = cluster.names.acl_user(name) if name in with_users else f"{cluster.name}-{name}"
         pair, rot = _leaf(
             cluster,
             obs.clients.get(name),
             trust,
             LeafRequest(
-                common_name=cn, server=False, client=True, duration=certs.duration, key_algorithm=certs.key_algorithm
+                common_name=cn,
+                server=False,
+                client=True,
+                duration=certs.duration,
+                key_algorithm=certs.key_algorithm,
+                exact_name=name in with_users,
             ),
             client_req,
             now,

@@ -22,6 +22,7 @@ class RenewalPolicy:
     dns_names: tuple[str, ...] = ()
     ip_addresses: tuple[str, ...] = ()
     issuer_subject: str | None = None
+    common_name: str | None = None  # None: any (only a client with an ACL user is logged in by its CN)
 
 
 def renewal_time(info: CertInfo, renew_before: timedelta) -> datetime:
@@ -43,6 +44,8 @@ def renewal_reason(info: CertInfo, now: datetime, policy: RenewalPolicy) -> str 
     if any(not any(name_matches(p, n) for p in info.dns_names) for n in policy.dns_names):
         return INVALID
     if any(a not in info.ip_addresses for a in policy.ip_addresses):
+        return INVALID
+    if policy.common_name is not None and info.common_name != policy.common_name:
         return INVALID
     return None
 

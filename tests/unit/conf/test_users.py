@@ -38,15 +38,16 @@ def test_how_a_clients_user_logs_in(image: str, client_auth: str, cert_only: boo
 def test_a_user_is_named_as_the_certificate_and_starts_from_nothing() -> None:
     nine = example(image="valkey/valkey:9.1", tls={"clients": APP})
     (app,) = users(nine, {})
-    assert (app.name, app.password) == ("cache-app", None)
-    assert app.line == "user cache-app reset on ~app:* +@read +@write"  # no password, and not nopass
+    # Named as the client, its cluster and namespace: unique across clusters that share a CA.
+    assert (app.name, app.password) == ("app@cache.default", None)
+    assert app.line == "user app@cache.default reset on ~app:* +@read +@write"  # no password, and not nopass
     eight = example(image="valkey/valkey:8.1", tls={"clients": APP})
     (app8,) = users(eight, {"app": "s3cret"})
     digest = hashlib.sha256(b"s3cret").hexdigest()
-    assert app8.line == f"user cache-app reset on #{digest} ~app:* +@read +@write"
+    assert app8.line == f"user app@cache.default reset on #{digest} ~app:* +@read +@write"
     assert "s3cret" not in app8.line
     assert rules_digest([app8]) != rules_digest([app])
-    # Upgraded to 9.x with its password kept: it keeps it (an application using it goes on working).
+    # Given a password on 9.x (decide keeps one through an upgrade from 8.x): it has it.
     (kept,) = users(nine, {"app": "s3cret"})
     assert kept.password == "s3cret"
 
@@ -75,8 +76,9 @@ def test_rules_that_are_the_operators_or_break_the_file_are_refused(rules: str) 
 
 
 def test_a_user_name_longer_than_a_certificate_cn_is_refused() -> None:
-    body = {"metadata": {"name": "c" * 40}, "spec": {"tls": {"clients": [{"name": "a" * 24, "acl": "~a"}]}}}
+    meta = {"name": "c" * 30, "namespace": "n" * 20}
+    body = {"metadata": meta, "spec": {"tls": {"clients": [{"name": "a" * 13, "acl": "~a"}]}}}
     with pytest.raises(SpecError, match="longer than a certificate's CN"):
         parse_cluster(body)
-    body["spec"]["tls"]["clients"][0]["name"] = "a" * 23  # 40 + 1 + 23 = 64: fits
-    assert parse_cluster(body).spec.tls.acls == (("a" * 23, "~a"),)
+    body["spec"]["tls"]["clients"][0]["name"] = "a" * 12  # 12 + 1 + 30 + 1 + 20 = 64: fits
+    assert parse_cluster(body).spec.tls.acls == (("a" * 12, "~a"),)

@@ -36,6 +36,9 @@ def test_short_lived_certificates_renew_at_two_thirds() -> None:
         (0, renewal.RenewalPolicy(timedelta(days=60), "ECDSA-P256", ("a.example", "b.example")), renewal.INVALID),
         (0, renewal.RenewalPolicy(timedelta(days=60), "ECDSA-P256", (), ("10.0.0.1",)), renewal.INVALID),
         (0, renewal.RenewalPolicy(timedelta(days=60), "ECDSA-P256", (), (), "CN=someone else"), renewal.CA),
+        # A CN that is an identity (an ACL user's name): another one is re-issued, the same one kept.
+        (0, renewal.RenewalPolicy(timedelta(days=60), "ECDSA-P256", common_name="app@cache.shop"), renewal.INVALID),
+        (0, renewal.RenewalPolicy(timedelta(days=60), "ECDSA-P256", common_name="l"), None),
     ],
 )
 def test_renewal_reason(days: int, policy: renewal.RenewalPolicy, expected: str | None) -> None:
