@@ -150,9 +150,12 @@ attempt("auth", "AUTH", "%(user)s", "anything")
 """
 
 
+APP_USER = f"app@{NAME}.{NS}"  # the client's ACL user: <client>@<cluster>.<namespace>
+
+
 def app_client(node: Node, image: str, tag: str) -> dict[str, str]:
     """What the `app` client's certificate alone (its Secret, no password) may do, through the Service."""
-    script = APP_CLIENT_PY % {"service": SERVICE_DNS, "user": f"{NAME}-app"}
+    script = APP_CLIENT_PY % {"service": SERVICE_DNS, "user": APP_USER}
     start_client_pod(node, f"app-{tag}", image, ["python", "-c", script], secret=f"{NAME}-client-app")
     log = finish_pod(node, f"app-{tag}", 120)
     return dict(line.split("\t", 1) for line in log.splitlines() if "\t" in line)
@@ -169,7 +172,7 @@ def test_a_clients_acl_user_on_9_1_logs_in_by_certificate_alone_and_changes_live
     node: Node, creds: Creds, operator_image: str
 ) -> None:
     """`app` gets ACL rules: the pods mount the users (one roll), and the app's certificate alone, with no
-    password, logs in as `cache-app` with those rules; AUTH cannot open that user. Then wider rules reach
+    password, logs in as `app@cache.<namespace>` with those rules; AUTH cannot open that user. Then wider rules reach
     every pod live (ACL SETUSER, each pod's ACL LIST confirmed): no pod restarts."""
     uids = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(node)}
     rules = {"spec": {"tls": {"clients": [{"name": "app", "acl": "~app:* +@read +@write"}]}}}
@@ -182,14 +185,15 @@ def test_a_clients_acl_user_on_9_1_logs_in_by_certificate_alone_and_changes_live
     wait_for(lambda: acl_held(node) and rolled(), "every pod holding the users, after the roll", 600, every=3)
     print(f"\nthe users held by every pod {time.monotonic() - started:.1f} s after the rules were set")
     app_secret = secret(node, f"{NAME}-client-app")
-    assert (app_secret["username"], "password" in app_secret) == (b"cache-app", False)
+    assert (app_secret["username"], "password" in app_secret) == (APP_USER.encode(), False)
+    assert app_secret["uri"] == f"rediss://{SERVICE_DNS}:6379".encode()
     seen = app_client(node, operator_image, "1")
     print(json.dumps(seen))
     assert seen["set app"] == "ok True", seen
     assert seen["get app"] == "ok one", seen
     assert "NoPermissionError" in seen["set shared"], seen
     assert "NoPermissionError" in seen["set other"], seen
-    assert "User cache-app has no permissions" in seen["whoami"], seen  # the certificate made it cache-app
+    assert f"User {APP_USER} has no permissions" in seen["whoami"], seen  # the certificate made it the user
     assert seen["auth"].startswith("refused"), seen
     # Wider rules, live.
     before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(node)}
@@ -203,7 +207,7 @@ def test_a_clients_acl_user_on_9_1_logs_in_by_certificate_alone_and_changes_live
     assert "AclUsersChanged" in cluster_events(node)
     for p in pods(node):
         lines = creds.cli(p["status"]["podIP"], pod_fqdn(p["metadata"]["name"]), "ACL", "LIST")
-        assert any(x.startswith("user cache-app ") and "~shared:*" in x for x in lines.splitlines()), lines
+        assert any(x.startswith(f"user {APP_USER} ") and "~shared:*" in x for x in lines.splitlines()), lines
     seen = app_client(node, operator_image, "2")
     assert seen["set shared"] == "ok True", seen
     assert "NoPermissionError" in seen["set other"], seen

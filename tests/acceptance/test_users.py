@@ -6,15 +6,19 @@ verified) and the premise of its confirmation: a server restarted on the current
 
 from __future__ import annotations
 
+import base64
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import pytest
+import valkey
 
 from tests.acceptance.conftest import PASSWORD, Instance, example, free_port, run_with_hosts, start_instance
 from valkey_operator.access import lines_digest
+from valkey_operator.builders.secrets import client_secret
 from valkey_operator.conf.users import User, users
 from valkey_operator.pki.issue import LeafRequest, issue_leaf
 
@@ -144,3 +148,38 @@ def test_on_valkey_8_the_users_have_passwords_and_the_certificate_alone_is_not_e
     assert "WRONGPASS" in as_client(inst, "app", "--user", APP_USER, "--pass", "guess", "--no-auth-warning", "PING")
     other = ("--user", "other@cache.default", "--pass", "another-one", "--no-auth-warning")
     assert as_client(inst, "other", *other, "ACL", "WHOAMI") == "other@cache.default"
+
+
+def whoami_by_uri(inst: Instance, client: str, uri: str) -> str:
+    """valkey-py from the client Secret's `uri` (its host swapped for the instance's address, which the
+    certificate's `localhost` name is checked against) and the client's certificate."""
+    cert, key = inst.client_files(client)
+    parts = urlsplit(uri)
+    local = parts._replace(netloc=parts.netloc.replace(parts.hostname or "", "localhost")).geturl()
+    with valkey.Valkey.from_url(local, ssl_ca_certs=inst.layout.ca_file, ssl_certfile=str(cert),
+                                ssl_keyfile=str(key), socket_timeout=5) as conn:  # fmt: skip
+        conn.connection_pool.connection_kwargs["host"] = inst.host
+        got = conn.execute_command("ACL", "WHOAMI")
+        return got.decode() if isinstance(got, bytes) else str(got)
+
+
+@pytest.mark.parametrize(("image", "password"), [("valkey/valkey:8.0", "p@ss:w/rd%?#"), (IMAGE9, None)])
+def test_the_client_secrets_uri_logs_in_as_the_user(
+    launch: Any, valkey9: Path, image: str, password: str | None
+) -> None:
+    """The `uri` a client Secret carries, read by a real client library: on 8.x the user's name (with its
+    `@`) and a password full of URI delimiters round-trip; on 9.x it names no user and the certificate
+    alone makes the connection the user."""
+    rules = [{"name": "app", "acl": "~app:* +@read +@write +acl|whoami"}]
+    cluster = example(mode="standalone", replicas=1, image=image, tls={"clients": rules})
+    wanted = users(cluster, {"app": password} if password else {})
+    bin_dir = valkey9 if image == IMAGE9 else None
+    inst = launch(cluster, host="127.0.0.2", port=free_port("127.0.0.2"), bin_dir=bin_dir, users=wanted)
+    secret = client_secret(cluster, "app", inst.material.clients["app"], b"", inst.layout.port, wanted[0])
+    uri = base64.b64decode(secret["data"]["uri"]).decode()
+    port = inst.layout.port
+    if password is None:
+        assert uri == f"rediss://cache.default.svc:{port}"
+    else:
+        assert uri == f"rediss://app%40cache.default:{quote(password, safe='')}@cache.default.svc:{port}"
+    assert whoami_by_uri(inst, "app", uri) == APP_USER

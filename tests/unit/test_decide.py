@@ -779,6 +779,7 @@ def test_clients_acl_users_are_given_live_and_ready_waits_for_every_pod_to_hold_
     secret = secret_data(world.objects[("Secret", "cache-client-app")])
     assert secret is not None
     assert (secret.data["username"], "password" in secret.data) == (b"app@cache.default", False)
+    assert secret.data["uri"] == b"rediss://cache.default.svc:6379"  # no user: the certificate logs it in
     users_file = secret_data(world.objects[("Secret", "cache-users")])
     assert users_file is not None
     assert users_file.data["users.conf"] == b"user app@cache.default reset on ~app:* +@read +@write\n"

@@ -34,7 +34,7 @@ def desired_objects(cluster: ValkeyCluster, inputs: Inputs) -> list[Manifest]:
     out.append(secrets.server_secret(cluster, m.server, m.bundle, m.server_annotations))
     user_of = {u.client: u for u in inputs.users}
     out += [
-        secrets.client_secret(cluster, name, pair, m.bundle, user_of.get(name))
+        secrets.client_secret(cluster, name, pair, m.bundle, inputs.layout.port, user_of.get(name))
         for name, pair in m.clients.items()
         if name != CONNECTION_CLIENT
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping, Sequence
+from urllib.parse import quote
 
 from valkey_operator import names
 from valkey_operator.api.spec import ValkeyCluster
@@ -66,15 +67,19 @@ def server_secret(cluster: ValkeyCluster, server: KeyPair, bundle: bytes, annota
 
 
 def client_secret(
-    cluster: ValkeyCluster, client: str, pair: KeyPair, bundle: bytes, user: User | None = None
+    cluster: ValkeyCluster, client: str, pair: KeyPair, bundle: bytes, port: int, user: User | None = None
 ) -> Manifest:
-    """A client's certificate; with an ACL user, its name and (unless the certificate alone logs it in) its
-    password beside it."""
+    """A client's certificate; with an ACL user, its name, (unless the certificate alone logs it in) its
+    password, and the `uri` to connect with: with the password when there is one, with no user at all when
+    the certificate logs it in (a user name without a password would make a client library send an AUTH
+    that no password opens)."""
     out = tls_secret(cluster, cluster.names.client_secret(client), names.COMPONENT_CLIENT, pair, bundle)
     if user is not None:
         out["data"]["username"] = _b64(user.name)
         if user.password is not None:
             out["data"]["password"] = _b64(user.password)
+        host = cluster.names.service_host(cluster.names.service)
+        out["data"]["uri"] = _b64(connection_uri(cluster, host, port, user.password, user.name))
     return out
 
 
@@ -90,9 +95,10 @@ def auth_secret(cluster: ValkeyCluster, password: str) -> Manifest:
     )
 
 
-def connection_uri(cluster: ValkeyCluster, host: str, port: int, password: str | None) -> str:
+def connection_uri(cluster: ValkeyCluster, host: str, port: int, password: str | None, user: str = "default") -> str:
+    """`rediss://user:password@host:port`, user and password percent-encoded (an ACL user's name has an `@`)."""
     scheme = "rediss" if cluster.spec.tls.enabled else "redis"
-    creds = f"default:{password}@" if password else ""
+    creds = f"{quote(user, safe='')}:{quote(password, safe='')}@" if password else ""
     return f"{scheme}://{creds}{host}:{port}"
 
 
