@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from valkey_operator.actions import SetUsers
+from valkey_operator.api.spec import SpecError
 from valkey_operator.conf.users import User, rules_digest
+from valkey_operator.conf.version import Release
 from valkey_operator.snapshot import PodReport, PodView
+
+INVALID_ACL_RULES = "InvalidAclRules"
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,64 @@ class Plan:
     actions: tuple[SetUsers, ...] = ()
     status: dict[str, Any] | None = None  # status.acl: {digest, users, pods}; None when no user is made
     pending: tuple[str, ...] = ()  # ready pods that do not hold the current users yet
+
+
+def unknown_commands(rules: str, known: frozenset[str]) -> list[str]:
+    """The rules' command tokens (`+get`, `-config|set`) that name a command the server does not know, as
+    ACL SETUSER (and a server reading the users file) would refuse them: a subcommand must be one of the
+    command's own, unless the command has none (then it matches the first argument, as `+select|0`)."""
+    out = []
+    for token in rules.split(" "):
+        if token[:1] not in ("+", "-") or token[1:2] == "@":
+            continue
+        name = token[1:].lower()
+        command, bar, sub = name.partition("|")
+        first_arg = bar and sub and "|" not in sub and not any(k.startswith(command + "|") for k in known)
+        if name in known or (first_arg and command in known):
+            continue
+        out.append(token)
+    return out
+
+
+def checked(
+    wanted: Sequence[User], reports: Mapping[str, PodReport], kept: Mapping[str, str]
+) -> tuple[tuple[User, ...], SpecError | None]:
+    """The users the pods may be given, and in their file: rules whose commands every release the pods run
+    knows (a pod refuses a users file it cannot read, and does not start). A user whose rules name an unknown
+    command keeps the rules its file holds (`kept`, by user name; not given yet if none), and the error
+    names the commands. With no pod to ask yet, every user keeps what the file holds, until one answers."""
+    tables: dict[Release | None, tuple[str, frozenset[str]]] = {}
+    for pod, report in sorted(reports.items()):
+        if report.commands is not None:
+            release = report.replication.release if report.replication else None
+            tables.setdefault(release, (pod, report.commands))
+    given: list[User] = []
+    refused: list[str] = []
+    for user in wanted:
+        bad = {
+            token: (release, pod)
+            for release, (pod, known) in sorted(tables.items(), key=lambda kv: kv[0] or (0, 0, 0))
+            for token in unknown_commands(user.rules, known)
+        }
+        if tables and not bad:
+            given.append(user)
+            continue
+        if bad:
+            which = ", ".join(f"{t} ({_on(*bad[t])})" for t in sorted(bad))
+            refused.append(f"client {user.client!r}: {which}")
+        if user.name in kept:
+            given.append(replace(user, rules=kept[user.name]))
+    if not refused:
+        return tuple(given), None
+    return tuple(given), SpecError(
+        INVALID_ACL_RULES,
+        "spec.tls.clients[].acl names commands the servers do not know: " + "; ".join(refused) + ". The pods "
+        "keep the rules they hold; correct the rules (COMMAND LIST on a pod shows the names it knows).",
+    )
+
+
+def _on(release: Release | None, pod: str) -> str:
+    return f"unknown to {pod}, which runs Valkey {'.'.join(map(str, release))}" if release else f"unknown to {pod}"
 
 
 def lines_digest(lines: Mapping[str, str], wanted: Sequence[str]) -> str:

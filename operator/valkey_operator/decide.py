@@ -57,6 +57,7 @@ from valkey_operator.snapshot import (
     observed_secrets,
     password,
     pods,
+    secret_data,
     statefulset_settled,
     template_hash,
 )
@@ -407,7 +408,7 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
         return _refuse(cluster, snap, planned, now)
     material = planned.material
     pw = (password(cluster, snap) or pysecrets.token_urlsafe(24)) if cluster.spec.auth_enabled else None
-    wanted = users.users(cluster, _client_passwords(cluster, snap))
+    wanted, refused = _wanted_users(cluster, snap)
     acl, acl_events = _acl_work(snap, wanted, live)
     roles = failover.roles(cluster, snap, views, now)
     primary = roles.primary
@@ -462,7 +463,7 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
     paced = handovers.pace(snap.status.get("handovers") or [], actions, events, now, _under_way(snap, roles))
     certs = certificates(cluster, material, now)
     status, report_events, metrics = _report(
-        cluster, snap, certs, states, live, roles, now, hot, planned, held, acl.pending
+        cluster, snap, certs, states, live, roles, now, hot, planned, held or refused, acl.pending
     )
     status.update(_asked(cluster, snap, paced), **({"acl": acl.status} if acl.status is not None else {}))
     return Decision(
@@ -599,6 +600,15 @@ def _acl_work(snap: Snapshot, wanted: Sequence[users.User], live: Sequence[PodVi
         return acl, []
     told = ", ".join(u.name for u in wanted)
     return acl, [Event("Normal", "AclUsersChanged", f"Giving every pod the ACL users {told} (ACL SETUSER).")]
+
+
+def _wanted_users(cluster: ValkeyCluster, snap: Snapshot) -> tuple[tuple[users.User, ...], SpecError | None]:
+    """The clients' ACL users to give the pods and their file. Rules that name a command some pod does not
+    know are held to what the file holds (a pod would refuse them, even from its file when it starts)."""
+    secret = secret_data(snap.get("Secret", cluster.names.users_secret))
+    text = secret.get(users.USERS_KEY) if secret else None
+    kept = users.file_rules(text.decode() if text else "")
+    return access.checked(users.users(cluster, _client_passwords(cluster, snap)), snap.reports, kept)
 
 
 def _client_passwords(cluster: ValkeyCluster, snap: Snapshot) -> dict[str, str]:

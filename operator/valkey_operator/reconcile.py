@@ -32,6 +32,7 @@ from valkey_operator.actions import (
 )
 from valkey_operator.api.spec import SpecError, ValkeyCluster, parse_cluster
 from valkey_operator.clock import Clock
+from valkey_operator.conf.version import Release
 from valkey_operator.decide import Decision, Event, decide, decide_failed, decide_invalid
 from valkey_operator.pki.issue import KeyPair
 from valkey_operator.pki.plan import CONNECTION_CLIENT
@@ -93,6 +94,7 @@ class PodAdmin(Protocol):
     def repoint(self, host: str, primary_host: str, creds: Credentials | None) -> None: ...
     def reload(self, host: str, creds: Credentials | None) -> None: ...
     def acl_lines(self, host: str, creds: Credentials | None) -> dict[str, str]: ...
+    def commands(self, host: str, creds: Credentials | None, release: Release | None) -> frozenset[str]: ...
     def set_users(
         self,
         host: str,
@@ -159,10 +161,12 @@ def _ask_pods(
             served_bus = admin.served(host, creds, bus=True) if asked and sharded and bus_tls else None
             view = admin.cluster_view(host, creds) if sharded else None
             acl = admin.acl_lines(host, creds) if users else None
+            # What the clients' rules are checked against before any pod is given them (or reads them).
+            known = admin.commands(host, creds, rep.release) if cluster.spec.tls.acls else None
         except PodError as exc:
             log.info("%s/%s: %s does not answer yet: %s", cluster.namespace, cluster.name, pod.name, exc)
             continue
-        out[pod.name] = PodReport(rep, served, view, served_bus, acl)
+        out[pod.name] = PodReport(rep, served, view, served_bus, acl, known)
     return out
 
 

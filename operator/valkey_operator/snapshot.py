@@ -144,6 +144,7 @@ class PodReport:
     cluster: ClusterView | None = None  # cluster mode: what the node knows of the cluster
     served_bus: str | None = None  # cluster mode, bus on TLS: SHA-256 of the certificate its bus presented
     acl: Mapping[str, str] | None = None  # clients' ACL users: its `ACL LIST` line by user name (when asked)
+    commands: frozenset[str] | None = None  # the command names it knows (COMMAND LIST), when clients have rules
 
     def serves(self, fingerprint: str | None) -> bool:
         """Every listener asked presents the certificate `fingerprint` (the client port; the bus too)."""

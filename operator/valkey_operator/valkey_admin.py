@@ -16,7 +16,7 @@ import valkey
 
 from valkey_operator.api.spec import SpecError, ValkeyCluster
 from valkey_operator.conf.layout import POD_LAYOUT, Layout
-from valkey_operator.conf.version import parse_release
+from valkey_operator.conf.version import Release, parse_release
 from valkey_operator.pki.issue import KeyPair
 from valkey_operator.snapshot import ClusterNode, ClusterView, Replication, SlotMigration
 
@@ -238,6 +238,7 @@ class ValkeyAdmin:
 
     def __init__(self, layout: Layout = POD_LAYOUT) -> None:
         self.layout = layout
+        self._commands: dict[Release | None, frozenset[str]] = {}
 
     @contextmanager
     def _conn(self, host: str, creds: Credentials | None, timeout: float = TIMEOUT_S) -> Iterator[valkey.Valkey]:
@@ -328,6 +329,19 @@ class ValkeyAdmin:
         """Every user's `ACL LIST` line, by user name."""
         with self._conn(host, creds) as conn:
             return parse_acl_list(conn.execute_command("ACL", "LIST"))
+
+    def commands(self, host: str, creds: Credentials | None, release: Release | None) -> frozenset[str]:
+        """The command names the server knows, lower-case (COMMAND LIST: `config|get` for a subcommand). Asked
+        once per release: the same release knows the same commands (a module loaded on one pod only is
+        not seen, and the operator loads none)."""
+        known = self._commands.get(release) if release is not None else None
+        if known is None:
+            with self._conn(host, creds) as conn:
+                listed = conn.execute_command("COMMAND", "LIST")
+            known = frozenset((n.decode() if isinstance(n, bytes) else str(n)).lower() for n in listed)
+            if release is not None:
+                self._commands[release] = known
+        return known
 
     def set_users(
         self,

@@ -17,7 +17,7 @@ import pytest
 import valkey
 
 from tests.acceptance.conftest import PASSWORD, Instance, example, free_port, run_with_hosts, start_instance
-from valkey_operator.access import lines_digest
+from valkey_operator.access import lines_digest, unknown_commands
 from valkey_operator.builders.secrets import client_secret
 from valkey_operator.conf.users import User, users
 from valkey_operator.pki.issue import LeafRequest, issue_leaf
@@ -183,3 +183,20 @@ def test_the_client_secrets_uri_logs_in_as_the_user(
     else:
         assert uri == f"rediss://app%40cache.default:{quote(password, safe='')}@cache.default.svc:{port}"
     assert whoami_by_uri(inst, "app", uri) == APP_USER
+
+
+TOKENS = ("+get", "-GET", "+config|get", "+config|nosuch", "+config|get|x", "+config|", "+select|0", "+get|x|y",
+          "+nosuch", "-acl|whoami", "+client|no-touch", "+cluster|slot-stats", "+commandlog|get")  # fmt: skip
+
+
+@pytest.mark.parametrize("image", ["valkey/valkey:8.0", IMAGE9])
+def test_the_operators_command_check_agrees_with_acl_setuser(launch: Any, valkey9: Path, image: str) -> None:
+    """Each command token is refused by the operator's check (against the server's own COMMAND LIST) exactly
+    when the real server's ACL SETUSER refuses it; some exist only in 9.x (commandlog, cluster slot-stats)."""
+    cluster = example(mode="standalone", replicas=1, image=image)
+    inst = launch(cluster, host="127.0.0.2", port=free_port("127.0.0.2"), bin_dir=valkey9 if image == IMAGE9 else None)
+    known = frozenset(inst.cli("COMMAND", "LIST").stdout.lower().split())
+    assert {"get", "config|get"} <= known
+    for token in TOKENS:
+        refused = "ERR" in inst.cli("ACL", "SETUSER", "probe", token).stdout
+        assert bool(unknown_commands(token, known)) == refused, (image, token)

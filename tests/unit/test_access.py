@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from valkey_operator.access import held_after, lines_digest, plan
+import pytest
+
+from valkey_operator.access import INVALID_ACL_RULES, checked, held_after, lines_digest, plan, unknown_commands
 from valkey_operator.actions import SetUsers
-from valkey_operator.conf.users import User, rules_digest
+from valkey_operator.conf.users import User, file_rules, rules_digest, users_file
 from valkey_operator.snapshot import PodReport, PodView, Replication
 
-APP = User("cache-app", "app", "~app:* +@read", None)
-LINE = "user cache-app on ~app:* resetchannels -@all +@read"
+APP = User("app@cache.default", "app", "~app:* +@read", None)
+USER = "app@cache.default"
+LINE = "user app@cache.default on ~app:* resetchannels -@all +@read"
 PODS = ["cache-0", "cache-1", "cache-2"]
 
 
@@ -27,31 +30,31 @@ def reports(lines: dict[str, dict[str, str] | None]) -> dict[str, PodReport]:
 def recorded(
     pods: dict[str, str], users: list[str] | None = None, wanted: list[User] | None = None
 ) -> dict[str, object]:
-    return {"digest": rules_digest(wanted or [APP]), "users": users or ["cache-app"], "pods": pods}
+    return {"digest": rules_digest(wanted or [APP]), "users": users or [USER], "pods": pods}
 
 
 def test_new_users_are_given_to_every_pod_and_nothing_is_held_yet() -> None:
     out = plan([APP], [view(p) for p in PODS], reports(each({})), {})
-    assert out.actions == tuple(SetUsers(p, (("cache-app", APP.setuser),), (), rules_digest([APP])) for p in PODS)
+    assert out.actions == tuple(SetUsers(p, ((USER, APP.setuser),), (), rules_digest([APP])) for p in PODS)
     assert out.pending == tuple(PODS)
-    assert out.status == {"digest": rules_digest([APP]), "users": ["cache-app"], "pods": None}
+    assert out.status == {"digest": rules_digest([APP]), "users": [USER], "pods": None}
 
 
 def test_a_pod_holds_the_users_when_its_lines_are_the_ones_it_reported_when_given_them() -> None:
-    seen = lines_digest({"cache-app": LINE}, ["cache-app"])
-    out = plan([APP], [view(p) for p in PODS], reports(each({"cache-app": LINE})),
+    seen = lines_digest({USER: LINE}, [USER])
+    out = plan([APP], [view(p) for p in PODS], reports(each({USER: LINE})),
                recorded(dict.fromkeys(PODS, seen)))  # fmt: skip
     assert (out.actions, out.pending) == ((), ())
     assert out.status is not None
     assert out.status["pods"] == dict.fromkeys(PODS, seen)
     # cache-1 restarted on a file the kubelet had not refreshed: its line differs, so it is given them again.
-    stale = reports({**each({"cache-app": LINE}), "cache-1": {"cache-app": "user cache-app on ~old"}})
+    stale = reports({**each({USER: LINE}), "cache-1": {USER: "user app@cache.default on ~old"}})
     out = plan([APP], [view(p) for p in PODS], stale, recorded(dict.fromkeys(PODS, seen)))
     assert [a.pod for a in out.actions] == ["cache-1"]
     assert out.pending == ("cache-1",)
     # New rules: what the pods held no longer counts.
-    wider = User("cache-app", "app", "~app:* ~shared:* +@read", None)
-    out = plan([wider], [view(p) for p in PODS], reports(each({"cache-app": LINE})),
+    wider = User(USER, "app", "~app:* ~shared:* +@read", None)
+    out = plan([wider], [view(p) for p in PODS], reports(each({USER: LINE})),
                recorded(dict.fromkeys(PODS, seen)))  # fmt: skip
     assert [a.pod for a in out.actions] == PODS
 
@@ -59,10 +62,10 @@ def test_a_pod_holds_the_users_when_its_lines_are_the_ones_it_reported_when_give
 def test_users_no_longer_asked_for_are_deleted_and_others_never_touched() -> None:
     """The spec dropped app's rules: the operator deletes cache-app (it made it), never `admin` (a user
     someone made by hand), and forgets it once no pod has it."""
-    both = {"cache-app": LINE, "admin": "user admin on nopass ~* +@all"}
+    both = {USER: LINE, "admin": "user admin on nopass ~* +@all"}
     out = plan([], [view(p) for p in PODS], reports(each(both)), recorded({}))
-    assert out.actions == tuple(SetUsers(p, (), ("cache-app",), "") for p in PODS)
-    assert out.status == {"digest": None, "users": ["cache-app"], "pods": None}
+    assert out.actions == tuple(SetUsers(p, (), (USER,), "") for p in PODS)
+    assert out.status == {"digest": None, "users": [USER], "pods": None}
     gone = plan([], [view(p) for p in PODS], reports(each({"admin": "user admin"})), recorded({}))
     assert gone.actions == ()
     assert gone.status == {"digest": None, "users": None, "pods": None}
@@ -78,26 +81,22 @@ def test_pods_that_cannot_be_asked_wait_and_a_terminating_one_is_left_alone() ->
 
 
 def test_what_a_given_pod_reported_is_what_it_is_held_to() -> None:
-    given = (SetUsers("cache-0", (("cache-app", APP.setuser),), (), "d"),)
-    assert held_after({"cache-0": {"cache-app": LINE}}, given) == {
-        "cache-0": lines_digest({"cache-app": LINE}, ["cache-app"])
-    }
+    given = (SetUsers("cache-0", ((USER, APP.setuser),), (), "d"),)
+    assert held_after({"cache-0": {USER: LINE}}, given) == {"cache-0": lines_digest({USER: LINE}, [USER])}
     assert held_after({}, given) == {}  # it did not answer: nothing recorded, asked again
 
 
 def test_a_dropped_user_stays_recorded_while_a_pod_that_may_hold_it_cannot_be_asked() -> None:
     """The spec drops app's rules while cache-2 does not answer: cache-0 and cache-1 delete the user, and
     it stays in status.acl.users until cache-2 is asked too (else it would keep the user for ever)."""
-    lines = {"cache-0": {"cache-app": LINE}, "cache-1": {"cache-app": LINE}, "cache-2": None}
+    lines = {"cache-0": {USER: LINE}, "cache-1": {USER: LINE}, "cache-2": None}
     out = plan([], [view(p) for p in PODS], reports(lines), recorded({}))
     assert [a.pod for a in out.actions] == ["cache-0", "cache-1"]
     after = {"cache-0": {}, "cache-1": {}, "cache-2": None}
-    out = plan([], [view(p) for p in PODS], reports(after), {"users": ["cache-app"]})
-    assert out.status == {"digest": None, "users": ["cache-app"], "pods": None}
-    back = plan(
-        [], [view(p) for p in PODS], reports({**after, "cache-2": {"cache-app": LINE}}), {"users": ["cache-app"]}
-    )
-    assert [(a.pod, a.remove) for a in back.actions] == [("cache-2", ("cache-app",))]
+    out = plan([], [view(p) for p in PODS], reports(after), {"users": [USER]})
+    assert out.status == {"digest": None, "users": [USER], "pods": None}
+    back = plan([], [view(p) for p in PODS], reports({**after, "cache-2": {USER: LINE}}), {"users": [USER]})
+    assert [(a.pod, a.remove) for a in back.actions] == [("cache-2", (USER,))]
 
 
 def test_the_users_secret_is_read_like_every_secret_the_cluster_owns() -> None:
@@ -109,3 +108,67 @@ def test_the_users_secret_is_read_like_every_secret_the_cluster_owns() -> None:
     with_users = example(tls={"clients": [{"name": "app", "acl": "~app:*"}]})
     assert "cache-users" in secret_names(with_users)
     assert "cache-users" not in secret_names(example())
+
+
+# What COMMAND LIST says, in part: `config` has subcommands, `get` and `select` have none.
+KNOWN = frozenset(("get", "set", "select", "config", "config|get", "config|set", "acl", "acl|whoami"))
+
+
+@pytest.mark.parametrize(
+    ("rules", "unknown"),
+    [
+        ("~app:* +@read -@dangerous", []),  # categories: the CRD's enum checks them
+        ("+get +SET -config|get +acl|whoami", []),  # names in any case, subcommands of their command
+        ("+select|0", []),  # a command without subcommands: the first argument
+        # As ACL SETUSER on a real 8.0 refuses them: an unknown name, an unknown subcommand, a first argument
+        # of a subcommand, nothing after the bar.
+        (
+            "+nosuch -config|nosuch +get|x|y +config|get|x +config|",
+            ["+nosuch", "-config|nosuch", "+get|x|y", "+config|get|x", "+config|"],
+        ),
+        ("+getex", ["+getex"]),  # a 6.2+ command this (partial) list lacks: refused like any unknown name
+    ],
+)
+def test_unknown_commands(rules: str, unknown: list[str]) -> None:
+    assert unknown_commands(rules, KNOWN) == unknown
+
+
+def known(release: tuple[int, int, int], commands: frozenset[str] = KNOWN) -> PodReport:
+    return PodReport(Replication("master", release=release), commands=commands)
+
+
+def test_rules_every_running_release_knows_are_given() -> None:
+    given, error = checked([APP], {"cache-0": known((8, 1, 6)), "cache-1": known((9, 1, 2))}, {})
+    assert (given, error) == ((APP,), None)
+
+
+def test_rules_a_running_release_does_not_know_keep_what_the_file_holds_and_say_which() -> None:
+    """Mid-upgrade: `+newcmd` is a 9.1 command; the 8.1 pod does not know it. The user keeps its file's rules
+    (a pod restarting on the new ones would refuse the file), the error names the command and the pod."""
+    newer = User(APP.name, "app", "~app:* +@read +newcmd", None)
+    reports = {"cache-0": known((8, 1, 6)), "cache-1": known((9, 1, 2), KNOWN | {"newcmd"})}
+    kept = file_rules(users_file([APP]))
+    given, error = checked([newer], reports, kept)
+    assert given == (APP,)
+    assert error is not None
+    assert error.reason == INVALID_ACL_RULES
+    assert "client 'app': +newcmd (unknown to cache-0, which runs Valkey 8.1.6)" in error.message
+    # A new client with unknown commands is not given at all (nothing to keep), the others are.
+    other = User("other@cache.default", "other", "+nosuch", None)
+    given, error = checked([APP, other], reports, kept)
+    assert given == (APP,)
+    assert error is not None
+    assert "'other'" in error.message
+
+
+def test_with_no_pod_to_ask_the_users_keep_what_the_file_holds() -> None:
+    """No pod answered (a new cluster, or every pod restarting): nothing is checked, nothing changes; an
+    empty file gives nothing yet, and no error (the pods are not up to refuse anything)."""
+    assert checked([APP], {}, {}) == ((), None)
+    wider = User(APP.name, "app", "~app:* ~shared:* +@read", None)
+    assert checked([wider], {}, file_rules(users_file([APP]))) == ((APP,), None)
+
+
+def test_file_rules_read_back_what_users_file_wrote() -> None:
+    with_password = User("b@cache.default", "b", "~b:* +get", "s3cret")
+    assert file_rules(users_file([APP, with_password])) == {APP.name: APP.rules, with_password.name: "~b:* +get"}

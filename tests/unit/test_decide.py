@@ -71,6 +71,7 @@ class World:
     loaded: dict[str, bytes] = field(default_factory=dict)  # pod -> the trust bundle it loaded (in memory)
     uid: int = 0
     release: tuple[int, int, int] | None = None  # the Valkey release every pod says it runs (INFO server)
+    commands: frozenset[str] = frozenset(("get", "set", "acl", "acl|whoami", "config", "config|get"))
 
     def snapshot(self) -> Snapshot:
         return Snapshot(copy.deepcopy(self.objects), None, dict(self.reports), copy.deepcopy(self.status))
@@ -141,7 +142,7 @@ class World:
                     self.synced[name] = self.data
                 offset = self.synced.get(name, 0)
                 rep = Replication(ROLE_SLAVE, FQDN.format(source), link_up=linked, offset=offset, release=self.release)
-            self.reports[name] = PodReport(rep, self.served.get(name), acl=self.acl.get(name))
+            self.reports[name] = PodReport(rep, self.served.get(name), acl=self.acl.get(name), commands=self.commands)
 
     def carry_out(self, decision: Decision) -> None:
         """The writes of a pass, as the API server and Valkey would take them."""
@@ -728,6 +729,39 @@ def sts_sizes(d: Decision) -> list[int]:
         for a in d.actions
         if isinstance(a, Apply) and a.manifest["kind"] == "StatefulSet"
     ]
+
+
+def test_acl_rules_naming_a_command_the_pods_do_not_know_are_held_and_said() -> None:
+    """A new cluster's users wait for a pod to check them against (its file is empty until then); a later
+    change to a command no pod knows is held: the file and the pods keep the rules they hold, Ready says
+    which command, and correcting it applies it live."""
+    nine = {"image": "valkey/valkey:9.1.2"}
+    good = cluster(**nine, tls={"clients": [{"name": "app", "acl": "~app:* +get"}]})
+    world = World()
+    pass_(world, good)  # no pod yet: the Secret exists (the pods mount it), empty
+    assert world.objects_data("cache-users") == b""
+    for pod in good.names.pods(good.spec.pod_count):
+        world.start_pod(pod)
+    world.acl = {p: {} for p in world.pods()}
+    world.release = (9, 1, 2)
+    world.report()
+    for _ in range(3):
+        pass_(world, good)
+    assert world.objects_data("cache-users") == b"user app@cache.default reset on ~app:* +get\n"
+    assert condition(pass_(world, good), "Ready")["status"] == "True"
+    bad = cluster(**nine, tls={"clients": [{"name": "app", "acl": "~app:* +get +nosuch"}]})
+    d = pass_(world, bad)
+    assert not [a for a in d.actions if isinstance(a, SetUsers)]
+    assert world.objects_data("cache-users") == b"user app@cache.default reset on ~app:* +get\n"
+    ready = condition(d, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidAclRules")
+    assert "client 'app': +nosuch (unknown to cache-0, which runs Valkey 9.1.2)" in ready["message"]
+    assert ("Warning", "InvalidAclRules") in [(e.type, e.reason) for e in d.events]
+    fixed = cluster(**nine, tls={"clients": [{"name": "app", "acl": "~app:* +get +set"}]})
+    d = pass_(world, fixed)
+    assert len([a for a in d.actions if isinstance(a, SetUsers)]) == 3
+    assert b"+set" in world.objects_data("cache-users")
+    assert condition(pass_(world, fixed), "Ready")["status"] == "True"
 
 
 def test_a_password_kept_through_an_upgrade_to_9_goes_once_every_pod_maps_certificates() -> None:

@@ -38,7 +38,7 @@ def desired_objects(cluster: ValkeyCluster, inputs: Inputs) -> list[Manifest]:
         for name, pair in m.clients.items()
         if name != CONNECTION_CLIENT
     ]
-    if inputs.users:
+    if cluster.spec.tls.acls:  # the pods mount it: it exists even before any user is given (empty)
         out.append(secrets.users_secret(cluster, inputs.users))
     if inputs.password is not None:
         out.append(secrets.auth_secret(cluster, inputs.password))

@@ -60,7 +60,10 @@ def _volumes(cluster: ValkeyCluster) -> list[dict[str, Any]]:
     if not cluster.spec.persistence.enabled:
         volumes.append({"name": "data", "emptyDir": {}})
     if cluster.spec.tls.acls:  # the clients' ACL users: only then, so that other clusters do not roll
-        volumes.append({"name": "users", "secret": {"secretName": cluster.names.users_secret, "defaultMode": 0o440}})
+        # optional: a pod starts without it (start.sh includes the file only if present), so the Secret can go
+        # once no client has rules, whatever pod still names it.
+        users = {"secretName": cluster.names.users_secret, "defaultMode": 0o440, "optional": True}
+        volumes.append({"name": "users", "secret": users})
     return volumes
 
 

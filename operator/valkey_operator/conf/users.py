@@ -82,6 +82,17 @@ def users_file(given: Sequence[User]) -> str:
     return "".join(f"{u.line}\n" for u in given)
 
 
+def file_rules(text: str) -> dict[str, str]:
+    """The rules a users file holds, by user name (the inverse of `users_file`, password hash left out)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        words = line.split(" ")
+        if len(words) < 4 or words[0] != "user" or words[2:4] != ["reset", "on"]:
+            continue
+        out[words[1]] = " ".join(w for w in words[4:] if not w.startswith("#"))
+    return out
+
+
 def rules_digest(given: Sequence[User]) -> str:
     """What the pods must hold, in one value (the users' lines: a password only as its hash)."""
     return hashlib.sha256(users_file(given).encode()).hexdigest()[:16]
