@@ -415,7 +415,12 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
     floor = _scale_floor(cluster, snap, views, roles)
     manifests = [
         _hold_scale_down(m, floor)
-        for m in desired_objects(cluster, Inputs(material, pw, roles.record, wanted, layout=POD_LAYOUT))
+        for m in desired_objects(
+            cluster,
+            Inputs(
+                material, pw, roles.record, wanted, snap.get("Secret", n.users_secret) is not None, layout=POD_LAYOUT
+            ),
+        )
     ]
     applies = [Apply(m) for m in manifests if not contains(snap.get(m["kind"], m["metadata"]["name"]), m)]
     sts_manifest = next(m for m in manifests if m["kind"] == "StatefulSet")

@@ -191,7 +191,7 @@ def gather(
     for api_version, kind in LISTED_KINDS:
         for obj in kube.list(api_version, kind, ns, selector):
             objects[(kind, obj["metadata"]["name"])] = obj
-    for name in secret_names(cluster):
+    for name in secret_names(cluster, status):
         secret = kube.get("v1", "Secret", ns, name)
         if secret is not None:
             objects[("Secret", name)] = secret

@@ -207,14 +207,15 @@ def owned_by(obj: Object, cluster: ValkeyCluster) -> bool:
     return any(ref.get("uid") == cluster.uid for ref in refs)
 
 
-def secret_names(cluster: ValkeyCluster) -> list[str]:
-    """Every Secret a cluster may own, by name."""
+def secret_names(cluster: ValkeyCluster, status: Mapping[str, Any] | None = None) -> list[str]:
+    """Every Secret a cluster may own, by name (the users Secret while a client has rules, or status keeps
+    users the operator made: until it is emptied)."""
     n, tls = cluster.names, cluster.spec.tls
     out = [n.ca_secret] if tls.issuer.type == "SelfSigned" else []
     out += [n.tls_secret, *(n.client_secret(c) for c in tls.clients), n.connection_secret]
     if cluster.spec.auth_enabled:
         out.append(n.auth_secret)
-    if tls.acls:
+    if tls.acls or ((status or {}).get("acl") or {}).get("users"):
         out.append(n.users_secret)
     return out
 

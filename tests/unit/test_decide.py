@@ -43,6 +43,7 @@ from valkey_operator.snapshot import (
     Replication,
     Snapshot,
     secret_data,
+    secret_names,
 )
 
 FQDN = "{}.cache-headless.default.svc"
@@ -762,6 +763,31 @@ def test_acl_rules_naming_a_command_the_pods_do_not_know_are_held_and_said() -> 
     assert len([a for a in d.actions if isinstance(a, SetUsers)]) == 3
     assert b"+set" in world.objects_data("cache-users")
     assert condition(pass_(world, fixed), "Ready")["status"] == "True"
+
+
+def test_users_dropped_from_the_spec_leave_the_pods_and_their_file() -> None:
+    """The last client loses its rules: each pod deletes the user (ACL DELUSER), the users Secret is emptied
+    (the operator deletes no Secret; it goes with the cluster) and, once no pod has the user, no longer
+    read."""
+    nine = {"image": "valkey/valkey:9.1.2", "tls": {"clients": [{"name": "app", "acl": "~app:* +get"}]}}
+    world = running(cluster(**nine))
+    world.release = (9, 1, 2)
+    world.acl = {p: {} for p in world.pods()}
+    world.report()
+    for _ in range(8):  # given, then the users' volume rolls the pods (bounded)
+        pass_(world, cluster(**nine))
+        for pod in [p for p in world.pods() if ("Pod", p) in world.objects and p not in world.acl]:
+            world.acl[pod] = {}
+    assert b"app@cache.default" in world.objects_data("cache-users")
+    plain = cluster(image="valkey/valkey:9.1.2")
+    d = pass_(world, plain)
+    removed = [a for a in d.actions if isinstance(a, SetUsers)]
+    assert [(a.users, a.remove) for a in removed] == [((), ("app@cache.default",))] * 3
+    assert world.objects_data("cache-users") == b""
+    pass_(world, plain)
+    assert not world.status["acl"].get("users")
+    assert "cache-users" not in secret_names(plain, world.status)
+    assert all("app@cache.default" not in lines for lines in world.acl.values())
 
 
 def test_a_password_kept_through_an_upgrade_to_9_goes_once_every_pod_maps_certificates() -> None:

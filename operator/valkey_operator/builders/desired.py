@@ -23,6 +23,7 @@ class Inputs:
     password: str | None
     primary: str | None = None
     users: tuple[User, ...] = ()  # the clients' ACL users (conf.users.users)
+    users_kept: bool = False  # the users Secret exists: once no client has rules it is emptied, not deleted
     layout: Layout = field(kw_only=True)  # where files live and which ports listen in the pod
 
 
@@ -38,7 +39,10 @@ def desired_objects(cluster: ValkeyCluster, inputs: Inputs) -> list[Manifest]:
         for name, pair in m.clients.items()
         if name != CONNECTION_CLIENT
     ]
-    if cluster.spec.tls.acls:  # the pods mount it: it exists even before any user is given (empty)
+    # The pods mount it: it exists even before any user is given (empty). The operator deletes no Secret (its
+    # RBAC has no delete on Secrets): once no client has rules, the users go from it, and it goes with the
+    # cluster (owner reference).
+    if cluster.spec.tls.acls or inputs.users_kept:
         out.append(secrets.users_secret(cluster, inputs.users))
     if inputs.password is not None:
         out.append(secrets.auth_secret(cluster, inputs.password))
