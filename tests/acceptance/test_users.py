@@ -200,3 +200,20 @@ def test_the_operators_command_check_agrees_with_acl_setuser(launch: Any, valkey
     for token in TOKENS:
         refused = "ERR" in inst.cli("ACL", "SETUSER", "probe", token).stdout
         assert bool(unknown_commands(token, known)) == refused, (image, token)
+
+
+def test_a_pod_of_an_older_release_starts_on_a_config_rendered_for_9_1(launch: Any, valkey9: Path) -> None:
+    """Mid-upgrade, the ConfigMap already carries 9.x directives (tls-auth-clients-user, and with HotReload
+    tls-auto-reload-interval). A pod still on the older image that restarts must start: the start script
+    leaves out what its server does not know (the machine's 8.0 here), and keeps them for 9.1.2."""
+    tls = {"rotation": {"strategy": "HotReload"}, "clients": CLIENTS}
+    cluster = example(mode="standalone", replicas=1, image=IMAGE9, tls=tls)
+    old = launch(cluster, host="127.0.0.2", port=free_port("127.0.0.2"), users=users(cluster, {}))
+    rendered = Path(old.layout.config_file)
+    assert "tls-auth-clients-user CN" in rendered.read_text()
+    assert "tls-auto-reload-interval" in rendered.read_text()
+    assert old.cli("PING").stdout.strip() == "PONG"  # 8.0 started, without them
+    assert "tls-auth-clients-user" not in old.cli("CONFIG", "GET", "tls-auth-clients-user").stdout
+    new = launch(cluster, host="127.0.0.3", port=free_port("127.0.0.3"), bin_dir=valkey9, users=users(cluster, {}))
+    assert new.cli("CONFIG", "GET", "tls-auth-clients-user").stdout.split() == ["tls-auth-clients-user", "CN"]
+    assert new.cli("CONFIG", "GET", "tls-auto-reload-interval").stdout.split()[1] != "0"

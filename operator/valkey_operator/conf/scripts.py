@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from valkey_operator.api.spec import ValkeyCluster
 from valkey_operator.conf.layout import POD_LAYOUT, Layout
+from valkey_operator.conf.valkey_conf import render_valkey_conf
+from valkey_operator.conf.version import BASELINE, SINCE
 
 # Environment the StatefulSet gives the container; the scripts read nothing else.
 ENV_POD_NAME = "POD_NAME"
@@ -88,9 +90,30 @@ def render_start_script(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT) -> 
         f'if [ -n "${{{ENV_PASSWORD}:-}}" ]; then',
         f'  printf \'requirepass "%s"\\nmasterauth "%s"\\n\' "${{{ENV_PASSWORD}}}" "${{{ENV_PASSWORD}}}" >> "$out"',
         "fi",
-        f'exec valkey-server "{layout.config_file}" "$@"',
+        *_start(cluster, layout),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _start(cluster: ValkeyCluster, layout: Layout) -> list[str]:
+    """exec valkey-server on the config. A config with directives newer than the baseline is read through a
+    copy without the ones this server's version does not know: a pod of the previous template that restarts
+    during an upgrade (an 8.1 server, a ConfigMap already rendered for 9.1) still starts, without them,
+    instead of refusing the whole file. The operator reads each pod's own version (INFO server) and gives
+    it nothing it needs those directives for."""
+    conf = render_valkey_conf(cluster, layout)
+    gated = sorted({w for line in conf.splitlines() for w in line.split(" ")[:1] if SINCE.get(w, BASELINE) > BASELINE})
+    if not gated:
+        return [f'exec valkey-server "{layout.config_file}" "$@"']
+    copy = f"{layout.run_dir}/valkey.conf"
+    unknown = " || ".join(f'($1 == "{d}" && v < {SINCE[d][0] * 100 + SINCE[d][1]})' for d in gated)
+    return [
+        # 901 for 9.1.x; empty when the version cannot be read: then every newer directive is left out.
+        "v=$(valkey-server --version | awk '{for (i = 1; i <= NF; i++) if ($i ~ /^v=/) "
+        '{split(substr($i, 3), p, "."); print p[1] * 100 + p[2]}}\')',
+        f'awk -v v="$v" \'{unknown} {{next}} {{print}}\' "{layout.config_file}" > "{copy}"',
+        f'exec valkey-server "{copy}" "$@"',
+    ]
 
 
 # The IP of a CLUSTER NODES line's `ip:port@bus[,hostname]` (IPv6 addresses have colons of their own).
