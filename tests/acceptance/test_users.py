@@ -61,7 +61,7 @@ def as_client(inst: Instance, client: str, *args: str) -> str:
 
 
 def test_on_valkey_9_the_certificate_alone_logs_a_client_in_as_its_user(
-    launch: Any, valkey9: Path, tmp_path: Path
+    launch: Any, valkey9: Path, tmp_path: Path, instances: list[Instance]
 ) -> None:
     cluster = example(mode="standalone", replicas=1, image=IMAGE9, tls={"clients": CLIENTS})
     wanted = users(cluster, {})
@@ -107,6 +107,7 @@ def test_on_valkey_9_the_certificate_alone_logs_a_client_in_as_its_user(
     assert as_client(inst, "app", "SET", "shared:1", "three") == "OK"  # live: no restart, same connection rules
     # The confirmation's premise: a server started on the current users file reports the same line.
     restarted = restart_with(inst, cluster, [changed, wanted[1]], valkey9)
+    instances.append(restarted)  # stopped with the others (it outlived its test before)
     after_restart = restarted.cli("ACL", "LIST").stdout.splitlines()
     assert line in after_restart, (line, after_restart)
     assert lines_digest({APP_USER: line}, [APP_USER]) == lines_digest(
