@@ -42,7 +42,10 @@ def unknown_commands(rules: str, known: frozenset[str]) -> list[str]:
             continue
         name = token[1:].lower()
         command, bar, sub = name.partition("|")
-        first_arg = bar and sub and "|" not in sub and not any(k.startswith(command + "|") for k in known)
+        # `+select|0`: the first argument of a command without subcommands; only to allow (`-select|0` is refused).
+        first_arg = (
+            token[0] == "+" and bar and sub and "|" not in sub and not any(k.startswith(command + "|") for k in known)
+        )
         if name in known or (first_arg and command in known):
             continue
         out.append(token)

@@ -337,7 +337,9 @@ class ValkeyAdmin:
         known = self._commands.get(release) if release is not None else None
         if known is None:
             with self._conn(host, creds) as conn:
-                listed = conn.execute_command("COMMAND", "LIST")
+                # command_list: execute_command("COMMAND", "LIST") gets plain COMMAND's reply parser, which
+                # fails on a list of names.
+                listed: list[bytes | str] = conn.command_list()  # type: ignore[assignment]
             known = frozenset((n.decode() if isinstance(n, bytes) else str(n)).lower() for n in listed)
             if release is not None:
                 self._commands[release] = known

@@ -7,6 +7,7 @@ verified) and the premise of its confirmation: a server restarted on the current
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,8 +99,6 @@ def test_on_valkey_9_the_certificate_alone_logs_a_client_in_as_its_user(
     out = run_with_hosts(tmp_path, {fqdn: inst.host}, SET_USERS, inst.layout.tls_dir, fqdn, str(inst.layout.port),
                          PASSWORD, changed.name, " ".join(changed.setuser))  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
-    import json
-
     seen = json.loads(out.stdout)
     assert seen["after"] == seen["read"]
     line = seen["after"][APP_USER]
@@ -186,18 +185,42 @@ def test_the_client_secrets_uri_logs_in_as_the_user(
     assert whoami_by_uri(inst, "app", uri) == APP_USER
 
 
-TOKENS = ("+get", "-GET", "+config|get", "+config|nosuch", "+config|get|x", "+config|", "+select|0", "+get|x|y",
-          "+nosuch", "-acl|whoami", "+client|no-touch", "+cluster|slot-stats", "+commandlog|get")  # fmt: skip
+TOKENS = ("+get", "-GET", "+config|get", "+config|nosuch", "+config|get|x", "+config|", "+select|0", "-select|0",
+          "+get|x|y", "-get|x", "+nosuch", "-acl|whoami", "+client|no-touch", "+cluster|slot-stats",
+          "+commandlog|get")  # fmt: skip
+COMMANDS = """
+import json, sys
+from pathlib import Path
+from valkey_operator.conf.layout import Layout
+from valkey_operator.conf.version import parse_release
+from valkey_operator.pki.issue import KeyPair
+from valkey_operator.valkey_admin import Credentials, ValkeyAdmin
+
+tls, fqdn, port, password = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+creds = Credentials((tls / "ca.crt").read_bytes(),
+                    KeyPair((tls / "connection.crt").read_bytes(), (tls / "connection.key").read_bytes()), password)
+admin = ValkeyAdmin(Layout(port=port))
+release = admin.replication(fqdn, creds).release
+print(json.dumps(sorted(admin.commands(fqdn, creds, release))))
+"""
 
 
 @pytest.mark.parametrize("image", ["valkey/valkey:8.0", IMAGE9])
-def test_the_operators_command_check_agrees_with_acl_setuser(launch: Any, valkey9: Path, image: str) -> None:
-    """Each command token is refused by the operator's check (against the server's own COMMAND LIST) exactly
-    when the real server's ACL SETUSER refuses it; some exist only in 9.x (commandlog, cluster slot-stats)."""
+def test_the_operators_command_check_agrees_with_acl_setuser(
+    launch: Any, valkey9: Path, tmp_path: Path, image: str
+) -> None:
+    """The operator's own read of the command names (ValkeyAdmin.commands, as a pass makes it), then each
+    command token: refused by the operator's check exactly when the real server's ACL SETUSER refuses it.
+    Some exist only in 9.x (commandlog, cluster slot-stats)."""
     cluster = example(mode="standalone", replicas=1, image=image)
     inst = launch(cluster, host="127.0.0.2", port=free_port("127.0.0.2"), bin_dir=valkey9 if image == IMAGE9 else None)
-    known = frozenset(inst.cli("COMMAND", "LIST").stdout.lower().split())
-    assert {"get", "config|get"} <= known
+    inst.client_files()
+    fqdn = cluster.names.pod_fqdn("cache-0")
+    out = run_with_hosts(tmp_path, {fqdn: inst.host}, COMMANDS, inst.layout.tls_dir, fqdn, str(inst.layout.port),
+                         PASSWORD)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    known = frozenset(json.loads(out.stdout))
+    assert known == frozenset(inst.cli("COMMAND", "LIST").stdout.lower().split())
     for token in TOKENS:
         refused = "ERR" in inst.cli("ACL", "SETUSER", "probe", token).stdout
         assert bool(unknown_commands(token, known)) == refused, (image, token)

@@ -119,7 +119,8 @@ KNOWN = frozenset(("get", "set", "select", "config", "config|get", "config|set",
     [
         ("~app:* +@read -@dangerous", []),  # categories: the CRD's enum checks them
         ("+get +SET -config|get +acl|whoami", []),  # names in any case, subcommands of their command
-        ("+select|0", []),  # a command without subcommands: the first argument
+        ("+select|0", []),  # a command without subcommands: the first argument, only to allow
+        ("-select|0 -get|x", ["-select|0", "-get|x"]),
         # As ACL SETUSER on a real 8.0 refuses them: an unknown name, an unknown subcommand, a first argument
         # of a subcommand, nothing after the bar.
         (

@@ -310,18 +310,21 @@ def _tls() -> Schema:
                     "A client certificate.",
                     {
                         "name": _s(
-                            "Client name: the certificate's CN and the Secret's suffix. `connection` is taken (the "
-                            "connection Secret's own certificate).",
+                            "Client name: the Secret's suffix; the certificate's CN is <cluster>-<name>, or with acl "
+                            "<name>@<cluster>.<namespace>. `connection` is taken (the connection Secret's own "
+                            "certificate).",
                             pattern=DNS_LABEL,
                             maxLength=63,
                         ),
                         "acl": _s(
                             "ACL rules of an ACL user for this client, named as its certificate's CN "
-                            "(<cluster>-<name>): key patterns (~app:*, %R~, %W~), channels (&news:*) and "
+                            "(<name>@<cluster>.<namespace>; needs auth.enabled): key patterns (~app:*, %R~, %W~), "
+                            "channels (&news:*) and "
                             "commands (+@read, -@dangerous, +get, +config|get), separated by single spaces. On "
                             "Valkey 9.0 or later with clientAuth required the certificate alone logs it in "
                             "(tls-auth-clients-user CN); otherwise its Secret gets a generated password. Changes "
-                            "apply live. Passwords, on/off, reset and selectors are the operator's, not allowed.",
+                            "apply live, once every command they name is one the pods know (else Ready says "
+                            "InvalidAclRules). Passwords, on/off, reset and selectors are the operator's, not allowed.",
                             pattern=ACL_RULES,
                             maxLength=1024,
                         ),

@@ -100,18 +100,26 @@ def _start(cluster: ValkeyCluster, layout: Layout) -> list[str]:
     copy without the ones this server's version does not know: a pod of the previous template that restarts
     during an upgrade (an 8.1 server, a ConfigMap already rendered for 9.1) still starts, without them,
     instead of refusing the whole file. The operator reads each pod's own version (INFO server) and gives
-    it nothing it needs those directives for."""
+    it nothing it needs those directives for. A version that cannot be read keeps the config whole."""
+    needs = dict(SINCE)
+    if cluster.spec.tls.enabled:
+        needs["io-threads"] = (8, 0)  # threaded I/O on TLS connections is a known crash on the 7.2 line
     conf = render_valkey_conf(cluster, layout)
-    gated = sorted({w for line in conf.splitlines() for w in line.split(" ")[:1] if SINCE.get(w, BASELINE) > BASELINE})
+    gated = sorted({w for line in conf.splitlines() for w in line.split(" ")[:1] if needs.get(w, BASELINE) > BASELINE})
     if not gated:
         return [f'exec valkey-server "{layout.config_file}" "$@"']
     copy = f"{layout.run_dir}/valkey.conf"
-    unknown = " || ".join(f'($1 == "{d}" && v < {SINCE[d][0] * 100 + SINCE[d][1]})' for d in gated)
+    unknown = " || ".join(f'($1 == "{d}" && v < {needs[d][0] * 100 + needs[d][1]})' for d in gated)
     return [
-        # 901 for 9.1.x; empty when the version cannot be read: then every newer directive is left out.
-        "v=$(valkey-server --version | awk '{for (i = 1; i <= NF; i++) if ($i ~ /^v=/) "
+        # 901 for 9.1.x.
+        "v=$(valkey-server --version | awk '{for (i = 1; i <= NF; i++) if ($i ~ /^v=[0-9]+[.][0-9]+/) "
         '{split(substr($i, 3), p, "."); print p[1] * 100 + p[2]}}\')',
-        f'awk -v v="$v" \'{unknown} {{next}} {{print}}\' "{layout.config_file}" > "{copy}"',
+        'if [ -z "$v" ]; then',
+        '  echo "start.sh: valkey-server --version names no version; the config is used whole" >&2',
+        f'  cp "{layout.config_file}" "{copy}"',
+        "else",
+        f'  awk -v v="$v" \'{unknown} {{next}} {{print}}\' "{layout.config_file}" > "{copy}"',
+        "fi",
         f'exec valkey-server "{copy}" "$@"',
     ]
 

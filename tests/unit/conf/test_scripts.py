@@ -11,6 +11,7 @@ import pytest
 from tests.unit.conftest import example
 from valkey_operator.conf.layout import Layout
 from valkey_operator.conf.scripts import probe_command, render_probe_script, render_start_script
+from valkey_operator.conf.valkey_conf import render_valkey_conf
 
 
 def test_scripts_are_valid_posix_sh() -> None:
@@ -91,3 +92,38 @@ def test_probe_uses_tls_and_the_pods_own_certificate_under_mtls() -> None:
     assert cmd[cmd.index("--cert") + 1] == "/tls/tls.crt"
     assert "--cert" not in probe_command(example(tls={"clientAuth": "none"}))
     assert "--tls" not in probe_command(example(tls={"mode": "disabled"}))
+
+
+@pytest.mark.parametrize(
+    ("version", "kept"),
+    [
+        ("Valkey server v=8.0.1 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64", {"hide-user-data-from-log"}),
+        ("Valkey server v=9.0.3 sha=0", {"hide-user-data-from-log", "tls-auth-clients-user"}),
+        (
+            "Valkey server v=9.1.2 sha=0",
+            {"hide-user-data-from-log", "tls-auth-clients-user", "tls-auto-reload-interval"},
+        ),
+        # A version it cannot read: the config whole (a 9.x server would lose certificate logins otherwise).
+        ("something else", {"hide-user-data-from-log", "tls-auth-clients-user", "tls-auto-reload-interval"}),
+    ],
+)
+def test_the_server_starts_on_the_directives_its_version_knows(tmp_path: Path, version: str, kept: set[str]) -> None:
+    """The start script run for real, a `valkey-server` on PATH that says `version` and prints the config it
+    is given: lines of directives newer than that version are left out of the copy it reads."""
+    layout = Layout(config_dir=str(tmp_path / "etc"), run_dir=str(tmp_path / "run"), port=6379)
+    cluster = example(image="valkey/valkey:9.1.2", tls={"rotation": {"strategy": "HotReload"},
+                                                        "clients": [{"name": "app", "acl": "~a:* +get"}]})  # fmt: skip
+    Path(layout.config_dir).mkdir()
+    Path(layout.config_file).write_text(render_valkey_conf(cluster, layout))
+    start = tmp_path / "start.sh"
+    start.write_text(render_start_script(cluster, layout))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "valkey-server"  # stands in for the server only to show what it would be given
+    fake.write_text(f'#!/bin/sh\n[ "$1" = --version ] && echo "{version}" && exit\ncat "$1"\n')
+    fake.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "POD_NAME": "cache-0", "VALKEY_POD_DOMAIN": "d"}
+    out = subprocess.run(["sh", str(start)], env=env, capture_output=True, text=True, check=True).stdout
+    gated = {"hide-user-data-from-log", "tls-auth-clients-user", "tls-auto-reload-interval"}
+    assert {line.split(" ")[0] for line in out.splitlines()} & gated == kept
+    assert "port 0" in out  # the rest is all there
