@@ -403,7 +403,7 @@ while time.monotonic() < deadline:
             break
     except Exception as exc:
         failures += 1
-        errors[type(exc).__name__ + ": " + str(exc)[:60]] += 1
+        errors[type(exc).__name__ + ": " + str(exc)[:160]] += 1  # whole enough to tell a refusal from a reset
         c = None
         time.sleep(0.05)
     next_t = max(next_t + 0.02, time.monotonic() - 0.02)

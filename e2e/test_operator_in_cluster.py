@@ -406,8 +406,10 @@ while True:
 
 
 def tls_error(error: str) -> bool:
-    """A refused certificate, either way (not a connection refused while a pod restarts)."""
-    return any(word in error for word in ("CERTIFICATE", "certificate", "SSL", "alert"))
+    """A refused certificate, either way: the client's verification failed (CERTIFICATE_VERIFY_FAILED), or
+    the server's, which it says with an alert (unknown ca, bad certificate). Not a connection refused, reset
+    or closed mid-handshake while a pod restarts: `TLS/SSL connection has been closed (EOF)` is that."""
+    return any(word in error for word in ("CERTIFICATE", "certificate", "alert", "unknown ca"))
 
 
 def fresh_creds(node: Node, folder: Path) -> Creds:
