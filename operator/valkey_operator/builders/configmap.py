@@ -15,9 +15,10 @@ from valkey_operator.conf.valkey_conf import render_valkey_conf
 
 def config_files(cluster: ValkeyCluster, layout: Layout) -> dict[str, str]:
     """The files whose change must restart pods (their hash goes on the pod template)."""
+    conf = render_valkey_conf(cluster, layout)  # once: the start script reads which directives it has
     return {
-        lay.CONFIG_KEY: render_valkey_conf(cluster, layout),
-        lay.START_KEY: render_start_script(cluster, layout),
+        lay.CONFIG_KEY: conf,
+        lay.START_KEY: render_start_script(cluster, layout, conf),
         lay.PROBE_KEY: render_probe_script(cluster, layout),
     }
 

@@ -38,7 +38,8 @@ CipherString = DEFAULT:@SECLEVEL=2
 """
 
 
-def render_start_script(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT) -> str:
+def render_start_script(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT, conf: str | None = None) -> str:
+    """The start script; `conf`: the valkey.conf it starts the server on, when the caller rendered it already."""
     mode = cluster.spec.mode
     lines = [
         "#!/bin/sh",
@@ -90,12 +91,12 @@ def render_start_script(cluster: ValkeyCluster, layout: Layout = POD_LAYOUT) -> 
         f'if [ -n "${{{ENV_PASSWORD}:-}}" ]; then',
         f'  printf \'requirepass "%s"\\nmasterauth "%s"\\n\' "${{{ENV_PASSWORD}}}" "${{{ENV_PASSWORD}}}" >> "$out"',
         "fi",
-        *_start(cluster, layout),
+        *_start(cluster, layout, render_valkey_conf(cluster, layout) if conf is None else conf),
     ]
     return "\n".join(lines) + "\n"
 
 
-def _start(cluster: ValkeyCluster, layout: Layout) -> list[str]:
+def _start(cluster: ValkeyCluster, layout: Layout, conf: str) -> list[str]:
     """exec valkey-server on the config. A config with directives newer than the baseline is read through a
     copy without the ones this server's version does not know: a pod of the previous template that restarts
     during an upgrade (an 8.1 server, a ConfigMap already rendered for 9.1) still starts, without them,
@@ -104,7 +105,6 @@ def _start(cluster: ValkeyCluster, layout: Layout) -> list[str]:
     needs = dict(SINCE)
     if cluster.spec.tls.enabled:
         needs["io-threads"] = (8, 0)  # threaded I/O on TLS connections is a known crash on the 7.2 line
-    conf = render_valkey_conf(cluster, layout)
     gated = sorted({w for line in conf.splitlines() for w in line.split(" ")[:1] if needs.get(w, BASELINE) > BASELINE})
     if not gated:
         return [f'exec valkey-server "{layout.config_file}" "$@"']
