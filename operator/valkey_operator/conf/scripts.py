@@ -114,9 +114,12 @@ def _start(cluster: ValkeyCluster, layout: Layout, conf: str) -> list[str]:
         # 901 for 9.1.x.
         "v=$(valkey-server --version | awk '{for (i = 1; i <= NF; i++) if ($i ~ /^v=[0-9]+[.][0-9]+/) "
         '{split(substr($i, 3), p, "."); print p[1] * 100 + p[2]}}\')',
+        # A fresh copy each start (a container restart finds the last one): written, not `cp`-ed, so that
+        # it is the owner's to rewrite (`cp` keeps the ConfigMap file's read-only mode).
+        f'rm -f "{copy}"',
         'if [ -z "$v" ]; then',
         '  echo "start.sh: valkey-server --version names no version; the config is used whole" >&2',
-        f'  cp "{layout.config_file}" "{copy}"',
+        f'  cat "{layout.config_file}" > "{copy}"',
         "else",
         f'  awk -v v="$v" \'{unknown} {{next}} {{print}}\' "{layout.config_file}" > "{copy}"',
         "fi",

@@ -123,6 +123,12 @@ def test_the_server_starts_on_the_directives_its_version_knows(tmp_path: Path, v
     fake.write_text(f'#!/bin/sh\n[ "$1" = --version ] && echo "{version}" && exit\ncat "$1"\n')
     fake.chmod(0o755)
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "POD_NAME": "cache-0", "VALKEY_POD_DOMAIN": "d"}
+    Path(layout.config_file).chmod(0o444)  # as the kubelet projects a ConfigMap
+    subprocess.run(["sh", str(start)], env=env, capture_output=True, text=True, check=True)
+    # The container restarts: the copy it wrote is its own to rewrite (a read-only one left the server
+    # without a config, a crash loop, for a user without root's override).
+    copy = Path(layout.run_dir) / "valkey.conf"
+    assert copy.stat().st_mode & 0o600 == 0o600
     out = subprocess.run(["sh", str(start)], env=env, capture_output=True, text=True, check=True).stdout
     gated = {"hide-user-data-from-log", "tls-auth-clients-user", "tls-auto-reload-interval"}
     assert {line.split(" ")[0] for line in out.splitlines()} & gated == kept
