@@ -23,6 +23,7 @@ from valkey_operator.conf.version import Release
 from valkey_operator.snapshot import PodReport, PodView
 
 INVALID_ACL_RULES = "InvalidAclRules"
+ACL_RULES_AWAIT_ROLLOUT = "AclRulesAwaitRollout"  # known to a release some pods run, not to all yet
 
 
 @dataclass(frozen=True)
@@ -52,45 +53,85 @@ def unknown_commands(rules: str, known: frozenset[str]) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class Checked:
+    given: tuple[User, ...]  # the users the pods get, and their file, with the rules they may hold now
+    waiting: tuple[str, ...] = ()  # clients whose rules are not given yet (not every pod could be asked)
+    error: SpecError | None = None
+
+
 def checked(
-    wanted: Sequence[User], reports: Mapping[str, PodReport], kept: Mapping[str, str]
-) -> tuple[tuple[User, ...], SpecError | None]:
+    wanted: Sequence[User], reports: Mapping[str, PodReport], kept: Mapping[str, str], pods: Sequence[str]
+) -> Checked:
     """The users the pods may be given, and in their file: rules whose commands every release the pods run
-    knows (a pod refuses a users file it cannot read, and does not start). A user whose rules name an unknown
-    command keeps the rules its file holds (`kept`, by user name; not given yet if none), and the error
-    names the commands. With no pod to ask yet, every user keeps what the file holds, until one answers."""
+    knows (a pod refuses a users file it cannot read, and does not start). Checked only once every pod the
+    cluster has (`pods`) said which commands it knows: a pod not asked may run another release. Until then,
+    and for a user whose rules name a command some pod does not know, the user keeps the rules its file
+    holds (`kept`, by user name), if they pass the same check; otherwise it is not given. The error names
+    each command and a pod that does not know it, and says when a newer release running on another pod
+    knows it (an upgrade under way: the rules are given once every pod runs it)."""
     tables: dict[Release | None, tuple[str, frozenset[str]]] = {}
     for pod, report in sorted(reports.items()):
         if report.commands is not None:
             release = report.replication.release if report.replication else None
             tables.setdefault(release, (pod, report.commands))
+    everyone = bool(pods) and all(p in reports and reports[p].commands is not None for p in pods)
     given: list[User] = []
+    waiting: list[str] = []
     refused: list[str] = []
+    invalid = False
     for user in wanted:
-        bad = {
-            token: (release, pod)
-            for release, (pod, known) in sorted(tables.items(), key=lambda kv: kv[0] or (0, 0, 0))
-            for token in unknown_commands(user.rules, known)
-        }
-        if tables and not bad:
+        bad = _unknown(user.rules, tables)
+        if everyone and not bad:
             given.append(user)
             continue
         if bad:
-            which = ", ".join(f"{t} ({_on(*bad[t])})" for t in sorted(bad))
-            refused.append(f"client {user.client!r}: {which}")
-        if user.name in kept:
-            given.append(replace(user, rules=kept[user.name]))
+            told = []
+            for token in sorted(bad):
+                elsewhere = [pod for pod, known in tables.values() if not unknown_commands(token, known)]
+                invalid = invalid or not elsewhere
+                told.append(f"{token} ({_on(*bad[token])}{_known_on(elsewhere)})")
+            refused.append(f"client {user.client!r}: {', '.join(told)}")
+        old = kept.get(user.name)
+        if old is not None and not _unknown(old, tables):
+            given.append(replace(user, rules=old))
+        if not bad and old != user.rules:
+            waiting.append(user.client)
     if not refused:
-        return tuple(given), None
-    return tuple(given), SpecError(
-        INVALID_ACL_RULES,
-        "spec.tls.clients[].acl names commands the servers do not know: " + "; ".join(refused) + ". The pods "
-        "keep the rules they hold; correct the rules (COMMAND LIST on a pod shows the names it knows).",
+        return Checked(tuple(given), tuple(waiting))
+    tail = (
+        "correct the rules (COMMAND LIST on a pod shows the names it knows)"
+        if invalid
+        else "they are given once every pod runs a release that knows them"
     )
+    return Checked(
+        tuple(given),
+        tuple(waiting),
+        SpecError(
+            INVALID_ACL_RULES if invalid else ACL_RULES_AWAIT_ROLLOUT,
+            "spec.tls.clients[].acl names commands not every server knows: " + "; ".join(refused) + ". The pods "
+            f"keep the rules their file holds where those pass (a user without such rules is not given); {tail}.",
+        ),
+    )
+
+
+def _unknown(
+    rules: str, tables: Mapping[Release | None, tuple[str, frozenset[str]]]
+) -> dict[str, tuple[Release | None, str]]:
+    """Each token of `rules` some release does not know, with that release and a pod that runs it."""
+    return {
+        token: (release, pod)
+        for release, (pod, known) in sorted(tables.items(), key=lambda kv: kv[0] or (0, 0, 0))
+        for token in unknown_commands(rules, known)
+    }
 
 
 def _on(release: Release | None, pod: str) -> str:
     return f"unknown to {pod}, which runs Valkey {'.'.join(map(str, release))}" if release else f"unknown to {pod}"
+
+
+def _known_on(pods: Sequence[str]) -> str:
+    return f"; {', '.join(sorted(pods))} knows it" if pods else ""
 
 
 def lines_digest(lines: Mapping[str, str], wanted: Sequence[str]) -> str:

@@ -39,6 +39,7 @@ from valkey_operator.api.status import (
     phase,
     spec_error_conditions,
 )
+from valkey_operator.builders.configmap import config_files, config_hash
 from valkey_operator.builders.desired import Inputs, desired_objects
 from valkey_operator.builders.diff import contains
 from valkey_operator.builders.statefulset import template_digest
@@ -408,8 +409,8 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
         return _refuse(cluster, snap, planned, now)
     material = planned.material
     pw = (password(cluster, snap) or pysecrets.token_urlsafe(24)) if cluster.spec.auth_enabled else None
-    wanted, refused = _wanted_users(cluster, snap)
-    acl, acl_events = _acl_work(snap, wanted, live)
+    users_checked = _wanted_users(cluster, snap, views)
+    acl, acl_events = _acl_work(snap, users_checked.given, live)
     roles = failover.roles(cluster, snap, views, now)
     primary = roles.primary
     floor = _scale_floor(cluster, snap, views, roles)
@@ -418,7 +419,12 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
         for m in desired_objects(
             cluster,
             Inputs(
-                material, pw, roles.record, wanted, snap.get("Secret", n.users_secret) is not None, layout=POD_LAYOUT
+                material,
+                pw,
+                roles.record,
+                users_checked.given,
+                snap.get("Secret", n.users_secret) is not None,
+                layout=POD_LAYOUT,
             ),
         )
     ]
@@ -468,7 +474,17 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
     paced = handovers.pace(snap.status.get("handovers") or [], actions, events, now, _under_way(snap, roles))
     certs = certificates(cluster, material, now)
     status, report_events, metrics = _report(
-        cluster, snap, certs, states, live, roles, now, hot, planned, held or refused, acl.pending
+        cluster,
+        snap,
+        certs,
+        states,
+        live,
+        roles,
+        now,
+        hot,
+        planned,
+        held or users_checked.error,
+        (acl.pending, users_checked.waiting),
     )
     status.update(_asked(cluster, snap, paced), **({"acl": acl.status} if acl.status is not None else {}))
     return Decision(
@@ -607,24 +623,41 @@ def _acl_work(snap: Snapshot, wanted: Sequence[users.User], live: Sequence[PodVi
     return acl, [Event("Normal", "AclUsersChanged", f"Giving every pod the ACL users {told} (ACL SETUSER).")]
 
 
-def _wanted_users(cluster: ValkeyCluster, snap: Snapshot) -> tuple[tuple[users.User, ...], SpecError | None]:
+def _wanted_users(cluster: ValkeyCluster, snap: Snapshot, views: Sequence[PodView]) -> access.Checked:
     """The clients' ACL users to give the pods and their file. Rules that name a command some pod does not
     know are held to what the file holds (a pod would refuse them, even from its file when it starts)."""
     secret = secret_data(snap.get("Secret", cluster.names.users_secret))
     text = secret.get(users.USERS_KEY) if secret else None
-    kept = users.file_rules(text.decode() if text else "")
-    return access.checked(users.users(cluster, _client_passwords(cluster, snap)), snap.reports, kept)
+    kept = users.kept_rules(cluster, text.decode() if text else "")
+    wanted = users.users(cluster, _client_passwords(cluster, snap, views))
+    return access.checked(wanted, snap.reports, kept, cluster.names.pods(cluster.spec.pod_count))
 
 
-def _client_passwords(cluster: ValkeyCluster, snap: Snapshot) -> dict[str, str]:
+def _client_passwords(cluster: ValkeyCluster, snap: Snapshot, views: Sequence[PodView]) -> dict[str, str]:
     """The passwords of the clients' ACL users: as their Secrets keep them, and new ones for those that need
     one and have none. Once the certificate alone logs a user in, a password kept from before (an upgrade
-    from 8.x) stays only until every pod runs a server that maps certificates to users; then it goes, and
-    no `AUTH` opens the user any more (nor, under `tls.mode: preferred`, the plaintext port)."""
+    from 8.x, or `clientAuth` made `required`) stays until every pod maps certificates to users; then it
+    goes, and no `AUTH` opens the user any more (nor, under `tls.mode: preferred`, the plaintext port)."""
     kept = client_passwords(cluster, snap)
     if users.needs_password(cluster):
         return {client: kept.get(client) or pysecrets.token_urlsafe(24) for client, _ in cluster.spec.tls.acls}
-    return {} if versions.every_pod_supports(cluster, snap.reports, "tls-auth-clients-user") else kept
+    return {} if _certificates_log_in(cluster, snap, views) else kept
+
+
+def _certificates_log_in(cluster: ValkeyCluster, snap: Snapshot, views: Sequence[PodView]) -> bool:
+    """Every pod maps client certificates to users now: it says (INFO server) it runs a release that can,
+    and it was made from the StatefulSet's template as read, whose config is the one rendered from the spec
+    now (which asks for it). A pod of an older template may run a config without `tls-auth-clients-user`,
+    where the password is the only way in."""
+    if not versions.every_pod_supports(cluster, snap.reports, "tls-auth-clients-user"):
+        return False
+    sts = snap.get("StatefulSet", cluster.names.statefulset)
+    annotations = (((sts or {}).get("spec") or {}).get("template") or {}).get("metadata", {}).get("annotations") or {}
+    if annotations.get(names.ANN_CONFIG_HASH) != config_hash(config_files(cluster, POD_LAYOUT)):
+        return False
+    template = template_hash(sts)
+    on = {p.name: p.template_hash for p in views if not p.terminating}
+    return all(on.get(pod) == template for pod in cluster.names.pods(cluster.spec.pod_count))
 
 
 def _report(
@@ -638,8 +671,10 @@ def _report(
     hot: bool,
     planned: Plan,
     held: SpecError | None = None,
-    users_pending: Sequence[str] = (),
+    acl_users: tuple[Sequence[str], Sequence[str]] = ((), ()),
 ) -> tuple[dict[str, Any], list[Event], Metrics]:
+    """status, Events and metrics from what was observed. `users`: the ready pods that do not hold the
+    clients' current ACL users yet, and the clients whose rules wait for every pod to be asked (`acl_users`)."""
     n = cluster.names
     live_states = [s for s in states if not s.terminating]
     ready = sum(p.ready for p in live)
@@ -659,7 +694,8 @@ def _report(
         persistent=cluster.spec.persistence.enabled,
         vulnerable=versions.vulnerable(cluster, snap.reports),
         held=(held.reason, held.message) if held else None,
-        users_pending=tuple(users_pending),
+        users_pending=tuple(acl_users[0]),
+        users_waiting=tuple(acl_users[1]),
         sharded=sharding.cluster_conditions(cluster, live, snap.cluster_views)
         if cluster.spec.mode == "cluster"
         else None,

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from valkey_operator.access import INVALID_ACL_RULES, checked, held_after, lines_digest, plan, unknown_commands
+from valkey_operator.access import (
+    ACL_RULES_AWAIT_ROLLOUT,
+    INVALID_ACL_RULES,
+    Checked,
+    checked,
+    held_after,
+    lines_digest,
+    plan,
+    unknown_commands,
+)
 from valkey_operator.actions import SetUsers
 from valkey_operator.conf.users import User, file_rules, rules_digest, users_file
 from valkey_operator.snapshot import PodReport, PodView, Replication
@@ -138,36 +147,79 @@ def known(release: tuple[int, int, int], commands: frozenset[str] = KNOWN) -> Po
     return PodReport(Replication("master", release=release), commands=commands)
 
 
+TWO = ["cache-0", "cache-1"]
+
+
 def test_rules_every_running_release_knows_are_given() -> None:
-    given, error = checked([APP], {"cache-0": known((8, 1, 6)), "cache-1": known((9, 1, 2))}, {})
-    assert (given, error) == ((APP,), None)
+    assert checked([APP], {"cache-0": known((8, 1, 6)), "cache-1": known((9, 1, 2))}, {}, TWO) == Checked((APP,))
 
 
 def test_rules_a_running_release_does_not_know_keep_what_the_file_holds_and_say_which() -> None:
-    """Mid-upgrade: `+newcmd` is a 9.1 command; the 8.1 pod does not know it. The user keeps its file's rules
-    (a pod restarting on the new ones would refuse the file), the error names the command and the pod."""
-    newer = User(APP.name, "app", "~app:* +@read +newcmd", None)
-    reports = {"cache-0": known((8, 1, 6)), "cache-1": known((9, 1, 2), KNOWN | {"newcmd"})}
+    """`+nosuch` no release knows: the user keeps its file's rules (a pod restarting on the new ones would
+    refuse the file), the error names the command and the pod and asks for the rules to be corrected."""
+    bad = User(APP.name, "app", "~app:* +@read +nosuch", None)
+    reports = {"cache-0": known((8, 1, 6)), "cache-1": known((9, 1, 2))}
     kept = file_rules(users_file([APP]))
-    given, error = checked([newer], reports, kept)
-    assert given == (APP,)
-    assert error is not None
-    assert error.reason == INVALID_ACL_RULES
-    assert "client 'app': +newcmd (unknown to cache-0, which runs Valkey 8.1.6)" in error.message
+    result = checked([bad], reports, kept, TWO)
+    assert result.given == (APP,)
+    assert result.error is not None
+    assert result.error.reason == INVALID_ACL_RULES
+    assert "client 'app': +nosuch (unknown to cache-1, which runs Valkey 9.1.2)" in result.error.message
+    assert "correct the rules" in result.error.message
     # A new client with unknown commands is not given at all (nothing to keep), the others are.
     other = User("other@cache.default", "other", "+nosuch", None)
-    given, error = checked([APP, other], reports, kept)
-    assert given == (APP,)
-    assert error is not None
-    assert "'other'" in error.message
+    result = checked([APP, other], reports, kept, TWO)
+    assert result.given == (APP,)
+    assert result.error is not None
+    assert "'other'" in result.error.message
 
 
-def test_with_no_pod_to_ask_the_users_keep_what_the_file_holds() -> None:
+def test_a_command_a_newer_running_release_knows_waits_for_the_roll() -> None:
+    """Mid-upgrade: `+newcmd` is a 9.1 command the 8.1 pod does not know. Not an error in the rules: the
+    user keeps its file's rules until every pod runs a release that knows it, and the message says so."""
+    newer = User(APP.name, "app", "~app:* +@read +newcmd", None)
+    reports = {"cache-0": known((8, 1, 6)), "cache-1": known((9, 1, 2), KNOWN | {"newcmd"})}
+    result = checked([newer], reports, file_rules(users_file([APP])), TWO)
+    assert result.given == (APP,)
+    assert result.error is not None
+    assert result.error.reason == ACL_RULES_AWAIT_ROLLOUT
+    assert "+newcmd (unknown to cache-0, which runs Valkey 8.1.6; cache-1 knows it)" in result.error.message
+    assert "once every pod runs a release that knows them" in result.error.message
+    assert "correct the rules" not in result.error.message
+    # Once every pod runs 9.1, the rules are given.
+    reports["cache-0"] = known((9, 1, 2), KNOWN | {"newcmd"})
+    assert checked([newer], reports, {}, TWO) == Checked((newer,))
+
+
+def test_with_no_pod_to_ask_the_users_keep_what_the_file_holds_and_wait() -> None:
     """No pod answered (a new cluster, or every pod restarting): nothing is checked, nothing changes; an
-    empty file gives nothing yet, and no error (the pods are not up to refuse anything)."""
-    assert checked([APP], {}, {}) == ((), None)
+    empty file gives nothing yet, and the user waits (Ready says so: the pods do not hold it)."""
+    assert checked([APP], {}, {}, TWO) == Checked((), ("app",))
     wider = User(APP.name, "app", "~app:* ~shared:* +@read", None)
-    assert checked([wider], {}, file_rules(users_file([APP]))) == ((APP,), None)
+    assert checked([wider], {}, file_rules(users_file([APP])), TWO) == Checked((APP,), ("app",))
+    # Rules the file already holds are not waiting for anything.
+    assert checked([APP], {}, file_rules(users_file([APP])), TWO) == Checked((APP,))
+
+
+def test_rules_are_checked_only_once_every_pod_said_which_commands_it_knows() -> None:
+    """cache-1 did not answer (restarting, perhaps on another release): the new rules wait, even though
+    cache-0 knows every command in them."""
+    wider = User(APP.name, "app", "~app:* +@read +get", None)
+    kept = file_rules(users_file([APP]))
+    assert checked([wider], {"cache-0": known((9, 1, 2))}, kept, TWO) == Checked((APP,), ("app",))
+    no_commands = {"cache-0": known((9, 1, 2)), "cache-1": PodReport(Replication("slave"))}
+    assert checked([wider], no_commands, kept, TWO) == Checked((APP,), ("app",))
+    assert checked([wider], {"cache-0": known((9, 1, 2)), "cache-1": known((9, 1, 2))}, kept, TWO) == Checked((wider,))
+
+
+def test_the_files_rules_are_checked_too() -> None:
+    """The file holds rules a pod does not know (written before the check existed): they are not given
+    either, so a pod that restarts reads a file it can start on."""
+    bad = User(APP.name, "app", "~app:* +nosuch", None)
+    result = checked([bad], {"cache-0": known((9, 1, 2)), "cache-1": known((9, 1, 2))}, {APP.name: bad.rules}, TWO)
+    assert result.given == ()
+    assert result.error is not None
+    assert result.error.reason == INVALID_ACL_RULES
 
 
 def test_file_rules_read_back_what_users_file_wrote() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -813,6 +813,8 @@ def test_a_password_kept_through_an_upgrade_to_9_goes_once_every_pod_maps_certif
     world.report()
     pass_(world, nine)
     assert client()["password"] == password  # the pods still run 8.1
+    roll_to_the_end(world, nine, NOW)
+    assert client()["password"] == password  # every pod on the new template, and each says it runs 8.1
     world.release = (9, 1, 2)
     world.report()
     d = pass_(world, nine)
@@ -821,6 +823,54 @@ def test_a_password_kept_through_an_upgrade_to_9_goes_once_every_pod_maps_certif
     given = [a for a in d.actions if isinstance(a, SetUsers)]
     assert given
     assert all(not any(arg.startswith("#") for arg in args) for a in given for _, args in a.users)
+
+
+def test_rules_no_pod_could_be_checked_against_keep_ready_false() -> None:
+    """Pods ready, but one of them said nothing about its commands (COMMAND LIST failed, or it was not
+    reached): the new rules are not given yet, and Ready says so instead of AllPodsReady."""
+    nine = {"image": "valkey/valkey:9.1.2"}
+    c = cluster(**nine, tls={"clients": [{"name": "app", "acl": "~app:* +get"}]})
+    world = running(cluster(**nine))
+    world.acl = {p: {} for p in world.pods()}
+    world.report()
+    roll_to_the_end(world, c, NOW)
+    wider = cluster(**nine, tls={"clients": [{"name": "app", "acl": "~app:* +get +set"}]})
+    world.report()
+    world.reports["cache-1"] = replace(world.reports["cache-1"], commands=None)
+    d = decide(wider, world.snapshot(), NOW)
+    assert not [a for a in d.actions if isinstance(a, SetUsers)]
+    ready = condition(d, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "AclUsersPending"), ready
+    assert "app" in ready["message"]
+    world.carry_out(d)
+    d = pass_(world, wider)  # every pod answers again: the rules are checked and given
+    assert len([a for a in d.actions if isinstance(a, SetUsers)]) == 3
+
+
+def test_a_password_stays_until_every_pod_runs_the_config_that_maps_certificates() -> None:
+    """9.1 pods with `clientAuth: optional` give `app` a password (a client may come without a certificate).
+    Made `required`, the certificate alone logs in, but a pod still on the old template runs a config
+    without `tls-auth-clients-user`, where the password is the only way in: it stays until every pod
+    rolled onto the new config, then goes."""
+
+    def spec(auth: str) -> ValkeyCluster:
+        return cluster(
+            image="valkey/valkey:9.1.2", tls={"clientAuth": auth, "clients": [{"name": "app", "acl": "+get"}]}
+        )
+
+    world = running(spec("optional"))
+    world.release = (9, 1, 2)
+    world.acl = {p: {} for p in world.pods()}
+    world.report()
+    roll_to_the_end(world, spec("optional"), NOW)
+    secret = world.secret("cache-client-app")
+    assert secret.data["password"]
+    required = spec("required")
+    pass_(world, required)  # the new template is applied; no pod runs it yet
+    assert world.secret("cache-client-app").data["password"] == secret.data["password"]
+    roll_to_the_end(world, required, NOW)
+    assert "password" not in world.secret("cache-client-app").data
+    assert b"#" not in world.objects_data("cache-users")
 
 
 def test_clients_acl_users_are_given_live_and_ready_waits_for_every_pod_to_hold_them() -> None:

@@ -83,6 +83,7 @@ class Observation:
     vulnerable: tuple[str, str] | None = None  # (reason, message): a release with a known vulnerability runs
     held: tuple[str, str] | None = None  # (reason, message): a spec change the cluster cannot make (now), held
     users_pending: tuple[str, ...] = ()  # ready pods that do not hold the clients' current ACL users yet
+    users_waiting: tuple[str, ...] = ()  # clients whose ACL rules wait to be checked against every pod
     # Cluster mode: (ClusterFormed, SlotsAssigned) as (status, reason, message); None in the other modes.
     sharded: tuple[tuple[bool, str, str], tuple[bool, str, str]] | None = None
 
@@ -105,6 +106,7 @@ class Observation:
             and self.failover is None
             and self.cluster_ok
             and not self.users_pending
+            and not self.users_waiting
         )
 
 
@@ -147,6 +149,18 @@ def failed_pass_conditions(previous: Sequence[Mapping[str, Any]], message: str) 
     return _held(previous, overrides, (RECONCILE_ERROR, "Not checked: the pass failed."))
 
 
+def _users_pending(obs: Observation) -> str:
+    if obs.users_pending:
+        return (
+            f"{', '.join(obs.users_pending)} do not hold the clients' current ACL users yet; the operator gives "
+            "them (ACL SETUSER) and confirms each pod's ACL LIST."
+        )
+    return (
+        f"The ACL rules of client(s) {', '.join(obs.users_waiting)} are not given yet: they are checked once "
+        "every pod has said which commands it knows (COMMAND LIST), and a pod has not answered."
+    )
+
+
 def conditions(obs: Observation) -> list[Condition]:
     out: list[Condition] = []
     if obs.spec_error:
@@ -164,12 +178,8 @@ def conditions(obs: Observation) -> list[Condition]:
     elif obs.exists and obs.ready >= obs.desired and not obs.rolling and obs.sharded and not obs.cluster_ok:
         failing = next(c for c in obs.sharded if not c[0])
         out.append(Condition(READY, False, CLUSTER_NOT_FORMED, f"{CLUSTER_NOT_FORMED_MESSAGE} Now: {failing[2]}"))
-    elif obs.exists and obs.ready >= obs.desired and not obs.rolling and obs.cluster_ok and obs.users_pending:
-        message = (
-            f"{', '.join(obs.users_pending)} do not hold the clients' current ACL users yet; the operator gives "
-            "them (ACL SETUSER) and confirms each pod's ACL LIST."
-        )
-        out.append(Condition(READY, False, "AclUsersPending", message))
+    elif obs.exists and obs.ready >= obs.desired and not obs.rolling and (obs.users_pending or obs.users_waiting):
+        out.append(Condition(READY, False, "AclUsersPending", _users_pending(obs)))
     elif obs.exists and obs.ready >= obs.desired and obs.rolling:
         # Every pod is ready, but not every one serves the current revision yet (a rollout, or a HotReload
         # waiting for the kubelet to project the new Secret): say that, not that pods are not ready.

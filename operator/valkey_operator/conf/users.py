@@ -93,6 +93,19 @@ def file_rules(text: str) -> dict[str, str]:
     return out
 
 
+def kept_rules(cluster: ValkeyCluster, text: str) -> dict[str, str]:
+    """The rules the users file holds for each of the spec's users, by user name: under the user's name, or
+    under the name the previous version gave it (`<cluster>-<client>`), which a file written before the
+    rename holds."""
+    held = file_rules(text)
+    out: dict[str, str] = {}
+    for client, _ in cluster.spec.tls.acls:
+        name, old = user_name(cluster, client), f"{cluster.name}-{client}"
+        if name in held or old in held:
+            out[name] = held[name] if name in held else held[old]
+    return out
+
+
 def rules_digest(given: Sequence[User]) -> str:
     """What the pods must hold, in one value (the users' lines: a password only as its hash)."""
     return hashlib.sha256(users_file(given).encode()).hexdigest()[:16]

@@ -9,7 +9,14 @@ import pytest
 from tests.unit.conftest import example
 from valkey_operator.api.spec import SpecError, parse_cluster
 from valkey_operator.conf.scripts import render_start_script
-from valkey_operator.conf.users import certificate_logins, maps_certificates, needs_password, rules_digest, users
+from valkey_operator.conf.users import (
+    certificate_logins,
+    kept_rules,
+    maps_certificates,
+    needs_password,
+    rules_digest,
+    users,
+)
 from valkey_operator.conf.valkey_conf import render_valkey_conf
 
 APP = [{"name": "app", "acl": "~app:* +@read +@write"}, {"name": "plain"}]
@@ -82,3 +89,11 @@ def test_a_user_name_longer_than_a_certificate_cn_is_refused() -> None:
         parse_cluster(body)
     body["spec"]["tls"]["clients"][0]["name"] = "a" * 12  # 12 + 1 + 30 + 1 + 20 = 64: fits
     assert parse_cluster(body).spec.tls.acls == (("a" * 12, "~a"),)
+
+
+def test_the_rules_a_file_holds_are_found_under_the_name_before_the_rename() -> None:
+    """A users file written by the previous version names the user `<cluster>-<client>`: its rules are what
+    the pods hold, until the new name is given."""
+    cluster = example(tls={"clients": [{"name": "app", "acl": "+get"}, {"name": "web", "acl": "+set"}]})
+    text = "user cache-app reset on #ab ~a:* +get\nuser web@cache.default reset on +set\nuser other reset on +x\n"
+    assert kept_rules(cluster, text) == {"app@cache.default": "~a:* +get", "web@cache.default": "+set"}
