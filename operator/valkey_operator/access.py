@@ -19,11 +19,10 @@ from typing import Any
 from valkey_operator.actions import SetUsers
 from valkey_operator.api.spec import SpecError
 from valkey_operator.conf.users import User, rules_digest
-from valkey_operator.conf.version import Release
+from valkey_operator.conf.version import Release, Version
 from valkey_operator.snapshot import PodReport, PodView
 
 INVALID_ACL_RULES = "InvalidAclRules"
-ACL_RULES_AWAIT_ROLLOUT = "AclRulesAwaitRollout"  # known to a release some pods run, not to all yet
 
 
 @dataclass(frozen=True)
@@ -56,20 +55,29 @@ def unknown_commands(rules: str, known: frozenset[str]) -> list[str]:
 @dataclass(frozen=True)
 class Checked:
     given: tuple[User, ...]  # the users the pods get, and their file, with the rules they may hold now
-    waiting: tuple[str, ...] = ()  # clients whose rules are not given yet (not every pod could be asked)
-    error: SpecError | None = None
+    withheld: tuple[str, ...] = ()  # users of the spec given nothing: kept as they are on the pods, not in the file
+    waiting: tuple[str, ...] = ()  # why some clients' rules are not given yet, one phrase each
+    error: SpecError | None = None  # InvalidAclRules: commands no release the pods should run knows
 
 
 def checked(
-    wanted: Sequence[User], reports: Mapping[str, PodReport], kept: Mapping[str, str], pods: Sequence[str]
+    wanted: Sequence[User],
+    reports: Mapping[str, PodReport],
+    kept: Mapping[str, str],
+    pods: Sequence[str],
+    target: Version | None = None,
 ) -> Checked:
     """The users the pods may be given, and in their file: rules whose commands every release the pods run
-    knows (a pod refuses a users file it cannot read, and does not start). Checked only once every pod the
-    cluster has (`pods`) said which commands it knows: a pod not asked may run another release. Until then,
-    and for a user whose rules name a command some pod does not know, the user keeps the rules its file
-    holds (`kept`, by user name), if they pass the same check; otherwise it is not given. The error names
-    each command and a pod that does not know it, and says when a newer release running on another pod
-    knows it (an upgrade under way: the rules are given once every pod runs it)."""
+    knows (a pod refuses a users file it cannot read, and does not start).
+
+    New rules are given once every pod (`pods`) said which commands it knows (a pod not asked may run
+    another release), or at once when they name no command the rules the file holds (`kept`, by user name)
+    do not: a pod that could start on the old file starts on the new one (a permission taken away, a key
+    pattern changed, the way out of a crash loop the old rules caused). Otherwise the user keeps the rules
+    its file holds, if they pass the same check; without such rules it is withheld: left on the pods as it
+    is (a live client keeps working) and out of the file. A command that only the release `target` (the
+    one spec.image names) knows, running on some pods, waits for the roll; any other unknown command is an
+    error that names it and a pod that does not know it."""
     tables: dict[Release | None, tuple[str, frozenset[str]]] = {}
     for pod, report in sorted(reports.items()):
         if report.commands is not None:
@@ -77,42 +85,56 @@ def checked(
             tables.setdefault(release, (pod, report.commands))
     everyone = bool(pods) and all(p in reports and reports[p].commands is not None for p in pods)
     given: list[User] = []
+    withheld: list[str] = []
     waiting: list[str] = []
     refused: list[str] = []
-    invalid = False
     for user in wanted:
         bad = _unknown(user.rules, tables)
-        if everyone and not bad:
+        old = kept.get(user.name)
+        if not bad and (everyone or (old is not None and _command_tokens(user.rules) <= _command_tokens(old))):
             given.append(user)
             continue
-        if bad:
-            told = []
-            for token in sorted(bad):
-                elsewhere = [pod for pod, known in tables.values() if not unknown_commands(token, known)]
-                invalid = invalid or not elsewhere
-                told.append(f"{token} ({_on(*bad[token])}{_known_on(elsewhere)})")
+        later = {token: _knowing(token, tables, target) for token in bad}
+        told = [f"{t} ({_on(*bad[t])}{_known_on(later[t])})" for t in sorted(bad)]
+        if not bad:
+            waiting.append(f"client {user.client!r} (not every pod has said which commands it knows)")
+        elif all(later.values()):
+            waiting.append(
+                f"client {user.client!r}, once every pod runs the release spec.image names: {', '.join(told)}"
+            )
+        else:
             refused.append(f"client {user.client!r}: {', '.join(told)}")
-        old = kept.get(user.name)
         if old is not None and not _unknown(old, tables):
             given.append(replace(user, rules=old))
-        if not bad and old != user.rules:
-            waiting.append(user.client)
-    if not refused:
-        return Checked(tuple(given), tuple(waiting))
-    tail = (
-        "correct the rules (COMMAND LIST on a pod shows the names it knows)"
-        if invalid
-        else "they are given once every pod runs a release that knows them"
-    )
-    return Checked(
-        tuple(given),
-        tuple(waiting),
-        SpecError(
-            INVALID_ACL_RULES if invalid else ACL_RULES_AWAIT_ROLLOUT,
-            "spec.tls.clients[].acl names commands not every server knows: " + "; ".join(refused) + ". The pods "
-            f"keep the rules their file holds where those pass (a user without such rules is not given); {tail}.",
-        ),
-    )
+        else:
+            withheld.append(user.name)
+    error = None
+    if refused:
+        error = SpecError(
+            INVALID_ACL_RULES,
+            "spec.tls.clients[].acl names commands the servers do not know: " + "; ".join(refused) + ". The pods "
+            "keep the rules their file holds (a user without rules that pass is left as it is on the pods and "
+            "out of the file); correct the rules (COMMAND LIST on a pod shows the names it knows).",
+        )
+    return Checked(tuple(given), tuple(withheld), tuple(waiting), error)
+
+
+def _command_tokens(rules: str) -> set[str]:
+    """The tokens of `rules` that name commands (what a server may not know); the rest (key and channel
+    patterns, categories, which the CRD checks) never stop a pod from starting."""
+    return {t.lower() for t in rules.split(" ") if t[:1] in ("+", "-") and t[1:2] != "@"}
+
+
+def _knowing(
+    token: str, tables: Mapping[Release | None, tuple[str, frozenset[str]]], target: Version | None
+) -> list[str]:
+    """Pods that run the release line spec.image names (`target`; any release when it names none) and
+    know the command `token` names."""
+    return [
+        pod
+        for release, (pod, known) in tables.items()
+        if release is not None and (target is None or release[:2] == target[:2]) and not unknown_commands(token, known)
+    ]
 
 
 def _unknown(
@@ -141,13 +163,19 @@ def lines_digest(lines: Mapping[str, str], wanted: Sequence[str]) -> str:
 
 
 def plan(
-    wanted: Sequence[User], views: Sequence[PodView], reports: Mapping[str, PodReport], recorded: Mapping[str, Any]
+    wanted: Sequence[User],
+    views: Sequence[PodView],
+    reports: Mapping[str, PodReport],
+    recorded: Mapping[str, Any],
+    withheld: Sequence[str] = (),
 ) -> Plan:
-    """Which running pods get the users (and lose the ones no longer asked for), and status.acl."""
+    """Which running pods get the users (and lose the ones no longer asked for), and status.acl. A withheld
+    user (the spec still names it; its rules wait) is neither given nor deleted, and stays recorded."""
     names = [u.name for u in wanted]
     made = set(recorded.get("users") or [])
+    kept_live = made & set(withheld)
     if not wanted and not made:
-        return Plan()
+        return Plan()  # nothing made, nothing to give (a withheld user was never made)
     digest = rules_digest(wanted) if wanted else ""
     held = dict(recorded.get("pods") or {}) if recorded.get("digest") == digest else {}
     actions: list[SetUsers] = []
@@ -162,7 +190,7 @@ def plan(
             if not pod.terminating and pod.running:
                 left.update(made - set(names))  # not asked: it may still have them, so they stay recorded
             continue
-        stale = sorted(n for n in report.acl if n in made and n not in names)
+        stale = sorted(n for n in report.acl if n in made and n not in names and n not in kept_live)
         left.update(stale)
         seen = lines_digest(report.acl, names)
         if not stale and (not names or (all(n in report.acl for n in names) and held.get(pod.name) == seen)):
@@ -172,8 +200,12 @@ def plan(
         actions.append(SetUsers(pod.name, tuple((u.name, u.setuser) for u in wanted), tuple(stale), digest))
         if pod.ready:
             pending.append(pod.name)
-    status = {"digest": digest or None, "users": sorted(set(names) | left) or None, "pods": confirmed or None}
-    if not wanted and not left:
+    status = {
+        "digest": digest or None,
+        "users": sorted(set(names) | left | kept_live) or None,
+        "pods": confirmed or None,
+    }
+    if not wanted and not left and not kept_live:
         status = {"digest": None, "users": None, "pods": None}
     return Plan(tuple(actions), status, tuple(pending))
 

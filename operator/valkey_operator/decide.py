@@ -46,6 +46,7 @@ from valkey_operator.builders.statefulset import template_digest
 from valkey_operator.clock import parse_iso
 from valkey_operator.conf import users
 from valkey_operator.conf.layout import POD_LAYOUT
+from valkey_operator.conf.version import image_version
 from valkey_operator.pki.inspect import describe_pem
 from valkey_operator.pki.plan import Material, Plan, plan, rotation_since
 from valkey_operator.report import CertReport, Metrics, certificates
@@ -410,7 +411,7 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
     material = planned.material
     pw = (password(cluster, snap) or pysecrets.token_urlsafe(24)) if cluster.spec.auth_enabled else None
     users_checked = _wanted_users(cluster, snap, views)
-    acl, acl_events = _acl_work(snap, users_checked.given, live)
+    acl, acl_events = _acl_work(snap, users_checked, live)
     roles = failover.roles(cluster, snap, views, now)
     primary = roles.primary
     floor = _scale_floor(cluster, snap, views, roles)
@@ -613,10 +614,11 @@ def _failover_observed(roles: failover.Roles) -> tuple[str, str] | None:
     return str(state["state"]), template.format(**state)
 
 
-def _acl_work(snap: Snapshot, wanted: Sequence[users.User], live: Sequence[PodView]) -> tuple[access.Plan, list[Event]]:
+def _acl_work(snap: Snapshot, checked: access.Checked, live: Sequence[PodView]) -> tuple[access.Plan, list[Event]]:
     """The clients' ACL users, live on every running pod (their actions go last, after the objects: a new
     pod reads them from its file too), and one Event when the rules change."""
-    acl = access.plan(wanted, live, snap.reports, snap.status.get("acl") or {})
+    wanted = checked.given
+    acl = access.plan(wanted, live, snap.reports, snap.status.get("acl") or {}, checked.withheld)
     if not (acl.actions and wanted) or (snap.status.get("acl") or {}).get("digest") == (acl.status or {}).get("digest"):
         return acl, []
     told = ", ".join(u.name for u in wanted)
@@ -630,7 +632,12 @@ def _wanted_users(cluster: ValkeyCluster, snap: Snapshot, views: Sequence[PodVie
     text = secret.get(users.USERS_KEY) if secret else None
     kept = users.kept_rules(cluster, text.decode() if text else "")
     wanted = users.users(cluster, _client_passwords(cluster, snap, views))
-    return access.checked(wanted, snap.reports, kept, cluster.names.pods(cluster.spec.pod_count))
+    return access.checked(wanted, snap.reports, kept, _every_pod(cluster, views), image_version(cluster.spec.image))
+
+
+def _every_pod(cluster: ValkeyCluster, views: Sequence[PodView]) -> list[str]:
+    """The pods the spec asks for and every other pod still there (one being scaled away still serves)."""
+    return sorted(set(cluster.names.pods(cluster.spec.pod_count)) | {p.name for p in views if not p.terminating})
 
 
 def _client_passwords(cluster: ValkeyCluster, snap: Snapshot, views: Sequence[PodView]) -> dict[str, str]:
@@ -649,7 +656,8 @@ def _certificates_log_in(cluster: ValkeyCluster, snap: Snapshot, views: Sequence
     and it was made from the StatefulSet's template as read, whose config is the one rendered from the spec
     now (which asks for it). A pod of an older template may run a config without `tls-auth-clients-user`,
     where the password is the only way in."""
-    if not versions.every_pod_supports(cluster, snap.reports, "tls-auth-clients-user"):
+    every = _every_pod(cluster, views)
+    if not versions.every_pod_supports(every, snap.reports, "tls-auth-clients-user"):
         return False
     sts = snap.get("StatefulSet", cluster.names.statefulset)
     annotations = (((sts or {}).get("spec") or {}).get("template") or {}).get("metadata", {}).get("annotations") or {}
@@ -657,7 +665,7 @@ def _certificates_log_in(cluster: ValkeyCluster, snap: Snapshot, views: Sequence
         return False
     template = template_hash(sts)
     on = {p.name: p.template_hash for p in views if not p.terminating}
-    return all(on.get(pod) == template for pod in cluster.names.pods(cluster.spec.pod_count))
+    return all(on.get(pod) == template for pod in every)
 
 
 def _report(

@@ -9,7 +9,7 @@ switchover, one pod at a time).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from valkey_operator.api.spec import SpecError, ValkeyCluster
 from valkey_operator.conf.version import (
@@ -32,11 +32,11 @@ def running(reports: Mapping[str, PodReport]) -> dict[str, Release]:
     return {p: r.replication.release for p, r in reports.items() if r.replication and r.replication.release}
 
 
-def every_pod_supports(cluster: ValkeyCluster, reports: Mapping[str, PodReport], directive: str) -> bool:
-    """Every pod the cluster has says it runs a release that knows `directive` (a pod that did not answer,
-    or runs an older one, may still need what the directive replaces)."""
+def every_pod_supports(pods: Sequence[str], reports: Mapping[str, PodReport], directive: str) -> bool:
+    """Every one of `pods` says it runs a release that knows `directive` (a pod that did not answer, or
+    runs an older one, may still need what the directive replaces)."""
     runs = running(reports)
-    return all(pod in runs and supports(runs[pod][:2], directive) for pod in cluster.names.pods(cluster.spec.pod_count))
+    return all(pod in runs and supports(runs[pod][:2], directive) for pod in pods)
 
 
 def _text(release: Release) -> str:

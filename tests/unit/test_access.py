@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from valkey_operator.access import (
-    ACL_RULES_AWAIT_ROLLOUT,
     INVALID_ACL_RULES,
     Checked,
     checked,
@@ -160,66 +159,92 @@ def test_rules_a_running_release_does_not_know_keep_what_the_file_holds_and_say_
     bad = User(APP.name, "app", "~app:* +@read +nosuch", None)
     reports = {"cache-0": known((8, 1, 6)), "cache-1": known((9, 1, 2))}
     kept = file_rules(users_file([APP]))
-    result = checked([bad], reports, kept, TWO)
-    assert result.given == (APP,)
+    result = checked([bad], reports, kept, TWO, (9, 1))
+    assert (result.given, result.withheld, result.waiting) == ((APP,), (), ())
     assert result.error is not None
     assert result.error.reason == INVALID_ACL_RULES
     assert "client 'app': +nosuch (unknown to cache-1, which runs Valkey 9.1.2)" in result.error.message
     assert "correct the rules" in result.error.message
     # A new client with unknown commands is not given at all (nothing to keep), the others are.
     other = User("other@cache.default", "other", "+nosuch", None)
-    result = checked([APP, other], reports, kept, TWO)
-    assert result.given == (APP,)
+    result = checked([APP, other], reports, kept, TWO, (9, 1))
+    assert (result.given, result.withheld) == ((APP,), (other.name,))
     assert result.error is not None
     assert "'other'" in result.error.message
 
 
-def test_a_command_a_newer_running_release_knows_waits_for_the_roll() -> None:
-    """Mid-upgrade: `+newcmd` is a 9.1 command the 8.1 pod does not know. Not an error in the rules: the
-    user keeps its file's rules until every pod runs a release that knows it, and the message says so."""
+def test_a_command_the_release_being_rolled_out_knows_waits_for_the_roll() -> None:
+    """Mid-upgrade to 9.1: `+newcmd` is a 9.1 command the 8.1 pod does not know. Not an error in the rules:
+    the user keeps its file's rules until every pod runs the release spec.image names, and says why."""
     newer = User(APP.name, "app", "~app:* +@read +newcmd", None)
     reports = {"cache-0": known((8, 1, 6)), "cache-1": known((9, 1, 2), KNOWN | {"newcmd"})}
-    result = checked([newer], reports, file_rules(users_file([APP])), TWO)
-    assert result.given == (APP,)
+    result = checked([newer], reports, file_rules(users_file([APP])), TWO, (9, 1))
+    assert (result.given, result.error) == ((APP,), None)
+    assert result.waiting == (
+        "client 'app', once every pod runs the release spec.image names: "
+        "+newcmd (unknown to cache-0, which runs Valkey 8.1.6; cache-1 knows it)",
+    )
+    # Going back within the major version (spec.image says 8.1): the 9.1 pod leaves, the command with it.
+    result = checked([newer], reports, file_rules(users_file([APP])), TWO, (8, 1))
     assert result.error is not None
-    assert result.error.reason == ACL_RULES_AWAIT_ROLLOUT
-    assert "+newcmd (unknown to cache-0, which runs Valkey 8.1.6; cache-1 knows it)" in result.error.message
-    assert "once every pod runs a release that knows them" in result.error.message
-    assert "correct the rules" not in result.error.message
+    assert result.error.reason == INVALID_ACL_RULES
     # Once every pod runs 9.1, the rules are given.
     reports["cache-0"] = known((9, 1, 2), KNOWN | {"newcmd"})
-    assert checked([newer], reports, {}, TWO) == Checked((newer,))
+    assert checked([newer], reports, {}, TWO, (9, 1)) == Checked((newer,))
 
 
-def test_with_no_pod_to_ask_the_users_keep_what_the_file_holds_and_wait() -> None:
-    """No pod answered (a new cluster, or every pod restarting): nothing is checked, nothing changes; an
-    empty file gives nothing yet, and the user waits (Ready says so: the pods do not hold it)."""
-    assert checked([APP], {}, {}, TWO) == Checked((), ("app",))
-    wider = User(APP.name, "app", "~app:* ~shared:* +@read", None)
-    assert checked([wider], {}, file_rules(users_file([APP])), TWO) == Checked((APP,), ("app",))
+def test_with_no_pod_to_ask_new_users_wait_and_are_left_out_of_the_file() -> None:
+    """No pod answered (a new cluster, or every pod restarting): nothing is checked; a user the file does
+    not hold waits (Ready says so), and one it holds keeps those rules."""
+    result = checked([APP], {}, {}, TWO)
+    assert (result.given, result.withheld, result.error) == ((), (APP.name,), None)
+    assert result.waiting == ("client 'app' (not every pod has said which commands it knows)",)
+    wider = User(APP.name, "app", "~app:* ~shared:* +@read +get", None)
+    result = checked([wider], {}, file_rules(users_file([APP])), TWO)
+    assert (result.given, len(result.waiting)) == ((APP,), 1)
     # Rules the file already holds are not waiting for anything.
     assert checked([APP], {}, file_rules(users_file([APP])), TWO) == Checked((APP,))
 
 
-def test_rules_are_checked_only_once_every_pod_said_which_commands_it_knows() -> None:
-    """cache-1 did not answer (restarting, perhaps on another release): the new rules wait, even though
-    cache-0 knows every command in them."""
-    wider = User(APP.name, "app", "~app:* +@read +get", None)
-    kept = file_rules(users_file([APP]))
-    assert checked([wider], {"cache-0": known((9, 1, 2))}, kept, TWO) == Checked((APP,), ("app",))
-    no_commands = {"cache-0": known((9, 1, 2)), "cache-1": PodReport(Replication("slave"))}
-    assert checked([wider], no_commands, kept, TWO) == Checked((APP,), ("app",))
-    assert checked([wider], {"cache-0": known((9, 1, 2)), "cache-1": known((9, 1, 2))}, kept, TWO) == Checked((wider,))
+def test_rules_with_new_commands_wait_for_every_pod_but_narrower_ones_do_not() -> None:
+    """cache-1 did not answer (restarting, perhaps on another release, or crash-looping on the file): rules
+    that name a command the file's rules do not wait, even though cache-0 knows it. Rules that name no
+    command the file's rules do not (a command taken away, a key pattern changed) go at once: a pod that
+    could start on the old file starts on the new one, and a pod that could not is freed by it."""
+    one = {"cache-0": known((9, 1, 2), KNOWN | {"newcmd"})}
+    kept = file_rules(users_file([User(APP.name, "app", "~app:* +@read +get +newcmd", None)]))
+    wider = User(APP.name, "app", "~app:* +@read +get +newcmd +set", None)
+    assert checked([wider], one, kept, TWO).given[0].rules == kept[APP.name]
+    no_commands = {**one, "cache-1": PodReport(Replication("slave"))}
+    assert checked([wider], no_commands, kept, TWO).given[0].rules == kept[APP.name]
+    narrower = User(APP.name, "app", "~other:* +@read +get", None)
+    assert checked([narrower], one, kept, TWO) == Checked((narrower,))
+    both = {"cache-0": known((9, 1, 2), KNOWN | {"newcmd"}), "cache-1": known((9, 1, 2), KNOWN | {"newcmd"})}
+    assert checked([wider], both, kept, TWO) == Checked((wider,))
 
 
 def test_the_files_rules_are_checked_too() -> None:
     """The file holds rules a pod does not know (written before the check existed): they are not given
-    either, so a pod that restarts reads a file it can start on."""
+    either, so a pod that restarts reads a file it can start on; the user is left as the pods hold it."""
     bad = User(APP.name, "app", "~app:* +nosuch", None)
     result = checked([bad], {"cache-0": known((9, 1, 2)), "cache-1": known((9, 1, 2))}, {APP.name: bad.rules}, TWO)
-    assert result.given == ()
+    assert (result.given, result.withheld) == ((), (APP.name,))
     assert result.error is not None
     assert result.error.reason == INVALID_ACL_RULES
+
+
+def test_a_withheld_user_is_neither_given_nor_deleted() -> None:
+    """The spec still names the user but its rules wait: the pods keep it as it is (a live client keeps
+    working), status keeps it recorded, and other users are given as usual."""
+    other = User("other@cache.default", "other", "+get", None)
+    lines = {USER: LINE, other.name: "user other@cache.default on +get"}
+    result = plan([other], [view(p) for p in PODS], reports(each(lines)), recorded({}, [USER], [APP]), [USER])
+    assert all(a.remove == () for a in result.actions)
+    assert result.status is not None
+    assert result.status["users"] == sorted([USER, other.name])
+    # Without the spec naming it, the same user is deleted.
+    dropped = plan([other], [view(p) for p in PODS], reports(each(lines)), recorded({}, [USER], [APP]))
+    assert all(a.remove == (USER,) for a in dropped.actions)
 
 
 def test_file_rules_read_back_what_users_file_wrote() -> None:

@@ -868,6 +868,8 @@ def test_a_password_stays_until_every_pod_runs_the_config_that_maps_certificates
     required = spec("required")
     pass_(world, required)  # the new template is applied; no pod runs it yet
     assert world.secret("cache-client-app").data["password"] == secret.data["password"]
+    pass_(world, required)  # the StatefulSet holds the new config; one pod rolled, two run the old one
+    assert world.secret("cache-client-app").data["password"] == secret.data["password"]
     roll_to_the_end(world, required, NOW)
     assert "password" not in world.secret("cache-client-app").data
     assert b"#" not in world.objects_data("cache-users")

@@ -83,7 +83,7 @@ class Observation:
     vulnerable: tuple[str, str] | None = None  # (reason, message): a release with a known vulnerability runs
     held: tuple[str, str] | None = None  # (reason, message): a spec change the cluster cannot make (now), held
     users_pending: tuple[str, ...] = ()  # ready pods that do not hold the clients' current ACL users yet
-    users_waiting: tuple[str, ...] = ()  # clients whose ACL rules wait to be checked against every pod
+    users_waiting: tuple[str, ...] = ()  # why clients' new ACL rules are not given yet (access.Checked.waiting)
     # Cluster mode: (ClusterFormed, SlotsAssigned) as (status, reason, message); None in the other modes.
     sharded: tuple[tuple[bool, str, str], tuple[bool, str, str]] | None = None
 
@@ -156,8 +156,8 @@ def _users_pending(obs: Observation) -> str:
             "them (ACL SETUSER) and confirms each pod's ACL LIST."
         )
     return (
-        f"The ACL rules of client(s) {', '.join(obs.users_waiting)} are not given yet: they are checked once "
-        "every pod has said which commands it knows (COMMAND LIST), and a pod has not answered."
+        f"New ACL rules wait before any pod gets them: {'; '.join(obs.users_waiting)}. The pods keep the "
+        "rules they hold."
     )
 
 

@@ -124,10 +124,13 @@ def test_the_server_starts_on_the_directives_its_version_knows(tmp_path: Path, v
     fake.chmod(0o755)
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "POD_NAME": "cache-0", "VALKEY_POD_DOMAIN": "d"}
     Path(layout.config_file).chmod(0o444)  # as the kubelet projects a ConfigMap
-    subprocess.run(["sh", str(start)], env=env, capture_output=True, text=True, check=True)
-    # The container restarts: the copy it wrote is its own to rewrite (a read-only one left the server
-    # without a config, a crash loop, for a user without root's override).
+    # A read-only copy an earlier start left (as `cp` made them): a user without root's override could
+    # not rewrite it, and the server had no config (a crash loop). Each start writes a fresh one.
     copy = Path(layout.run_dir) / "valkey.conf"
+    copy.parent.mkdir(parents=True)
+    copy.write_text("stale")
+    copy.chmod(0o400)
+    subprocess.run(["sh", str(start)], env=env, capture_output=True, text=True, check=True)
     assert copy.stat().st_mode & 0o600 == 0o600
     out = subprocess.run(["sh", str(start)], env=env, capture_output=True, text=True, check=True).stdout
     gated = {"hide-user-data-from-log", "tls-auth-clients-user", "tls-auto-reload-interval"}
