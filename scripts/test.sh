@@ -25,6 +25,8 @@ PYTHONPATH=operator lint-imports --no-cache >/dev/null
 
 step "Kubernetes, helm and promtool binaries (built once, cached)"
 bash e2e/build-kubernetes.sh >/dev/null
+step "cert-manager's controller, from its Go module (built once, cached)"
+bash e2e/build-cert-manager.sh >/dev/null
 step "container images: Debian base by debootstrap, the operator image by podman (cached base)"
 bash e2e/images.sh operator >/dev/null
 

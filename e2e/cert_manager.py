@@ -1,0 +1,60 @@
+"""cert-manager's real controller for the tests: built from e2e/certmanager (the controller packages of the
+github.com/cert-manager/cert-manager module, see e2e/build-cert-manager.sh; cached), its CRDs applied without
+a conversion webhook, the controller run as a process against a control plane's kubeconfig."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+HERE = Path(__file__).resolve().parent
+CRDS = ("certificaterequests", "certificates", "clusterissuers", "issuers")
+# The namespace of the Secrets a ClusterIssuer names (its CA), as cert-manager's --cluster-resource-namespace.
+CLUSTER_RESOURCES = "cert-manager"
+
+
+def build() -> Path:
+    """The folder with `cert-manager-controller` and `crds/`, building them first if needed."""
+    out = subprocess.run(
+        ["bash", str(HERE / "build-cert-manager.sh")], check=True, stdout=subprocess.PIPE, text=True
+    ).stdout
+    return Path(out.strip().splitlines()[-1])
+
+
+@contextlib.contextmanager
+def running(
+    kubectl: Callable[..., subprocess.CompletedProcess[str]], kubeconfig: Path, log: IO[str]
+) -> Iterator[subprocess.Popen[bytes]]:
+    """cert-manager's CRDs installed and its controller running until the block ends (`kubectl` runs
+    kubectl against the same control plane; it must raise on failure)."""
+    folder = build()
+    kubectl("apply", "--server-side", "-f", str(folder / "crds"))
+    for crd in CRDS:
+        kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{crd}.cert-manager.io")
+    if kubectl("get", "namespace", CLUSTER_RESOURCES, check=False).returncode != 0:
+        kubectl("create", "namespace", CLUSTER_RESOURCES)
+    proc = subprocess.Popen(
+        [
+            str(folder / "cert-manager-controller"),
+            f"--kubeconfig={kubeconfig}",
+            f"--cluster-resource-namespace={CLUSTER_RESOURCES}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        time.sleep(0.5)
+        if proc.poll() is not None:
+            raise RuntimeError(f"cert-manager-controller exited at once ({proc.returncode}); see {log.name}")
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
