@@ -39,6 +39,7 @@ from valkey_operator.api.status import (
     phase,
     spec_error_conditions,
 )
+from valkey_operator.builders.certificates import certificate_manifests
 from valkey_operator.builders.configmap import config_files, config_hash
 from valkey_operator.builders.desired import Inputs, desired_objects
 from valkey_operator.builders.diff import contains
@@ -47,8 +48,9 @@ from valkey_operator.clock import parse_iso
 from valkey_operator.conf import users
 from valkey_operator.conf.layout import POD_LAYOUT
 from valkey_operator.conf.version import image_version
+from valkey_operator.pki.certmanager import CERTIFICATE_NOT_READY
 from valkey_operator.pki.inspect import describe_pem
-from valkey_operator.pki.plan import Material, Plan, plan, rotation_since
+from valkey_operator.pki.plan import Material, Observed, Plan, plan, rotation_since
 from valkey_operator.report import CertReport, Metrics, certificates
 from valkey_operator.snapshot import (
     ROLE_MASTER,
@@ -166,8 +168,27 @@ def _fingerprint(pem: bytes | None) -> str | None:
     return describe_pem(pem).fingerprint_sha256 if pem else None
 
 
-def _refuse(cluster: ValkeyCluster, snap: Snapshot, planned: Plan, now: datetime) -> Decision:
-    """Certificates the operator cannot serve: no object is written, but roles still move (a primary lost
+def _certificates(cluster: ValkeyCluster, snap: Snapshot) -> tuple[list[Action], Observed]:
+    """Issuer CertManager: the Certificates to apply (when cert-manager is installed), and the Secrets as
+    observed, where what cert-manager issued counts only for Certificates this pass leaves as they are."""
+    secrets = observed_secrets(cluster, snap)
+    cm = secrets.cert_manager
+    if cm is None or not cm.installed:
+        return [], secrets
+    applies: list[Action] = [
+        Apply(m)
+        for m in certificate_manifests(cluster)
+        if not contains(snap.get("Certificate", m["metadata"]["name"]), m)
+    ]
+    stale = tuple(a.manifest["metadata"]["name"] for a in applies if isinstance(a, Apply))
+    return applies, replace(secrets, cert_manager=replace(cm, stale=stale))
+
+
+def _refuse(
+    cluster: ValkeyCluster, snap: Snapshot, planned: Plan, now: datetime, cm_applies: Sequence[Action] = ()
+) -> Decision:
+    """Certificates the operator cannot serve: no object is written but cert-manager Certificates (what is
+    asked of cert-manager is all that changes, nothing that runs), and roles still move (a primary lost
     while an issuer Secret is broken is still replaced: that needs no new certificate)."""
     problem = planned.problems[0]
     views = pods(snap)
@@ -187,7 +208,7 @@ def _refuse(cluster: ValkeyCluster, snap: Snapshot, planned: Plan, now: datetime
     repoints = [a for a in roles.actions if isinstance(a, Repoint)]
     labels = _role_actions(live, roles.primary) if roles.primary else []
     return Decision(
-        actions=(*moves, *labels, *repoints),
+        actions=(*moves, *labels, *repoints, *cm_applies),
         status=status,
         events=(*roles.events, *((Event("Warning", problem.reason, problem.message),) if news else ())),
         metrics=Metrics(not_ready=("server",), cluster_ready=False, failovers=roles.failovers),
@@ -399,7 +420,7 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
     views = pods(snap)
     live = [p for p in views if not p.terminating]
     hot = cluster.spec.tls.rotation_strategy == "HotReload" and cluster.spec.tls.enabled
-    secrets = observed_secrets(cluster, snap)
+    cm_applies, secrets = _certificates(cluster, snap)
     # The rollout of what the Secrets hold now: the trust bundle may shrink only once it is complete.
     old_template = template_hash(snap.get("StatefulSet", n.statefulset))
     old_fp = _fingerprint(secrets.server.get("tls.crt") if secrets.server else None)
@@ -407,7 +428,7 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
     secrets = replace(secrets, rollout_complete=rollout.complete(before, cluster.spec.pod_count))
     planned = plan(cluster, secrets, now)
     if planned.problems or planned.material is None:
-        return _refuse(cluster, snap, planned, now)
+        return _refuse(cluster, snap, planned, now, cm_applies)
     material = planned.material
     pw = (password(cluster, snap) or pysecrets.token_urlsafe(24)) if cluster.spec.auth_enabled else None
     users_checked = _wanted_users(cluster, snap, views)
@@ -434,7 +455,7 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
     fingerprint = describe_pem(material.server.cert_pem).fingerprint_sha256
     states = _states(cluster, snap, views, template_digest(sts_manifest), fingerprint, hot)
 
-    actions: list[Action] = [*_roles_in_order(roles, live), *applies]
+    actions: list[Action] = [*_roles_in_order(roles, live), *cm_applies, *applies]
     events = [
         *roles.events,
         *(
@@ -561,11 +582,14 @@ def _next_due(cluster: ValkeyCluster, material: Material, certs: CertReport, now
     spec = cluster.spec.tls.certificates
     if material.ca is not None:
         due.append(describe_pem(material.ca.cert_pem).not_after - 2 * spec.duration)
-    since = rotation_since(material.ca_annotations)
-    if material.ca_annotations.get(names.ANN_CA_ROTATION_PHASE) in ("Trusting", "Reissuing") and since:
+    since = rotation_since(material.rotation)
+    if material.rotation.get(names.ANN_CA_ROTATION_PHASE) in ("Trusting", "Reissuing") and since:
         due.append(since + spec.ca_rotation_overlap)
     future = [d for d in due if d > now]
     return min(future, default=None)
+
+
+CERT_MANAGER_FAST = timedelta(minutes=10)
 
 
 def needs_fast_look(status: Mapping[str, Any], now: datetime, horizon: timedelta) -> bool:
@@ -575,6 +599,14 @@ def needs_fast_look(status: Mapping[str, Any], now: datetime, horizon: timedelta
         return True
     certs = status.get("certificates") or {}
     if certs.get("caRotation"):
+        return True
+    # cert-manager is issuing (a new Certificate, or one whose spec changed): it takes seconds, and no watch
+    # reports its Secret; looked at often for a while, then at the slow timer's pace.
+    issuing: Mapping[str, Any] = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == CERTIFICATES_READY), {}
+    )
+    since = parse_iso(issuing.get("lastTransitionTime"))
+    if issuing.get("reason") == CERTIFICATE_NOT_READY and since is not None and now - since < CERT_MANAGER_FAST:
         return True
     when = parse_iso((certs.get("server") or {}).get("renewalTime"))
     return when is not None and when - now < horizon

@@ -14,6 +14,9 @@ SHORT_NAME = "vkc"
 CATEGORY = "valkey"
 MANAGER = "valkey-tls-operator"
 ANNOTATION_PREFIX = f"{GROUP}/"
+# Issuer CertManager: the API of the Certificates the operator owns and of the issuers it reads.
+CERT_MANAGER_GROUP = "cert-manager.io"
+CERT_MANAGER_API = f"{CERT_MANAGER_GROUP}/v1"
 
 ANN_TLS_REVISION = f"{GROUP}/tls-revision"
 ANN_CONFIG_HASH = f"{GROUP}/config-hash"
@@ -26,7 +29,8 @@ ANN_REVISION = f"{GROUP}/revision"
 ANN_HANDLED_ROTATE_CERTIFICATES = f"{GROUP}/handled-rotate-certificates"
 ANN_HANDLED_ROTATE_CA = f"{GROUP}/handled-rotate-ca"
 ANN_RETIRING_CA = f"{GROUP}/retiring-ca-fingerprint"
-# A CA rotation's phase and when it began, on the CA Secret (so it survives an operator restart).
+# A CA rotation's phase and when it began, on the CA Secret (so it survives an operator restart); with
+# issuer CertManager, on the server Secret (a CA change behind the issuer).
 ANN_CA_ROTATION_PHASE = f"{GROUP}/ca-rotation-phase"
 ANN_CA_ROTATION_SINCE = f"{GROUP}/ca-rotation-since"
 # Under HotReload the trust bundle's digest is on the pod template: a bundle change restarts pods.
@@ -100,6 +104,16 @@ class ClusterNames:
 
     def client_secret(self, client: str) -> str:
         return f"{self.name}-client-{client}"
+
+    def certificate(self, role: str) -> str:
+        """Issuer CertManager: the Certificate for `role` ("server", a client's name, or "connection")."""
+        if role == "server":
+            return f"{self.name}-server"
+        return self.connection_secret if role == "connection" else self.client_secret(role)
+
+    def issued_secret(self, role: str) -> str:
+        """Issuer CertManager: the Secret cert-manager writes for `role`'s Certificate (only ever read)."""
+        return f"{self.certificate(role)}-issued"
 
     @property
     def auth_secret(self) -> str:

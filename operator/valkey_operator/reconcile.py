@@ -35,10 +35,11 @@ from valkey_operator.clock import Clock
 from valkey_operator.conf.version import Release
 from valkey_operator.decide import Decision, Event, decide, decide_failed, decide_invalid
 from valkey_operator.pki.issue import KeyPair
-from valkey_operator.pki.plan import CONNECTION_CLIENT
+from valkey_operator.pki.plan import CONNECTION_CLIENT, wanted_certificates
 from valkey_operator.snapshot import (
     LISTED_KINDS,
     ROLE_MASTER,
+    CertManagerRead,
     ClusterView,
     PodReport,
     Replication,
@@ -72,6 +73,7 @@ class KubeAPI(Protocol):
     def patch_status(
         self, api_version: str, kind: str, namespace: str, name: str, patch: Mapping[str, Any]
     ) -> None: ...
+    def serves(self, api_version: str, kind: str) -> bool: ...
 
 
 class PodAdmin(Protocol):
@@ -200,12 +202,46 @@ def gather(
             found = kube.get(api_version, kind, ns, name)
             if found is not None:
                 objects[(kind, name)] = found
+    cert_manager = _read_cert_manager(kube, cluster, objects)
     foreign = tuple(sorted(key for key, obj in objects.items() if key[0] != "Pod" and not owned_by(obj, cluster)))
     secret_name = cluster.spec.tls.issuer.secret_name
     issuer = kube.get("v1", "Secret", ns, secret_name) if secret_name else None
     owned = {key: obj for key, obj in objects.items() if key not in foreign}
-    snap = Snapshot(objects=owned, issuer_secret=issuer, status=status, foreign=foreign)
+    snap = Snapshot(objects=owned, issuer_secret=issuer, status=status, foreign=foreign, cert_manager=cert_manager)
     return replace(snap, reports=_ask_pods(admin, cluster, snap, silent))
+
+
+def _read_cert_manager(
+    kube: KubeAPI, cluster: ValkeyCluster, objects: dict[tuple[str, str], Mapping[str, Any]]
+) -> CertManagerRead | None:
+    """Issuer CertManager: whether cert-manager's Certificates are served (nothing else is read when not),
+    this cluster's Certificates (by label, and each expected name the LIST did not find: someone else's
+    shows only so) into `objects`, the issuer (a cert-manager.io one: another group's is not read), and the
+    Secrets cert-manager wrote for them, by name."""
+    if cluster.spec.tls.issuer.type != "CertManager" or not cluster.spec.tls.enabled:
+        return None
+    if not kube.serves(names.CERT_MANAGER_API, "Certificate"):
+        return CertManagerRead(installed=False)
+    ns = cluster.namespace
+    for obj in kube.list(names.CERT_MANAGER_API, "Certificate", ns, names.owned_selector(cluster.name)):
+        objects[("Certificate", obj["metadata"]["name"])] = obj
+    wanted = wanted_certificates(cluster)
+    for want in wanted:
+        if ("Certificate", want.certificate) not in objects:
+            found = kube.get(names.CERT_MANAGER_API, "Certificate", ns, want.certificate)
+            if found is not None:
+                objects[("Certificate", want.certificate)] = found
+    ref = cluster.spec.tls.issuer.issuer_ref
+    checked = ref is not None and ref.group == names.CERT_MANAGER_GROUP
+    issuer = None
+    if ref is not None and checked:
+        issuer = kube.get(names.CERT_MANAGER_API, ref.kind, ns if ref.kind == "Issuer" else "", ref.name)
+    issued = {}
+    for want in wanted:
+        secret = kube.get("v1", "Secret", ns, want.secret)
+        if secret is not None:
+            issued[want.secret] = secret
+    return CertManagerRead(True, issuer, checked, issued)
 
 
 def act(

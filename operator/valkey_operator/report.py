@@ -42,6 +42,13 @@ class CertReport:
     soonest: datetime | None
 
 
+def _ca_secret(cluster: ValkeyCluster) -> str | None:
+    """Where the CA comes from: the user's Secret, or (CertManager) the ca.crt of cert-manager's Secret."""
+    if cluster.spec.tls.issuer.type == "CertManager":
+        return cluster.names.issued_secret("server")
+    return cluster.spec.tls.issuer.secret_name
+
+
 def certificates(cluster: ValkeyCluster, material: Material, now: datetime) -> CertReport:
     certs = cluster.spec.tls.certificates
     status: dict[str, Any] = {}
@@ -66,7 +73,7 @@ def certificates(cluster: ValkeyCluster, material: Material, now: datetime) -> C
             "notAfter": iso(ca.not_after),
             "serial": ca.serial,
             "fingerprintSHA256": ca.fingerprint_sha256,
-            "secretName": cluster.names.ca_secret if material.ca else cluster.spec.tls.issuer.secret_name,
+            "secretName": cluster.names.ca_secret if material.ca else _ca_secret(cluster),
         }
     server, when = track("server", material.server.cert_pem, cluster.spec.tls.issuer.type != "External")
     status["server"] = {
@@ -80,9 +87,9 @@ def certificates(cluster: ValkeyCluster, material: Material, now: datetime) -> C
     }
     if when is not None:
         status["server"]["renewalTime"] = iso(when)
-    phase = material.ca_annotations.get(names.ANN_CA_ROTATION_PHASE)
+    phase = material.rotation.get(names.ANN_CA_ROTATION_PHASE)
     if phase:
-        status["caRotation"] = {"phase": phase, "since": material.ca_annotations.get(names.ANN_CA_ROTATION_SINCE, "")}
+        status["caRotation"] = {"phase": phase, "since": material.rotation.get(names.ANN_CA_ROTATION_SINCE, "")}
     status["clients"] = []
     for name, pair in material.clients.items():
         info, _ = track(f"client/{name}", pair.cert_pem, True)

@@ -13,6 +13,7 @@ from typing import Any
 from valkey_operator import names
 from valkey_operator.api.spec import ValkeyCluster
 from valkey_operator.conf.layout import PRIMARY_KEY
+from valkey_operator.pki.certmanager import CertManagerObserved
 from valkey_operator.pki.plan import CONNECTION_CLIENT, Observed, SecretData
 
 Object = Mapping[str, Any]
@@ -162,6 +163,10 @@ class Snapshot:
     # Objects with a name this cluster derives that it did not create (no owner reference to it): never
     # read as its own, never written.
     foreign: tuple[tuple[str, str], ...] = ()
+    # Issuer CertManager (None otherwise): whether the API server serves cert-manager's Certificates, the
+    # issuer spec.tls.issuer.issuerRef names (None: absent, or of another group and not read), and the
+    # Secrets cert-manager wrote for this cluster's Certificates, by name (cert-manager's: only read).
+    cert_manager: CertManagerRead | None = None
 
     def get(self, kind: str, name: str) -> Object | None:
         return self.objects.get((kind, name))
@@ -173,6 +178,14 @@ class Snapshot:
 
     def of_kind(self, kind: str) -> list[Object]:
         return [o for (k, _), o in sorted(self.objects.items()) if k == kind]
+
+
+@dataclass(frozen=True)
+class CertManagerRead:
+    installed: bool = True
+    issuer: Object | None = None
+    issuer_checked: bool = True
+    issued: Mapping[str, Object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -257,7 +270,17 @@ def observed_secrets(cluster: ValkeyCluster, snap: Snapshot) -> Observed:
         issuer=secret_data(snap.issuer_secret),
         server=secret_data(snap.get("Secret", n.tls_secret)),
         clients={k: v for k, v in clients.items() if v is not None},
+        cert_manager=_cert_manager(snap),
     )
+
+
+def _cert_manager(snap: Snapshot) -> CertManagerObserved | None:
+    read = snap.cert_manager
+    if read is None:
+        return None
+    issued = {name: dict(data.data) for name, obj in read.issued.items() if (data := secret_data(obj)) is not None}
+    certificates = {str(o["metadata"]["name"]): o for o in snap.of_kind("Certificate")}
+    return CertManagerObserved(read.installed, read.issuer, read.issuer_checked, certificates, issued)
 
 
 def password(cluster: ValkeyCluster, snap: Snapshot) -> str | None:

@@ -70,6 +70,19 @@ def crd(control_plane: Any) -> None:
     wait_until(lambda: kubectl("explain", "valkeycluster", check=False).returncode == 0, what="OpenAPI for the CRD")
 
 
+@pytest.fixture(scope="session")
+def cert_manager(control_plane: Any) -> Iterator[None]:
+    """cert-manager's real controller (e2e/cert_manager.py) against the session's control plane, with its
+    CRDs, from first use to the end of the session."""
+    from e2e import cert_manager as cm
+
+    with (
+        (control_plane.state_dir / "cert-manager.log").open("w") as log,
+        cm.running(kubectl, control_plane.kubeconfig, log),
+    ):
+        yield
+
+
 class CountingReconciler:
     """The real Reconciler, counting finished passes per cluster, so a test waits for passes of its own
     cluster (a count over every cluster of the session passes as soon as others are busy)."""

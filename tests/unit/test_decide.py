@@ -30,6 +30,7 @@ from valkey_operator.actions import (
     Switchover,
 )
 from valkey_operator.api.spec import SpecError, ValkeyCluster, parse_cluster
+from valkey_operator.clock import iso
 from valkey_operator.decide import Decision, decide, decide_invalid, needs_fast_look
 from valkey_operator.pki.inspect import describe_pem, split_pem
 from valkey_operator.pki.validate import issued_by
@@ -565,6 +566,14 @@ def test_the_fast_timer_runs_while_work_is_near() -> None:
     assert not needs_fast_look(later, NOW, hour)
     assert not needs_fast_look({"phase": "Ready"}, NOW, hour)
     assert not needs_fast_look({}, NOW, hour)
+
+    # cert-manager issuing: looked at often for ten minutes, then at the slow timer's pace.
+    def issuing(since: datetime) -> dict[str, Any]:
+        cond = {"type": "CertificatesReady", "status": "False", "reason": "CertificateNotReady"}
+        return {"phase": "Pending", "conditions": [{**cond, "lastTransitionTime": iso(since)}]}
+
+    assert needs_fast_look(issuing(NOW - timedelta(minutes=1)), NOW, hour)
+    assert not needs_fast_look(issuing(NOW - timedelta(minutes=11)), NOW, hour)
 
 
 def _formed_shards(world: World, c: ValkeyCluster, start: bool = True) -> None:

@@ -45,12 +45,20 @@ NAMESPACED_PERMISSIONS: list[dict[str, Any]] = [
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch", "patch", "delete"]},
     # kopf.event.
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    # Issuer CertManager, reconcile._read_cert_manager: the cluster's Certificates by label (list) and each
+    # expected one by name (get: someone else's shows only so); Kube.apply creates and changes them (create,
+    # patch). The namespaced Issuer the spec names, read for its Ready condition (get). cert-manager's own
+    # Secrets are read by name with the Secret rule above.
+    {"apiGroups": ["cert-manager.io"], "resources": ["certificates"], "verbs": ["get", "list", "create", "patch"]},
+    {"apiGroups": ["cert-manager.io"], "resources": ["issuers"], "verbs": ["get"]},
     # kopf peering (leader election) when watching namespaces; ensure_peering creates its object (create).
     {"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"], "verbs": ["get", "list", "watch", "create", "patch"]},
 ]
 CLUSTER_PERMISSIONS: list[dict[str, Any]] = [
     # kopf watches CRDs to learn when the ValkeyCluster resource appears or changes.
     {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
+    # Issuer CertManager, reconcile._read_cert_manager: the ClusterIssuer the spec names (get).
+    {"apiGroups": ["cert-manager.io"], "resources": ["clusterissuers"], "verbs": ["get"]},
     # kopf peering (leader election) when watching every namespace; ensure_peering creates its object.
     {
         "apiGroups": ["kopf.dev"],
@@ -122,6 +130,19 @@ class Kube:
             )
         )
         return out.to_dict()  # type: ignore[no-any-return]
+
+    def serves(self, api_version: str, kind: str) -> bool:
+        """The API server serves `kind` (discovery; asked afresh once when not, since a CRD created after the
+        operator started is only found so)."""
+        for fresh in (False, True):
+            if fresh:
+                self.forget_discovery()
+            try:
+                self._resource(api_version, kind)
+                return True
+            except ResourceNotFoundError:
+                continue
+        return False
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:

@@ -8,14 +8,14 @@ changes nothing that runs).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from valkey_operator import names
 from valkey_operator.api.schema import CA_ROTATION_PHASES
 from valkey_operator.api.spec import ValkeyCluster
 from valkey_operator.clock import iso, parse_iso
-from valkey_operator.pki import renewal
+from valkey_operator.pki import certmanager, renewal
 from valkey_operator.pki.inspect import describe, describe_pem, fingerprint, load_certificates, split_pem
 from valkey_operator.pki.issue import KeyPair, LeafRequest, issue_leaf, mint_ca
 from valkey_operator.pki.validate import (
@@ -52,6 +52,7 @@ class Observed:
     server: SecretData | None = None  # <cluster>-tls
     clients: Mapping[str, SecretData] = field(default_factory=dict)  # by client name; "connection" too
     rollout_complete: bool = True  # every pod runs the current revision
+    cert_manager: certmanager.CertManagerObserved | None = None  # issuer CertManager: what cert-manager says
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,12 @@ class Material:
     ca_annotations: Mapping[str, str] = field(default_factory=dict)
     next_ca: KeyPair | None = None  # a CA rotation's new CA, trusted but not yet signing
     clients: Mapping[str, KeyPair] = field(default_factory=dict)  # includes "connection" when issued
+
+    @property
+    def rotation(self) -> Mapping[str, str]:
+        """The annotations that carry a CA rotation's phase: the owned CA's (SelfSigned), else the server
+        Secret's (a CA change behind a cert-manager issuer)."""
+        return self.ca_annotations if self.ca is not None else self.server_annotations
 
 
 @dataclass(frozen=True)
@@ -286,6 +293,43 @@ def _leaf(
     return issue_leaf(trust.signer, request, now), Rotation(label, reason) if reason else None
 
 
+def client_roles(cluster: ValkeyCluster) -> list[str]:
+    """Every client certificate the cluster has: each spec client's, and the connection's under mTLS."""
+    return [*cluster.spec.tls.clients, *([CONNECTION_CLIENT] if cluster.spec.tls.client_auth != "none" else [])]
+
+
+def client_common_name(cluster: ValkeyCluster, client: str) -> str:
+    """A client certificate's CN. A client with an ACL user carries the user's name (tls-auth-clients-user
+    CN logs it in as that user)."""
+    with_users = {name for name, _ in cluster.spec.tls.acls}
+    return cluster.names.acl_user(client) if client in with_users else f"{cluster.name}-{client}"
+
+
+def wanted_certificates(cluster: ValkeyCluster) -> list[certmanager.Wanted]:
+    """Issuer CertManager: the Certificates the cluster needs, as the operator would issue them itself."""
+    n = cluster.names
+    server = certmanager.Wanted(
+        certmanager.SERVER,
+        n.certificate(certmanager.SERVER),
+        n.issued_secret(certmanager.SERVER),
+        n.service_host(n.service),
+        server_requirements(cluster),
+    )
+    with_users = {name for name, _ in cluster.spec.tls.acls}
+    clients = [
+        certmanager.Wanted(
+            c,
+            n.certificate(c),
+            n.issued_secret(c),
+            client_common_name(cluster, c),
+            Requirements(server=False, client=True),
+            exact_name=c in with_users,
+        )
+        for c in client_roles(cluster)
+    ]
+    return [server, *clients]
+
+
 def _issued_material(cluster: ValkeyCluster, obs: Observed, trust: _Trust, now: datetime) -> Plan:
     certs = cluster.spec.tls.certificates
     req = server_requirements(cluster)
@@ -310,14 +354,11 @@ def _issued_material(cluster: ValkeyCluster, obs: Observed, trust: _Trust, now: 
     if server_rot:
         rotations.append(server_rot)
     clients: dict[str, KeyPair] = {}
-    wanted = list(cluster.spec.tls.clients)
-    if cluster.spec.tls.client_auth != "none":
-        wanted.append(CONNECTION_CLIENT)
+    wanted = client_roles(cluster)
     client_req = Requirements(server=False, client=True)
     with_users = {client for client, _ in cluster.spec.tls.acls}
     for name in wanted:
-        # A client with an ACL user carries the user's name (tls-auth-clients-user CN logs it in as that user).
-        cn = cluster.names.acl_user(name) if name in with_users else f"{cluster.name}-{name}"
+        cn = client_common_name(cluster, name)
         pair, rot = _leaf(
             cluster,
             obs.clients.get(name),
@@ -400,9 +441,51 @@ def _external(cluster: ValkeyCluster, obs: Observed, now: datetime) -> Plan:
     return _finish(cluster, obs, trust, KeyPair(cert, key), {}, (), None)
 
 
+def _cert_manager(cluster: ValkeyCluster, obs: Observed, now: datetime) -> Plan:
+    """What cert-manager issued, checked, copied in (module pki.certmanager)."""
+    cm = obs.cert_manager or certmanager.CertManagerObserved(installed=False)
+    wanted = wanted_certificates(cluster)
+    problems = certmanager.readiness(cluster, cm, wanted)
+    leaves, invalid = certmanager.checked_leaves(cm, wanted, now) if not problems else ({}, [])
+    if problems or invalid:
+        return Plan(problems=tuple(problems or invalid))
+    bundle = obs.server.get("ca.crt") if obs.server else None
+    copies: dict[str, KeyPair] = {}
+    for want in wanted:  # what the operator's Secrets hold now, where it still passes against their bundle
+        pair = _pair(obs.server if want.role == certmanager.SERVER else obs.clients.get(want.role))
+        if pair and bundle and not validate_leaf(pair.cert_pem, pair.key_pem, bundle, want.requirements, now):
+            copies[want.role] = pair
+    result = certmanager.issued(
+        leaves,
+        copies,
+        bundle,
+        obs.server.annotations if obs.server else {},
+        obs.rollout_complete,
+        cluster.spec.tls.certificates.ca_rotation_overlap,
+        now,
+    )
+    # cert-manager renewed a certificate (on its schedule, or asked to): `ca` when the new one chains to a
+    # CA the old bundle did not hold, `scheduled` otherwise (which of its triggers it was is cert-manager's).
+    before = split_pem(bundle or b"")
+    rotations = [
+        Rotation(
+            role if role == certmanager.SERVER else f"client/{role}",
+            renewal.SCHEDULED if any(issued_by(pair.cert_pem, ca) for ca in before) else renewal.CA,
+        )
+        for role, pair in ((certmanager.SERVER, result.server), *result.clients.items())
+        if role in copies and copies[role] != pair
+    ]
+    trust = _Trust(None, result.bundle)
+    server_secret = replace(obs.server, annotations=result.annotations) if obs.server else None
+    obs = replace(obs, server=server_secret)
+    return _finish(cluster, obs, trust, result.server, result.clients, tuple(rotations), None)
+
+
 def plan(cluster: ValkeyCluster, obs: Observed, now: datetime) -> Plan:
     """Decide every certificate for this pass."""
     issuer = cluster.spec.tls.issuer.type
+    if issuer == "CertManager":
+        return _cert_manager(cluster, obs, now)
     if issuer == "External":
         return _external(cluster, obs, now)
     if issuer == "CA":
@@ -416,7 +499,7 @@ def plan(cluster: ValkeyCluster, obs: Observed, now: datetime) -> Plan:
         problems=(
             Problem(
                 "IssuerNotSupported",
-                f"Issuer type {issuer} is not supported by this operator version yet: use SelfSigned, CA or External.",
+                f"Issuer type {issuer} is not supported: use SelfSigned, CA, External or CertManager.",
             ),
         )
     )

@@ -292,13 +292,6 @@ def test_ca_issuer_signs_with_the_users_ca_and_refuses_a_ca_without_key() -> Non
     assert [p.reason for p in plan(cluster, Observed(), NOW).problems] == ["IssuerSecretNotFound"]
 
 
-def test_cert_manager_is_refused_clearly() -> None:
-    body = example_body()
-    body["spec"]["tls"]["issuer"] = {"type": "CertManager", "issuerRef": {"name": "letsencrypt"}}
-    result = plan(parse_cluster(body), Observed(), NOW)
-    assert [p.reason for p in result.problems] == ["IssuerNotSupported"]
-
-
 dns = st.from_regex(r"[a-z]([a-z0-9-]{0,14}[a-z0-9])?\.example\.com", fullmatch=True)
 
 

@@ -1,0 +1,209 @@
+"""Issuer `CertManager`: what cert-manager says and issued, checked, and what the pods may serve from it.
+
+The operator owns one cert-manager `Certificate` per certificate it would otherwise issue itself (the
+server's, each client's, the connection's) and never writes cert-manager's Secrets: it reads them, checks
+every issued certificate with the same named checks as `External`, and copies them into its own Secrets
+(`<cluster>-tls`, the client Secrets), so that a broken certificate never reaches a pod and a renewal by
+cert-manager rolls (or hot-reloads) the pods like the operator's own.
+
+A CA change behind the issuer (its CA re-keyed: certificates issued from then on chain to a CA the pods
+do not trust yet) goes in the same three phases as the operator's own CA rotation: Trusting (the new CA
+joins the bundle everywhere, the pods keep serving the certificates from the old one), Reissuing (the new
+certificates are copied in, both CAs trusted) and Retiring (the old CA leaves the bundle), each phase for
+at least `caRotationOverlap` and only once every pod runs the last one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from valkey_operator import names
+from valkey_operator.api.schema import CA_ROTATION_PHASES
+from valkey_operator.api.spec import ValkeyCluster
+from valkey_operator.clock import iso, parse_iso
+from valkey_operator.pki.inspect import describe, describe_pem, load_certificates, split_pem
+from valkey_operator.pki.issue import KeyPair
+from valkey_operator.pki.validate import Problem, Requirements, validate_leaf
+
+TRUSTING, REISSUING, RETIRING = CA_ROTATION_PHASES
+SERVER = "server"
+
+NOT_INSTALLED = "CertManagerNotInstalled"
+ISSUER_NOT_FOUND = "IssuerNotFound"
+ISSUER_NOT_READY = "IssuerNotReady"
+CERTIFICATE_NOT_READY = "CertificateNotReady"
+ISSUED_INVALID = "IssuedCertificateInvalid"
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """One certificate the cluster needs: `role` is SERVER or a client's name (the connection's too)."""
+
+    role: str
+    certificate: str  # the Certificate's name
+    secret: str  # the Secret cert-manager writes
+    common_name: str
+    requirements: Requirements
+    exact_name: bool = False  # the CN must be `common_name` (a client whose ACL user it names)
+
+
+@dataclass(frozen=True)
+class CertManagerObserved:
+    """What a pass read of cert-manager: whether its CRDs are served, the issuer the spec names, the
+    Certificates this cluster owns (by name) and the Secrets cert-manager wrote for them (by name)."""
+
+    installed: bool = True
+    issuer: Mapping[str, Any] | None = None
+    issuer_checked: bool = True  # False: an issuer of another group (an external issuer), not read
+    certificates: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    issued: Mapping[str, Mapping[str, bytes]] = field(default_factory=dict)
+    stale: tuple[str, ...] = ()  # Certificates this pass (re)applies: what cert-manager issued is not for them
+
+
+@dataclass(frozen=True)
+class Issued:
+    """What the operator's Secrets hold after this pass: the server's pair, each client's, the bundle, and
+    the server Secret's annotations (the CA-change phase)."""
+
+    server: KeyPair
+    clients: Mapping[str, KeyPair]
+    bundle: bytes
+    annotations: Mapping[str, str]
+
+
+def readiness(cluster: ValkeyCluster, cm: CertManagerObserved, wanted: Sequence[Wanted]) -> list[Problem]:
+    """Whether cert-manager has issued every certificate for the current spec, with its own words if not."""
+    ref = cluster.spec.tls.issuer.issuer_ref
+    assert ref is not None  # the API requires it with type CertManager
+    if not cm.installed:
+        return [
+            Problem(
+                NOT_INSTALLED,
+                "spec.tls.issuer.type is CertManager, but the API server does not serve certificates.cert-manager.io: "
+                "install cert-manager (its CRDs and controller), or choose another issuer. Nothing was created.",
+            )
+        ]
+    where = f"{ref.kind} {ref.name}" + (f" in namespace {cluster.namespace}" if ref.kind == "Issuer" else "")
+    if cm.issuer_checked and cm.issuer is None:
+        message = f"cert-manager {where} (spec.tls.issuer.issuerRef) was not found: create it."
+        return [Problem(ISSUER_NOT_FOUND, message)]
+    if cm.issuer_checked and cm.issuer is not None:
+        ready = _condition(cm.issuer, "Ready")
+        if ready.get("status") != "True":
+            return [
+                Problem(
+                    ISSUER_NOT_READY,
+                    f"cert-manager {where} is not ready ({ready.get('reason') or 'no Ready condition yet'}: "
+                    f"{ready.get('message') or 'cert-manager has not checked it yet'}).",
+                )
+            ]
+    for want in wanted:
+        cert = cm.certificates.get(want.certificate)
+        ready = _condition(cert or {}, "Ready")
+        generation = ((cert or {}).get("metadata") or {}).get("generation")
+        if cert is None or want.certificate in cm.stale:
+            why = "it is being created or changed now" if cert is None or want.certificate in cm.stale else ""
+            return [Problem(CERTIFICATE_NOT_READY, f"Certificate {want.certificate} is not issued yet: {why}.")]
+        if ready.get("status") != "True" or ready.get("observedGeneration", generation) != generation:
+            said = ready.get("reason") or "Pending"
+            message = ready.get("message") or "cert-manager has not issued it for the current spec yet"
+            return [Problem(CERTIFICATE_NOT_READY, f"Certificate {want.certificate} is not ready ({said}: {message}).")]
+    return []
+
+
+def _condition(obj: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c.get("type") == kind), {})
+
+
+def checked_leaves(
+    cm: CertManagerObserved, wanted: Sequence[Wanted], now: datetime
+) -> tuple[dict[str, tuple[KeyPair, list[bytes]]], list[Problem]]:
+    """Each issued certificate with the CAs it chains to (its Secret's ca.crt, else the chain's CAs), after
+    the same checks as an `External` certificate, and the CN a client's user needs."""
+    out: dict[str, tuple[KeyPair, list[bytes]]] = {}
+    for want in wanted:
+        data = cm.issued.get(want.secret) or {}
+        cert, key, ca = data.get("tls.crt"), data.get("tls.key"), data.get("ca.crt")
+        label = f"cert-manager {want.role} certificate (Secret {want.secret})"
+        problems = validate_leaf(cert, key, ca or None, want.requirements, now, label)
+        if not problems and want.exact_name and describe_pem(cert or b"").common_name != want.common_name:
+            problems = [Problem("CommonNameMismatch", f"The {label} does not name {want.common_name} as its CN.")]
+        if problems:
+            return {}, [Problem(ISSUED_INVALID, f"{problems[0].message} ({problems[0].reason}). Nothing was changed.")]
+        assert cert is not None
+        assert key is not None
+        if ca:
+            cas = split_pem(ca)
+        else:
+            chain = load_certificates(cert)
+            cas = [split_pem(cert)[i] for i, c in enumerate(chain) if i > 0 and describe(c).is_ca]
+        out[want.role] = (KeyPair(cert, key), cas)
+    return out, []
+
+
+def _unique(pems: Sequence[bytes]) -> list[bytes]:
+    out: list[bytes] = []
+    for pem in pems:
+        if pem.strip() not in [o.strip() for o in out]:
+            out.append(pem.strip() + b"\n")
+    return out
+
+
+def issued(
+    leaves: Mapping[str, tuple[KeyPair, list[bytes]]],
+    copies: Mapping[str, KeyPair],
+    bundle_now: bytes | None,
+    annotations: Mapping[str, str],
+    rollout_complete: bool,
+    overlap: timedelta,
+    now: datetime,
+) -> Issued:
+    """What the operator's Secrets hold after this pass, given the checked `leaves` (by role), the pairs its
+    Secrets hold now that still pass the checks against the bundle they carry (`copies`, `bundle_now`), and
+    the server Secret's annotations. Each phase lasts at least `overlap` (caRotationOverlap)."""
+    ann = dict(annotations)
+    phase = ann.get(names.ANN_CA_ROTATION_PHASE)
+    since = parse_iso(ann.get(names.ANN_CA_ROTATION_SINCE)) or now
+    issuing = _unique([ca for _, cas in leaves.values() for ca in cas])
+    current = _unique(split_pem(bundle_now)) if bundle_now else []
+    new = [ca for ca in issuing if ca.strip() not in [c.strip() for c in current]]
+    fresh = {role: pair for role, (pair, _) in leaves.items()}
+
+    def moved(to: str | None) -> dict[str, str]:
+        if to is None:
+            ann.pop(names.ANN_CA_ROTATION_PHASE, None)
+            ann.pop(names.ANN_CA_ROTATION_SINCE, None)
+        else:
+            ann[names.ANN_CA_ROTATION_PHASE] = to
+            ann[names.ANN_CA_ROTATION_SINCE] = iso(now)
+        return ann
+
+    def result(pairs: Mapping[str, KeyPair], bundle: list[bytes], annotations: dict[str, str]) -> Issued:
+        clients = {role: pair for role, pair in pairs.items() if role != SERVER}
+        return Issued(pairs[SERVER], clients, b"".join(bundle), annotations)
+
+    if not current:
+        return result(fresh, issuing, moved(None))  # the first issue: nothing to overlap with
+    if phase is None and new:
+        # The issuer's CA changed: its CA joins every bundle first; the pods keep what they serve where it
+        # still chains to a CA they trust (a role without such a copy takes the new one now).
+        kept = {role: copies.get(role) or fresh[role] for role in fresh}
+        return result(kept, current + new, moved(TRUSTING))
+    if phase == TRUSTING:
+        if rollout_complete and now - since >= overlap:
+            return result(fresh, _unique(current + issuing), moved(REISSUING))
+        kept = {role: copies.get(role) or fresh[role] for role in fresh}
+        return result(kept, _unique(current + issuing), ann)
+    if phase == REISSUING:
+        copied = all(copies.get(role) == pair for role, pair in fresh.items())
+        if copied and rollout_complete and now - since >= overlap:
+            return result(fresh, issuing, moved(RETIRING))
+        return result(fresh, _unique(current + issuing), ann)
+    if phase == RETIRING:
+        return result(fresh, issuing, moved(None) if rollout_complete else ann)
+    # No CA change: a renewal (or nothing new) is copied as is; the bundle is the issuer's.
+    return result(fresh, issuing, ann)

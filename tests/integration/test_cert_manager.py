@@ -1,0 +1,270 @@
+"""Issuer CertManager against cert-manager's real controller (built from its Go module, e2e/cert_manager.py)
+on the real control plane, with a CA ClusterIssuer: issuance, a renewal cert-manager is asked for, what
+cert-manager says when it cannot issue, and the first phase of a CA change behind the issuer. (Pods never
+run here: no node. The roll under a writer and the whole CA change are e2e/test_cert_manager.py's.)
+
+The first test runs before cert-manager is installed in the session (the `cert_manager` fixture installs it
+at its first use, in the tests after it)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import (
+    apply,
+    condition,
+    example_body,
+    get_vkc,
+    kubectl,
+    kubectl_json,
+    wait_until,
+)
+from valkey_operator.api.spec import parse_cluster
+from valkey_operator.pki.inspect import split_pem
+from valkey_operator.pki.issue import KeyPair, mint_ca
+from valkey_operator.pki.plan import server_requirements
+from valkey_operator.pki.validate import issued_by, validate_leaf
+
+pytestmark = pytest.mark.integration
+
+CM_NS = "cert-manager"
+
+
+@pytest.fixture(autouse=True)
+def real_time(clock: Any) -> Iterator[None]:
+    """The operator's clock follows the real one here, as cert-manager's does: the certificates it issues
+    begin at the real now (the session's clock is a ManualClock other tests move)."""
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.is_set():
+            clock.set(datetime.now(UTC))
+            stop.wait(0.2)
+
+    thread = threading.Thread(target=tick, daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join(timeout=5)
+
+
+def secret_bytes(namespace: str, name: str, key: str) -> bytes:
+    return base64.b64decode(kubectl_json("get", "secret", name, "-n", namespace)["data"][key])
+
+
+def certificates_ready(namespace: str) -> dict[str, Any]:
+    return condition(get_vkc(namespace), "CertificatesReady")
+
+
+def issued(namespace: str) -> dict[str, Any]:
+    """CertificatesReady once it is True (what it says until then, on a timeout)."""
+    cond = certificates_ready(namespace)
+    assert cond.get("status") == "True", cond
+    return cond
+
+
+def ca_issuer(name: str, ca: KeyPair) -> None:
+    """A CA ClusterIssuer whose CA lives in cert-manager's namespace, as cert-manager documents it."""
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": {"name": name, "namespace": CM_NS},
+        "data": {"tls.crt": _b64(ca.cert_pem), "tls.key": _b64(ca.key_pem)},
+    }
+    issuer = {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "ClusterIssuer",
+        "metadata": {"name": name},
+        "spec": {"ca": {"secretName": name}},
+    }
+    kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": [secret, issuer]}))
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def cm_body(namespace: str, issuer: str, **ref: str) -> dict[str, Any]:
+    body = example_body(namespace)
+    body["spec"]["tls"]["issuer"] = {
+        "type": "CertManager",
+        "issuerRef": {"name": issuer, "kind": "ClusterIssuer", **ref},
+    }
+    return body
+
+
+def renew(namespace: str, certificate: str) -> None:
+    """What `cmctl renew` does: the Issuing condition set on the Certificate's status."""
+    patch = [
+        {
+            "op": "add",
+            "path": "/status/conditions/-",
+            "value": {
+                "type": "Issuing",
+                "status": "True",
+                "reason": "ManuallyTriggered",
+                "message": "Certificate re-issuance manually triggered",
+                "lastTransitionTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+        }
+    ]
+    kubectl(
+        "patch",
+        "certificate",
+        certificate,
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=json",
+        "-p",
+        json.dumps(patch),
+    )
+
+
+def template_revision(namespace: str) -> str:
+    sts = kubectl_json("get", "statefulset", "cache", "-n", namespace)
+    return str(sts["spec"]["template"]["metadata"]["annotations"]["valkeyops.dev/tls-revision"])
+
+
+def test_a_without_cert_manager_nothing_is_created(operator: Any, namespace: str) -> None:
+    assert kubectl("get", "crd", "certificates.cert-manager.io", check=False).returncode != 0, (
+        "cert-manager's CRDs are installed already: this test must run before the cert_manager fixture"
+    )
+    apply(cm_body(namespace, "company-ca"))
+    cond = wait_until(
+        lambda: (
+            certificates_ready(namespace).get("reason") == "CertManagerNotInstalled" and certificates_ready(namespace)
+        ),
+        what="CertManagerNotInstalled",
+    )
+    assert cond["status"] == "False"
+    assert "install cert-manager" in cond["message"]
+    assert condition(get_vkc(namespace), "Ready")["status"] == "False"
+    for kind in ("statefulsets", "secrets", "configmaps"):
+        items = kubectl_json("get", kind, "-n", namespace, "-l", "app.kubernetes.io/instance=cache")["items"]
+        assert items == [], (kind, [i["metadata"]["name"] for i in items])
+
+
+def test_certificates_come_from_the_issuer_and_a_renewal_rolls(
+    cert_manager: None, operator: Any, namespace: str
+) -> None:
+    issuer = f"ca-{uuid.uuid4().hex[:6]}"
+    ca = mint_ca("company CA", datetime.now(UTC) - timedelta(minutes=5), timedelta(days=365))
+    ca_issuer(issuer, ca)
+    body = cm_body(namespace, issuer)
+    apply(body)
+    wait_until(lambda: issued(namespace), timeout=90, what="CertificatesReady")
+    server = secret_bytes(namespace, "cache-tls", "tls.crt")
+    assert issued_by(server, ca.cert_pem)
+    cluster = parse_cluster(body)
+    key = secret_bytes(namespace, "cache-tls", "tls.key")
+    now = datetime.now(UTC)
+    assert validate_leaf(server, key, ca.cert_pem, server_requirements(cluster), now) == []
+    assert secret_bytes(namespace, "cache-tls", "ca.crt").strip() == ca.cert_pem.strip()
+    # What cert-manager issued is what the pods get; the Certificates are the cluster's own.
+    assert secret_bytes(namespace, "cache-server-issued", "tls.crt") == server
+    for cert in kubectl_json("get", "certificates", "-n", namespace)["items"]:
+        assert cert["metadata"]["ownerReferences"][0]["name"] == "cache", cert["metadata"]
+    assert issued_by(secret_bytes(namespace, "cache-client-app", "tls.crt"), ca.cert_pem)
+    assert issued_by(secret_bytes(namespace, "cache-connection", "tls.crt"), ca.cert_pem)
+    status = get_vkc(namespace)["status"]
+    assert status["certificates"]["server"]["notAfter"]
+    # A renewal asked of cert-manager: a new certificate, copied in, a new revision for the pods.
+    revision = template_revision(namespace)
+    renew(namespace, "cache-server")
+    wait_until(
+        lambda: secret_bytes(namespace, "cache-tls", "tls.crt") != server, timeout=90, what="the renewed certificate"
+    )
+    wait_until(lambda: template_revision(namespace) != revision, what="a new revision for the pods")
+    renewed = secret_bytes(namespace, "cache-tls", "tls.crt")
+    assert renewed == secret_bytes(namespace, "cache-server-issued", "tls.crt")
+    assert issued_by(renewed, ca.cert_pem)
+
+
+@pytest.mark.parametrize(
+    ("ref", "prepare", "reason", "said"),
+    [
+        ({"name": "nowhere"}, None, "IssuerNotFound", "ClusterIssuer nowhere"),
+        # A CA issuer whose CA Secret does not exist: cert-manager says it is not ready, and why.
+        ({"name": "no-ca-secret"}, "no-ca-secret", "IssuerNotReady", "no-ca-secret"),
+        # An issuer of a group no controller here serves: cert-manager never issues; its own words say so.
+        ({"name": "x", "group": "issuers.example.com"}, None, "CertificateNotReady", "Certificate cache-server"),
+    ],
+)
+def test_what_cert_manager_cannot_do_is_said_and_changes_nothing(
+    cert_manager: None, operator: Any, namespace: str, ref: dict[str, str], prepare: str | None, reason: str, said: str
+) -> None:
+    issuer = f"ca-{uuid.uuid4().hex[:6]}"
+    ca_issuer(issuer, mint_ca("company CA", datetime.now(UTC) - timedelta(minutes=5), timedelta(days=365)))
+    apply(cm_body(namespace, issuer))
+    wait_until(lambda: issued(namespace), timeout=90, what="CertificatesReady")
+    server, sts = (
+        secret_bytes(namespace, "cache-tls", "tls.crt"),
+        kubectl_json("get", "statefulset", "cache", "-n", namespace),
+    )
+    if prepare:
+        kubectl(
+            "apply",
+            "-f",
+            "-",
+            stdin=json.dumps(
+                {
+                    "apiVersion": "cert-manager.io/v1",
+                    "kind": "ClusterIssuer",
+                    "metadata": {"name": prepare},
+                    "spec": {"ca": {"secretName": prepare}},
+                }
+            ),
+        )
+    apply(cm_body(namespace, ref["name"], **{k: v for k, v in ref.items() if k != "name"}))
+    cond = wait_until(
+        lambda: certificates_ready(namespace).get("reason") == reason and certificates_ready(namespace),
+        timeout=60,
+        what=reason,
+    )
+    assert cond["status"] == "False"
+    assert said in cond["message"], cond["message"]
+    assert condition(get_vkc(namespace), "Ready")["status"] == "False"
+    # Nothing that runs changed: the pods' Secret and template are as they were.
+    assert secret_bytes(namespace, "cache-tls", "tls.crt") == server
+    now = kubectl_json("get", "statefulset", "cache", "-n", namespace)
+    assert now["spec"]["template"] == sts["spec"]["template"]
+
+
+def test_a_ca_change_behind_the_issuer_is_trusted_before_it_is_used(
+    cert_manager: None, operator: Any, namespace: str
+) -> None:
+    """The ClusterIssuer's CA replaced and cert-manager asked to re-issue: the new CA joins the bundle of
+    every Secret while the pods keep the old CA's certificate (Trusting). The next phases wait for the pods
+    to run the bundle, which only a node shows (e2e)."""
+    issuer = f"ca-{uuid.uuid4().hex[:6]}"
+    old = mint_ca("company CA 1", datetime.now(UTC) - timedelta(minutes=5), timedelta(days=365))
+    ca_issuer(issuer, old)
+    apply(cm_body(namespace, issuer))
+    wait_until(lambda: issued(namespace), timeout=90, what="CertificatesReady")
+    server = secret_bytes(namespace, "cache-tls", "tls.crt")
+    new = mint_ca("company CA 2", datetime.now(UTC) - timedelta(minutes=5), timedelta(days=365))
+    ca_issuer(issuer, new)
+    for cert in ("cache-server", "cache-client-app", "cache-connection"):
+        renew(namespace, cert)
+
+    def trusting() -> bool:
+        bundle = split_pem(secret_bytes(namespace, "cache-tls", "ca.crt"))
+        return [b.strip() for b in bundle] == [old.cert_pem.strip(), new.cert_pem.strip()]
+
+    wait_until(trusting, timeout=90, what="both CAs in the bundle")
+    assert issued_by(secret_bytes(namespace, "cache-server-issued", "tls.crt"), new.cert_pem)
+    assert secret_bytes(namespace, "cache-tls", "tls.crt") == server  # still the old CA's
+    annotations = kubectl_json("get", "secret", "cache-tls", "-n", namespace)["metadata"]["annotations"]
+    assert annotations["valkeyops.dev/ca-rotation-phase"] == "Trusting"
+    client_bundle = split_pem(secret_bytes(namespace, "cache-client-app", "ca.crt"))
+    assert [b.strip() for b in client_bundle] == [old.cert_pem.strip(), new.cert_pem.strip()]

@@ -1,0 +1,298 @@
+"""Issuer CertManager, the pure part: what cert-manager says, what it issued, checked, and the phases of a
+CA change behind the issuer. The certificates here are real ones (minted, signed); the cert-manager
+objects are the shapes its controllers write (the integration tests run the real controller)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tests.unit.conftest import example
+from valkey_operator import names
+from valkey_operator.api.spec import ValkeyCluster
+from valkey_operator.builders.certificates import certificate_manifests, private_key
+from valkey_operator.pki import certmanager
+from valkey_operator.pki.certmanager import CertManagerObserved
+from valkey_operator.pki.inspect import describe_pem, split_pem
+from valkey_operator.pki.issue import KeyPair, LeafRequest, issue_leaf, mint_ca
+from valkey_operator.pki.plan import Observed, SecretData, plan, wanted_certificates
+from valkey_operator.pki.validate import issued_by
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+REF = {"name": "company-ca", "kind": "ClusterIssuer"}
+
+
+def cm_cluster(**tls: Any) -> ValkeyCluster:
+    return example(tls={"issuer": {"type": "CertManager", "issuerRef": REF}, "clients": [{"name": "app"}], **tls})
+
+
+def ready(generation: int = 1, status: str = "True", reason: str = "Ready", message: str = "ok") -> dict[str, Any]:
+    condition = {"type": "Ready", "status": status, "reason": reason, "message": message}
+    return {
+        "metadata": {"generation": generation},
+        "status": {"conditions": [{**condition, "observedGeneration": generation}]},
+    }
+
+
+def issue_all(cluster: ValkeyCluster, ca: KeyPair, now: datetime = NOW) -> dict[str, dict[str, bytes]]:
+    """What cert-manager's CA issuer writes for each Certificate: tls.crt, tls.key, ca.crt."""
+    out = {}
+    for want in wanted_certificates(cluster):
+        server = want.role == certmanager.SERVER
+        request = LeafRequest(
+            common_name=want.common_name,
+            dns_names=want.requirements.dns_names,
+            server=server,
+            client=True,
+        )
+        pair = issue_leaf(ca, request, now)
+        out[want.secret] = {"tls.crt": pair.cert_pem, "tls.key": pair.key_pem, "ca.crt": ca.cert_pem}
+    return out
+
+
+def observed(cluster: ValkeyCluster, issued: dict[str, dict[str, bytes]], **kw: Any) -> CertManagerObserved:
+    fields: dict[str, Any] = {
+        "installed": True,
+        "issuer": ready(),
+        "certificates": {w.certificate: ready() for w in wanted_certificates(cluster)},
+        "issued": issued,
+    }
+    return CertManagerObserved(**{**fields, **kw})
+
+
+CA1 = mint_ca("company CA 1", NOW - timedelta(days=100), timedelta(days=3650))
+CA2 = mint_ca("company CA 2", NOW - timedelta(days=1), timedelta(days=3650))
+
+
+def test_the_certificates_ask_for_what_the_operator_would_issue() -> None:
+    cluster = cm_cluster(clients=[{"name": "app", "acl": "+get"}], clientAuth="required")
+    cluster = example(
+        auth={"enabled": True},
+        tls={
+            "issuer": {"type": "CertManager", "issuerRef": REF},
+            "clients": [{"name": "app", "acl": "+get"}],
+            "clientAuth": "required",
+        },
+    )
+    manifests = {m["metadata"]["name"]: m for m in certificate_manifests(cluster)}
+    assert sorted(manifests) == ["cache-client-app", "cache-connection", "cache-server"]
+    server = manifests["cache-server"]["spec"]
+    assert server["secretName"] == "cache-server-issued"
+    assert server["dnsNames"] == list(wanted_certificates(cluster)[0].requirements.dns_names)
+    assert server["issuerRef"] == {"name": "company-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}
+    assert server["usages"] == ["digital signature", "server auth", "client auth"]
+    assert server["duration"] == f"{int(cluster.spec.tls.certificates.duration.total_seconds())}s"
+    app = manifests["cache-client-app"]["spec"]
+    assert app["commonName"] == "app@cache.default"  # the ACL user the certificate logs in as
+    assert app["usages"] == ["digital signature", "client auth"]
+    assert "dnsNames" not in app
+    assert manifests["cache-server"]["metadata"]["labels"] == names.labels("cache", names.COMPONENT_TLS)
+    assert certificate_manifests(example()) == []
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "key"),
+    [
+        ("ECDSA-P256", {"algorithm": "ECDSA", "size": 256}),
+        ("ECDSA-P384", {"algorithm": "ECDSA", "size": 384}),
+        ("RSA-3072", {"algorithm": "RSA", "size": 3072}),
+        ("Ed25519", {"algorithm": "Ed25519"}),
+    ],
+)
+def test_private_key_follows_key_algorithm(algorithm: str, key: dict[str, Any]) -> None:
+    assert private_key(algorithm) == {**key, "rotationPolicy": "Always", "encoding": "PKCS8"}
+
+
+def refused(cluster: ValkeyCluster, cm: CertManagerObserved) -> list[tuple[str, str]]:
+    result = plan(cluster, Observed(cert_manager=cm), NOW)
+    assert result.material is None
+    return [(p.reason, p.message) for p in result.problems]
+
+
+def test_what_cert_manager_says_becomes_the_reason() -> None:
+    cluster = cm_cluster()
+    issued = issue_all(cluster, CA1)
+    [(reason, message)] = refused(cluster, CertManagerObserved(installed=False))
+    assert reason == "CertManagerNotInstalled"
+    assert "certificates.cert-manager.io" in message
+    [(reason, message)] = refused(cluster, observed(cluster, issued, issuer=None))
+    assert (reason, message) == (
+        "IssuerNotFound",
+        "cert-manager ClusterIssuer company-ca (spec.tls.issuer.issuerRef) was not found: create it.",
+    )
+    not_ready = ready(status="False", reason="ErrGetKeyPair", message='secret "ca" not found')
+    [(reason, message)] = refused(cluster, observed(cluster, issued, issuer=not_ready))
+    assert reason == "IssuerNotReady"
+    assert 'ErrGetKeyPair: secret "ca" not found' in message
+    cm = observed(cluster, issued)
+    failing = {**cm.certificates, "cache-server": ready(status="False", reason="Failed", message="signing failed")}
+    [(reason, message)] = refused(cluster, observed(cluster, issued, certificates=failing))
+    assert (reason, message) == (
+        "CertificateNotReady",
+        "Certificate cache-server is not ready (Failed: signing failed).",
+    )
+    # Ready for an older spec (cert-manager has not looked at the new one yet) is not ready.
+    old = {**cm.certificates, "cache-server": {**ready(generation=1), "metadata": {"generation": 2}}}
+    [(reason, _)] = refused(cluster, observed(cluster, issued, certificates=old))
+    assert reason == "CertificateNotReady"
+    # Applied in this very pass: what cert-manager issued is for the spec before.
+    [(reason, message)] = refused(cluster, observed(cluster, issued, stale=("cache-client-app",)))
+    assert reason == "CertificateNotReady"
+    assert "cache-client-app" in message
+    # An issuer of another group (an external issuer) is not read: its Certificates say the rest.
+    assert plan(
+        cluster, Observed(cert_manager=observed(cluster, issued, issuer=None, issuer_checked=False)), NOW
+    ).material
+
+
+def test_an_issued_certificate_that_fails_the_checks_reaches_no_secret() -> None:
+    cluster = cm_cluster()
+    issued = issue_all(cluster, CA1)
+    # cert-manager wrote a server certificate without the pods' names (an issuer that drops SANs).
+    short = issue_leaf(CA1, LeafRequest(common_name="cache", dns_names=("cache.default.svc",)), NOW)
+    broken = {
+        **issued,
+        "cache-server-issued": {"tls.crt": short.cert_pem, "tls.key": short.key_pem, "ca.crt": CA1.cert_pem},
+    }
+    [(reason, message)] = refused(cluster, observed(cluster, broken))
+    assert reason == "IssuedCertificateInvalid"
+    assert "cache-server-issued" in message
+    # A key that is not the certificate's.
+    other = issue_leaf(CA1, LeafRequest(common_name="x", server=False), NOW)
+    swapped = {**issued, "cache-client-app-issued": {**issued["cache-client-app-issued"], "tls.key": other.key_pem}}
+    [(reason, _)] = refused(cluster, observed(cluster, swapped))
+    assert reason == "IssuedCertificateInvalid"
+    # A client whose ACL user the CN must name.
+    acl = cm_cluster(clients=[{"name": "app", "acl": "+get"}])
+    wrong_cn = issue_leaf(CA1, LeafRequest(common_name="cache-app", server=False), NOW)
+    named = {
+        **issue_all(acl, CA1),
+        "cache-client-app-issued": {"tls.crt": wrong_cn.cert_pem, "tls.key": wrong_cn.key_pem, "ca.crt": CA1.cert_pem},
+    }
+    [(reason, message)] = refused(example(auth={"enabled": True}, tls=acl_tls()), observed(acl, named))
+    assert reason == "IssuedCertificateInvalid"
+    assert "app@cache.default" in message
+
+
+def acl_tls() -> dict[str, Any]:
+    return {"issuer": {"type": "CertManager", "issuerRef": REF}, "clients": [{"name": "app", "acl": "+get"}]}
+
+
+def test_what_cert_manager_issued_is_copied_and_a_renewal_is_a_new_revision() -> None:
+    cluster = cm_cluster()
+    issued = issue_all(cluster, CA1)
+    first = plan(cluster, Observed(cert_manager=observed(cluster, issued)), NOW).material
+    assert first is not None
+    assert first.server.cert_pem == issued["cache-server-issued"]["tls.crt"]
+    assert first.clients["app"].cert_pem == issued["cache-client-app-issued"]["tls.crt"]
+    assert first.bundle == CA1.cert_pem
+    assert first.revision == 1
+    held = Observed(
+        server=SecretData(
+            {"tls.crt": first.server.cert_pem, "tls.key": first.server.key_pem, "ca.crt": first.bundle},
+            dict(first.server_annotations),
+        ),
+        clients={
+            "app": SecretData(
+                {
+                    "tls.crt": first.clients["app"].cert_pem,
+                    "tls.key": first.clients["app"].key_pem,
+                    "ca.crt": first.bundle,
+                }
+            )
+        },
+        cert_manager=observed(cluster, issued),
+    )
+    same = plan(cluster, held, NOW)
+    assert same.material is not None
+    assert (same.material.revision, same.rotations) == (1, ())
+    renewed = issue_all(cluster, CA1, NOW + timedelta(days=60))
+    result = plan(
+        cluster,
+        Observed(server=held.server, clients=held.clients, cert_manager=observed(cluster, renewed)),
+        NOW + timedelta(days=60),
+    )
+    assert result.material is not None
+    assert result.material.server.cert_pem == renewed["cache-server-issued"]["tls.crt"]
+    assert result.material.revision == 2
+    assert sorted((r.certificate, r.reason) for r in result.rotations) == [
+        ("client/app", "scheduled"),
+        ("server", "scheduled"),
+    ]
+
+
+def secrets_from(material: Any) -> tuple[SecretData, dict[str, SecretData]]:
+    server = SecretData(
+        {"tls.crt": material.server.cert_pem, "tls.key": material.server.key_pem, "ca.crt": material.bundle},
+        dict(material.server_annotations),
+    )
+    clients = {
+        c: SecretData({"tls.crt": p.cert_pem, "tls.key": p.key_pem, "ca.crt": material.bundle})
+        for c, p in material.clients.items()
+    }
+    return server, clients
+
+
+def test_a_ca_change_behind_the_issuer_is_trusted_first_then_used_then_the_old_ca_leaves() -> None:
+    """The issuer's CA is replaced and cert-manager re-issues from the new one: the pods first trust both
+    CAs and keep serving the old certificates (Trusting), then serve the new ones (Reissuing), then drop the
+    old CA (Retiring), each phase for caRotationOverlap and only once every pod runs the last one."""
+    cluster = cm_cluster()
+    overlap = cluster.spec.tls.certificates.ca_rotation_overlap
+    first = plan(cluster, Observed(cert_manager=observed(cluster, issue_all(cluster, CA1))), NOW).material
+    assert first is not None
+    server, clients = secrets_from(first)
+    renewed = issue_all(cluster, CA2)
+    cm = observed(cluster, renewed)
+    phase = names.ANN_CA_ROTATION_PHASE
+
+    def step(at: datetime, complete: bool = True) -> Any:
+        nonlocal server, clients
+        result = plan(cluster, Observed(server=server, clients=clients, cert_manager=cm, rollout_complete=complete), at)
+        assert result.material is not None, result.problems
+        server, clients = secrets_from(result.material)
+        return result.material
+
+    trusting = step(NOW)
+    assert trusting.server_annotations[phase] == "Trusting"
+    assert split_pem(trusting.bundle) == [CA1.cert_pem, CA2.cert_pem]
+    assert trusting.server.cert_pem == first.server.cert_pem  # still the old CA's
+    assert trusting.revision == first.revision + 1  # the bundle changed: the pods pick it up
+    assert step(NOW + overlap, complete=False).server_annotations[phase] == "Trusting"  # pods not all there yet
+    reissuing = step(NOW + overlap)
+    assert reissuing.server_annotations[phase] == "Reissuing"
+    assert issued_by(reissuing.server.cert_pem, CA2.cert_pem)
+    assert issued_by(reissuing.clients["app"].cert_pem, CA2.cert_pem)
+    assert split_pem(reissuing.bundle) == [CA1.cert_pem, CA2.cert_pem]
+    assert step(NOW + overlap + timedelta(minutes=1)).server_annotations[phase] == "Reissuing"  # overlap again
+    retiring = step(NOW + 2 * overlap + timedelta(minutes=1))
+    assert retiring.server_annotations[phase] == "Retiring"
+    assert retiring.bundle == CA2.cert_pem
+    done = step(NOW + 2 * overlap + timedelta(minutes=2))
+    assert phase not in done.server_annotations
+    assert done.bundle == CA2.cert_pem
+    assert (
+        describe_pem(done.server.cert_pem).fingerprint_sha256
+        == describe_pem(renewed["cache-server-issued"]["tls.crt"]).fingerprint_sha256
+    )
+
+
+def test_a_ca_change_takes_the_new_certificate_at_once_where_the_old_one_no_longer_passes() -> None:
+    """The old server certificate expired during the change: nothing to keep serving, the new one goes in
+    (with both CAs trusted)."""
+    cluster = cm_cluster()
+    first = plan(
+        cluster,
+        Observed(cert_manager=observed(cluster, issue_all(cluster, CA1, NOW - timedelta(days=89)))),
+        NOW - timedelta(days=89),
+    ).material
+    assert first is not None
+    server, clients = secrets_from(first)
+    later = NOW + timedelta(days=2)
+    renewed = issue_all(cluster, CA2, later)
+    result = plan(cluster, Observed(server=server, clients=clients, cert_manager=observed(cluster, renewed)), later)
+    assert result.material is not None
+    assert result.material.server.cert_pem == renewed["cache-server-issued"]["tls.crt"]
+    assert split_pem(result.material.bundle) == [CA1.cert_pem, CA2.cert_pem]
