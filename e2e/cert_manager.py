@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -26,17 +26,24 @@ def build() -> Path:
 
 
 @contextlib.contextmanager
-def running(
-    kubectl: Callable[..., subprocess.CompletedProcess[str]], kubeconfig: Path, log: IO[str]
-) -> Iterator[subprocess.Popen[bytes]]:
-    """cert-manager's CRDs installed and its controller running until the block ends (`kubectl` runs
-    kubectl against the same control plane; it must raise on failure)."""
+def running(kubectl: str, kubeconfig: Path, log: IO[str]) -> Iterator[subprocess.Popen[bytes]]:
+    """cert-manager's CRDs installed and its controller running until the block ends (`kubectl`: the
+    kubectl binary, run against `kubeconfig`)."""
+
+    def run(*args: str, check: bool = True) -> int:
+        out = subprocess.run(
+            [kubectl, f"--kubeconfig={kubeconfig}", *args], check=False, capture_output=True, text=True, timeout=120
+        )
+        if check and out.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)} failed: {out.stdout}{out.stderr}")
+        return out.returncode
+
     folder = build()
-    kubectl("apply", "--server-side", "-f", str(folder / "crds"))
+    run("apply", "--server-side", "-f", str(folder / "crds"))
     for crd in CRDS:
-        kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{crd}.cert-manager.io")
-    if kubectl("get", "namespace", CLUSTER_RESOURCES, check=False).returncode != 0:
-        kubectl("create", "namespace", CLUSTER_RESOURCES)
+        run("wait", "--for=condition=Established", "--timeout=60s", f"crd/{crd}.cert-manager.io")
+    if run("get", "namespace", CLUSTER_RESOURCES, check=False) != 0:
+        run("create", "namespace", CLUSTER_RESOURCES)
     proc = subprocess.Popen(
         [
             str(folder / "cert-manager-controller"),

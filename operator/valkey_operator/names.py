@@ -106,14 +106,18 @@ class ClusterNames:
         return f"{self.name}-client-{client}"
 
     def certificate(self, role: str) -> str:
-        """Issuer CertManager: the Certificate for `role` ("server", a client's name, or "connection")."""
-        if role == "server":
+        """Issuer CertManager: the Certificate for `role` ("" for the server's, else a client's name or
+        "connection", which no client may take)."""
+        if not role:
             return f"{self.name}-server"
         return self.connection_secret if role == "connection" else self.client_secret(role)
 
     def issued_secret(self, role: str) -> str:
-        """Issuer CertManager: the Secret cert-manager writes for `role`'s Certificate (only ever read)."""
-        return f"{self.certificate(role)}-issued"
+        """Issuer CertManager: the Secret cert-manager writes for `role`'s Certificate (only ever read). Its
+        own prefix keeps it apart from every Secret the operator writes (a client `app-issued` included)."""
+        if not role:
+            return f"{self.name}-issued-server"
+        return f"{self.name}-issued-connection" if role == "connection" else f"{self.name}-issued-client-{role}"
 
     @property
     def auth_secret(self) -> str:

@@ -218,7 +218,7 @@ def _read_cert_manager(
     this cluster's Certificates (by label, and each expected name the LIST did not find: someone else's
     shows only so) into `objects`, the issuer (a cert-manager.io one: another group's is not read), and the
     Secrets cert-manager wrote for them, by name."""
-    if cluster.spec.tls.issuer.type != "CertManager" or not cluster.spec.tls.enabled:
+    if cluster.spec.tls.issuer.type != "CertManager":
         return None
     if not kube.serves(names.CERT_MANAGER_API, "Certificate"):
         return CertManagerRead(installed=False)
@@ -232,7 +232,7 @@ def _read_cert_manager(
             if found is not None:
                 objects[("Certificate", want.certificate)] = found
     ref = cluster.spec.tls.issuer.issuer_ref
-    checked = ref is not None and ref.group == names.CERT_MANAGER_GROUP
+    checked = ref is not None and ref.group == names.CERT_MANAGER_GROUP and ref.kind in ("Issuer", "ClusterIssuer")
     issuer = None
     if ref is not None and checked:
         issuer = kube.get(names.CERT_MANAGER_API, ref.kind, ns if ref.kind == "Issuer" else "", ref.name)

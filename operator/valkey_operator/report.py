@@ -45,7 +45,7 @@ class CertReport:
 def _ca_secret(cluster: ValkeyCluster) -> str | None:
     """Where the CA comes from: the user's Secret, or (CertManager) the ca.crt of cert-manager's Secret."""
     if cluster.spec.tls.issuer.type == "CertManager":
-        return cluster.names.issued_secret("server")
+        return cluster.names.issued_secret("")
     return cluster.spec.tls.issuer.secret_name
 
 

@@ -78,7 +78,7 @@ def cert_manager(control_plane: Any) -> Iterator[None]:
 
     with (
         (control_plane.state_dir / "cert-manager.log").open("w") as log,
-        cm.running(kubectl, control_plane.kubeconfig, log),
+        cm.running("kubectl", control_plane.kubeconfig, log),
     ):
         yield
 

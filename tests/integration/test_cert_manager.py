@@ -171,7 +171,7 @@ def test_certificates_come_from_the_issuer_and_a_renewal_rolls(
     assert validate_leaf(server, key, ca.cert_pem, server_requirements(cluster), now) == []
     assert secret_bytes(namespace, "cache-tls", "ca.crt").strip() == ca.cert_pem.strip()
     # What cert-manager issued is what the pods get; the Certificates are the cluster's own.
-    assert secret_bytes(namespace, "cache-server-issued", "tls.crt") == server
+    assert secret_bytes(namespace, "cache-issued-server", "tls.crt") == server
     for cert in kubectl_json("get", "certificates", "-n", namespace)["items"]:
         assert cert["metadata"]["ownerReferences"][0]["name"] == "cache", cert["metadata"]
     assert issued_by(secret_bytes(namespace, "cache-client-app", "tls.crt"), ca.cert_pem)
@@ -186,7 +186,7 @@ def test_certificates_come_from_the_issuer_and_a_renewal_rolls(
     )
     wait_until(lambda: template_revision(namespace) != revision, what="a new revision for the pods")
     renewed = secret_bytes(namespace, "cache-tls", "tls.crt")
-    assert renewed == secret_bytes(namespace, "cache-server-issued", "tls.crt")
+    assert renewed == secret_bytes(namespace, "cache-issued-server", "tls.crt")
     assert issued_by(renewed, ca.cert_pem)
 
 
@@ -262,7 +262,7 @@ def test_a_ca_change_behind_the_issuer_is_trusted_before_it_is_used(
         return [b.strip() for b in bundle] == [old.cert_pem.strip(), new.cert_pem.strip()]
 
     wait_until(trusting, timeout=90, what="both CAs in the bundle")
-    assert issued_by(secret_bytes(namespace, "cache-server-issued", "tls.crt"), new.cert_pem)
+    assert issued_by(secret_bytes(namespace, "cache-issued-server", "tls.crt"), new.cert_pem)
     assert secret_bytes(namespace, "cache-tls", "tls.crt") == server  # still the old CA's
     annotations = kubectl_json("get", "secret", "cache-tls", "-n", namespace)["metadata"]["annotations"]
     assert annotations["valkeyops.dev/ca-rotation-phase"] == "Trusting"

@@ -30,7 +30,7 @@ def go_duration(value: timedelta) -> str:
 
 
 def certificate_manifests(cluster: ValkeyCluster) -> list[Manifest]:
-    if cluster.spec.tls.issuer.type != "CertManager" or not cluster.spec.tls.enabled:
+    if cluster.spec.tls.issuer.type != "CertManager":
         return []
     ref = cluster.spec.tls.issuer.issuer_ref
     assert ref is not None  # the API requires it with type CertManager
@@ -42,7 +42,6 @@ def certificate_manifests(cluster: ValkeyCluster) -> list[Manifest]:
         usages += ["server auth", "client auth"] if server else ["client auth"]
         spec: dict[str, Any] = {
             "secretName": want.secret,
-            "commonName": want.common_name,
             "duration": go_duration(certs.duration),
             "renewBefore": go_duration(certs.renew_before),
             "privateKey": private_key(certs.key_algorithm),
@@ -50,10 +49,12 @@ def certificate_manifests(cluster: ValkeyCluster) -> list[Manifest]:
             "issuerRef": {"name": ref.name, "kind": ref.kind, "group": ref.group},
             "revisionHistoryLimit": 2,
         }
-        if server:
+        if server:  # its names are its DNS names (a CN of up to 64 bytes could not hold a long service name)
             spec["dnsNames"] = list(want.requirements.dns_names)
             if want.requirements.ip_addresses:
                 spec["ipAddresses"] = list(want.requirements.ip_addresses)
+        else:  # cert-manager refuses a CN over 64 bytes; the operator's own issuer cuts it there too
+            spec["commonName"] = want.common_name[:64]
         component = names.COMPONENT_TLS if server else names.COMPONENT_CLIENT
         out.append(
             {

@@ -31,7 +31,15 @@ WATCH_RETRY = 5.0  # seconds: a watch-started pass that failed is tried again th
 
 # Kinds the operator creates for each cluster, watched so that a pod's loss, a restart or a hand edit
 # starts a pass at once instead of at the next timer (kopf filters them by the owner's labels).
-OWNED_RESOURCES = ("pods", "statefulsets.apps", "services", "configmaps", "poddisruptionbudgets.policy")
+# Issuer CertManager: a Certificate's status moves when cert-manager issues (kopf serves it once its CRD exists).
+OWNED_RESOURCES = (
+    "pods",
+    "statefulsets.apps",
+    "services",
+    "configmaps",
+    "poddisruptionbudgets.policy",
+    "certificates.cert-manager.io",
+)
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 

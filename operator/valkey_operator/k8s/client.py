@@ -20,6 +20,7 @@ from valkey_operator import names
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 FIELD_MANAGER = names.MANAGER
+REDISCOVER_EVERY = 15.0  # seconds between discovery refreshes for a kind the API server did not serve
 
 # Every API call the operator makes, as RBAC rules: the chart's rules are checked against these, and the
 # real authorizer proves them sufficient in the e2e tests. Each verb names the code that needs it.
@@ -47,9 +48,13 @@ NAMESPACED_PERMISSIONS: list[dict[str, Any]] = [
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     # Issuer CertManager, reconcile._read_cert_manager: the cluster's Certificates by label (list) and each
     # expected one by name (get: someone else's shows only so); Kube.apply creates and changes them (create,
-    # patch). The namespaced Issuer the spec names, read for its Ready condition (get). cert-manager's own
-    # Secrets are read by name with the Secret rule above.
-    {"apiGroups": ["cert-manager.io"], "resources": ["certificates"], "verbs": ["get", "list", "create", "patch"]},
+    # patch); kopf watches them, so that an issue starts a pass (watch). The namespaced Issuer the spec
+    # names, read for its Ready condition (get). cert-manager's own Secrets are read by name (the Secret rule).
+    {
+        "apiGroups": ["cert-manager.io"],
+        "resources": ["certificates"],
+        "verbs": ["get", "list", "watch", "create", "patch"],
+    },
     {"apiGroups": ["cert-manager.io"], "resources": ["issuers"], "verbs": ["get"]},
     # kopf peering (leader election) when watching namespaces; ensure_peering creates its object (create).
     {"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"], "verbs": ["get", "list", "watch", "create", "patch"]},
@@ -104,6 +109,7 @@ class Kube:
         self.api_client = api_client or load_config()
         self.dynamic = DynamicClient(self.api_client)
         self._resources: dict[tuple[str, str], Any] = {}
+        self._rediscovered = -REDISCOVER_EVERY
 
     def _resource(self, api_version: str, kind: str) -> Any:
         key = (api_version, kind)
@@ -132,10 +138,13 @@ class Kube:
         return out.to_dict()  # type: ignore[no-any-return]
 
     def serves(self, api_version: str, kind: str) -> bool:
-        """The API server serves `kind` (discovery; asked afresh once when not, since a CRD created after the
-        operator started is only found so)."""
+        """The API server serves `kind` (discovery; asked afresh when not, at most every 15 s, since a CRD
+        created after the operator started is only found so)."""
         for fresh in (False, True):
             if fresh:
+                if time.monotonic() - self._rediscovered < REDISCOVER_EVERY:
+                    return False
+                self._rediscovered = time.monotonic()
                 self.forget_discovery()
             try:
                 self._resource(api_version, kind)

@@ -26,16 +26,17 @@ from valkey_operator.api.spec import ValkeyCluster
 from valkey_operator.clock import iso, parse_iso
 from valkey_operator.pki.inspect import describe, describe_pem, load_certificates, split_pem
 from valkey_operator.pki.issue import KeyPair
-from valkey_operator.pki.validate import Problem, Requirements, validate_leaf
+from valkey_operator.pki.validate import Problem, Requirements, validate_bundle, validate_leaf
 
 TRUSTING, REISSUING, RETIRING = CA_ROTATION_PHASES
-SERVER = "server"
+SERVER = ""  # the server certificate's role key: no client name is empty
 
 NOT_INSTALLED = "CertManagerNotInstalled"
 ISSUER_NOT_FOUND = "IssuerNotFound"
 ISSUER_NOT_READY = "IssuerNotReady"
 CERTIFICATE_NOT_READY = "CertificateNotReady"
 ISSUED_INVALID = "IssuedCertificateInvalid"
+ISSUER_KINDS = ("Issuer", "ClusterIssuer")
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,11 @@ def readiness(cluster: ValkeyCluster, cm: CertManagerObserved, wanted: Sequence[
             )
         ]
     where = f"{ref.kind} {ref.name}" + (f" in namespace {cluster.namespace}" if ref.kind == "Issuer" else "")
+    if ref.group == names.CERT_MANAGER_GROUP and ref.kind not in ISSUER_KINDS:
+        message = (
+            f"spec.tls.issuer.issuerRef.kind {ref.kind} is not a cert-manager.io issuer: use Issuer or ClusterIssuer."
+        )
+        return [Problem(ISSUER_NOT_FOUND, message)]
     if cm.issuer_checked and cm.issuer is None:
         message = f"cert-manager {where} (spec.tls.issuer.issuerRef) was not found: create it."
         return [Problem(ISSUER_NOT_FOUND, message)]
@@ -128,8 +134,10 @@ def checked_leaves(
     for want in wanted:
         data = cm.issued.get(want.secret) or {}
         cert, key, ca = data.get("tls.crt"), data.get("tls.key"), data.get("ca.crt")
-        label = f"cert-manager {want.role} certificate (Secret {want.secret})"
+        label = f"cert-manager {want.role or 'server'} certificate (Secret {want.secret})"
         problems = validate_leaf(cert, key, ca or None, want.requirements, now, label)
+        if not problems and ca:
+            problems = validate_bundle(ca, now)  # what the pods would load as their trust store
         if not problems and want.exact_name and describe_pem(cert or b"").common_name != want.common_name:
             problems = [Problem("CommonNameMismatch", f"The {label} does not name {want.common_name} as its CN.")]
         if problems:
@@ -188,22 +196,27 @@ def issued(
 
     if not current:
         return result(fresh, issuing, moved(None))  # the first issue: nothing to overlap with
-    if phase is None and new:
-        # The issuer's CA changed: its CA joins every bundle first; the pods keep what they serve where it
-        # still chains to a CA they trust (a role without such a copy takes the new one now).
+    if new:
+        # A CA the pods do not trust yet (the issuer's CA changed, in any phase): it joins every bundle
+        # first, and the pods keep what they serve where it still passes (a role without such a copy takes
+        # the new one now). The overlap starts again for it.
         kept = {role: copies.get(role) or fresh[role] for role in fresh}
         return result(kept, current + new, moved(TRUSTING))
+    union = _unique(current + issuing)
     if phase == TRUSTING:
         if rollout_complete and now - since >= overlap:
-            return result(fresh, _unique(current + issuing), moved(REISSUING))
+            return result(fresh, union, moved(REISSUING))
         kept = {role: copies.get(role) or fresh[role] for role in fresh}
-        return result(kept, _unique(current + issuing), ann)
-    if phase == REISSUING:
+        return result(kept, union, ann)
+    retiring = len(union) > len(issuing)  # a CA no issued certificate chains to any more
+    if phase == REISSUING or (phase is None and retiring):
+        # cert-manager renews each certificate on its own schedule: a CA leaves the bundle only once every
+        # certificate from it was replaced, every pod runs the copies, and the overlap has passed again.
         copied = all(copies.get(role) == pair for role, pair in fresh.items())
-        if copied and rollout_complete and now - since >= overlap:
+        if copied and rollout_complete and now - since >= overlap and phase == REISSUING:
             return result(fresh, issuing, moved(RETIRING))
-        return result(fresh, _unique(current + issuing), ann)
+        return result(fresh, union, ann if phase == REISSUING else moved(REISSUING))
     if phase == RETIRING:
         return result(fresh, issuing, moved(None) if rollout_complete else ann)
-    # No CA change: a renewal (or nothing new) is copied as is; the bundle is the issuer's.
+    # No CA change: a renewal (or nothing new) is copied as is.
     return result(fresh, issuing, ann)

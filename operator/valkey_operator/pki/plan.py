@@ -30,6 +30,7 @@ from valkey_operator.pki.validate import (
 CONNECTION_CLIENT = "connection"
 TRUSTING, REISSUING, RETIRING = CA_ROTATION_PHASES
 NEXT_CRT, NEXT_KEY = "next.crt", "next.key"  # the CA Secret's new CA while it is only trusted
+_PHASE_ANNOTATIONS = (names.ANN_CA_ROTATION_PHASE, names.ANN_CA_ROTATION_SINCE)
 
 
 @dataclass(frozen=True)
@@ -464,13 +465,15 @@ def _cert_manager(cluster: ValkeyCluster, obs: Observed, now: datetime) -> Plan:
         cluster.spec.tls.certificates.ca_rotation_overlap,
         now,
     )
-    # cert-manager renewed a certificate (on its schedule, or asked to): `ca` when the new one chains to a
-    # CA the old bundle did not hold, `scheduled` otherwise (which of its triggers it was is cert-manager's).
-    before = split_pem(bundle or b"")
+    # cert-manager renewed a certificate (on its schedule, or asked to): `ca` when the new one chains to
+    # another CA than the one it replaces, `scheduled` otherwise (which trigger it was is cert-manager's).
+    cas = split_pem(bundle or b"")
     rotations = [
         Rotation(
-            role if role == certmanager.SERVER else f"client/{role}",
-            renewal.SCHEDULED if any(issued_by(pair.cert_pem, ca) for ca in before) else renewal.CA,
+            "server" if role == certmanager.SERVER else f"client/{role}",
+            renewal.SCHEDULED
+            if any(issued_by(pair.cert_pem, ca) and issued_by(copies[role].cert_pem, ca) for ca in cas)
+            else renewal.CA,
         )
         for role, pair in ((certmanager.SERVER, result.server), *result.clients.items())
         if role in copies and copies[role] != pair
@@ -486,6 +489,11 @@ def plan(cluster: ValkeyCluster, obs: Observed, now: datetime) -> Plan:
     issuer = cluster.spec.tls.issuer.type
     if issuer == "CertManager":
         return _cert_manager(cluster, obs, now)
+    if obs.server and names.ANN_CA_ROTATION_PHASE in obs.server.annotations:
+        # A CA change behind a cert-manager issuer, left by a switch to another issuer: over (a switch back
+        # starts from Trusting again, never from a stale phase).
+        kept = {k: v for k, v in obs.server.annotations.items() if k not in _PHASE_ANNOTATIONS}
+        obs = replace(obs, server=replace(obs.server, annotations=kept))
     if issuer == "External":
         return _external(cluster, obs, now)
     if issuer == "CA":

@@ -79,7 +79,8 @@ def test_the_certificates_ask_for_what_the_operator_would_issue() -> None:
     manifests = {m["metadata"]["name"]: m for m in certificate_manifests(cluster)}
     assert sorted(manifests) == ["cache-client-app", "cache-connection", "cache-server"]
     server = manifests["cache-server"]["spec"]
-    assert server["secretName"] == "cache-server-issued"
+    assert server["secretName"] == "cache-issued-server"
+    assert "commonName" not in server  # its DNS names name it (a CN is at most 64 bytes)
     assert server["dnsNames"] == list(wanted_certificates(cluster)[0].requirements.dns_names)
     assert server["issuerRef"] == {"name": "company-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}
     assert server["usages"] == ["digital signature", "server auth", "client auth"]
@@ -154,14 +155,14 @@ def test_an_issued_certificate_that_fails_the_checks_reaches_no_secret() -> None
     short = issue_leaf(CA1, LeafRequest(common_name="cache", dns_names=("cache.default.svc",)), NOW)
     broken = {
         **issued,
-        "cache-server-issued": {"tls.crt": short.cert_pem, "tls.key": short.key_pem, "ca.crt": CA1.cert_pem},
+        "cache-issued-server": {"tls.crt": short.cert_pem, "tls.key": short.key_pem, "ca.crt": CA1.cert_pem},
     }
     [(reason, message)] = refused(cluster, observed(cluster, broken))
     assert reason == "IssuedCertificateInvalid"
-    assert "cache-server-issued" in message
+    assert "cache-issued-server" in message
     # A key that is not the certificate's.
     other = issue_leaf(CA1, LeafRequest(common_name="x", server=False), NOW)
-    swapped = {**issued, "cache-client-app-issued": {**issued["cache-client-app-issued"], "tls.key": other.key_pem}}
+    swapped = {**issued, "cache-issued-client-app": {**issued["cache-issued-client-app"], "tls.key": other.key_pem}}
     [(reason, _)] = refused(cluster, observed(cluster, swapped))
     assert reason == "IssuedCertificateInvalid"
     # A client whose ACL user the CN must name.
@@ -169,7 +170,7 @@ def test_an_issued_certificate_that_fails_the_checks_reaches_no_secret() -> None
     wrong_cn = issue_leaf(CA1, LeafRequest(common_name="cache-app", server=False), NOW)
     named = {
         **issue_all(acl, CA1),
-        "cache-client-app-issued": {"tls.crt": wrong_cn.cert_pem, "tls.key": wrong_cn.key_pem, "ca.crt": CA1.cert_pem},
+        "cache-issued-client-app": {"tls.crt": wrong_cn.cert_pem, "tls.key": wrong_cn.key_pem, "ca.crt": CA1.cert_pem},
     }
     [(reason, message)] = refused(example(auth={"enabled": True}, tls=acl_tls()), observed(acl, named))
     assert reason == "IssuedCertificateInvalid"
@@ -185,8 +186,8 @@ def test_what_cert_manager_issued_is_copied_and_a_renewal_is_a_new_revision() ->
     issued = issue_all(cluster, CA1)
     first = plan(cluster, Observed(cert_manager=observed(cluster, issued)), NOW).material
     assert first is not None
-    assert first.server.cert_pem == issued["cache-server-issued"]["tls.crt"]
-    assert first.clients["app"].cert_pem == issued["cache-client-app-issued"]["tls.crt"]
+    assert first.server.cert_pem == issued["cache-issued-server"]["tls.crt"]
+    assert first.clients["app"].cert_pem == issued["cache-issued-client-app"]["tls.crt"]
     assert first.bundle == CA1.cert_pem
     assert first.revision == 1
     held = Observed(
@@ -215,7 +216,7 @@ def test_what_cert_manager_issued_is_copied_and_a_renewal_is_a_new_revision() ->
         NOW + timedelta(days=60),
     )
     assert result.material is not None
-    assert result.material.server.cert_pem == renewed["cache-server-issued"]["tls.crt"]
+    assert result.material.server.cert_pem == renewed["cache-issued-server"]["tls.crt"]
     assert result.material.revision == 2
     assert sorted((r.certificate, r.reason) for r in result.rotations) == [
         ("client/app", "scheduled"),
@@ -275,7 +276,7 @@ def test_a_ca_change_behind_the_issuer_is_trusted_first_then_used_then_the_old_c
     assert done.bundle == CA2.cert_pem
     assert (
         describe_pem(done.server.cert_pem).fingerprint_sha256
-        == describe_pem(renewed["cache-server-issued"]["tls.crt"]).fingerprint_sha256
+        == describe_pem(renewed["cache-issued-server"]["tls.crt"]).fingerprint_sha256
     )
 
 
@@ -294,5 +295,134 @@ def test_a_ca_change_takes_the_new_certificate_at_once_where_the_old_one_no_long
     renewed = issue_all(cluster, CA2, later)
     result = plan(cluster, Observed(server=server, clients=clients, cert_manager=observed(cluster, renewed)), later)
     assert result.material is not None
-    assert result.material.server.cert_pem == renewed["cache-server-issued"]["tls.crt"]
+    assert result.material.server.cert_pem == renewed["cache-issued-server"]["tls.crt"]
     assert split_pem(result.material.bundle) == [CA1.cert_pem, CA2.cert_pem]
+
+
+def chain_of(material: Any) -> tuple[SecretData, dict[str, SecretData]]:
+    return secrets_from(material)
+
+
+def test_certificates_cert_manager_renews_at_different_times_still_overlap() -> None:
+    """cert-manager renews each Certificate on its own schedule: after the issuer's CA changed, the clients
+    were renewed from the new CA, the server only later. The old CA leaves the bundle only once nothing
+    chains to it any more, after the new server certificate was served for an overlap, never in the same
+    step that brings that certificate."""
+    cluster = cm_cluster()
+    overlap = cluster.spec.tls.certificates.ca_rotation_overlap
+    first = plan(cluster, Observed(cert_manager=observed(cluster, issue_all(cluster, CA1))), NOW).material
+    assert first is not None
+    server, clients = secrets_from(first)
+    mixed = issue_all(cluster, CA2)
+    mixed["cache-issued-server"] = issue_all(cluster, CA1)["cache-issued-server"]
+    phase = names.ANN_CA_ROTATION_PHASE
+    at = NOW
+
+    def step(issued: dict[str, dict[str, bytes]]) -> Any:
+        nonlocal server, clients, at
+        result = plan(cluster, Observed(server=server, clients=clients, cert_manager=observed(cluster, issued)), at)
+        assert result.material is not None, result.problems
+        server, clients = secrets_from(result.material)
+        at += overlap
+        return result.material
+
+    seen = [step(mixed) for _ in range(4)]  # Trusting, Reissuing, Retiring (nothing to drop), done
+    assert [m.server_annotations.get(phase) for m in seen] == ["Trusting", "Reissuing", "Retiring", None]
+    assert split_pem(seen[-1].bundle) == [CA1.cert_pem, CA2.cert_pem]  # CA1 still signs the server's
+    renewed = {**mixed, "cache-issued-server": issue_all(cluster, CA2)["cache-issued-server"]}
+    moving = step(renewed)
+    assert moving.server_annotations.get(phase) == "Reissuing"
+    assert issued_by(moving.server.cert_pem, CA2.cert_pem)
+    assert split_pem(moving.bundle) == [CA1.cert_pem, CA2.cert_pem]  # not in the same step
+    retiring = step(renewed)
+    assert (retiring.server_annotations.get(phase), retiring.bundle) == ("Retiring", CA2.cert_pem)
+
+
+def test_a_further_ca_change_during_reissuing_is_trusted_first_again() -> None:
+    cluster = cm_cluster()
+    overlap = cluster.spec.tls.certificates.ca_rotation_overlap
+    first = plan(cluster, Observed(cert_manager=observed(cluster, issue_all(cluster, CA1))), NOW).material
+    assert first is not None
+    server, clients = secrets_from(first)
+    for at, ca in ((NOW, CA2), (NOW + overlap, CA2)):
+        result = plan(
+            cluster,
+            Observed(server=server, clients=clients, cert_manager=observed(cluster, issue_all(cluster, ca))),
+            at,
+        )
+        assert result.material is not None
+        server, clients = secrets_from(result.material)
+    assert server.annotations[names.ANN_CA_ROTATION_PHASE] == "Reissuing"
+    ca3 = mint_ca("company CA 3", NOW - timedelta(days=1), timedelta(days=3650))
+    result = plan(
+        cluster,
+        Observed(server=server, clients=clients, cert_manager=observed(cluster, issue_all(cluster, ca3))),
+        NOW + 2 * overlap,
+    )
+    assert result.material is not None
+    assert result.material.server_annotations[names.ANN_CA_ROTATION_PHASE] == "Trusting"
+    assert result.material.server.cert_pem == server.data["tls.crt"]  # still the CA2 certificate
+    assert split_pem(result.material.bundle)[-1] == ca3.cert_pem
+
+
+def test_an_expired_ca_in_what_cert_manager_wrote_reaches_no_pod() -> None:
+    cluster = cm_cluster()
+    issued = issue_all(cluster, CA1)
+    expired = mint_ca("old CA", NOW - timedelta(days=400), timedelta(days=30))
+    bad = {
+        **issued,
+        "cache-issued-server": {**issued["cache-issued-server"], "ca.crt": CA1.cert_pem + expired.cert_pem},
+    }
+    [(reason, _)] = refused(cluster, observed(cluster, bad))
+    assert reason == "IssuedCertificateInvalid"
+
+
+def test_client_names_never_collide_with_the_servers_or_cert_managers_objects() -> None:
+    """A client named `server`, and clients `app` and `app-issued`: every Certificate, every Secret
+    cert-manager writes and every Secret the operator writes has a name of its own."""
+    cluster = cm_cluster(clients=[{"name": "server"}, {"name": "app"}, {"name": "app-issued"}])
+    wanted = wanted_certificates(cluster)
+    certificates = [w.certificate for w in wanted]
+    written = {
+        cluster.names.tls_secret,
+        cluster.names.connection_secret,
+        *(cluster.names.client_secret(c) for c in cluster.spec.tls.clients),
+    }
+    issued = {w.secret for w in wanted}
+    assert len(set(certificates)) == len(certificates)
+    assert len(issued) == len(wanted)
+    assert not issued & written
+    assert len({w.role for w in wanted}) == len(wanted)
+    result = plan(cluster, Observed(cert_manager=observed(cluster, issue_all(cluster, CA1))), NOW)
+    assert result.material is not None
+    assert sorted(result.material.clients) == ["app", "app-issued", "connection", "server"]
+
+
+def test_with_tls_disabled_the_certificates_are_still_asked_for_and_kept() -> None:
+    cluster = example(tls={"mode": "disabled", "issuer": {"type": "CertManager", "issuerRef": REF}})
+    assert certificate_manifests(cluster)
+    assert plan(cluster, Observed(cert_manager=observed(cluster, issue_all(cluster, CA1))), NOW).material is not None
+
+
+def test_an_issuer_kind_cert_manager_does_not_have_is_said_so() -> None:
+    cluster = example(tls={"issuer": {"type": "CertManager", "issuerRef": {"name": "x", "kind": "Issuers"}}})
+    [(reason, message)] = refused(
+        cluster, observed(cluster, issue_all(cluster, CA1), issuer=None, issuer_checked=False)
+    )
+    assert reason == "IssuerNotFound"
+    assert "use Issuer or ClusterIssuer" in message
+
+
+def test_a_switch_to_another_issuer_ends_a_ca_change() -> None:
+    server = SecretData(
+        {},
+        {
+            names.ANN_CA_ROTATION_PHASE: "Trusting",
+            names.ANN_CA_ROTATION_SINCE: "2026-01-01T00:00:00Z",
+            names.ANN_REVISION: "3",
+        },
+    )
+    result = plan(example(), Observed(server=server), NOW)
+    assert result.material is not None
+    assert names.ANN_CA_ROTATION_PHASE not in result.material.server_annotations
+    assert names.ANN_CA_ROTATION_SINCE not in result.material.server_annotations
