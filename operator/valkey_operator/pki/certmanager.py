@@ -24,7 +24,7 @@ from valkey_operator import names
 from valkey_operator.api.schema import CA_ROTATION_PHASES
 from valkey_operator.api.spec import ValkeyCluster
 from valkey_operator.clock import iso, parse_iso
-from valkey_operator.pki.inspect import describe, describe_pem, load_certificates, split_pem
+from valkey_operator.pki.inspect import describe, describe_pem, fingerprint, load_certificates, split_pem
 from valkey_operator.pki.issue import KeyPair
 from valkey_operator.pki.validate import Problem, Requirements, validate_bundle, validate_leaf
 
@@ -153,10 +153,15 @@ def checked_leaves(
     return out, []
 
 
+def _key(pem: bytes) -> str:
+    """A CA by its contents (the same CA with other line endings or wrapping is the same CA)."""
+    return fingerprint(load_certificates(pem)[0])
+
+
 def _unique(pems: Sequence[bytes]) -> list[bytes]:
     out: list[bytes] = []
     for pem in pems:
-        if pem.strip() not in [o.strip() for o in out]:
+        if _key(pem) not in [_key(o) for o in out]:
             out.append(pem.strip() + b"\n")
     return out
 
@@ -175,10 +180,15 @@ def issued(
     the server Secret's annotations. Each phase lasts at least `overlap` (caRotationOverlap)."""
     ann = dict(annotations)
     phase = ann.get(names.ANN_CA_ROTATION_PHASE)
-    since = parse_iso(ann.get(names.ANN_CA_ROTATION_SINCE)) or now
+    if phase is not None and phase not in (TRUSTING, REISSUING, RETIRING):
+        phase = REISSUING  # an unreadable phase: the one that keeps every CA and moves on only after the overlap
+    since = parse_iso(ann.get(names.ANN_CA_ROTATION_SINCE))
+    if phase is not None and since is None:  # no readable start: the overlap starts now, and is written
+        ann[names.ANN_CA_ROTATION_PHASE], ann[names.ANN_CA_ROTATION_SINCE] = phase, iso(now)
+    since = since or now
     issuing = _unique([ca for _, cas in leaves.values() for ca in cas])
     current = _unique(split_pem(bundle_now)) if bundle_now else []
-    new = [ca for ca in issuing if ca.strip() not in [c.strip() for c in current]]
+    new = [ca for ca in issuing if _key(ca) not in {_key(c) for c in current}]
     fresh = {role: pair for role, (pair, _) in leaves.items()}
 
     def moved(to: str | None) -> dict[str, str]:
@@ -212,10 +222,12 @@ def issued(
     if phase == REISSUING or (phase is None and retiring):
         # cert-manager renews each certificate on its own schedule: a CA leaves the bundle only once every
         # certificate from it was replaced, every pod runs the copies, and the overlap has passed again.
+        # A certificate copied now (cert-manager renewed one late) starts the overlap again: applications
+        # get that long to pick it up before the CA of the one it replaces leaves.
         copied = all(copies.get(role) == pair for role, pair in fresh.items())
         if copied and rollout_complete and now - since >= overlap and phase == REISSUING:
             return result(fresh, issuing, moved(RETIRING))
-        return result(fresh, union, ann if phase == REISSUING else moved(REISSUING))
+        return result(fresh, union, ann if phase == REISSUING and copied else moved(REISSUING))
     if phase == RETIRING:
         return result(fresh, issuing, moved(None) if rollout_complete else ann)
     # No CA change: a renewal (or nothing new) is copied as is.

@@ -426,3 +426,69 @@ def test_a_switch_to_another_issuer_ends_a_ca_change() -> None:
     assert result.material is not None
     assert names.ANN_CA_ROTATION_PHASE not in result.material.server_annotations
     assert names.ANN_CA_ROTATION_SINCE not in result.material.server_annotations
+
+
+def test_a_certificate_renewed_late_in_reissuing_gets_its_own_overlap() -> None:
+    """Reissuing began with `app` still on the old CA; cert-manager renews it from the new CA just before
+    the overlap ends: the old CA stays for a whole overlap after that copy, not a minute."""
+    cluster = cm_cluster()
+    overlap = cluster.spec.tls.certificates.ca_rotation_overlap
+    first = plan(cluster, Observed(cert_manager=observed(cluster, issue_all(cluster, CA1))), NOW).material
+    assert first is not None
+    server, clients = secrets_from(first)
+    late = issue_all(cluster, CA2)
+    late["cache-issued-client-app"] = issue_all(cluster, CA1)["cache-issued-client-app"]
+    phase = names.ANN_CA_ROTATION_PHASE
+
+    def step(issued: dict[str, dict[str, bytes]], at: datetime) -> Any:
+        nonlocal server, clients
+        result = plan(cluster, Observed(server=server, clients=clients, cert_manager=observed(cluster, issued)), at)
+        assert result.material is not None, result.problems
+        server, clients = secrets_from(result.material)
+        return result.material
+
+    assert step(late, NOW).server_annotations[phase] == "Trusting"
+    assert step(late, NOW + overlap).server_annotations[phase] == "Reissuing"
+    renewed = issue_all(cluster, CA2)
+    almost = NOW + 2 * overlap - timedelta(minutes=1)
+    assert step(renewed, almost).server_annotations[phase] == "Reissuing"  # the app copy is new: overlap again
+    kept = step(renewed, NOW + 2 * overlap)
+    assert (kept.server_annotations[phase], len(split_pem(kept.bundle))) == ("Reissuing", 2)
+    assert step(renewed, almost + overlap).server_annotations[phase] == "Retiring"
+
+
+def test_the_same_ca_in_other_line_endings_is_no_ca_change() -> None:
+    cluster = cm_cluster()
+    first = plan(cluster, Observed(cert_manager=observed(cluster, issue_all(cluster, CA1))), NOW).material
+    assert first is not None
+    server, clients = secrets_from(first)
+    issued = issue_all(cluster, CA1)
+    crlf = {name: {**data, "ca.crt": data["ca.crt"].replace(b"\n", b"\r\n")} for name, data in issued.items()}
+    result = plan(cluster, Observed(server=server, clients=clients, cert_manager=observed(cluster, crlf)), NOW)
+    assert result.material is not None
+    assert names.ANN_CA_ROTATION_PHASE not in result.material.server_annotations
+
+
+def test_an_unreadable_phase_keeps_every_ca_until_an_overlap_has_passed() -> None:
+    cluster = cm_cluster()
+    first = plan(cluster, Observed(cert_manager=observed(cluster, issue_all(cluster, CA1))), NOW).material
+    assert first is not None
+    server, clients = secrets_from(first)
+    for name in ("Trusting",):  # both CAs trusted, as a hand edit might leave them
+        result = plan(
+            cluster,
+            Observed(server=server, clients=clients, cert_manager=observed(cluster, issue_all(cluster, CA2))),
+            NOW,
+        )
+        assert result.material is not None
+        assert result.material.server_annotations[names.ANN_CA_ROTATION_PHASE] == name
+        server, clients = secrets_from(result.material)
+    edited = SecretData(server.data, {**server.annotations, names.ANN_CA_ROTATION_PHASE: "reissuing"})
+    edited.annotations.pop(names.ANN_CA_ROTATION_SINCE)  # type: ignore[attr-defined]
+    result = plan(
+        cluster, Observed(server=edited, clients=clients, cert_manager=observed(cluster, issue_all(cluster, CA2))), NOW
+    )
+    assert result.material is not None
+    assert result.material.server_annotations[names.ANN_CA_ROTATION_PHASE] == "Reissuing"
+    assert result.material.server_annotations[names.ANN_CA_ROTATION_SINCE]
+    assert len(split_pem(result.material.bundle)) == 2
