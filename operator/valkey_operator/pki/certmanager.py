@@ -111,8 +111,8 @@ def readiness(cluster: ValkeyCluster, cm: CertManagerObserved, wanted: Sequence[
         ready = _condition(cert or {}, "Ready")
         generation = ((cert or {}).get("metadata") or {}).get("generation")
         if cert is None or want.certificate in cm.stale:
-            why = "it is being created or changed now" if cert is None or want.certificate in cm.stale else ""
-            return [Problem(CERTIFICATE_NOT_READY, f"Certificate {want.certificate} is not issued yet: {why}.")]
+            message = f"Certificate {want.certificate} is not issued yet: it is being created or changed now."
+            return [Problem(CERTIFICATE_NOT_READY, message)]
         if ready.get("status") != "True" or ready.get("observedGeneration", generation) != generation:
             said = ready.get("reason") or "Pending"
             message = ready.get("message") or "cert-manager has not issued it for the current spec yet"
@@ -153,6 +153,17 @@ def checked_leaves(
     return out, []
 
 
+def set_phase(annotations: dict[str, str], phase: str | None, now: datetime) -> dict[str, str]:
+    """A CA rotation's phase and its start (now) written into `annotations`, or both gone (None)."""
+    if phase is None:
+        annotations.pop(names.ANN_CA_ROTATION_PHASE, None)
+        annotations.pop(names.ANN_CA_ROTATION_SINCE, None)
+    else:
+        annotations[names.ANN_CA_ROTATION_PHASE] = phase
+        annotations[names.ANN_CA_ROTATION_SINCE] = iso(now)
+    return annotations
+
+
 def _key(pem: bytes) -> str:
     """A CA by its contents (the same CA with other line endings or wrapping is the same CA)."""
     return fingerprint(load_certificates(pem)[0])
@@ -160,8 +171,10 @@ def _key(pem: bytes) -> str:
 
 def _unique(pems: Sequence[bytes]) -> list[bytes]:
     out: list[bytes] = []
+    seen: set[str] = set()
     for pem in pems:
-        if _key(pem) not in [_key(o) for o in out]:
+        if (key := _key(pem)) not in seen:
+            seen.add(key)
             out.append(pem.strip() + b"\n")
     return out
 
@@ -192,13 +205,7 @@ def issued(
     fresh = {role: pair for role, (pair, _) in leaves.items()}
 
     def moved(to: str | None) -> dict[str, str]:
-        if to is None:
-            ann.pop(names.ANN_CA_ROTATION_PHASE, None)
-            ann.pop(names.ANN_CA_ROTATION_SINCE, None)
-        else:
-            ann[names.ANN_CA_ROTATION_PHASE] = to
-            ann[names.ANN_CA_ROTATION_SINCE] = iso(now)
-        return ann
+        return set_phase(ann, to, now)
 
     def result(pairs: Mapping[str, KeyPair], bundle: list[bytes], annotations: dict[str, str]) -> Issued:
         clients = {role: pair for role, pair in pairs.items() if role != SERVER}

@@ -14,7 +14,7 @@ from datetime import datetime
 from valkey_operator import names
 from valkey_operator.api.schema import CA_ROTATION_PHASES
 from valkey_operator.api.spec import ValkeyCluster
-from valkey_operator.clock import iso, parse_iso
+from valkey_operator.clock import parse_iso
 from valkey_operator.pki import certmanager, renewal
 from valkey_operator.pki.inspect import describe, describe_pem, fingerprint, load_certificates, split_pem
 from valkey_operator.pki.issue import KeyPair, LeafRequest, issue_leaf, mint_ca
@@ -141,16 +141,6 @@ def _ca_reason(cluster: ValkeyCluster, obs: Observed, manual: str | None, now: d
     return None
 
 
-def _phase(annotations: dict[str, str], phase: str | None, now: datetime) -> dict[str, str]:
-    if phase is None:
-        annotations.pop(names.ANN_CA_ROTATION_PHASE, None)
-        annotations.pop(names.ANN_CA_ROTATION_SINCE, None)
-    else:
-        annotations[names.ANN_CA_ROTATION_PHASE] = phase
-        annotations[names.ANN_CA_ROTATION_SINCE] = iso(now)
-    return annotations
-
-
 def rotation_since(annotations: Mapping[str, str]) -> datetime | None:
     """When the CA rotation's phase began (None: not recorded, or unreadable)."""
     return parse_iso(annotations.get(names.ANN_CA_ROTATION_SINCE))
@@ -176,7 +166,9 @@ def _self_signed_trust(cluster: ValkeyCluster, obs: Observed, now: datetime) -> 
         new = mint()
         ann.pop(names.ANN_RETIRING_CA, None)
         rotations = (Rotation("ca", reason),) if reason else ()
-        return _Trust(new, new.cert_pem, new, _phase(ann, None, now), rotations, mismatch_reason=renewal.CA)
+        return _Trust(
+            new, new.cert_pem, new, certmanager.set_phase(ann, None, now), rotations, mismatch_reason=renewal.CA
+        )
     assert obs.ca is not None
     bundle = obs.ca.get("ca.crt") or current.cert_pem
     others = [b for b in split_pem(bundle) if b.strip() != current.cert_pem.strip() and not validate_bundle(b, now)]
@@ -191,22 +183,24 @@ def _self_signed_trust(cluster: ValkeyCluster, obs: Observed, now: datetime) -> 
                 following,
                 current.cert_pem + following.cert_pem,
                 following,
-                _phase(ann, REISSUING, now),
+                certmanager.set_phase(ann, REISSUING, now),
                 mismatch_reason=renewal.CA,
             )
         return _Trust(current, current.cert_pem + following.cert_pem, current, ann, next_ca=following)
     if phase is None and others:
         # A rotation an earlier operator version began (leaves already moved): go on from Reissuing, now.
-        ann, phase = _phase(ann, REISSUING, now), REISSUING
+        ann, phase = certmanager.set_phase(ann, REISSUING, now), REISSUING
     if phase == REISSUING:
         # ...and applications have had the overlap again to pick up their new client certificates.
         since = rotation_since(ann) or now
         if obs.rollout_complete and _new_ca_in_use(obs, current, bundle) and now - since >= certs.ca_rotation_overlap:
             ann.pop(names.ANN_RETIRING_CA, None)
-            return _Trust(current, current.cert_pem, current, _phase(ann, RETIRING, now))
+            return _Trust(current, current.cert_pem, current, certmanager.set_phase(ann, RETIRING, now))
         return _Trust(current, b"".join([*others, current.cert_pem]), current, ann, mismatch_reason=renewal.CA)
     if phase == RETIRING:
-        return _Trust(current, current.cert_pem, current, _phase(ann, None, now) if obs.rollout_complete else ann)
+        return _Trust(
+            current, current.cert_pem, current, certmanager.set_phase(ann, None, now) if obs.rollout_complete else ann
+        )
     if reason is not None:
         # A manual or scheduled rotation begins: the new CA is trusted everywhere first.
         new = mint()
@@ -217,11 +211,11 @@ def _self_signed_trust(cluster: ValkeyCluster, obs: Observed, now: datetime) -> 
             current,
             current.cert_pem + new.cert_pem,
             current,
-            _phase(ann, TRUSTING, now),
+            certmanager.set_phase(ann, TRUSTING, now),
             (Rotation("ca", reason),),
             next_ca=new,
         )
-    return _Trust(current, current.cert_pem, current, _phase(ann, None, now))
+    return _Trust(current, current.cert_pem, current, certmanager.set_phase(ann, None, now))
 
 
 def _new_ca_in_use(obs: Observed, ca: KeyPair, bundle: bytes) -> bool:
