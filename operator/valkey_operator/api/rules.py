@@ -213,6 +213,21 @@ RULES: tuple[Rule, ...] = (
         {"tls": {"certificates": {"duration": "100h", "renewBefore": "200h", "warnBefore": "50h"}}},
     ),
     Rule(
+        "",
+        "self.tls.issuer.type != 'CertManager' || duration(self.tls.certificates.renewBefore) >= duration('5m')",
+        "renewBefore must be at least 5m with the CertManager issuer (cert-manager refuses a shorter one)",
+        ".tls.certificates.renewBefore",
+        "FieldValueInvalid",
+        "InvalidDuration",
+        lambda s: s["tls"]["issuer"]["type"] != "CertManager" or _d(s["tls"]["certificates"]["renewBefore"]) >= 300,
+        {
+            "tls": {
+                "issuer": {"type": "CertManager", "issuerRef": {"name": "ca", "kind": "ClusterIssuer"}},
+                "certificates": {"duration": "2h", "renewBefore": "4m", "warnBefore": "3m"},
+            }
+        },
+    ),
+    Rule(
         "tls.certificates",
         "duration(self.warnBefore) < duration(self.duration)",
         "warnBefore must be shorter than duration",
