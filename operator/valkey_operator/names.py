@@ -17,6 +17,9 @@ ANNOTATION_PREFIX = f"{GROUP}/"
 # Issuer CertManager: the API of the Certificates the operator owns and of the issuers it reads.
 CERT_MANAGER_GROUP = "cert-manager.io"
 CERT_MANAGER_API = f"{CERT_MANAGER_GROUP}/v1"
+CERT_MANAGER_CERTIFICATE = (
+    f"{CERT_MANAGER_GROUP}/certificate-name"  # on each Secret cert-manager writes: for which Certificate
+)
 
 ANN_TLS_REVISION = f"{GROUP}/tls-revision"
 ANN_CONFIG_HASH = f"{GROUP}/config-hash"

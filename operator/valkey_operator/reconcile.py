@@ -204,6 +204,7 @@ def gather(
                 objects[(kind, name)] = found
     cert_manager = _read_cert_manager(kube, cluster, objects)
     foreign = tuple(sorted(key for key, obj in objects.items() if key[0] != "Pod" and not owned_by(obj, cluster)))
+    foreign += cert_manager.taken if cert_manager else ()
     secret_name = cluster.spec.tls.issuer.secret_name
     issuer = kube.get("v1", "Secret", ns, secret_name) if secret_name else None
     owned = {key: obj for key, obj in objects.items() if key not in foreign}
@@ -236,12 +237,19 @@ def _read_cert_manager(
     issuer = None
     if ref is not None and checked:
         issuer = kube.get(names.CERT_MANAGER_API, ref.kind, ns if ref.kind == "Issuer" else "", ref.name)
-    issued = {}
+    issued, taken = {}, []
     for want in wanted:
         secret = kube.get("v1", "Secret", ns, want.secret)
-        if secret is not None:
+        if secret is None:
+            continue
+        # cert-manager writes into whatever Secret has the name: one it did not write for this Certificate
+        # (another cluster's, a user's) is someone else's, never handed to cert-manager to overwrite.
+        written_for = ((secret.get("metadata") or {}).get("annotations") or {}).get(names.CERT_MANAGER_CERTIFICATE)
+        if written_for == want.certificate:
             issued[want.secret] = secret
-    return CertManagerRead(True, issuer, checked, issued)
+        else:
+            taken.append(("Secret", want.secret))
+    return CertManagerRead(True, issuer, checked, issued, tuple(taken))
 
 
 def act(

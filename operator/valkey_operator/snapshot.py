@@ -186,6 +186,7 @@ class CertManagerRead:
     issuer: Object | None = None
     issuer_checked: bool = True
     issued: Mapping[str, Object] = field(default_factory=dict)
+    taken: tuple[tuple[str, str], ...] = ()  # Secrets with an issued Secret's name cert-manager did not write for it
 
 
 @dataclass(frozen=True)
