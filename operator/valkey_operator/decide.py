@@ -48,7 +48,7 @@ from valkey_operator.clock import parse_iso
 from valkey_operator.conf import users
 from valkey_operator.conf.layout import POD_LAYOUT
 from valkey_operator.conf.version import image_version
-from valkey_operator.pki.certmanager import CERTIFICATE_NOT_READY
+from valkey_operator.pki.certmanager import CERTIFICATE_ISSUING
 from valkey_operator.pki.inspect import describe_pem
 from valkey_operator.pki.plan import Material, Observed, Plan, plan, rotation_since
 from valkey_operator.report import CertReport, Metrics, certificates
@@ -197,8 +197,11 @@ def _refuse(
     ready = sum(p.ready for p in live)
     exists = snap.get("StatefulSet", cluster.names.statefulset) is not None
     roles = failover.roles(cluster, snap, views, now)
-    obs = Observation(desired, ready, desired, 0, (problem.reason, problem.message), exists=exists)
-    news = _condition(snap, CERTIFICATES_READY).get("reason") != problem.reason
+    issuing = problem.reason == CERTIFICATE_ISSUING
+    obs = Observation(
+        desired, ready, desired, 0, (problem.reason, problem.message), exists=exists, cert_issuing=issuing
+    )
+    news = _condition(snap, CERTIFICATES_READY).get("reason") != problem.reason and not issuing
     status = _base_status(cluster, snap, obs, now, ready, _tls_status(cluster, snap, rolling=False))
     if roles.record is not None:
         status["primary"] = roles.primary
@@ -364,7 +367,8 @@ def not_owned(cluster: ValkeyCluster, snap: Snapshot) -> SpecError | None:
     return SpecError(
         NOT_OWNED,
         f"{named}{more}: already in namespace {cluster.namespace}, not created by this ValkeyCluster (no owner "
-        "reference to it). The operator never adopts or overwrites what it did not create: delete or rename "
+        "reference to it; for a Secret cert-manager issues into, not written by cert-manager for this cluster's "
+        "Certificate). The operator never adopts or overwrites what it did not create: delete or rename "
         "it, or give this ValkeyCluster another name",
     )
 
@@ -589,9 +593,6 @@ def _next_due(cluster: ValkeyCluster, material: Material, certs: CertReport, now
     return min(future, default=None)
 
 
-CERT_MANAGER_FAST = timedelta(minutes=10)
-
-
 def needs_fast_look(status: Mapping[str, Any], now: datetime, horizon: timedelta) -> bool:
     """Whether a cluster wants the fast timer: pods start or roll, a CA rotation is under way, or a renewal
     falls due within `horizon` (the slow timer would look too late)."""
@@ -600,13 +601,12 @@ def needs_fast_look(status: Mapping[str, Any], now: datetime, horizon: timedelta
     certs = status.get("certificates") or {}
     if certs.get("caRotation"):
         return True
-    # cert-manager is issuing (a new Certificate, or one whose spec changed): it takes seconds, and no watch
-    # reports its Secret; looked at often for a while, then at the slow timer's pace.
+    # cert-manager at work (a new Certificate, or one whose spec changed): it takes seconds; its Certificate
+    # watch starts passes too, the timer is the backstop. A failed or stuck issuance is looked at slowly.
     issuing: Mapping[str, Any] = next(
         (c for c in status.get("conditions") or [] if c.get("type") == CERTIFICATES_READY), {}
     )
-    since = parse_iso(issuing.get("lastTransitionTime"))
-    if issuing.get("reason") == CERTIFICATE_NOT_READY and since is not None and now - since < CERT_MANAGER_FAST:
+    if issuing.get("reason") == CERTIFICATE_ISSUING:
         return True
     when = parse_iso((certs.get("server") or {}).get("renewalTime"))
     return when is not None and when - now < horizon
@@ -720,12 +720,13 @@ def _report(
     ready = sum(p.ready for p in live)
     done = sum(1 for s in live_states if s.current and s.serving)
     outdated = len(live_states) - done
+    unready = planned.unready[0] if planned.unready else None
     obs = Observation(
         cluster.spec.pod_count,
         ready,
         done,
         outdated,
-        None,
+        (unready.reason, unready.message) if unready else None,
         certs.expiring,
         certs.soonest,
         exists=True,
@@ -739,6 +740,7 @@ def _report(
         sharded=sharding.cluster_conditions(cluster, live, snap.cluster_views)
         if cluster.spec.mode == "cluster"
         else None,
+        cert_issuing=unready is not None and unready.reason == CERTIFICATE_ISSUING,
     )
     status = _base_status(cluster, snap, obs, now, ready, _tls_status(cluster, snap, rolling=obs.rolling))
     scheme = "rediss" if cluster.spec.tls.enabled else "redis"
@@ -765,6 +767,8 @@ def _report(
     status["advisory"] = versions.advisory_key(cluster, snap.reports)
     if obs.vulnerable and status["advisory"] != snap.status.get("advisory"):
         events.append(Event("Warning", versions.VULNERABLE, obs.vulnerable[1]))
+    if unready and not obs.cert_issuing and _condition(snap, CERTIFICATES_READY).get("reason") != unready.reason:
+        events.append(Event("Warning", unready.reason, unready.message))
     if held and _condition(snap, READY).get("reason") != held.reason:
         events.append(Event("Warning", held.reason, held.message))
     if certs.expiring and _condition(snap, EXPIRING_SOON).get("status") != "True":

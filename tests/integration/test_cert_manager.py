@@ -39,19 +39,21 @@ CM_NS = "cert-manager"
 
 
 @pytest.fixture(autouse=True)
-def real_time(clock: Any) -> Iterator[None]:
+def real_time(clock: Any) -> Iterator[list[timedelta]]:
     """The operator's clock follows the real one here, as cert-manager's does: the certificates it issues
-    begin at the real now (the session's clock is a ManualClock other tests move)."""
+    begin at the real now (the session's clock is a ManualClock other tests move). A test may put the
+    operator ahead by the offset it sets in the list yielded."""
     stop = threading.Event()
+    offset = [timedelta(0)]
 
     def tick() -> None:
         while not stop.is_set():
-            clock.set(datetime.now(UTC))
+            clock.set(datetime.now(UTC) + offset[0])
             stop.wait(0.2)
 
     thread = threading.Thread(target=tick, daemon=True)
     thread.start()
-    yield
+    yield offset
     stop.set()
     thread.join(timeout=5)
 
@@ -196,12 +198,20 @@ def test_certificates_come_from_the_issuer_and_a_renewal_rolls(
         ({"name": "nowhere"}, None, "IssuerNotFound", "ClusterIssuer nowhere"),
         # A CA issuer whose CA Secret does not exist: cert-manager says it is not ready, and why.
         ({"name": "no-ca-secret"}, "no-ca-secret", "IssuerNotReady", "no-ca-secret"),
-        # An issuer of a group no controller here serves: cert-manager never issues; its own words say so.
+        # An issuer of a group no controller here serves: cert-manager never issues. It is at work first
+        # (CertificateIssuing, the copies kept, not Degraded), then stuck: its own words say so.
         ({"name": "x", "group": "issuers.example.com"}, None, "CertificateNotReady", "Certificate cache-server"),
     ],
 )
 def test_what_cert_manager_cannot_do_is_said_and_changes_nothing(
-    cert_manager: None, operator: Any, namespace: str, ref: dict[str, str], prepare: str | None, reason: str, said: str
+    cert_manager: None,
+    operator: Any,
+    namespace: str,
+    real_time: list[timedelta],
+    ref: dict[str, str],
+    prepare: str | None,
+    reason: str,
+    said: str,
 ) -> None:
     issuer = f"ca-{uuid.uuid4().hex[:6]}"
     ca_issuer(issuer, mint_ca("company CA", datetime.now(UTC) - timedelta(minutes=5), timedelta(days=365)))
@@ -226,6 +236,15 @@ def test_what_cert_manager_cannot_do_is_said_and_changes_nothing(
             ),
         )
     apply(cm_body(namespace, ref["name"], **{k: v for k, v in ref.items() if k != "name"}))
+    if reason == "CertificateNotReady":
+        issuing = wait_until(
+            lambda: certificates_ready(namespace).get("reason") == "CertificateIssuing" and get_vkc(namespace),
+            timeout=60,
+            what="CertificateIssuing",
+        )
+        assert condition(issuing, "Degraded")["status"] == "False", condition(issuing, "Degraded")
+        assert secret_bytes(namespace, "cache-tls", "tls.crt") == server
+        real_time[0] = timedelta(minutes=11)  # the operator's clock past STUCK_AFTER
     cond = wait_until(
         lambda: certificates_ready(namespace).get("reason") == reason and certificates_ready(namespace),
         timeout=60,
@@ -234,6 +253,7 @@ def test_what_cert_manager_cannot_do_is_said_and_changes_nothing(
     assert cond["status"] == "False"
     assert said in cond["message"], cond["message"]
     assert condition(get_vkc(namespace), "Ready")["status"] == "False"
+    assert condition(get_vkc(namespace), "Degraded")["reason"] == reason
     # Nothing that runs changed: the pods' Secret and template are as they were.
     assert secret_bytes(namespace, "cache-tls", "tls.crt") == server
     now = kubectl_json("get", "statefulset", "cache", "-n", namespace)
@@ -268,3 +288,27 @@ def test_a_ca_change_behind_the_issuer_is_trusted_before_it_is_used(
     assert annotations["valkeyops.dev/ca-rotation-phase"] == "Trusting"
     client_bundle = split_pem(secret_bytes(namespace, "cache-client-app", "ca.crt"))
     assert [b.strip() for b in client_bundle] == [old.cert_pem.strip(), new.cert_pem.strip()]
+
+
+def test_a_secret_cert_manager_would_overwrite_is_left_alone_and_named(
+    cert_manager: None, operator: Any, namespace: str
+) -> None:
+    """A Secret with the name an issued Secret would have, that cert-manager did not write for this cluster's
+    Certificate (another cluster's, a user's): no Certificate is created (cert-manager would overwrite it),
+    and the condition names it."""
+    issuer = f"ca-{uuid.uuid4().hex[:6]}"
+    ca_issuer(issuer, mint_ca("company CA", datetime.now(UTC) - timedelta(minutes=5), timedelta(days=365)))
+    theirs = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cache-issued-server", "namespace": namespace}}
+    kubectl("apply", "-f", "-", stdin=json.dumps({**theirs, "data": {"keep": _b64(b"theirs")}}))
+    apply(cm_body(namespace, issuer))
+    degraded = wait_until(
+        lambda: (
+            condition(get_vkc(namespace), "Degraded").get("reason") == "ObjectNotOwned"
+            and condition(get_vkc(namespace), "Degraded")
+        ),
+        timeout=60,
+        what="ObjectNotOwned",
+    )
+    assert degraded["message"].startswith("Secret cache-issued-server: already in namespace"), degraded["message"]
+    assert kubectl_json("get", "certificates", "-n", namespace)["items"] == []
+    assert secret_bytes(namespace, "cache-issued-server", "keep") == b"theirs"

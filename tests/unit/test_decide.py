@@ -7,6 +7,7 @@ data that the next snapshot is built from, so several passes read like the runbo
 
 from __future__ import annotations
 
+import base64
 import copy
 import dataclasses
 from dataclasses import dataclass, field, replace
@@ -30,14 +31,15 @@ from valkey_operator.actions import (
     Switchover,
 )
 from valkey_operator.api.spec import SpecError, ValkeyCluster, parse_cluster
-from valkey_operator.clock import iso
 from valkey_operator.decide import Decision, decide, decide_invalid, needs_fast_look
 from valkey_operator.pki.inspect import describe_pem, split_pem
+from valkey_operator.pki.issue import LeafRequest, issue_leaf, mint_ca
 from valkey_operator.pki.validate import issued_by
 from valkey_operator.reconcile import changed, with_users_held
 from valkey_operator.snapshot import (
     ROLE_MASTER,
     ROLE_SLAVE,
+    CertManagerRead,
     ClusterNode,
     ClusterView,
     PodReport,
@@ -567,13 +569,13 @@ def test_the_fast_timer_runs_while_work_is_near() -> None:
     assert not needs_fast_look({"phase": "Ready"}, NOW, hour)
     assert not needs_fast_look({}, NOW, hour)
 
-    # cert-manager issuing: looked at often for ten minutes, then at the slow timer's pace.
-    def issuing(since: datetime) -> dict[str, Any]:
-        cond = {"type": "CertificatesReady", "status": "False", "reason": "CertificateNotReady"}
-        return {"phase": "Pending", "conditions": [{**cond, "lastTransitionTime": iso(since)}]}
+    # cert-manager at work: looked at often; a failed or stuck issuance at the slow timer's pace (cert-manager
+    # turns CertificateIssuing into CertificateNotReady after STUCK_AFTER).
+    def certificates(reason: str) -> dict[str, Any]:
+        return {"phase": "Ready", "conditions": [{"type": "CertificatesReady", "status": "False", "reason": reason}]}
 
-    assert needs_fast_look(issuing(NOW - timedelta(minutes=1)), NOW, hour)
-    assert not needs_fast_look(issuing(NOW - timedelta(minutes=11)), NOW, hour)
+    assert needs_fast_look(certificates("CertificateIssuing"), NOW, hour)
+    assert not needs_fast_look(certificates("CertificateNotReady"), NOW, hour)
 
 
 def _formed_shards(world: World, c: ValkeyCluster, start: bool = True) -> None:
@@ -928,3 +930,92 @@ def test_clients_acl_users_are_given_live_and_ready_waits_for_every_pod_to_hold_
     assert not [a for a in d.actions if isinstance(a, SetUsers)]
     assert condition(d, "Ready")["status"] == "True"
     assert all("~shared:*" in lines["app@cache.default"] for lines in world.acl.values())
+
+
+@dataclass
+class CertManagerWorld(World):
+    """A World where cert-manager's CA issuer answers: `issue()` is its controller catching up with every
+    Certificate the operator applied (Ready for its generation, the Secret written), `fail()` a failed
+    issuance of one."""
+
+    ca: Any = None
+
+    def snapshot(self) -> Snapshot:
+        issued = {k[1]: v for k, v in self.objects.items() if k[0] == "IssuedSecret"}
+        objects = {k: v for k, v in self.objects.items() if k[0] != "IssuedSecret"}
+        read = CertManagerRead(True, {"status": {"conditions": [{"type": "Ready", "status": "True"}]}}, True, issued)
+        return replace(super().snapshot(), objects=copy.deepcopy(objects), cert_manager=read)
+
+    def issue(self, now: datetime = NOW) -> None:
+        for (kind, name), cert in list(self.objects.items()):
+            if kind != "Certificate" or (cert.get("status") or {}).get("issued") == cert["spec"]:
+                continue
+            spec = cert["spec"]
+            server = "dnsNames" in spec
+            request = LeafRequest(
+                common_name=spec.get("commonName") or spec["dnsNames"][0],
+                dns_names=tuple(spec.get("dnsNames") or ()),
+                server=server,
+                client=True,
+            )
+            pair = issue_leaf(self.ca, request, now)
+            data = {"tls.crt": pair.cert_pem, "tls.key": pair.key_pem, "ca.crt": self.ca.cert_pem}
+            self.objects[("IssuedSecret", spec["secretName"])] = {
+                "metadata": {"name": spec["secretName"], "annotations": {"cert-manager.io/certificate-name": name}},
+                "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
+            }
+            cert["status"] = {"conditions": [{"type": "Ready", "status": "True"}], "issued": copy.deepcopy(spec)}
+
+    def fail(self, certificate: str, message: str) -> None:
+        failed = {"type": "Issuing", "status": "False", "reason": "Failed", "message": message}
+        self.objects[("Certificate", certificate)]["status"] = {
+            "conditions": [{"type": "Ready", "status": "False", "reason": "Failed", "message": message}, failed],
+            "lastFailureTime": "2026-06-01T12:00:00Z",
+        }
+
+
+def test_cert_manager_at_work_is_said_and_not_degraded_and_a_failure_is() -> None:
+    """A first issue and a scale-up wait for cert-manager without Degraded or a Warning; a client whose
+    Certificate fails keeps what it has while the rest goes on, and that is Degraded, with one Warning."""
+    c = cluster(tls={"issuer": {"type": "CertManager", "issuerRef": {"name": "ca", "kind": "ClusterIssuer"}}})
+    world = CertManagerWorld(ca=mint_ca("company CA", NOW - timedelta(days=1), timedelta(days=3650)))
+    d = pass_(world, c)
+    assert kinds(d.actions) == [f"apply Certificate/cache-{n}" for n in ("server", "client-app", "connection")]
+    assert condition(d, "CertificatesReady")["reason"] == "CertificateIssuing"
+    assert (condition(d, "Degraded")["status"], d.status["phase"], d.events) == ("False", "Pending", ())
+    assert needs_fast_look(d.status, NOW, timedelta(hours=1))
+    world.issue()
+    pass_(world, c)
+    for pod in c.names.pods(3):
+        world.start_pod(pod)
+    world.report()
+    pass_(world, c)
+    d = pass_(world, c)
+    assert (d.status["phase"], condition(d, "CertificatesReady")["status"]) == ("Ready", "True")
+    served = world.secret("cache-tls").data["tls.crt"]
+    # A scale-up: the server's Certificate gets the new pod's names; the StatefulSet waits for them.
+    bigger = cluster(
+        replicas=4, tls={"issuer": {"type": "CertManager", "issuerRef": {"name": "ca", "kind": "ClusterIssuer"}}}
+    )
+    d = pass_(world, bigger)
+    assert kinds(d.actions) == ["apply Certificate/cache-server"]
+    assert condition(d, "CertificatesReady")["reason"] == "CertificateIssuing"
+    assert (condition(d, "Degraded")["status"], d.events) == ("False", ())
+    assert world.objects[("StatefulSet", "cache")]["spec"]["replicas"] == 3
+    world.issue()
+    d = pass_(world, bigger)
+    assert world.objects[("StatefulSet", "cache")]["spec"]["replicas"] == 4
+    assert world.secret("cache-tls").data["tls.crt"] != served
+    assert condition(d, "CertificatesReady")["status"] == "True"
+    # The client's issuance fails: its Secret keeps the certificate it has, the server's goes on; Degraded.
+    client = world.secret("cache-client-app").data["tls.crt"]
+    world.fail("cache-client-app", "the issuer refused the common name")
+    d = pass_(world, bigger)
+    assert world.secret("cache-client-app").data["tls.crt"] == client
+    assert (condition(d, "CertificatesReady")["reason"], condition(d, "Degraded")["reason"]) == (
+        "CertificateNotReady",
+        "CertificateNotReady",
+    )
+    assert "the issuer refused the common name" in condition(d, "Degraded")["message"]
+    assert [(e.type, e.reason) for e in d.events] == [("Warning", "CertificateNotReady")]
+    assert pass_(world, bigger).events == ()  # said once

@@ -86,6 +86,7 @@ class Observation:
     users_waiting: tuple[str, ...] = ()  # why clients' new ACL rules are not given yet (access.Checked.waiting)
     # Cluster mode: (ClusterFormed, SlotsAssigned) as (status, reason, message); None in the other modes.
     sharded: tuple[tuple[bool, str, str], tuple[bool, str, str]] | None = None
+    cert_issuing: bool = False  # cert_problem is cert-manager at work (CertificateIssuing): said, not Degraded
 
     @property
     def cluster_ok(self) -> bool:
@@ -215,7 +216,7 @@ def conditions(obs: Observation) -> list[Condition]:
         out.append(Condition(DEGRADED, True, *obs.failover))
     elif obs.held:
         out.append(Condition(DEGRADED, True, *obs.held))
-    elif obs.cert_problem and obs.exists:
+    elif obs.cert_problem and obs.exists and not obs.cert_issuing:
         out.append(Condition(DEGRADED, True, obs.cert_problem[0], obs.cert_problem[1]))
     elif obs.vulnerable:
         out.append(Condition(DEGRADED, True, *obs.vulnerable))
@@ -230,7 +231,7 @@ def conditions(obs: Observation) -> list[Condition]:
 def phase(obs: Observation) -> str:
     if obs.spec_error:
         return "Failed"
-    if obs.cert_problem:
+    if obs.cert_problem and not obs.cert_issuing:
         return "Degraded" if obs.exists else "Pending"
     if not obs.exists:
         return "Pending"

@@ -35,6 +35,8 @@ NOT_INSTALLED = "CertManagerNotInstalled"
 ISSUER_NOT_FOUND = "IssuerNotFound"
 ISSUER_NOT_READY = "IssuerNotReady"
 CERTIFICATE_NOT_READY = "CertificateNotReady"
+CERTIFICATE_ISSUING = "CertificateIssuing"  # cert-manager at work: said, not Degraded
+STUCK_AFTER = timedelta(minutes=10)  # an issuance under way longer than this is CertificateNotReady
 ISSUED_INVALID = "IssuedCertificateInvalid"
 ISSUER_KINDS = ("Issuer", "ClusterIssuer")
 
@@ -75,8 +77,8 @@ class Issued:
     annotations: Mapping[str, str]
 
 
-def readiness(cluster: ValkeyCluster, cm: CertManagerObserved, wanted: Sequence[Wanted]) -> list[Problem]:
-    """Whether cert-manager has issued every certificate for the current spec, with its own words if not."""
+def readiness(cluster: ValkeyCluster, cm: CertManagerObserved) -> list[Problem]:
+    """What keeps cert-manager from issuing any certificate for this cluster, in its own words."""
     ref = cluster.spec.tls.issuer.issuer_ref
     assert ref is not None  # the API requires it with type CertManager
     if not cm.installed:
@@ -106,18 +108,34 @@ def readiness(cluster: ValkeyCluster, cm: CertManagerObserved, wanted: Sequence[
                     f"{ready.get('message') or 'cert-manager has not checked it yet'}).",
                 )
             ]
-    for want in wanted:
-        cert = cm.certificates.get(want.certificate)
-        ready = _condition(cert or {}, "Ready")
-        generation = ((cert or {}).get("metadata") or {}).get("generation")
-        if cert is None or want.certificate in cm.stale:
-            message = f"Certificate {want.certificate} is not issued yet: it is being created or changed now."
-            return [Problem(CERTIFICATE_NOT_READY, message)]
-        if ready.get("status") != "True" or ready.get("observedGeneration", generation) != generation:
-            said = ready.get("reason") or "Pending"
-            message = ready.get("message") or "cert-manager has not issued it for the current spec yet"
-            return [Problem(CERTIFICATE_NOT_READY, f"Certificate {want.certificate} is not ready ({said}: {message}).")]
     return []
+
+
+def _unready(cm: CertManagerObserved, want: Wanted, now: datetime) -> Problem | None:
+    """Why a Certificate is not issued for its current spec, or None. cert-manager at work (a Certificate
+    just created or changed, an issuance under way) is CertificateIssuing; a failed issuance, or one under
+    way for longer than STUCK_AFTER, is CertificateNotReady, with cert-manager's own words."""
+    cert = cm.certificates.get(want.certificate)
+    if cert is None or want.certificate in cm.stale:
+        message = f"Certificate {want.certificate} is being created or changed now; cert-manager issues it next."
+        return Problem(CERTIFICATE_ISSUING, message)
+    ready, issuing = _condition(cert, "Ready"), _condition(cert, "Issuing")
+    generation = (cert.get("metadata") or {}).get("generation")
+    if ready.get("status") == "True" and ready.get("observedGeneration", generation) == generation:
+        return None
+    status = cert.get("status") or {}
+    said = f"{ready.get('reason') or 'Pending'}: {ready.get('message') or 'not issued for the current spec yet'}"
+    if status.get("lastFailureTime") or status.get("failedIssuanceAttempts"):
+        why = issuing.get("message") or said
+        return Problem(CERTIFICATE_NOT_READY, f"cert-manager failed to issue Certificate {want.certificate} ({why}).")
+    since = parse_iso(issuing.get("lastTransitionTime") or ready.get("lastTransitionTime"))
+    if since is not None and now - since >= STUCK_AFTER:
+        return Problem(
+            CERTIFICATE_NOT_READY,
+            f"Certificate {want.certificate} is not ready after {int((now - since).total_seconds() // 60)} minutes "
+            f"({said}).",
+        )
+    return Problem(CERTIFICATE_ISSUING, f"cert-manager is issuing Certificate {want.certificate} ({said}).")
 
 
 def _condition(obj: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
@@ -125,23 +143,38 @@ def _condition(obj: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
     return next((c for c in conditions if c.get("type") == kind), {})
 
 
+def check(
+    cert: bytes | None, key: bytes | None, ca: bytes | None, want: Wanted, now: datetime, label: str
+) -> list[Problem]:
+    """The `External` checks (key, window, usages, names, chain to `ca`, `ca` as a bundle), and the CN a
+    client's user needs."""
+    problems = validate_leaf(cert, key, ca or None, want.requirements, now, label)
+    if not problems and ca:
+        problems = validate_bundle(ca, now)  # what the pods would load as their trust store
+    if not problems and want.exact_name and describe_pem(cert or b"").common_name != want.common_name:
+        problems = [Problem("CommonNameMismatch", f"The {label} does not name {want.common_name} as its CN.")]
+    return problems
+
+
 def checked_leaves(
     cm: CertManagerObserved, wanted: Sequence[Wanted], now: datetime
-) -> tuple[dict[str, tuple[KeyPair, list[bytes]]], list[Problem]]:
-    """Each issued certificate with the CAs it chains to (its Secret's ca.crt, else the chain's CAs), after
-    the same checks as an `External` certificate, and the CN a client's user needs."""
+) -> tuple[dict[str, tuple[KeyPair, list[bytes]]], dict[str, Problem]]:
+    """Each issued certificate with the CAs it chains to (its Secret's ca.crt, else the chain's CAs), by
+    role, and why each other role has none: cert-manager has not issued it (yet), or it fails the checks."""
     out: dict[str, tuple[KeyPair, list[bytes]]] = {}
+    unready: dict[str, Problem] = {}
     for want in wanted:
+        if (problem := _unready(cm, want, now)) is not None:
+            unready[want.role] = problem
+            continue
         data = cm.issued.get(want.secret) or {}
         cert, key, ca = data.get("tls.crt"), data.get("tls.key"), data.get("ca.crt")
         label = f"cert-manager {want.role or 'server'} certificate (Secret {want.secret})"
-        problems = validate_leaf(cert, key, ca or None, want.requirements, now, label)
-        if not problems and ca:
-            problems = validate_bundle(ca, now)  # what the pods would load as their trust store
-        if not problems and want.exact_name and describe_pem(cert or b"").common_name != want.common_name:
-            problems = [Problem("CommonNameMismatch", f"The {label} does not name {want.common_name} as its CN.")]
+        problems = check(cert, key, ca, want, now, label)
         if problems:
-            return {}, [Problem(ISSUED_INVALID, f"{problems[0].message} ({problems[0].reason}). Nothing was changed.")]
+            message = f"{problems[0].message} ({problems[0].reason}). It is not used."
+            unready[want.role] = Problem(ISSUED_INVALID, message)
+            continue
         assert cert is not None
         assert key is not None
         if ca:
@@ -150,7 +183,13 @@ def checked_leaves(
             chain = load_certificates(cert)
             cas = [split_pem(cert)[i] for i, c in enumerate(chain) if i > 0 and describe(c).is_ca]
         out[want.role] = (KeyPair(cert, key), cas)
-    return out, []
+    return out, unready
+
+
+def first(unready: Mapping[str, Problem], wanted: Sequence[Wanted]) -> Problem | None:
+    """The problem to report: a failure before cert-manager at work, the server's before a client's."""
+    ordered = [unready[w.role] for w in wanted if w.role in unready]
+    return next((p for p in ordered if p.reason != CERTIFICATE_ISSUING), ordered[0] if ordered else None)
 
 
 def set_phase(annotations: dict[str, str], phase: str | None, now: datetime) -> dict[str, str]:

@@ -84,9 +84,10 @@ class Material:
 
 @dataclass(frozen=True)
 class Plan:
-    problems: tuple[Problem, ...] = ()
+    problems: tuple[Problem, ...] = ()  # the certificates cannot be served: nothing that runs changes
     material: Material | None = None
     rotations: tuple[Rotation, ...] = ()
+    unready: tuple[Problem, ...] = ()  # issuer CertManager: what is not issued (yet); the roles keep their copies
 
 
 def server_requirements(cluster: ValkeyCluster) -> Requirements:
@@ -440,16 +441,26 @@ def _cert_manager(cluster: ValkeyCluster, obs: Observed, now: datetime) -> Plan:
     """What cert-manager issued, checked, copied in (module pki.certmanager)."""
     cm = obs.cert_manager or certmanager.CertManagerObserved(installed=False)
     wanted = wanted_certificates(cluster)
-    problems = certmanager.readiness(cluster, cm, wanted)
-    leaves, invalid = certmanager.checked_leaves(cm, wanted, now) if not problems else ({}, [])
-    if problems or invalid:
-        return Plan(problems=tuple(problems or invalid))
+    problems = certmanager.readiness(cluster, cm)
+    if problems:
+        return Plan(problems=tuple(problems))
+    leaves, unready = certmanager.checked_leaves(cm, wanted, now)
     bundle = obs.server.get("ca.crt") if obs.server else None
     copies: dict[str, KeyPair] = {}
     for want in wanted:  # what the operator's Secrets hold now, where it still passes against their bundle
         pair = _pair(obs.server if want.role == certmanager.SERVER else obs.clients.get(want.role))
-        if pair and bundle and not validate_leaf(pair.cert_pem, pair.key_pem, bundle, want.requirements, now):
+        if pair and bundle and not certmanager.check(pair.cert_pem, pair.key_pem, bundle, want, now, "copy"):
             copies[want.role] = pair
+    # A role cert-manager has not issued for (yet), or issued a certificate that fails the checks, keeps
+    # the copy its Secret holds while that still passes; a client without one waits for it, the server
+    # holds everything (a scale-up waits for the names of its new pods).
+    for role in unready:
+        if role in copies:
+            chained = [ca for ca in split_pem(bundle or b"") if issued_by(copies[role].cert_pem, ca)]
+            leaves[role] = (copies[role], chained)
+    if certmanager.SERVER not in leaves:
+        return Plan(problems=(unready[certmanager.SERVER],))
+    reported = certmanager.first(unready, wanted)
     result = certmanager.issued(
         leaves,
         copies,
@@ -475,7 +486,8 @@ def _cert_manager(cluster: ValkeyCluster, obs: Observed, now: datetime) -> Plan:
     trust = _Trust(None, result.bundle)
     server_secret = replace(obs.server, annotations=result.annotations) if obs.server else None
     obs = replace(obs, server=server_secret)
-    return _finish(cluster, obs, trust, result.server, result.clients, tuple(rotations), None)
+    done = _finish(cluster, obs, trust, result.server, result.clients, tuple(rotations), None)
+    return replace(done, unready=(reported,) if reported else ())
 
 
 def plan(cluster: ValkeyCluster, obs: Observed, now: datetime) -> Plan:

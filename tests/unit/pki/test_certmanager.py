@@ -4,6 +4,7 @@ objects are the shapes its controllers write (the integration tests run the real
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,6 +51,23 @@ def issue_all(cluster: ValkeyCluster, ca: KeyPair, now: datetime = NOW) -> dict[
         pair = issue_leaf(ca, request, now)
         out[want.secret] = {"tls.crt": pair.cert_pem, "tls.key": pair.key_pem, "ca.crt": ca.cert_pem}
     return out
+
+
+def unready_certificate(since: datetime, failed: str = "") -> dict[str, Any]:
+    """A Certificate as cert-manager leaves it while issuing (since `since`), or after a failed issuance."""
+    ready = {
+        "type": "Ready",
+        "status": "False",
+        "reason": "Issuing" if not failed else "Failed",
+        "message": failed if failed else "Issuing certificate as Secret does not exist",
+        "observedGeneration": 1,
+        "lastTransitionTime": since.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    issuing = {**ready, "type": "Issuing", "status": "False" if failed else "True"}
+    status: dict[str, Any] = {"conditions": [ready, issuing]}
+    if failed:
+        status |= {"lastFailureTime": ready["lastTransitionTime"], "failedIssuanceAttempts": 1}
+    return {"metadata": {"generation": 1}, "status": status}
 
 
 def observed(cluster: ValkeyCluster, issued: dict[str, dict[str, bytes]], **kw: Any) -> CertManagerObserved:
@@ -127,20 +145,40 @@ def test_what_cert_manager_says_becomes_the_reason() -> None:
     assert reason == "IssuerNotReady"
     assert 'ErrGetKeyPair: secret "ca" not found' in message
     cm = observed(cluster, issued)
-    failing = {**cm.certificates, "cache-server": ready(status="False", reason="Failed", message="signing failed")}
-    [(reason, message)] = refused(cluster, observed(cluster, issued, certificates=failing))
+    # cert-manager at work on the server's Certificate (and no copy to keep): held, said, not a failure.
+    issuing = {**cm.certificates, "cache-server": unready_certificate(NOW - timedelta(minutes=1))}
+    [(reason, message)] = refused(cluster, observed(cluster, issued, certificates=issuing))
+    assert (reason, message) == (
+        "CertificateIssuing",
+        "cert-manager is issuing Certificate cache-server (Issuing: Issuing certificate as Secret does not exist).",
+    )
+    # Under way for longer than STUCK_AFTER: not ready, in cert-manager's words.
+    stuck = {**cm.certificates, "cache-server": unready_certificate(NOW - timedelta(minutes=11))}
+    [(reason, message)] = refused(cluster, observed(cluster, issued, certificates=stuck))
     assert (reason, message) == (
         "CertificateNotReady",
-        "Certificate cache-server is not ready (Failed: signing failed).",
+        "Certificate cache-server is not ready after 11 minutes (Issuing: Issuing certificate as Secret does not "
+        "exist).",
+    )
+    # An issuance cert-manager says failed.
+    failed = {**cm.certificates, "cache-server": unready_certificate(NOW, failed="signing failed: CA expired")}
+    [(reason, message)] = refused(cluster, observed(cluster, issued, certificates=failed))
+    assert (reason, message) == (
+        "CertificateNotReady",
+        "cert-manager failed to issue Certificate cache-server (signing failed: CA expired).",
     )
     # Ready for an older spec (cert-manager has not looked at the new one yet) is not ready.
     old = {**cm.certificates, "cache-server": {**ready(generation=1), "metadata": {"generation": 2}}}
     [(reason, _)] = refused(cluster, observed(cluster, issued, certificates=old))
-    assert reason == "CertificateNotReady"
-    # Applied in this very pass: what cert-manager issued is for the spec before.
-    [(reason, message)] = refused(cluster, observed(cluster, issued, stale=("cache-client-app",)))
-    assert reason == "CertificateNotReady"
-    assert "cache-client-app" in message
+    assert reason == "CertificateIssuing"
+    # Applied in this very pass: what cert-manager issued is for the spec before. A client without a copy
+    # waits for it; the rest goes on.
+    result = plan(cluster, Observed(cert_manager=observed(cluster, issued, stale=("cache-client-app",))), NOW)
+    assert result.material is not None
+    assert "app" not in result.material.clients
+    [problem] = result.unready
+    assert problem.reason == "CertificateIssuing"
+    assert "cache-client-app" in problem.message
     # An issuer of another group (an external issuer) is not read: its Certificates say the rest.
     assert plan(
         cluster, Observed(cert_manager=observed(cluster, issued, issuer=None, issuer_checked=False)), NOW
@@ -162,8 +200,10 @@ def test_an_issued_certificate_that_fails_the_checks_reaches_no_secret() -> None
     # A key that is not the certificate's.
     other = issue_leaf(CA1, LeafRequest(common_name="x", server=False), NOW)
     swapped = {**issued, "cache-issued-client-app": {**issued["cache-issued-client-app"], "tls.key": other.key_pem}}
-    [(reason, _)] = refused(cluster, observed(cluster, swapped))
-    assert reason == "IssuedCertificateInvalid"
+    result = plan(cluster, Observed(cert_manager=observed(cluster, swapped)), NOW)
+    assert result.material is not None
+    assert "app" not in result.material.clients
+    assert [p.reason for p in result.unready] == ["IssuedCertificateInvalid"]
     # A client whose ACL user the CN must name.
     acl = cm_cluster(clients=[{"name": "app", "acl": "+get"}])
     wrong_cn = issue_leaf(CA1, LeafRequest(common_name="cache-app", server=False), NOW)
@@ -171,9 +211,12 @@ def test_an_issued_certificate_that_fails_the_checks_reaches_no_secret() -> None
         **issue_all(acl, CA1),
         "cache-issued-client-app": {"tls.crt": wrong_cn.cert_pem, "tls.key": wrong_cn.key_pem, "ca.crt": CA1.cert_pem},
     }
-    [(reason, message)] = refused(example(auth={"enabled": True}, tls=acl_tls()), observed(acl, named))
-    assert reason == "IssuedCertificateInvalid"
-    assert "app@cache.default" in message
+    result = plan(example(auth={"enabled": True}, tls=acl_tls()), Observed(cert_manager=observed(acl, named)), NOW)
+    assert result.material is not None
+    assert "app" not in result.material.clients
+    [problem] = result.unready
+    assert problem.reason == "IssuedCertificateInvalid"
+    assert "app@cache.default" in problem.message
 
 
 def acl_tls() -> dict[str, Any]:
@@ -485,3 +528,32 @@ def test_an_unreadable_phase_keeps_every_ca_until_an_overlap_has_passed() -> Non
     assert result.material.server_annotations[names.ANN_CA_ROTATION_PHASE] == "Reissuing"
     assert result.material.server_annotations[names.ANN_CA_ROTATION_SINCE]
     assert len(split_pem(result.material.bundle)) == 2
+
+
+def test_a_role_cert_manager_has_not_issued_for_keeps_the_copy_that_still_passes() -> None:
+    """A Certificate being changed (a new duration) or failing keeps what the operator's Secrets hold while
+    that still passes the checks; the rest goes on, nothing rotates."""
+    cluster = cm_cluster()
+    issued = issue_all(cluster, CA1)
+    first = plan(cluster, Observed(cert_manager=observed(cluster, issued)), NOW).material
+    assert first is not None
+    server, clients = secrets_from(first)
+    cm = observed(cluster, issue_all(cluster, CA1), stale=("cache-server",))  # each one renewed
+    failing = {**cm.certificates, "cache-client-app": unready_certificate(NOW, failed="refused")}
+    result = plan(
+        cluster, Observed(server=server, clients=clients, cert_manager=replace(cm, certificates=failing)), NOW
+    )
+    assert result.material is not None
+    assert result.material.server == first.server
+    assert result.material.clients["app"] == first.clients["app"]
+    assert result.material.clients["connection"] != first.clients["connection"]  # renewed, and ready
+    assert result.material.revision == 1  # the server's Secret is as it was
+    assert [(r.certificate, r.reason) for r in result.rotations] == [("client/connection", "scheduled")]
+    assert [p.reason for p in result.unready] == ["CertificateNotReady"]  # the failure before the server's
+    # The server's copy no longer covers what the spec asks (a scale-up): everything waits.
+    bigger = example(
+        replicas=4, tls={"issuer": {"type": "CertManager", "issuerRef": REF}, "clients": [{"name": "app"}]}
+    )
+    held = plan(bigger, Observed(server=server, clients=clients, cert_manager=observed(bigger, issued)), NOW)
+    assert held.material is None
+    assert [p.reason for p in held.problems] == ["IssuedCertificateInvalid"]
