@@ -180,8 +180,35 @@ class ClusterFailover:
         return f"cluster failover to {self.pod}"
 
 
+@dataclass(frozen=True)
+class DeleteCertificate:
+    """Delete a cert-manager Certificate the cluster owns and no longer asks for (a client removed, mTLS off,
+    another issuer), so that cert-manager stops renewing it (uid precondition)."""
+
+    certificate: str
+    uid: str
+
+    def __str__(self) -> str:
+        return f"delete Certificate/{self.certificate}"
+
+
+@dataclass(frozen=True)
+class Reissue:
+    """Ask cert-manager to issue a Certificate again now: its Issuing condition set True (ManuallyTriggered),
+    as `cmctl renew` does, at `index` in status.conditions (where a False one is), else appended."""
+
+    certificate: str
+    index: int | None
+    at: str  # the condition's lastTransitionTime (the pass's now)
+
+    def __str__(self) -> str:
+        return f"reissue Certificate/{self.certificate}"
+
+
 Action = (
     Apply
+    | DeleteCertificate
+    | Reissue
     | DeletePod
     | Relabel
     | Switchover

@@ -18,9 +18,11 @@ from valkey_operator.actions import (
     Action,
     Apply,
     ClusterFailover,
+    DeleteCertificate,
     DeletePod,
     Event,
     MigrateSlots,
+    Reissue,
     Relabel,
     Reload,
     Repoint,
@@ -44,7 +46,7 @@ from valkey_operator.builders.configmap import config_files, config_hash
 from valkey_operator.builders.desired import Inputs, desired_objects
 from valkey_operator.builders.diff import contains
 from valkey_operator.builders.statefulset import template_digest
-from valkey_operator.clock import parse_iso
+from valkey_operator.clock import iso, parse_iso
 from valkey_operator.conf import users
 from valkey_operator.conf.layout import POD_LAYOUT
 from valkey_operator.conf.version import image_version
@@ -169,19 +171,26 @@ def _fingerprint(pem: bytes | None) -> str | None:
 
 
 def _certificates(cluster: ValkeyCluster, snap: Snapshot) -> tuple[list[Action], Observed]:
-    """Issuer CertManager: the Certificates to apply (when cert-manager is installed), and the Secrets as
-    observed, where what cert-manager issued counts only for Certificates this pass leaves as they are."""
+    """Issuer CertManager: the Certificates to apply (when cert-manager is installed) and those to delete
+    (whatever the issuer: no client, mTLS or issuer asks for them any more, and cert-manager would renew
+    them for ever), and the Secrets as observed, where what cert-manager issued counts only for
+    Certificates this pass leaves as they are."""
     secrets = observed_secrets(cluster, snap)
+    wanted = certificate_manifests(cluster)
+    keep = {m["metadata"]["name"] for m in wanted}
+    deletes: list[Action] = [
+        DeleteCertificate(str(c["metadata"]["name"]), str(c["metadata"].get("uid") or ""))
+        for c in snap.of_kind("Certificate")
+        if c["metadata"]["name"] not in keep
+    ]
     cm = secrets.cert_manager
     if cm is None or not cm.installed:
-        return [], secrets
+        return deletes, secrets
     applies: list[Action] = [
-        Apply(m)
-        for m in certificate_manifests(cluster)
-        if not contains(snap.get("Certificate", m["metadata"]["name"]), m)
+        Apply(m) for m in wanted if not contains(snap.get("Certificate", m["metadata"]["name"]), m)
     ]
     stale = tuple(a.manifest["metadata"]["name"] for a in applies if isinstance(a, Apply))
-    return applies, replace(secrets, cert_manager=replace(cm, stale=stale))
+    return [*applies, *deletes], replace(secrets, cert_manager=replace(cm, stale=stale))
 
 
 def _refuse(
@@ -459,9 +468,17 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
     fingerprint = describe_pem(material.server.cert_pem).fingerprint_sha256
     states = _states(cluster, snap, views, template_digest(sts_manifest), fingerprint, hot)
 
-    actions: list[Action] = [*_roles_in_order(roles, live), *cm_applies, *applies]
+    # cert-manager asked to issue again before the Secrets record the request as handled (a failed ask
+    # fails the pass, and the next one asks again).
+    actions: list[Action] = [
+        *_roles_in_order(roles, live),
+        *cm_applies,
+        *(Reissue(r.certificate, r.index, iso(now)) for r in planned.reissue),
+        *applies,
+    ]
     events = [
         *roles.events,
+        *_reissue_events(planned),
         *(
             Event(
                 "Normal",
@@ -521,6 +538,13 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
         _soonest(retry_after, paced.retry_after),
         _next_due(cluster, material, certs, now),
     )
+
+
+def _reissue_events(planned: Plan) -> list[Event]:
+    return [
+        Event("Normal", "CertificateReissueRequested", f"Asked cert-manager to issue {r.certificate} now: {r.why}.")
+        for r in planned.reissue
+    ]
 
 
 def _roles_in_order(roles: failover.Roles, live: Sequence[PodView]) -> list[Action]:

@@ -18,11 +18,13 @@ from valkey_operator.actions import (
     AddSlots,
     Apply,
     ClusterFailover,
+    DeleteCertificate,
     DeletePod,
     Forget,
     Meet,
     MigrateSlots,
     Promote,
+    Reissue,
     Relabel,
     Reload,
     Replicate,
@@ -34,6 +36,7 @@ from valkey_operator.api.spec import SpecError, ValkeyCluster, parse_cluster
 from valkey_operator.clock import Clock
 from valkey_operator.conf.version import Release
 from valkey_operator.decide import Decision, Event, decide, decide_failed, decide_invalid
+from valkey_operator.pki import certmanager
 from valkey_operator.pki.issue import KeyPair
 from valkey_operator.pki.plan import CONNECTION_CLIENT, wanted_certificates
 from valkey_operator.snapshot import (
@@ -69,11 +72,15 @@ class KubeAPI(Protocol):
         self, api_version: str, kind: str, namespace: str, selector: Mapping[str, str]
     ) -> list[dict[str, Any]]: ...
     def delete_pod(self, namespace: str, name: str, uid: str) -> None: ...
+    def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str) -> None: ...
     def label_pod(self, namespace: str, name: str, labels: Mapping[str, str]) -> None: ...
     def patch_status(
         self, api_version: str, kind: str, namespace: str, name: str, patch: Mapping[str, Any]
     ) -> None: ...
     def serves(self, api_version: str, kind: str) -> bool: ...
+    def reissue_certificate(
+        self, namespace: str, name: str, index: int | None, condition: Mapping[str, Any]
+    ) -> None: ...
 
 
 class PodAdmin(Protocol):
@@ -219,13 +226,15 @@ def _read_cert_manager(
     this cluster's Certificates (by label, and each expected name the LIST did not find: someone else's
     shows only so) into `objects`, the issuer (a cert-manager.io one: another group's is not read), and the
     Secrets cert-manager wrote for them, by name."""
-    if cluster.spec.tls.issuer.type != "CertManager":
-        return None
+    chosen = cluster.spec.tls.issuer.type == "CertManager"
     if not kube.serves(names.CERT_MANAGER_API, "Certificate"):
-        return CertManagerRead(installed=False)
+        return CertManagerRead(installed=False) if chosen else None
     ns = cluster.namespace
+    # Listed whatever the issuer: Certificates left by clients removed or an issuer switched away are deleted.
     for obj in kube.list(names.CERT_MANAGER_API, "Certificate", ns, names.owned_selector(cluster.name)):
         objects[("Certificate", obj["metadata"]["name"])] = obj
+    if not chosen:
+        return None
     wanted = wanted_certificates(cluster)
     for want in wanted:
         if ("Certificate", want.certificate) not in objects:
@@ -271,6 +280,10 @@ def act(
         try:
             if isinstance(action, Apply):
                 kube.apply(action.manifest)
+            elif isinstance(action, DeleteCertificate):
+                kube.delete(names.CERT_MANAGER_API, "Certificate", ns, action.certificate, action.uid)
+            elif isinstance(action, Reissue):
+                kube.reissue_certificate(ns, action.certificate, action.index, certmanager.issuing(action.at))
             elif isinstance(action, DeletePod):
                 kube.delete_pod(ns, action.pod, action.uid)
             elif isinstance(action, Relabel):

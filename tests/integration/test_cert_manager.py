@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -132,6 +133,10 @@ def renew(namespace: str, certificate: str) -> None:
     )
 
 
+def certificates(namespace: str) -> list[dict[str, Any]]:
+    return list(kubectl_json("get", "certificates", "-n", namespace)["items"])
+
+
 def template_revision(namespace: str) -> str:
     sts = kubectl_json("get", "statefulset", "cache", "-n", namespace)
     return str(sts["spec"]["template"]["metadata"]["annotations"]["valkeyops.dev/tls-revision"])
@@ -190,6 +195,30 @@ def test_certificates_come_from_the_issuer_and_a_renewal_rolls(
     renewed = secret_bytes(namespace, "cache-tls", "tls.crt")
     assert renewed == secret_bytes(namespace, "cache-issued-server", "tls.crt")
     assert issued_by(renewed, ca.cert_pem)
+    # valkeyops.dev/rotate-certificates: the operator asks cert-manager for every certificate (its status
+    # patch, as cmctl renew), once; what cert-manager issues is copied in.
+    client = secret_bytes(namespace, "cache-client-app", "tls.crt")
+    kubectl("annotate", "valkeycluster", "cache", "-n", namespace, "valkeyops.dev/rotate-certificates=one")
+    wait_until(
+        lambda: (
+            secret_bytes(namespace, "cache-tls", "tls.crt") != renewed
+            and secret_bytes(namespace, "cache-client-app", "tls.crt") != client
+        ),
+        timeout=90,
+        what="every certificate issued again",
+    )
+    handled = kubectl_json("get", "secret", "cache-tls", "-n", namespace)["metadata"]["annotations"]
+    assert handled["valkeyops.dev/handled-rotate-certificates"] == "one"
+    revisions = {c["metadata"]["name"]: c["status"]["revision"] for c in certificates(namespace)}
+    time.sleep(3)  # a few passes: the request is not made again
+    assert {c["metadata"]["name"]: c["status"]["revision"] for c in certificates(namespace)} == revisions
+    # A client removed from the spec: its Certificate goes (cert-manager would renew it for ever).
+    body["spec"]["tls"]["clients"] = []
+    apply(body)
+    wait_until(
+        lambda: sorted(c["metadata"]["name"] for c in certificates(namespace)) == ["cache-connection", "cache-server"],
+        what="the removed client's Certificate deleted",
+    )
 
 
 @pytest.mark.parametrize(
@@ -263,9 +292,10 @@ def test_what_cert_manager_cannot_do_is_said_and_changes_nothing(
 def test_a_ca_change_behind_the_issuer_is_trusted_before_it_is_used(
     cert_manager: None, operator: Any, namespace: str
 ) -> None:
-    """The ClusterIssuer's CA replaced and cert-manager asked to re-issue: the new CA joins the bundle of
-    every Secret while the pods keep the old CA's certificate (Trusting). The next phases wait for the pods
-    to run the bundle, which only a node shows (e2e)."""
+    """The ClusterIssuer's CA replaced and cert-manager asked to re-issue the server's certificate: the new
+    CA joins the bundle of every Secret while the pods keep the old CA's certificate (Trusting), and the
+    operator asks cert-manager to re-issue the certificates the old CA signed. The next phases wait for the
+    pods to run the bundle, which only a node shows (e2e)."""
     issuer = f"ca-{uuid.uuid4().hex[:6]}"
     old = mint_ca("company CA 1", datetime.now(UTC) - timedelta(minutes=5), timedelta(days=365))
     ca_issuer(issuer, old)
@@ -274,8 +304,7 @@ def test_a_ca_change_behind_the_issuer_is_trusted_before_it_is_used(
     server = secret_bytes(namespace, "cache-tls", "tls.crt")
     new = mint_ca("company CA 2", datetime.now(UTC) - timedelta(minutes=5), timedelta(days=365))
     ca_issuer(issuer, new)
-    for cert in ("cache-server", "cache-client-app", "cache-connection"):
-        renew(namespace, cert)
+    renew(namespace, "cache-server")  # the operator asks for the others: they chain to the old CA
 
     def trusting() -> bool:
         bundle = split_pem(secret_bytes(namespace, "cache-tls", "ca.crt"))
@@ -288,6 +317,14 @@ def test_a_ca_change_behind_the_issuer_is_trusted_before_it_is_used(
     assert annotations["valkeyops.dev/ca-rotation-phase"] == "Trusting"
     client_bundle = split_pem(secret_bytes(namespace, "cache-client-app", "ca.crt"))
     assert [b.strip() for b in client_bundle] == [old.cert_pem.strip(), new.cert_pem.strip()]
+    for secret in ("cache-issued-client-app", "cache-issued-connection"):
+        wait_until(
+            lambda s=secret: issued_by(secret_bytes(namespace, s, "tls.crt"), new.cert_pem),
+            timeout=60,
+            what=f"{secret} re-issued from the new CA",
+        )
+    reasons = kubectl_json("get", "events", "-n", namespace)["items"]
+    assert any(e["reason"] == "CertificateReissueRequested" for e in reasons)
 
 
 def test_a_secret_cert_manager_would_overwrite_is_left_alone_and_named(

@@ -22,6 +22,7 @@ from valkey_operator.actions import (
     Action,
     Apply,
     ClusterFailover,
+    DeleteCertificate,
     DeletePod,
     Promote,
     Relabel,
@@ -156,6 +157,8 @@ class World:
                 self.store(action.manifest)
             elif isinstance(action, Relabel):
                 self.objects[("Pod", action.pod)]["metadata"]["labels"][names.ROLE_LABEL] = action.role
+            elif isinstance(action, DeleteCertificate):
+                del self.objects[("Certificate", action.certificate)]
             elif isinstance(action, DeletePod):
                 del self.objects[("Pod", action.pod)]
                 self.start_pod(action.pod)  # back at once on the current template
@@ -1019,3 +1022,27 @@ def test_cert_manager_at_work_is_said_and_not_degraded_and_a_failure_is() -> Non
     assert "the issuer refused the common name" in condition(d, "Degraded")["message"]
     assert [(e.type, e.reason) for e in d.events] == [("Warning", "CertificateNotReady")]
     assert pass_(world, bigger).events == ()  # said once
+
+
+def test_certificates_no_one_asks_for_any_more_are_deleted() -> None:
+    """A client removed, mTLS turned off, another issuer: its Certificates go, so cert-manager stops
+    renewing them; the others stay as they are."""
+    issuer = {"type": "CertManager", "issuerRef": {"name": "ca", "kind": "ClusterIssuer"}}
+    c = cluster(tls={"issuer": issuer})
+    world = CertManagerWorld(ca=mint_ca("company CA", NOW - timedelta(days=1), timedelta(days=3650)))
+    pass_(world, c)
+    world.issue()
+    pass_(world, c)
+    assert sorted(n for k, n in world.objects if k == "Certificate") == [
+        "cache-client-app",
+        "cache-connection",
+        "cache-server",
+    ]
+    d = pass_(world, cluster(tls={"issuer": issuer, "clients": [], "clientAuth": "none"}))
+    assert [a for a in kinds(d.actions) if "Certificate" in a] == [
+        "delete Certificate/cache-client-app",
+        "delete Certificate/cache-connection",
+    ]
+    d = pass_(world, cluster())  # the operator's own issuer again
+    assert [a for a in kinds(d.actions) if "Certificate" in a] == ["delete Certificate/cache-server"]
+    assert not [n for k, n in world.objects if k == "Certificate"]

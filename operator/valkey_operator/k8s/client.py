@@ -50,11 +50,14 @@ NAMESPACED_PERMISSIONS: list[dict[str, Any]] = [
     # expected one by name (get: someone else's shows only so); Kube.apply creates and changes them (create,
     # patch); kopf watches them, so that an issue starts a pass (watch). The namespaced Issuer the spec
     # names, read for its Ready condition (get). cert-manager's own Secrets are read by name (the Secret rule).
+    # Kube.delete: the cluster's Certificates no client, mTLS or issuer asks for any more (delete).
     {
         "apiGroups": ["cert-manager.io"],
         "resources": ["certificates"],
-        "verbs": ["get", "list", "watch", "create", "patch"],
+        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
     },
+    # Issuing set on a Certificate (valkeyops.dev/rotate-certificates, a CA change behind the issuer).
+    {"apiGroups": ["cert-manager.io"], "resources": ["certificates/status"], "verbs": ["patch"]},
     {"apiGroups": ["cert-manager.io"], "resources": ["issuers"], "verbs": ["get"]},
     # kopf peering (leader election) when watching namespaces; ensure_peering creates its object (create).
     {"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"], "verbs": ["get", "list", "watch", "create", "patch"]},
@@ -167,9 +170,13 @@ class Kube:
 
     def delete_pod(self, namespace: str, name: str, uid: str) -> None:
         """Delete one pod, only if it is still the one we decided about (uid precondition)."""
+        self.delete("v1", "Pod", namespace, name, uid)
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str) -> None:
+        """Delete one object, only if it is still the one decided about (uid precondition; gone is done)."""
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}}
         with contextlib.suppress(NotFoundError):
-            self._resource("v1", "Pod").delete(name=name, namespace=namespace, body=body)
+            self._resource(api_version, kind).delete(name=name, namespace=namespace, body=body)
 
     def patch_status(self, api_version: str, kind: str, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         """A JSON merge patch of an object's status subresource."""
@@ -178,6 +185,22 @@ class Kube:
             name=name,
             namespace=namespace,
             content_type="application/merge-patch+json",
+        )
+
+    def reissue_certificate(self, namespace: str, name: str, index: int | None, condition: Mapping[str, Any]) -> None:
+        """Set a cert-manager Certificate's Issuing condition (what `cmctl renew` does): a JSON patch of its
+        status that replaces the Issuing condition at `index` (tested to be one first: a list changed since
+        it was read fails the patch) or appends one."""
+        if index is None:
+            ops: list[dict[str, Any]] = [{"op": "add", "path": "/status/conditions/-", "value": dict(condition)}]
+        else:
+            path = f"/status/conditions/{index}"
+            ops = [
+                {"op": "test", "path": f"{path}/type", "value": "Issuing"},
+                {"op": "replace", "path": path, "value": dict(condition)},
+            ]
+        self._resource(names.CERT_MANAGER_API, "Certificate").status.patch(
+            body=ops, name=name, namespace=namespace, content_type="application/json-patch+json"
         )
 
     def label_pod(self, namespace: str, name: str, labels: Mapping[str, str]) -> None:

@@ -26,7 +26,7 @@ from valkey_operator.api.spec import ValkeyCluster
 from valkey_operator.clock import iso, parse_iso
 from valkey_operator.pki.inspect import describe, describe_pem, fingerprint, load_certificates, split_pem
 from valkey_operator.pki.issue import KeyPair
-from valkey_operator.pki.validate import Problem, Requirements, validate_bundle, validate_leaf
+from valkey_operator.pki.validate import Problem, Requirements, issued_by, validate_bundle, validate_leaf
 
 TRUSTING, REISSUING, RETIRING = CA_ROTATION_PHASES
 SERVER = ""  # the server certificate's role key: no client name is empty
@@ -190,6 +190,69 @@ def first(unready: Mapping[str, Problem], wanted: Sequence[Wanted]) -> Problem |
     """The problem to report: a failure before cert-manager at work, the server's before a client's."""
     ordered = [unready[w.role] for w in wanted if w.role in unready]
     return next((p for p in ordered if p.reason != CERTIFICATE_ISSUING), ordered[0] if ordered else None)
+
+
+@dataclass(frozen=True)
+class Reissue:
+    """A Certificate cert-manager is asked to issue again now (its Issuing condition set, as `cmctl renew`
+    does): at `index` in status.conditions where an Issuing condition is already (False), else appended."""
+
+    certificate: str
+    index: int | None
+    why: str
+
+
+def issuing(at: str) -> dict[str, str]:
+    """The condition `cmctl renew` sets on a Certificate: cert-manager issues it again at once."""
+    return {
+        "type": "Issuing",
+        "status": "True",
+        "reason": "ManuallyTriggered",
+        "message": "Certificate re-issuance manually triggered by valkey-tls-operator",
+        "lastTransitionTime": at,
+    }
+
+
+def reissues(
+    cm: CertManagerObserved,
+    wanted: Sequence[Wanted],
+    leaves: Mapping[str, tuple[KeyPair, list[bytes]]],
+    annotations: Mapping[str, str],
+    manual: bool,
+) -> list[Reissue]:
+    """The Certificates to ask cert-manager to issue again: every one on `valkeyops.dev/rotate-certificates`
+    (`manual`), and, during a CA change behind the issuer (Trusting, Reissuing), each whose certificate was
+    issued before the change was seen and does not chain to the CA the newest certificate chains to (the
+    issuer's CA now): cert-manager would otherwise renew it only on its own schedule, keeping the old CA in
+    the bundle that long. `leaves` are what cert-manager issued (checked), by role. A Certificate cert-manager
+    is issuing, or has not made ready, is left to it."""
+    phase = annotations.get(names.ANN_CA_ROTATION_PHASE)
+    since = parse_iso(annotations.get(names.ANN_CA_ROTATION_SINCE))
+    dated = {role: describe_pem(pair.cert_pem).not_before for role, (pair, _) in leaves.items()}
+    newest = max(dated, key=lambda role: dated[role], default=None)
+    current = leaves[newest][1] if newest is not None else []
+    out = []
+    for want in wanted:
+        cert = cm.certificates.get(want.certificate)
+        if cert is None or want.certificate in cm.stale or _condition(cert, "Ready").get("status") != "True":
+            continue
+        if _condition(cert, "Issuing").get("status") == "True":
+            continue
+        if manual:
+            why = f"{names.ANN_ROTATE_CERTIFICATES} was set"
+        elif phase in (TRUSTING, REISSUING) and since is not None and want.role in leaves:
+            pair = leaves[want.role][0]
+            # Issued after the second the change was seen: already from the new CA, or the issuer still signs
+            # with the old one (asking again would not help; the phases wait for cert-manager's schedule).
+            if dated[want.role] > since or any(issued_by(pair.cert_pem, ca) for ca in current):
+                continue
+            why = "the issuer's CA changed: every certificate moves to the new CA"
+        else:
+            continue
+        conditions = (cert.get("status") or {}).get("conditions") or []
+        index = next((i for i, c in enumerate(conditions) if c.get("type") == "Issuing"), None)
+        out.append(Reissue(want.certificate, index, why))
+    return out
 
 
 def set_phase(annotations: dict[str, str], phase: str | None, now: datetime) -> dict[str, str]:

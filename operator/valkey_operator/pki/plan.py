@@ -88,6 +88,7 @@ class Plan:
     material: Material | None = None
     rotations: tuple[Rotation, ...] = ()
     unready: tuple[Problem, ...] = ()  # issuer CertManager: what is not issued (yet); the roles keep their copies
+    reissue: tuple[certmanager.Reissue, ...] = ()  # issuer CertManager: Certificates to ask cert-manager to issue now
 
 
 def server_requirements(cluster: ValkeyCluster) -> Requirements:
@@ -445,6 +446,8 @@ def _cert_manager(cluster: ValkeyCluster, obs: Observed, now: datetime) -> Plan:
     if problems:
         return Plan(problems=tuple(problems))
     leaves, unready = certmanager.checked_leaves(cm, wanted, now)
+    issued_leaves = dict(leaves)
+    manual = _requested(cluster, names.ANN_ROTATE_CERTIFICATES, obs.server, names.ANN_HANDLED_ROTATE_CERTIFICATES)
     bundle = obs.server.get("ca.crt") if obs.server else None
     copies: dict[str, KeyPair] = {}
     for want in wanted:  # what the operator's Secrets hold now, where it still passes against their bundle
@@ -486,8 +489,9 @@ def _cert_manager(cluster: ValkeyCluster, obs: Observed, now: datetime) -> Plan:
     trust = _Trust(None, result.bundle)
     server_secret = replace(obs.server, annotations=result.annotations) if obs.server else None
     obs = replace(obs, server=server_secret)
-    done = _finish(cluster, obs, trust, result.server, result.clients, tuple(rotations), None)
-    return replace(done, unready=(reported,) if reported else ())
+    done = _finish(cluster, obs, trust, result.server, result.clients, tuple(rotations), manual)
+    reissue = certmanager.reissues(cm, wanted, issued_leaves, result.annotations, manual is not None)
+    return replace(done, unready=(reported,) if reported else (), reissue=tuple(reissue))
 
 
 def plan(cluster: ValkeyCluster, obs: Observed, now: datetime) -> Plan:

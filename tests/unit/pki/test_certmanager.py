@@ -557,3 +557,61 @@ def test_a_role_cert_manager_has_not_issued_for_keeps_the_copy_that_still_passes
     held = plan(bigger, Observed(server=server, clients=clients, cert_manager=observed(bigger, issued)), NOW)
     assert held.material is None
     assert [p.reason for p in held.problems] == ["IssuedCertificateInvalid"]
+
+
+def with_annotations(cluster: ValkeyCluster, **annotations: str) -> ValkeyCluster:
+    return replace(cluster, annotations={**cluster.annotations, **annotations})
+
+
+def test_rotate_certificates_asks_cert_manager_to_issue_every_certificate_once() -> None:
+    cluster = cm_cluster()
+    issued = issue_all(cluster, CA1)
+    first = plan(cluster, Observed(cert_manager=observed(cluster, issued)), NOW).material
+    assert first is not None
+    server, clients = secrets_from(first)
+    asked = with_annotations(cluster, **{names.ANN_ROTATE_CERTIFICATES: "2026-11-27"})
+    cm = observed(cluster, issued)
+    # cert-manager left an Issuing condition (False, a failed attempt before) on the client's Certificate:
+    # that one is replaced in place; the others get one appended. One already issuing is left to it.
+    failed_before = {"type": "Issuing", "status": "False", "reason": "Failed", "message": "x"}
+    app = {**ready(), "status": {"conditions": [*ready()["status"]["conditions"], failed_before]}}
+    busy = {
+        **ready(),
+        "status": {"conditions": [*ready()["status"]["conditions"], {"type": "Issuing", "status": "True"}]},
+    }
+    cm = replace(cm, certificates={**cm.certificates, "cache-client-app": app, "cache-connection": busy})
+    result = plan(asked, Observed(server=server, clients=clients, cert_manager=cm), NOW)
+    assert result.material is not None
+    assert [(r.certificate, r.index) for r in result.reissue] == [("cache-server", None), ("cache-client-app", 1)]
+    assert result.material.server_annotations[names.ANN_HANDLED_ROTATE_CERTIFICATES] == "2026-11-27"
+    assert result.rotations == ()  # the new certificates are copied when cert-manager has issued them
+    handled, _ = secrets_from(result.material)
+    again = plan(asked, Observed(server=handled, clients=clients, cert_manager=cm), NOW)
+    assert again.reissue == ()
+
+
+def test_a_ca_change_asks_cert_manager_to_reissue_what_the_old_ca_signed() -> None:
+    """cert-manager renewed one certificate from the issuer's new CA: the others, signed by the old CA
+    before the change was seen, are asked for at once (not at their own renewal, which would keep the old
+    CA in the bundle that long); once re-issued, nothing more is asked."""
+    cluster = cm_cluster()
+    first = plan(cluster, Observed(cert_manager=observed(cluster, issue_all(cluster, CA1))), NOW).material
+    assert first is not None
+    server, clients = secrets_from(first)
+    later = NOW + timedelta(hours=1)
+    mixed = {**issue_all(cluster, CA1), "cache-issued-server": issue_all(cluster, CA2, later)["cache-issued-server"]}
+    result = plan(cluster, Observed(server=server, clients=clients, cert_manager=observed(cluster, mixed)), later)
+    assert result.material is not None
+    assert result.material.server_annotations[names.ANN_CA_ROTATION_PHASE] == "Trusting"
+    assert sorted(r.certificate for r in result.reissue) == ["cache-client-app", "cache-connection"]
+    assert all("CA changed" in r.why for r in result.reissue)
+    # Everything within one second (the certificates' and the phase's clocks count whole seconds): the
+    # old CA's certificates are still asked for.
+    same_second = {**issue_all(cluster, CA1, later), "cache-issued-server": mixed["cache-issued-server"]}
+    quick = plan(cluster, Observed(server=server, clients=clients, cert_manager=observed(cluster, same_second)), later)
+    assert sorted(r.certificate for r in quick.reissue) == ["cache-client-app", "cache-connection"]
+    server, clients = secrets_from(result.material)
+    redone = issue_all(cluster, CA2, later + timedelta(minutes=1))
+    at = later + timedelta(minutes=2)
+    again = plan(cluster, Observed(server=server, clients=clients, cert_manager=observed(cluster, redone)), at)
+    assert again.reissue == ()
