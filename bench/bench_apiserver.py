@@ -44,7 +44,9 @@ def ready_for_pods(namespace: str) -> int:
 
 def run(count: int, namespace: str) -> None:
     kubectl("apply", "-f", str(ROOT / "crds"))
-    kubectl("wait", "--for=condition=Established", "crd/valkeyclusters.valkeyops.dev")
+    from e2e.procs import wait_established
+
+    wait_established(["kubectl"], ["valkeyclusters.valkeyops.dev"])
     kubectl("create", "namespace", namespace)
     log = Path(tempfile.mkdtemp()) / "operator.log"
     env = {**os.environ, "VALKEY_OPERATOR_TIMER_INTERVAL": "3600"}

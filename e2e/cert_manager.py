@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from e2e.procs import wait_established
+
 HERE = Path(__file__).resolve().parent
 CRDS = ("certificaterequests", "certificates", "clusterissuers", "issuers")
 # The namespace of the Secrets a ClusterIssuer names (its CA), as cert-manager's --cluster-resource-namespace.
@@ -40,8 +42,7 @@ def running(kubectl: str, kubeconfig: Path, log: IO[str]) -> Iterator[subprocess
 
     folder = build()
     run("apply", "--server-side", "-f", str(folder / "crds"))
-    for crd in CRDS:
-        run("wait", "--for=condition=Established", "--timeout=60s", f"crd/{crd}.cert-manager.io")
+    wait_established([kubectl, f"--kubeconfig={kubeconfig}"], [f"{crd}.cert-manager.io" for crd in CRDS])
     if run("get", "namespace", CLUSTER_RESOURCES, check=False) != 0:
         run("create", "namespace", CLUSTER_RESOURCES)
     proc = subprocess.Popen(

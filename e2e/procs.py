@@ -68,3 +68,26 @@ def alive(pid: int) -> bool:
 def _reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+ESTABLISHED = '{.status.conditions[?(@.type=="Established")].status}'
+
+
+def wait_established(kubectl: list[str], crds: list[str], timeout: float = 60.0) -> None:
+    """Wait (bounded) until each CRD is Established. `kubectl wait --for=condition=Established` is not used:
+    right after the create it may read `status.conditions: null` and fail at once ("accessor error")."""
+    deadline = time.monotonic() + timeout
+    for crd in crds:
+        while True:
+            out = subprocess.run(
+                [*kubectl, "get", "crd", crd, "-o", f"jsonpath={ESTABLISHED}"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+            if out.stdout.strip() == "True":
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"CRD {crd} is not Established after {timeout:.0f} s: {out.stdout}{out.stderr}")
+            time.sleep(0.5)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from e2e.procs import wait_established
 from valkey_operator import __version__
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,11 +61,7 @@ def test_image_runs_the_operator_against_the_control_plane(operator_image: str) 
         assert cluster.bins is not None
         kubectl = [str(cluster.bins / "kubectl"), f"--kubeconfig={cluster.kubeconfig}"]
         subprocess.run([*kubectl, "apply", "-f", str(ROOT / "crds")], check=True, capture_output=True)
-        subprocess.run(
-            [*kubectl, "wait", "--for=condition=Established", "crd/valkeyclusters.valkeyops.dev"],
-            check=True,
-            capture_output=True,
-        )
+        wait_established(kubectl, ["valkeyclusters.valkeyops.dev"])
         # The container reads the kubeconfig and its client certificate from a read-only mount.
         Path(tmp).chmod(0o755)
         for f in ("admin.key", "admin.kubeconfig"):

@@ -18,12 +18,17 @@ import yaml
 
 from e2e.conftest import get_json, kubectl, secret
 from e2e.node import Node
+from e2e.procs import wait_established
 
 
 @pytest.fixture(scope="module")
 def running_operator(node: Node) -> Iterator[None]:
     kubectl(node, "apply", "-f", str(Path(__file__).resolve().parents[1] / "crds"))
-    kubectl(node, "wait", "--for=condition=Established", "crd/valkeyclusters.valkeyops.dev")
+    assert node.cluster.bins is not None
+    wait_established(
+        [str(node.cluster.bins / "kubectl"), f"--kubeconfig={node.cluster.kubeconfig}"],
+        ["valkeyclusters.valkeyops.dev"],
+    )
     with tempfile.NamedTemporaryFile("wb", suffix=".log", delete=False) as log:
         # The default slow timer (300 s): Ready must follow the pods within seconds all the same.
         env = {**os.environ, "KUBECONFIG": str(node.cluster.kubeconfig)}

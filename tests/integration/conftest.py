@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
+from e2e.procs import wait_established
 
 # The timer re-checks often here, so tests that move the clock see the result quickly.
 TIMER_INTERVAL = 2.0
@@ -65,7 +66,7 @@ def kubectl_json(*args: str) -> Any:
 @pytest.fixture(scope="session")
 def crd(control_plane: Any) -> None:
     kubectl("apply", "-f", str(ROOT / "crds"))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/valkeyclusters.valkeyops.dev")
+    wait_established(["kubectl"], ["valkeyclusters.valkeyops.dev"])
     # The OpenAPI document (kubectl explain, client-side validation) is published a little later.
     wait_until(lambda: kubectl("explain", "valkeycluster", check=False).returncode == 0, what="OpenAPI for the CRD")
 

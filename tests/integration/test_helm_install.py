@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from e2e.procs import wait_established
 
 from tests.integration.conftest import ROOT, example_body, wait_until
 
@@ -133,7 +134,7 @@ def test_helm_install_and_the_operator_with_the_charts_rbac(plane: Plane, tmp_pa
     crd = yaml.safe_load(plane.kubectl("get", "crd", "valkeyclusters.valkeyops.dev", "-o", "yaml").stdout)
     assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     # The rendered manifests are valid for this Kubernetes: the real API server took every one.
-    plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/valkeyclusters.valkeyops.dev")
+    wait_established([str(plane.bins / "kubectl"), f"--kubeconfig={plane.admin}"], ["valkeyclusters.valkeyops.dev"])
     wait_until(lambda: plane.kubectl("explain", "valkeycluster", check=False).returncode == 0, what="OpenAPI")
 
     # Minimal: what the operator never needs, it cannot do.
@@ -149,6 +150,25 @@ def test_helm_install_and_the_operator_with_the_charts_rbac(plane: Plane, tmp_pa
         out = plane.kubectl("auth", "can-i", verb, resource, "-A", f"--as={SA}", check=False)
         assert out.stdout.strip() == "no", (verb, resource)
     assert plane.kubectl("auth", "can-i", "patch", "valkeyclusters/status", "-A", f"--as={SA}").stdout.strip() == "yes"
+    # Issuer CertManager: its Certificates deleted when no longer asked for, and their Issuing condition set.
+    # (A SubjectAccessReview: `kubectl auth can-i` says no for a kind the API server does not serve.)
+    for verb, subresource in [("delete", ""), ("patch", "status")]:
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {
+                "user": SA,
+                "resourceAttributes": {
+                    "group": "cert-manager.io",
+                    "resource": "certificates",
+                    "subresource": subresource,
+                    "verb": verb,
+                    "namespace": "apps",
+                },
+            },
+        }
+        out = plane.kubectl("create", "-f", "-", "-o", "jsonpath={.status.allowed}", stdin=yaml.safe_dump(review))
+        assert out.stdout.strip() == "true", (verb, subresource, out.stdout)
 
     kubeconfig = token_kubeconfig(plane, tmp_path / "sa.kubeconfig")
     plane.kubectl("create", "namespace", "apps")
@@ -220,7 +240,7 @@ def test_two_replicas_elect_one_active_operator_through_kopf_peering(plane: Plan
         str(CHART / "ci" / "ha-values.yaml"),
     )
     plane.kubectl("apply", "-f", str(ROOT / "crds"))  # whether or not an earlier release kept it
-    plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/valkeyclusters.valkeyops.dev")
+    wait_established([str(plane.bins / "kubectl"), f"--kubeconfig={plane.admin}"], ["valkeyclusters.valkeyops.dev"])
     kubeconfig = token_kubeconfig(plane, tmp_path / "ha.kubeconfig", "ha")
     high = Operator(kubeconfig, tmp_path / "high.log", "--all-namespaces", "--priority=20", standalone=False)
     low: Operator | None = None
@@ -266,7 +286,8 @@ def test_every_values_file_renders_manifests_the_api_server_accepts(plane: Plane
     crds = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
     if crds:
         plane.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(crds))
-        for crd in crds:
-            plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{crd['metadata']['name']}")
+        wait_established(
+            [str(plane.bins / "kubectl"), f"--kubeconfig={plane.admin}"], [c["metadata"]["name"] for c in crds]
+        )
     out = plane.kubectl("apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump_all(docs))
     assert out.stdout.count("(server dry run)") == len(docs)
