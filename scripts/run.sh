@@ -35,7 +35,12 @@ if reachable; then
   echo "Using the cluster of the current kubeconfig: the operator runs here, against it."
   command -v kubectl >/dev/null || { echo "kubectl is not on PATH" >&2; exit 1; }
   kubectl apply -f crds/
-  kubectl wait --for=condition=Established --timeout=60s crd/valkeyclusters.valkeyops.dev
+  # Polled: `kubectl wait --for=condition=Established` fails at once if it reads status.conditions: null.
+  for _ in $(seq 1 120); do
+    [ "$(kubectl get crd valkeyclusters.valkeyops.dev \
+      -o jsonpath='{.status.conditions[?(@.type=="Established")].status}' 2>/dev/null)" = True ] && break
+    sleep 0.5
+  done
   log=$(mktemp -t valkey-operator.XXXXXX.log)
   valkey-operator run --namespace default --standalone --metrics-port "${METRICS_PORT:-8080}" \
     --health-port "${HEALTH_PORT:-8081}" >"$log" 2>&1 &
