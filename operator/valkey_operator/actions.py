@@ -200,6 +200,7 @@ class Reissue:
     certificate: str
     index: int | None
     at: str  # the condition's lastTransitionTime (the pass's now)
+    conditions: tuple[Mapping[str, Any], ...] = ()  # status.conditions as read: the patch tests them first
 
     def __str__(self) -> str:
         return f"reissue Certificate/{self.certificate}"

@@ -50,7 +50,7 @@ from valkey_operator.clock import iso, parse_iso
 from valkey_operator.conf import users
 from valkey_operator.conf.layout import POD_LAYOUT
 from valkey_operator.conf.version import image_version
-from valkey_operator.pki.certmanager import CERTIFICATE_ISSUING
+from valkey_operator.pki.certmanager import CERTIFICATE_ISSUING, STUCK_AFTER
 from valkey_operator.pki.inspect import describe_pem
 from valkey_operator.pki.plan import Material, Observed, Plan, plan, rotation_since
 from valkey_operator.report import CertReport, Metrics, certificates
@@ -473,7 +473,7 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
     actions: list[Action] = [
         *_roles_in_order(roles, live),
         *cm_applies,
-        *(Reissue(r.certificate, r.index, iso(now)) for r in planned.reissue),
+        *(Reissue(r.certificate, r.index, iso(now), r.conditions) for r in planned.reissue),
         *applies,
     ]
     events = [
@@ -626,11 +626,13 @@ def needs_fast_look(status: Mapping[str, Any], now: datetime, horizon: timedelta
     if certs.get("caRotation"):
         return True
     # cert-manager at work (a new Certificate, or one whose spec changed): it takes seconds; its Certificate
-    # watch starts passes too, the timer is the backstop. A failed or stuck issuance is looked at slowly.
+    # watch starts passes too, the timer is the backstop for STUCK_AFTER. A failed or stuck issuance (and one
+    # cert-manager never gets to) is looked at at the slow timer's pace.
     issuing: Mapping[str, Any] = next(
         (c for c in status.get("conditions") or [] if c.get("type") == CERTIFICATES_READY), {}
     )
-    if issuing.get("reason") == CERTIFICATE_ISSUING:
+    since = parse_iso(issuing.get("lastTransitionTime"))
+    if issuing.get("reason") == CERTIFICATE_ISSUING and (since is None or now - since < STUCK_AFTER):
         return True
     when = parse_iso((certs.get("server") or {}).get("renewalTime"))
     return when is not None and when - now < horizon

@@ -79,7 +79,12 @@ class KubeAPI(Protocol):
     ) -> None: ...
     def serves(self, api_version: str, kind: str) -> bool: ...
     def reissue_certificate(
-        self, namespace: str, name: str, index: int | None, condition: Mapping[str, Any]
+        self,
+        namespace: str,
+        name: str,
+        index: int | None,
+        condition: Mapping[str, Any],
+        read: Sequence[Mapping[str, Any]],
     ) -> None: ...
 
 
@@ -231,8 +236,10 @@ def _read_cert_manager(
         return CertManagerRead(installed=False) if chosen else None
     ns = cluster.namespace
     # Listed whatever the issuer: Certificates left by clients removed or an issuer switched away are deleted.
+    # With another issuer, one this cluster does not own is none of its business (not a name it needs).
     for obj in kube.list(names.CERT_MANAGER_API, "Certificate", ns, names.owned_selector(cluster.name)):
-        objects[("Certificate", obj["metadata"]["name"])] = obj
+        if chosen or owned_by(obj, cluster):
+            objects[("Certificate", obj["metadata"]["name"])] = obj
     if not chosen:
         return None
     wanted = wanted_certificates(cluster)
@@ -283,7 +290,8 @@ def act(
             elif isinstance(action, DeleteCertificate):
                 kube.delete(names.CERT_MANAGER_API, "Certificate", ns, action.certificate, action.uid)
             elif isinstance(action, Reissue):
-                kube.reissue_certificate(ns, action.certificate, action.index, certmanager.issuing(action.at))
+                condition = certmanager.issuing(action.at)
+                kube.reissue_certificate(ns, action.certificate, action.index, condition, action.conditions)
             elif isinstance(action, DeletePod):
                 kube.delete_pod(ns, action.pod, action.uid)
             elif isinstance(action, Relabel):

@@ -32,6 +32,7 @@ from valkey_operator.actions import (
     Switchover,
 )
 from valkey_operator.api.spec import SpecError, ValkeyCluster, parse_cluster
+from valkey_operator.clock import iso
 from valkey_operator.decide import Decision, decide, decide_invalid, needs_fast_look
 from valkey_operator.pki.inspect import describe_pem, split_pem
 from valkey_operator.pki.issue import LeafRequest, issue_leaf, mint_ca
@@ -574,10 +575,12 @@ def test_the_fast_timer_runs_while_work_is_near() -> None:
 
     # cert-manager at work: looked at often; a failed or stuck issuance at the slow timer's pace (cert-manager
     # turns CertificateIssuing into CertificateNotReady after STUCK_AFTER).
-    def certificates(reason: str) -> dict[str, Any]:
-        return {"phase": "Ready", "conditions": [{"type": "CertificatesReady", "status": "False", "reason": reason}]}
+    def certificates(reason: str, since: datetime = NOW) -> dict[str, Any]:
+        cond = {"type": "CertificatesReady", "status": "False", "reason": reason, "lastTransitionTime": iso(since)}
+        return {"phase": "Ready", "conditions": [cond]}
 
     assert needs_fast_look(certificates("CertificateIssuing"), NOW, hour)
+    assert not needs_fast_look(certificates("CertificateIssuing", NOW - timedelta(minutes=11)), NOW, hour)
     assert not needs_fast_look(certificates("CertificateNotReady"), NOW, hour)
 
 

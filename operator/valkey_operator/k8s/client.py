@@ -6,7 +6,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from kubernetes import client as k8s
@@ -187,18 +187,23 @@ class Kube:
             content_type="application/merge-patch+json",
         )
 
-    def reissue_certificate(self, namespace: str, name: str, index: int | None, condition: Mapping[str, Any]) -> None:
+    def reissue_certificate(
+        self,
+        namespace: str,
+        name: str,
+        index: int | None,
+        condition: Mapping[str, Any],
+        read: Sequence[Mapping[str, Any]],
+    ) -> None:
         """Set a cert-manager Certificate's Issuing condition (what `cmctl renew` does): a JSON patch of its
-        status that replaces the Issuing condition at `index` (tested to be one first: a list changed since
-        it was read fails the patch) or appends one."""
+        status that replaces the Issuing condition at `index` or appends one, and holds only while the
+        conditions are those `read` (cert-manager changed them since: the patch fails, the pass is retried
+        and decides again)."""
+        ops: list[dict[str, Any]] = [{"op": "test", "path": "/status/conditions", "value": [dict(c) for c in read]}]
         if index is None:
-            ops: list[dict[str, Any]] = [{"op": "add", "path": "/status/conditions/-", "value": dict(condition)}]
+            ops.append({"op": "add", "path": "/status/conditions/-", "value": dict(condition)})
         else:
-            path = f"/status/conditions/{index}"
-            ops = [
-                {"op": "test", "path": f"{path}/type", "value": "Issuing"},
-                {"op": "replace", "path": path, "value": dict(condition)},
-            ]
+            ops.append({"op": "replace", "path": f"/status/conditions/{index}", "value": dict(condition)})
         self._resource(names.CERT_MANAGER_API, "Certificate").status.patch(
             body=ops, name=name, namespace=namespace, content_type="application/json-patch+json"
         )

@@ -26,7 +26,7 @@ from valkey_operator.api.spec import ValkeyCluster
 from valkey_operator.clock import iso, parse_iso
 from valkey_operator.pki.inspect import describe, describe_pem, fingerprint, load_certificates, split_pem
 from valkey_operator.pki.issue import KeyPair
-from valkey_operator.pki.validate import Problem, Requirements, issued_by, validate_bundle, validate_leaf
+from valkey_operator.pki.validate import Problem, Requirements, validate_bundle, validate_leaf
 
 TRUSTING, REISSUING, RETIRING = CA_ROTATION_PHASES
 SERVER = ""  # the server certificate's role key: no client name is empty
@@ -120,15 +120,21 @@ def _unready(cm: CertManagerObserved, want: Wanted, now: datetime) -> Problem | 
         message = f"Certificate {want.certificate} is being created or changed now; cert-manager issues it next."
         return Problem(CERTIFICATE_ISSUING, message)
     ready, issuing = _condition(cert, "Ready"), _condition(cert, "Issuing")
-    generation = (cert.get("metadata") or {}).get("generation")
-    if ready.get("status") == "True" and ready.get("observedGeneration", generation) == generation:
-        return None
-    status = cert.get("status") or {}
+    meta, status = cert.get("metadata") or {}, cert.get("status") or {}
+    generation = meta.get("generation")
     said = f"{ready.get('reason') or 'Pending'}: {ready.get('message') or 'not issued for the current spec yet'}"
-    if status.get("lastFailureTime") or status.get("failedIssuanceAttempts"):
+    if failed(cert):  # the certificate it holds may still be valid: that one stays (the copy), said
         why = issuing.get("message") or said
         return Problem(CERTIFICATE_NOT_READY, f"cert-manager failed to issue Certificate {want.certificate} ({why}).")
-    since = parse_iso(issuing.get("lastTransitionTime") or ready.get("lastTransitionTime"))
+    if ready.get("status") == "True" and ready.get("observedGeneration", generation) == generation:
+        return None
+    # How long cert-manager has been at it: since its Issuing condition turned True, or, for a Certificate it
+    # never looked at (no status: its controller down, or not watching this namespace), since the creation.
+    # A Ready one a spec change behind is cert-manager about to look (the trigger sets Issuing next).
+    if issuing.get("status") == "True":
+        since = parse_iso(issuing.get("lastTransitionTime"))
+    else:
+        since = parse_iso(meta.get("creationTimestamp")) if not status.get("conditions") else None
     if since is not None and now - since >= STUCK_AFTER:
         return Problem(
             CERTIFICATE_NOT_READY,
@@ -138,19 +144,31 @@ def _unready(cm: CertManagerObserved, want: Wanted, now: datetime) -> Problem | 
     return Problem(CERTIFICATE_ISSUING, f"cert-manager is issuing Certificate {want.certificate} ({said}).")
 
 
+def failed(cert: Mapping[str, Any]) -> bool:
+    """cert-manager's last issuance of this Certificate failed (it retries with its own backoff)."""
+    status = cert.get("status") or {}
+    return bool(status.get("lastFailureTime") or status.get("failedIssuanceAttempts"))
+
+
 def _condition(obj: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
     conditions = (obj.get("status") or {}).get("conditions") or []
     return next((c for c in conditions if c.get("type") == kind), {})
 
 
 def check(
-    cert: bytes | None, key: bytes | None, ca: bytes | None, want: Wanted, now: datetime, label: str
+    cert: bytes | None,
+    key: bytes | None,
+    ca: bytes | None,
+    want: Wanted,
+    now: datetime,
+    label: str,
+    trust_store: bool = True,
 ) -> list[Problem]:
-    """The `External` checks (key, window, usages, names, chain to `ca`, `ca` as a bundle), and the CN a
-    client's user needs."""
+    """The `External` checks (key, window, usages, names, chain to `ca`, and `ca` as the bundle the pods
+    would load, unless not `trust_store`), and the CN a client's user needs."""
     problems = validate_leaf(cert, key, ca or None, want.requirements, now, label)
-    if not problems and ca:
-        problems = validate_bundle(ca, now)  # what the pods would load as their trust store
+    if not problems and ca and trust_store:
+        problems = validate_bundle(ca, now)
     if not problems and want.exact_name and describe_pem(cert or b"").common_name != want.common_name:
         problems = [Problem("CommonNameMismatch", f"The {label} does not name {want.common_name} as its CN.")]
     return problems
@@ -200,6 +218,7 @@ class Reissue:
     certificate: str
     index: int | None
     why: str
+    conditions: tuple[Mapping[str, Any], ...] = ()  # status.conditions as read: the patch holds only on them
 
 
 def issuing(at: str) -> dict[str, str]:
@@ -230,28 +249,28 @@ def reissues(
     since = parse_iso(annotations.get(names.ANN_CA_ROTATION_SINCE))
     dated = {role: describe_pem(pair.cert_pem).not_before for role, (pair, _) in leaves.items()}
     newest = max(dated, key=lambda role: dated[role], default=None)
-    current = leaves[newest][1] if newest is not None else []
+    # The issuer's CA now: what the newest certificate's ca.crt names (a root above an intermediate, too).
+    current = {_key(ca) for ca in leaves[newest][1]} if newest is not None else set()
     out = []
     for want in wanted:
         cert = cm.certificates.get(want.certificate)
         if cert is None or want.certificate in cm.stale or _condition(cert, "Ready").get("status") != "True":
             continue
-        if _condition(cert, "Issuing").get("status") == "True":
-            continue
+        if _condition(cert, "Issuing").get("status") == "True" or failed(cert):
+            continue  # cert-manager is at it, or retries a failure on its own backoff
         if manual:
             why = f"{names.ANN_ROTATE_CERTIFICATES} was set"
         elif phase in (TRUSTING, REISSUING) and since is not None and want.role in leaves:
-            pair = leaves[want.role][0]
             # Issued after the second the change was seen: already from the new CA, or the issuer still signs
             # with the old one (asking again would not help; the phases wait for cert-manager's schedule).
-            if dated[want.role] > since or any(issued_by(pair.cert_pem, ca) for ca in current):
+            if dated[want.role] > since or current & {_key(ca) for ca in leaves[want.role][1]}:
                 continue
             why = "the issuer's CA changed: every certificate moves to the new CA"
         else:
             continue
         conditions = (cert.get("status") or {}).get("conditions") or []
         index = next((i for i, c in enumerate(conditions) if c.get("type") == "Issuing"), None)
-        out.append(Reissue(want.certificate, index, why))
+        out.append(Reissue(want.certificate, index, why, tuple(conditions)))
     return out
 
 

@@ -452,17 +452,23 @@ def _cert_manager(cluster: ValkeyCluster, obs: Observed, now: datetime) -> Plan:
     copies: dict[str, KeyPair] = {}
     for want in wanted:  # what the operator's Secrets hold now, where it still passes against their bundle
         pair = _pair(obs.server if want.role == certmanager.SERVER else obs.clients.get(want.role))
-        if pair and bundle and not certmanager.check(pair.cert_pem, pair.key_pem, bundle, want, now, "copy"):
+        if pair and bundle and not certmanager.check(pair.cert_pem, pair.key_pem, bundle, want, now, "copy", False):
             copies[want.role] = pair
     # A role cert-manager has not issued for (yet), or issued a certificate that fails the checks, keeps
-    # the copy its Secret holds while that still passes; a client without one waits for it, the server
-    # holds everything (a scale-up waits for the names of its new pods).
-    for role in unready:
-        if role in copies:
-            chained = [ca for ca in split_pem(bundle or b"") if issued_by(copies[role].cert_pem, ca)]
-            leaves[role] = (copies[role], chained)
-    if certmanager.SERVER not in leaves:
-        return Plan(problems=(unready[certmanager.SERVER],))
+    # the copy its Secret holds while that still passes, anchored where its chain ends in the bundle. A role
+    # without one holds everything (a scale-up waits for the names of its new pods, a new client for its
+    # certificate, and its Secret, which holds its password too).
+    for want in wanted:
+        if want.role in unready and want.role in copies:
+            pair = copies[want.role]
+            cas = split_pem(bundle or b"")
+            leaves[want.role] = (
+                pair,
+                [ca for ca in cas if not validate_leaf(pair.cert_pem, pair.key_pem, ca, want.requirements, now)],
+            )
+    held = certmanager.first({w.role: unready[w.role] for w in wanted if w.role not in leaves}, wanted)
+    if held is not None:
+        return Plan(problems=(held,))
     reported = certmanager.first(unready, wanted)
     result = certmanager.issued(
         leaves,

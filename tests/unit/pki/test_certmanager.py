@@ -9,6 +9,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from tests.unit.conftest import example
 from valkey_operator import names
@@ -172,13 +176,10 @@ def test_what_cert_manager_says_becomes_the_reason() -> None:
     [(reason, _)] = refused(cluster, observed(cluster, issued, certificates=old))
     assert reason == "CertificateIssuing"
     # Applied in this very pass: what cert-manager issued is for the spec before. A client without a copy
-    # waits for it; the rest goes on.
-    result = plan(cluster, Observed(cert_manager=observed(cluster, issued, stale=("cache-client-app",))), NOW)
-    assert result.material is not None
-    assert "app" not in result.material.clients
-    [problem] = result.unready
-    assert problem.reason == "CertificateIssuing"
-    assert "cache-client-app" in problem.message
+    # holds everything too (its Secret carries its password as well).
+    [(reason, message)] = refused(cluster, observed(cluster, issued, stale=("cache-client-app",)))
+    assert reason == "CertificateIssuing"
+    assert "cache-client-app" in message
     # An issuer of another group (an external issuer) is not read: its Certificates say the rest.
     assert plan(
         cluster, Observed(cert_manager=observed(cluster, issued, issuer=None, issuer_checked=False)), NOW
@@ -200,10 +201,8 @@ def test_an_issued_certificate_that_fails_the_checks_reaches_no_secret() -> None
     # A key that is not the certificate's.
     other = issue_leaf(CA1, LeafRequest(common_name="x", server=False), NOW)
     swapped = {**issued, "cache-issued-client-app": {**issued["cache-issued-client-app"], "tls.key": other.key_pem}}
-    result = plan(cluster, Observed(cert_manager=observed(cluster, swapped)), NOW)
-    assert result.material is not None
-    assert "app" not in result.material.clients
-    assert [p.reason for p in result.unready] == ["IssuedCertificateInvalid"]
+    [(reason, _)] = refused(cluster, observed(cluster, swapped))
+    assert reason == "IssuedCertificateInvalid"
     # A client whose ACL user the CN must name.
     acl = cm_cluster(clients=[{"name": "app", "acl": "+get"}])
     wrong_cn = issue_leaf(CA1, LeafRequest(common_name="cache-app", server=False), NOW)
@@ -211,12 +210,9 @@ def test_an_issued_certificate_that_fails_the_checks_reaches_no_secret() -> None
         **issue_all(acl, CA1),
         "cache-issued-client-app": {"tls.crt": wrong_cn.cert_pem, "tls.key": wrong_cn.key_pem, "ca.crt": CA1.cert_pem},
     }
-    result = plan(example(auth={"enabled": True}, tls=acl_tls()), Observed(cert_manager=observed(acl, named)), NOW)
-    assert result.material is not None
-    assert "app" not in result.material.clients
-    [problem] = result.unready
-    assert problem.reason == "IssuedCertificateInvalid"
-    assert "app@cache.default" in problem.message
+    [(reason, message)] = refused(example(auth={"enabled": True}, tls=acl_tls()), observed(acl, named))
+    assert reason == "IssuedCertificateInvalid"
+    assert "app@cache.default" in message
 
 
 def acl_tls() -> dict[str, Any]:
@@ -615,3 +611,123 @@ def test_a_ca_change_asks_cert_manager_to_reissue_what_the_old_ca_signed() -> No
     at = later + timedelta(minutes=2)
     again = plan(cluster, Observed(server=server, clients=clients, cert_manager=observed(cluster, redone)), at)
     assert again.reissue == ()
+
+
+def _ca(cn: str, signer: tuple[Any, Any] | None = None) -> tuple[Any, Any]:
+    """A CA (a root, or an intermediate under `signer`) as an issuer backed by an intermediate has them."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    issuer, signing = (name, key) if signer is None else (signer[0].subject, signer[1])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=10))
+        .not_valid_after(NOW + timedelta(days=3000))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
+        .sign(signing, hashes.SHA256())
+    )
+    return cert, key
+
+
+def _pair(ca: tuple[Any, Any]) -> KeyPair:
+    pkcs8 = serialization.PrivateFormat.PKCS8
+    key = ca[1].private_bytes(serialization.Encoding.PEM, pkcs8, serialization.NoEncryption())
+    return KeyPair(ca[0].public_bytes(serialization.Encoding.PEM), key)
+
+
+def test_an_issuer_with_an_intermediate_is_asked_once_per_certificate_and_a_spec_change_is_no_ca_change() -> None:
+    """cert-manager's CA issuer backed by an intermediate writes leaf + intermediate in tls.crt and the root
+    in ca.crt: a CA change asks for each old certificate once, and a spec change that makes every
+    Certificate stale at once (copies kept) starts no CA change."""
+    root1, root2 = _ca("root 1"), _ca("root 2")
+    int1, int2 = _pair(_ca("intermediate 1", root1)), _pair(_ca("intermediate 2", root2))
+    cluster = cm_cluster()
+    wanted = wanted_certificates(cluster)
+
+    def leaf(want: Any, root: tuple[Any, Any], inter: KeyPair, at: datetime) -> dict[str, bytes]:
+        request = LeafRequest(
+            common_name=want.common_name, dns_names=want.requirements.dns_names, server=not want.role, client=True
+        )
+        pair = issue_leaf(inter, request, at)
+        return {"tls.crt": pair.cert_pem + inter.cert_pem, "tls.key": pair.key_pem, "ca.crt": _pair(root).cert_pem}
+
+    issued = {w.secret: leaf(w, root1, int1, NOW) for w in wanted}
+    first = plan(cluster, Observed(cert_manager=observed(cluster, issued)), NOW).material
+    assert first is not None
+    server, clients = secrets_from(first)
+    stale = tuple(w.certificate for w in wanted)  # e.g. a new duration: every Certificate applied again
+    result = plan(
+        cluster, Observed(server=server, clients=clients, cert_manager=observed(cluster, issued, stale=stale)), NOW
+    )
+    assert result.material is not None
+    assert names.ANN_CA_ROTATION_PHASE not in result.material.server_annotations
+    assert (result.material.revision, result.reissue) == (1, ())
+    # The issuer's CA changed: the server's renewed from it; the others are asked for once.
+    t = NOW + timedelta(hours=1)
+    issued[wanted[0].secret] = leaf(wanted[0], root2, int2, t)
+    asked: list[str] = []
+    for _ in range(20):  # bounded: passes a few minutes apart, cert-manager issuing what was asked
+        t += timedelta(minutes=3)
+        result = plan(cluster, Observed(server=server, clients=clients, cert_manager=observed(cluster, issued)), t)
+        assert result.material is not None, result.problems
+        for r in result.reissue:
+            want = next(w for w in wanted if w.certificate == r.certificate)
+            issued[want.secret] = leaf(want, root2, int2, t + timedelta(seconds=5))
+        asked += [r.certificate for r in result.reissue]
+        server, clients = secrets_from(result.material)
+    assert sorted(asked) == ["cache-client-app", "cache-connection"]
+
+
+def test_a_failed_issuance_is_said_and_not_asked_again() -> None:
+    """cert-manager failed to renew (the issuer refused): the certificate it holds is still valid and stays;
+    CertificateNotReady says so; the operator does not ask again (cert-manager retries on its backoff)."""
+    cluster = cm_cluster()
+    first = plan(cluster, Observed(cert_manager=observed(cluster, issue_all(cluster, CA1))), NOW).material
+    assert first is not None
+    server, clients = secrets_from(first)
+    t = NOW + timedelta(hours=1)
+    issued = {**issue_all(cluster, CA1), "cache-issued-server": issue_all(cluster, CA2, t)["cache-issued-server"]}
+    app = ready()
+    app["status"]["conditions"].append({"type": "Issuing", "status": "False", "reason": "Failed", "message": "denied"})
+    app["status"] |= {"lastFailureTime": "2026-11-27T13:00:05Z", "failedIssuanceAttempts": 1}
+    cm = observed(cluster, issued)
+    cm = replace(cm, certificates={**cm.certificates, "cache-client-app": app})
+    result = plan(cluster, Observed(server=server, clients=clients, cert_manager=cm), t)
+    assert result.material is not None
+    assert [r.certificate for r in result.reissue] == ["cache-connection"]
+    assert result.material.clients["app"] == first.clients["app"]
+    [problem] = result.unready
+    assert (problem.reason, problem.message) == (
+        "CertificateNotReady",
+        "cert-manager failed to issue Certificate cache-client-app (denied).",
+    )
+
+
+def test_how_long_cert_manager_has_been_at_it_is_read_from_the_right_times() -> None:
+    cluster = cm_cluster()
+    issued = issue_all(cluster, CA1)
+    long_ago = (NOW - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def server_problem(cert: dict[str, Any]) -> tuple[str, str]:
+        cm = observed(cluster, issued)
+        [(reason, message)] = refused(cluster, replace(cm, certificates={**cm.certificates, "cache-server": cert}))
+        return reason, message
+
+    # The spec just changed (generation 2) and cert-manager has not looked yet: Ready, an old transition.
+    ready_before = {"type": "Ready", "status": "True", "observedGeneration": 1, "lastTransitionTime": long_ago}
+    behind = {"metadata": {"generation": 2}, "status": {"conditions": [ready_before]}}
+    assert server_problem(behind)[0] == "CertificateIssuing"
+    # A leftover Issuing False from the last issuance says nothing of now.
+    issued_before = {"type": "Issuing", "status": "False", "reason": "Issued", "lastTransitionTime": long_ago}
+    mismatch = {"type": "Ready", "status": "False", "reason": "SecretMismatch", "observedGeneration": 2}
+    leftover = {"metadata": {"generation": 2}, "status": {"conditions": [mismatch, issued_before]}}
+    assert server_problem(leftover)[0] == "CertificateIssuing"
+    # A Certificate cert-manager never looked at (its controller down): since its creation.
+    never = {"metadata": {"generation": 1, "creationTimestamp": long_ago}}
+    reason, message = server_problem(never)
+    assert reason == "CertificateNotReady"
+    assert "not ready after 43200 minutes" in message
