@@ -71,23 +71,27 @@ def _reap(pid: int) -> None:
 
 
 ESTABLISHED = '{.status.conditions[?(@.type=="Established")].status}'
+STORED = "{.spec.versions[?(@.storage==true)].name}"
 
 
 def wait_established(kubectl: list[str], crds: list[str], timeout: float = 60.0) -> None:
-    """Wait (bounded) until each CRD is Established. `kubectl wait --for=condition=Established` is not used:
-    right after the create it may read `status.conditions: null` and fail at once ("accessor error")."""
+    """Wait (bounded) until each CRD is Established and its kind can be watched. `kubectl wait
+    --for=condition=Established` is not used: right after the create it may read `status.conditions: null`
+    and fail at once ("accessor error"). A watch is refused (429, "storage is (re)initializing") for a
+    moment after that: an operator started then may miss its first events."""
     deadline = time.monotonic() + timeout
+
+    def get(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*kubectl, *args], capture_output=True, text=True, timeout=30, check=False)
+
     for crd in crds:
+        plural, _, group = crd.partition(".")
         while True:
-            out = subprocess.run(
-                [*kubectl, "get", "crd", crd, "-o", f"jsonpath={ESTABLISHED}"],
-                capture_output=True,
-                text=True,
-                timeout=30,
-                check=False,
-            )
-            if out.stdout.strip() == "True":
+            out = get("get", "crd", crd, "-o", f"jsonpath={ESTABLISHED} {STORED}")
+            established, _, version = out.stdout.strip().partition(" ")
+            watch = f"/apis/{group}/{version}/{plural}?watch=1&timeoutSeconds=1"
+            if established == "True" and get("get", "--raw", watch).returncode == 0:
                 break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"CRD {crd} is not Established after {timeout:.0f} s: {out.stdout}{out.stderr}")
+                raise RuntimeError(f"CRD {crd} is not Established and watchable after {timeout:.0f} s: {out.stderr}")
             time.sleep(0.5)

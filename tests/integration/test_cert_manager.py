@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,6 +25,7 @@ from tests.integration.conftest import (
     get_vkc,
     kubectl,
     kubectl_json,
+    passes,
     wait_until,
 )
 from valkey_operator.api.spec import parse_cluster
@@ -210,7 +210,8 @@ def test_certificates_come_from_the_issuer_and_a_renewal_rolls(
     handled = kubectl_json("get", "secret", "cache-tls", "-n", namespace)["metadata"]["annotations"]
     assert handled["valkeyops.dev/handled-rotate-certificates"] == "one"
     revisions = {c["metadata"]["name"]: c["status"]["revision"] for c in certificates(namespace)}
-    time.sleep(3)  # a few passes: the request is not made again
+    seen = passes(operator, namespace)
+    wait_until(lambda: passes(operator, namespace) >= seen + 2, what="two more passes")  # none asks again
     assert {c["metadata"]["name"]: c["status"]["revision"] for c in certificates(namespace)} == revisions
     # A client removed from the spec: its Certificate goes (cert-manager would renew it for ever).
     body["spec"]["tls"]["clients"] = []
