@@ -82,7 +82,10 @@ def wait_established(kubectl: list[str], crds: list[str], timeout: float = 60.0)
     deadline = time.monotonic() + timeout
 
     def get(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*kubectl, *args], capture_output=True, text=True, timeout=30, check=False)
+        try:
+            return subprocess.run([*kubectl, *args], capture_output=True, text=True, timeout=30, check=False)
+        except subprocess.TimeoutExpired as exc:  # a hung request: tried again until the deadline
+            return subprocess.CompletedProcess(exc.cmd, 1, "", f"timed out: {exc}")
 
     for crd in crds:
         plural, _, group = crd.partition(".")

@@ -200,7 +200,7 @@ class Reissue:
     certificate: str
     index: int | None
     at: str  # the condition's lastTransitionTime (the pass's now)
-    conditions: tuple[Mapping[str, Any], ...] = ()  # status.conditions as read: the patch tests them first
+    resource_version: str = ""  # the Certificate as read: the patch holds only on it
 
     def __str__(self) -> str:
         return f"reissue Certificate/{self.certificate}"

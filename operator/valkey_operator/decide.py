@@ -8,7 +8,7 @@ thing a test cannot pin.
 from __future__ import annotations
 
 import secrets as pysecrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -444,7 +444,7 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
         return _refuse(cluster, snap, planned, now, cm_applies)
     material = planned.material
     pw = (password(cluster, snap) or pysecrets.token_urlsafe(24)) if cluster.spec.auth_enabled else None
-    users_checked = _wanted_users(cluster, snap, views)
+    users_checked = _wanted_users(cluster, snap, views, material.clients)
     acl, acl_events = _acl_work(snap, users_checked, live)
     roles = failover.roles(cluster, snap, views, now)
     primary = roles.primary
@@ -473,7 +473,7 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
     actions: list[Action] = [
         *_roles_in_order(roles, live),
         *cm_applies,
-        *(Reissue(r.certificate, r.index, iso(now), r.conditions) for r in planned.reissue),
+        *(Reissue(r.certificate, r.index, iso(now), r.resource_version) for r in planned.reissue),
         *applies,
     ]
     events = [
@@ -683,13 +683,17 @@ def _acl_work(snap: Snapshot, checked: access.Checked, live: Sequence[PodView]) 
     return acl, [Event("Normal", "AclUsersChanged", f"Giving every pod the ACL users {told} (ACL SETUSER).")]
 
 
-def _wanted_users(cluster: ValkeyCluster, snap: Snapshot, views: Sequence[PodView]) -> access.Checked:
-    """The clients' ACL users to give the pods and their file. Rules that name a command some pod does not
-    know are held to what the file holds (a pod would refuse them, even from its file when it starts)."""
+def _wanted_users(
+    cluster: ValkeyCluster, snap: Snapshot, views: Sequence[PodView], certified: Collection[str]
+) -> access.Checked:
+    """The clients' ACL users to give the pods and their file, of the clients with a certificate this pass
+    (`certified`: one cert-manager has not issued yet waits with its Secret, which keeps its password). Rules
+    that name a command some pod does not know are held to what the file holds (a pod would refuse them,
+    even from its file when it starts)."""
     secret = secret_data(snap.get("Secret", cluster.names.users_secret))
     text = secret.get(users.USERS_KEY) if secret else None
     kept = users.kept_rules(cluster, text.decode() if text else "")
-    wanted = users.users(cluster, _client_passwords(cluster, snap, views))
+    wanted = [u for u in users.users(cluster, _client_passwords(cluster, snap, views)) if u.client in certified]
     return access.checked(wanted, snap.reports, kept, _every_pod(cluster, views), image_version(cluster.spec.image))
 
 

@@ -77,14 +77,14 @@ class KubeAPI(Protocol):
     def patch_status(
         self, api_version: str, kind: str, namespace: str, name: str, patch: Mapping[str, Any]
     ) -> None: ...
-    def serves(self, api_version: str, kind: str) -> bool: ...
+    def serves(self, api_version: str, kind: str, rediscover: bool = True) -> bool: ...
     def reissue_certificate(
         self,
         namespace: str,
         name: str,
         index: int | None,
         condition: Mapping[str, Any],
-        read: Sequence[Mapping[str, Any]],
+        resource_version: str,
     ) -> None: ...
 
 
@@ -232,7 +232,7 @@ def _read_cert_manager(
     shows only so) into `objects`, the issuer (a cert-manager.io one: another group's is not read), and the
     Secrets cert-manager wrote for them, by name."""
     chosen = cluster.spec.tls.issuer.type == "CertManager"
-    if not kube.serves(names.CERT_MANAGER_API, "Certificate"):
+    if not kube.serves(names.CERT_MANAGER_API, "Certificate", rediscover=chosen):
         return CertManagerRead(installed=False) if chosen else None
     ns = cluster.namespace
     # Listed whatever the issuer: Certificates left by clients removed or an issuer switched away are deleted.
@@ -291,7 +291,7 @@ def act(
                 kube.delete(names.CERT_MANAGER_API, "Certificate", ns, action.certificate, action.uid)
             elif isinstance(action, Reissue):
                 condition = certmanager.issuing(action.at)
-                kube.reissue_certificate(ns, action.certificate, action.index, condition, action.conditions)
+                kube.reissue_certificate(ns, action.certificate, action.index, condition, action.resource_version)
             elif isinstance(action, DeletePod):
                 kube.delete_pod(ns, action.pod, action.uid)
             elif isinstance(action, Relabel):

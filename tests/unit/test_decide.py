@@ -1049,3 +1049,28 @@ def test_certificates_no_one_asks_for_any_more_are_deleted() -> None:
     d = pass_(world, cluster())  # the operator's own issuer again
     assert [a for a in kinds(d.actions) if "Certificate" in a] == ["delete Certificate/cache-server"]
     assert not [n for k, n in world.objects if k == "Certificate"]
+
+
+def test_a_client_cert_manager_has_not_issued_yet_waits_with_its_user_and_the_rest_goes_on() -> None:
+    """A client with an ACL user added to a running cluster: until cert-manager issues its certificate, no
+    Secret and no user for it (a password made now would be made again every pass); the cluster goes on."""
+    issuer = {"type": "CertManager", "issuerRef": {"name": "ca", "kind": "ClusterIssuer"}}
+    c = cluster(tls={"issuer": issuer})
+    world = CertManagerWorld(ca=mint_ca("company CA", NOW - timedelta(days=1), timedelta(days=3650)))
+    pass_(world, c)
+    world.issue()
+    pass_(world, c)
+    clients = [{"name": "app"}, {"name": "reports", "acl": "~reports:* +get"}]
+    more = cluster(auth={"enabled": True}, tls={"issuer": issuer, "clients": clients, "clientAuth": "optional"})
+    for i in range(3):
+        d = pass_(world, more)
+        assert ("Secret", "cache-client-reports") not in world.objects
+        if i:
+            assert kinds(d.actions) == [], kinds(d.actions)  # nothing written again (no password made anew)
+        else:  # the rest goes on: the config the users file needs, and the pods' template
+            assert "apply StatefulSet/cache" in kinds(d.actions)
+        assert not any("reports" in a for a in kinds(d.actions) if not a.startswith("apply Certificate"))
+        assert condition(d, "CertificatesReady")["reason"] == "CertificateIssuing"
+    world.issue()
+    pass_(world, more)
+    assert world.secret("cache-client-reports").data["tls.crt"]

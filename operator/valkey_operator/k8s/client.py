@@ -6,7 +6,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from kubernetes import client as k8s
@@ -140,11 +140,13 @@ class Kube:
         )
         return out.to_dict()  # type: ignore[no-any-return]
 
-    def serves(self, api_version: str, kind: str) -> bool:
-        """The API server serves `kind` (discovery; asked afresh when not, at most every 15 s, since a CRD
-        created after the operator started is only found so)."""
+    def serves(self, api_version: str, kind: str, rediscover: bool = True) -> bool:
+        """The API server serves `kind` (discovery; asked afresh when not and `rediscover`, at most every
+        15 s, since a CRD created after the operator started is only found so)."""
         for fresh in (False, True):
             if fresh:
+                if not rediscover:
+                    return False
                 if time.monotonic() - self._rediscovered < REDISCOVER_EVERY:
                     return False
                 self._rediscovered = time.monotonic()
@@ -193,13 +195,13 @@ class Kube:
         name: str,
         index: int | None,
         condition: Mapping[str, Any],
-        read: Sequence[Mapping[str, Any]],
+        resource_version: str,
     ) -> None:
         """Set a cert-manager Certificate's Issuing condition (what `cmctl renew` does): a JSON patch of its
-        status that replaces the Issuing condition at `index` or appends one, and holds only while the
-        conditions are those `read` (cert-manager changed them since: the patch fails, the pass is retried
+        status that replaces the Issuing condition at `index` or appends one, and holds only on the object
+        as read, at `resource_version` (cert-manager changed it since: the patch fails, the pass is retried
         and decides again)."""
-        ops: list[dict[str, Any]] = [{"op": "test", "path": "/status/conditions", "value": [dict(c) for c in read]}]
+        ops: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/resourceVersion", "value": resource_version}]
         if index is None:
             ops.append({"op": "add", "path": "/status/conditions/-", "value": dict(condition)})
         else:

@@ -121,20 +121,25 @@ def _unready(cm: CertManagerObserved, want: Wanted, now: datetime) -> Problem | 
         return Problem(CERTIFICATE_ISSUING, message)
     ready, issuing = _condition(cert, "Ready"), _condition(cert, "Issuing")
     meta, status = cert.get("metadata") or {}, cert.get("status") or {}
-    generation = meta.get("generation")
     said = f"{ready.get('reason') or 'Pending'}: {ready.get('message') or 'not issued for the current spec yet'}"
     if failed(cert):  # the certificate it holds may still be valid: that one stays (the copy), said
         why = issuing.get("message") or said
         return Problem(CERTIFICATE_NOT_READY, f"cert-manager failed to issue Certificate {want.certificate} ({why}).")
-    if ready.get("status") == "True" and ready.get("observedGeneration", generation) == generation:
+    if _ready(cert):
         return None
-    # How long cert-manager has been at it: since its Issuing condition turned True, or, for a Certificate it
-    # never looked at (no status: its controller down, or not watching this namespace), since the creation.
-    # A Ready one a spec change behind is cert-manager about to look (the trigger sets Issuing next).
+    # How long cert-manager has been at it: since its Issuing condition turned True; for a Certificate it
+    # never looked at (no status: its controller down, or not watching this namespace), since the creation;
+    # for one not Ready, since it turned so; for a Ready one a spec change behind, since the operator applied
+    # that spec (its managedFields entry).
     if issuing.get("status") == "True":
         since = parse_iso(issuing.get("lastTransitionTime"))
+    elif not status.get("conditions"):
+        since = parse_iso(meta.get("creationTimestamp"))
+    elif ready.get("status") != "True":
+        since = parse_iso(ready.get("lastTransitionTime"))
     else:
-        since = parse_iso(meta.get("creationTimestamp")) if not status.get("conditions") else None
+        applied = [f.get("time") for f in meta.get("managedFields") or [] if f.get("manager") == names.MANAGER]
+        since = parse_iso(applied[0]) if applied else None
     if since is not None and now - since >= STUCK_AFTER:
         return Problem(
             CERTIFICATE_NOT_READY,
@@ -142,6 +147,13 @@ def _unready(cm: CertManagerObserved, want: Wanted, now: datetime) -> Problem | 
             f"({said}).",
         )
     return Problem(CERTIFICATE_ISSUING, f"cert-manager is issuing Certificate {want.certificate} ({said}).")
+
+
+def _ready(cert: Mapping[str, Any]) -> bool:
+    """cert-manager says the Certificate's Secret holds a certificate for its current spec."""
+    ready = _condition(cert, "Ready")
+    generation = (cert.get("metadata") or {}).get("generation")
+    return ready.get("status") == "True" and ready.get("observedGeneration", generation) == generation
 
 
 def failed(cert: Mapping[str, Any]) -> bool:
@@ -184,14 +196,16 @@ def checked_leaves(
     for want in wanted:
         if (problem := _unready(cm, want, now)) is not None:
             unready[want.role] = problem
-            continue
+            obj = cm.certificates.get(want.certificate) or {}
+            if want.certificate in cm.stale or not (failed(obj) and _ready(obj)):
+                continue  # but a failed renewal of a Ready Certificate: what it holds is still checked and used
         data = cm.issued.get(want.secret) or {}
         cert, key, ca = data.get("tls.crt"), data.get("tls.key"), data.get("ca.crt")
         label = f"cert-manager {want.role or 'server'} certificate (Secret {want.secret})"
         problems = check(cert, key, ca, want, now, label)
         if problems:
             message = f"{problems[0].message} ({problems[0].reason}). It is not used."
-            unready[want.role] = Problem(ISSUED_INVALID, message)
+            unready[want.role] = unready.get(want.role) or Problem(ISSUED_INVALID, message)
             continue
         assert cert is not None
         assert key is not None
@@ -218,7 +232,7 @@ class Reissue:
     certificate: str
     index: int | None
     why: str
-    conditions: tuple[Mapping[str, Any], ...] = ()  # status.conditions as read: the patch holds only on them
+    resource_version: str = ""  # the Certificate as read: the patch holds only on it
 
 
 def issuing(at: str) -> dict[str, str]:
@@ -270,7 +284,8 @@ def reissues(
             continue
         conditions = (cert.get("status") or {}).get("conditions") or []
         index = next((i for i, c in enumerate(conditions) if c.get("type") == "Issuing"), None)
-        out.append(Reissue(want.certificate, index, why, tuple(conditions)))
+        version = str((cert.get("metadata") or {}).get("resourceVersion") or "")
+        out.append(Reissue(want.certificate, index, why, version))
     return out
 
 
@@ -321,7 +336,8 @@ def issued(
         ann[names.ANN_CA_ROTATION_PHASE], ann[names.ANN_CA_ROTATION_SINCE] = phase, iso(now)
     since = since or now
     issuing = _unique([ca for _, cas in leaves.values() for ca in cas])
-    current = _unique(split_pem(bundle_now)) if bundle_now else []
+    # An expired CA leaves at once (Valkey 9.1 refuses a bundle with one; it verifies nothing any more).
+    current = [ca for ca in _unique(split_pem(bundle_now)) if describe_pem(ca).not_after > now] if bundle_now else []
     new = [ca for ca in issuing if _key(ca) not in {_key(c) for c in current}]
     fresh = {role: pair for role, (pair, _) in leaves.items()}
 

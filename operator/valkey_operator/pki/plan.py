@@ -455,18 +455,17 @@ def _cert_manager(cluster: ValkeyCluster, obs: Observed, now: datetime) -> Plan:
         if pair and bundle and not certmanager.check(pair.cert_pem, pair.key_pem, bundle, want, now, "copy", False):
             copies[want.role] = pair
     # A role cert-manager has not issued for (yet), or issued a certificate that fails the checks, keeps
-    # the copy its Secret holds while that still passes, anchored where its chain ends in the bundle. A role
-    # without one holds everything (a scale-up waits for the names of its new pods, a new client for its
-    # certificate, and its Secret, which holds its password too).
+    # the copy its Secret holds while that still passes, anchored where its chain ends in the bundle. Without
+    # one, the server's or the connection's holds the pass (a scale-up waits for the names of its new pods;
+    # the connection Secret would lose its certificate); a client's is left out of it (its Secret and ACL
+    # user wait for its certificate), the rest goes on.
     for want in wanted:
-        if want.role in unready and want.role in copies:
-            pair = copies[want.role]
-            cas = split_pem(bundle or b"")
-            leaves[want.role] = (
-                pair,
-                [ca for ca in cas if not validate_leaf(pair.cert_pem, pair.key_pem, ca, want.requirements, now)],
-            )
-    held = certmanager.first({w.role: unready[w.role] for w in wanted if w.role not in leaves}, wanted)
+        if want.role in unready and want.role not in leaves and want.role in copies:
+            pair, cas = copies[want.role], split_pem(bundle or b"")
+            anchors = [ca for ca in cas if not validate_leaf(pair.cert_pem, pair.key_pem, ca, want.requirements, now)]
+            leaves[want.role] = (pair, anchors)
+    essential = (certmanager.SERVER, CONNECTION_CLIENT)
+    held = certmanager.first({r: p for r, p in unready.items() if r in essential and r not in leaves}, wanted)
     if held is not None:
         return Plan(problems=(held,))
     reported = certmanager.first(unready, wanted)

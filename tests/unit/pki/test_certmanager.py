@@ -18,6 +18,7 @@ from tests.unit.conftest import example
 from valkey_operator import names
 from valkey_operator.api.spec import ValkeyCluster
 from valkey_operator.builders.certificates import certificate_manifests, private_key
+from valkey_operator.clock import iso
 from valkey_operator.pki import certmanager
 from valkey_operator.pki.certmanager import CertManagerObserved
 from valkey_operator.pki.inspect import describe_pem, split_pem
@@ -176,10 +177,15 @@ def test_what_cert_manager_says_becomes_the_reason() -> None:
     [(reason, _)] = refused(cluster, observed(cluster, issued, certificates=old))
     assert reason == "CertificateIssuing"
     # Applied in this very pass: what cert-manager issued is for the spec before. A client without a copy
-    # holds everything too (its Secret carries its password as well).
-    [(reason, message)] = refused(cluster, observed(cluster, issued, stale=("cache-client-app",)))
+    # waits for its certificate (its Secret and ACL user with it); the rest goes on.
+    result = plan(cluster, Observed(cert_manager=observed(cluster, issued, stale=("cache-client-app",))), NOW)
+    assert result.material is not None
+    assert "app" not in result.material.clients
+    [problem] = result.unready
+    assert (problem.reason, "cache-client-app" in problem.message) == ("CertificateIssuing", True)
+    # The connection's without one holds the pass: its Secret would lose the certificate applications use.
+    [(reason, _)] = refused(cluster, observed(cluster, issued, stale=("cache-connection",)))
     assert reason == "CertificateIssuing"
-    assert "cache-client-app" in message
     # An issuer of another group (an external issuer) is not read: its Certificates say the rest.
     assert plan(
         cluster, Observed(cert_manager=observed(cluster, issued, issuer=None, issuer_checked=False)), NOW
@@ -201,8 +207,10 @@ def test_an_issued_certificate_that_fails_the_checks_reaches_no_secret() -> None
     # A key that is not the certificate's.
     other = issue_leaf(CA1, LeafRequest(common_name="x", server=False), NOW)
     swapped = {**issued, "cache-issued-client-app": {**issued["cache-issued-client-app"], "tls.key": other.key_pem}}
-    [(reason, _)] = refused(cluster, observed(cluster, swapped))
-    assert reason == "IssuedCertificateInvalid"
+    result = plan(cluster, Observed(cert_manager=observed(cluster, swapped)), NOW)
+    assert result.material is not None
+    assert "app" not in result.material.clients
+    assert [p.reason for p in result.unready] == ["IssuedCertificateInvalid"]
     # A client whose ACL user the CN must name.
     acl = cm_cluster(clients=[{"name": "app", "acl": "+get"}])
     wrong_cn = issue_leaf(CA1, LeafRequest(common_name="cache-app", server=False), NOW)
@@ -210,9 +218,11 @@ def test_an_issued_certificate_that_fails_the_checks_reaches_no_secret() -> None
         **issue_all(acl, CA1),
         "cache-issued-client-app": {"tls.crt": wrong_cn.cert_pem, "tls.key": wrong_cn.key_pem, "ca.crt": CA1.cert_pem},
     }
-    [(reason, message)] = refused(example(auth={"enabled": True}, tls=acl_tls()), observed(acl, named))
-    assert reason == "IssuedCertificateInvalid"
-    assert "app@cache.default" in message
+    result = plan(example(auth={"enabled": True}, tls=acl_tls()), Observed(cert_manager=observed(acl, named)), NOW)
+    assert result.material is not None
+    assert "app" not in result.material.clients
+    [problem] = result.unready
+    assert (problem.reason, "app@cache.default" in problem.message) == ("IssuedCertificateInvalid", True)
 
 
 def acl_tls() -> dict[str, Any]:
@@ -721,6 +731,10 @@ def test_how_long_cert_manager_has_been_at_it_is_read_from_the_right_times() -> 
     ready_before = {"type": "Ready", "status": "True", "observedGeneration": 1, "lastTransitionTime": long_ago}
     behind = {"metadata": {"generation": 2}, "status": {"conditions": [ready_before]}}
     assert server_problem(behind)[0] == "CertificateIssuing"
+    # ... and still not, 11 minutes after the operator applied that spec (its managedFields entry).
+    applied = [{"manager": names.MANAGER, "operation": "Apply", "time": iso(NOW - timedelta(minutes=11))}]
+    late = {"metadata": {"generation": 2, "managedFields": applied}, "status": {"conditions": [ready_before]}}
+    assert server_problem(late)[0] == "CertificateNotReady"
     # A leftover Issuing False from the last issuance says nothing of now.
     issued_before = {"type": "Issuing", "status": "False", "reason": "Issued", "lastTransitionTime": long_ago}
     mismatch = {"type": "Ready", "status": "False", "reason": "SecretMismatch", "observedGeneration": 2}
