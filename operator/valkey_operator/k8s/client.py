@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -113,17 +114,23 @@ class Kube:
         self.dynamic = DynamicClient(self.api_client)
         self._resources: dict[tuple[str, str], Any] = {}
         self._rediscovered = -REDISCOVER_EVERY
+        # Passes run in kopf's thread pool: the dynamic client's discovery cache is not safe to rebuild in
+        # one thread while another reads it (a KeyError 'resources' from its parser, seen in CI).
+        self._discovery = threading.Lock()
 
     def _resource(self, api_version: str, kind: str) -> Any:
         key = (api_version, kind)
         if key not in self._resources:
-            self._resources[key] = self.dynamic.resources.get(api_version=api_version, kind=kind)
+            with self._discovery:
+                if key not in self._resources:
+                    self._resources[key] = self.dynamic.resources.get(api_version=api_version, kind=kind)
         return self._resources[key]
 
     def forget_discovery(self) -> None:
         """Ask the API server afresh which kinds it serves (after a CRD was created)."""
-        self._resources.clear()
-        self.dynamic.resources.invalidate_cache()
+        with self._discovery:
+            self._resources.clear()
+            self.dynamic.resources.invalidate_cache()
 
     def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply of the whole desired object: creates, updates, and repairs drift."""
@@ -142,11 +149,12 @@ class Kube:
 
     def serves(self, api_version: str, kind: str, rediscover: bool = True) -> bool:
         """The API server serves `kind` (discovery; asked afresh when not and `rediscover`, at most every
-        15 s, since a CRD created after the operator started is only found so)."""
+        15 s, since a CRD created after the operator started is only found so). Without `rediscover`, only
+        what an earlier call found: no discovery request at all."""
+        if not rediscover:
+            return (api_version, kind) in self._resources
         for fresh in (False, True):
             if fresh:
-                if not rediscover:
-                    return False
                 if time.monotonic() - self._rediscovered < REDISCOVER_EVERY:
                     return False
                 self._rediscovered = time.monotonic()
