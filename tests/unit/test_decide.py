@@ -1027,15 +1027,23 @@ def test_cert_manager_at_work_is_said_and_not_degraded_and_a_failure_is() -> Non
     assert pass_(world, bigger).events == ()  # said once
 
 
-def test_certificates_no_one_asks_for_any_more_are_deleted() -> None:
-    """A client removed, mTLS turned off, another issuer: its Certificates go, so cert-manager stops
-    renewing them; the others stay as they are."""
-    issuer = {"type": "CertManager", "issuerRef": {"name": "ca", "kind": "ClusterIssuer"}}
-    c = cluster(tls={"issuer": issuer})
+CM_ISSUER = {"type": "CertManager", "issuerRef": {"name": "ca", "kind": "ClusterIssuer"}}
+
+
+def issued_world() -> tuple[dict[str, Any], CertManagerWorld]:
+    """The example with issuer CertManager after its first passes, cert-manager having issued everything."""
+    c = cluster(tls={"issuer": CM_ISSUER})
     world = CertManagerWorld(ca=mint_ca("company CA", NOW - timedelta(days=1), timedelta(days=3650)))
     pass_(world, c)
     world.issue()
     pass_(world, c)
+    return CM_ISSUER, world
+
+
+def test_certificates_no_one_asks_for_any_more_are_deleted() -> None:
+    """A client removed, mTLS turned off, another issuer: its Certificates go, so cert-manager stops
+    renewing them; the others stay as they are."""
+    issuer, world = issued_world()
     assert sorted(n for k, n in world.objects if k == "Certificate") == [
         "cache-client-app",
         "cache-connection",
@@ -1054,12 +1062,7 @@ def test_certificates_no_one_asks_for_any_more_are_deleted() -> None:
 def test_a_client_cert_manager_has_not_issued_yet_waits_with_its_user_and_the_rest_goes_on() -> None:
     """A client with an ACL user added to a running cluster: until cert-manager issues its certificate, no
     Secret and no user for it (a password made now would be made again every pass); the cluster goes on."""
-    issuer = {"type": "CertManager", "issuerRef": {"name": "ca", "kind": "ClusterIssuer"}}
-    c = cluster(tls={"issuer": issuer})
-    world = CertManagerWorld(ca=mint_ca("company CA", NOW - timedelta(days=1), timedelta(days=3650)))
-    pass_(world, c)
-    world.issue()
-    pass_(world, c)
+    issuer, world = issued_world()
     clients = [{"name": "app"}, {"name": "reports", "acl": "~reports:* +get"}]
     more = cluster(auth={"enabled": True}, tls={"issuer": issuer, "clients": clients, "clientAuth": "optional"})
     for i in range(3):

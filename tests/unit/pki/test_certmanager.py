@@ -284,15 +284,21 @@ def secrets_from(material: Any) -> tuple[SecretData, dict[str, SecretData]]:
     return server, clients
 
 
+def copied(cluster: ValkeyCluster) -> tuple[Any, SecretData, dict[str, SecretData]]:
+    """The first issue from CA1, and the operator's Secrets holding it."""
+    first = plan(cluster, Observed(cert_manager=observed(cluster, issue_all(cluster, CA1))), NOW).material
+    assert first is not None
+    server, clients = secrets_from(first)
+    return first, server, clients
+
+
 def test_a_ca_change_behind_the_issuer_is_trusted_first_then_used_then_the_old_ca_leaves() -> None:
     """The issuer's CA is replaced and cert-manager re-issues from the new one: the pods first trust both
     CAs and keep serving the old certificates (Trusting), then serve the new ones (Reissuing), then drop the
     old CA (Retiring), each phase for caRotationOverlap and only once every pod runs the last one."""
     cluster = cm_cluster()
     overlap = cluster.spec.tls.certificates.ca_rotation_overlap
-    first = plan(cluster, Observed(cert_manager=observed(cluster, issue_all(cluster, CA1))), NOW).material
-    assert first is not None
-    server, clients = secrets_from(first)
+    first, server, clients = copied(cluster)
     renewed = issue_all(cluster, CA2)
     cm = observed(cluster, renewed)
     phase = names.ANN_CA_ROTATION_PHASE
@@ -354,9 +360,7 @@ def test_certificates_cert_manager_renews_at_different_times_still_overlap() -> 
     step that brings that certificate."""
     cluster = cm_cluster()
     overlap = cluster.spec.tls.certificates.ca_rotation_overlap
-    first = plan(cluster, Observed(cert_manager=observed(cluster, issue_all(cluster, CA1))), NOW).material
-    assert first is not None
-    server, clients = secrets_from(first)
+    _, server, clients = copied(cluster)
     mixed = issue_all(cluster, CA2)
     mixed["cache-issued-server"] = issue_all(cluster, CA1)["cache-issued-server"]
     phase = names.ANN_CA_ROTATION_PHASE
@@ -385,9 +389,7 @@ def test_certificates_cert_manager_renews_at_different_times_still_overlap() -> 
 def test_a_further_ca_change_during_reissuing_is_trusted_first_again() -> None:
     cluster = cm_cluster()
     overlap = cluster.spec.tls.certificates.ca_rotation_overlap
-    first = plan(cluster, Observed(cert_manager=observed(cluster, issue_all(cluster, CA1))), NOW).material
-    assert first is not None
-    server, clients = secrets_from(first)
+    _, server, clients = copied(cluster)
     for at, ca in ((NOW, CA2), (NOW + overlap, CA2)):
         result = plan(
             cluster,
@@ -477,9 +479,7 @@ def test_a_certificate_renewed_late_in_reissuing_gets_its_own_overlap() -> None:
     the overlap ends: the old CA stays for a whole overlap after that copy, not a minute."""
     cluster = cm_cluster()
     overlap = cluster.spec.tls.certificates.ca_rotation_overlap
-    first = plan(cluster, Observed(cert_manager=observed(cluster, issue_all(cluster, CA1))), NOW).material
-    assert first is not None
-    server, clients = secrets_from(first)
+    _, server, clients = copied(cluster)
     late = issue_all(cluster, CA2)
     late["cache-issued-client-app"] = issue_all(cluster, CA1)["cache-issued-client-app"]
     phase = names.ANN_CA_ROTATION_PHASE
@@ -503,9 +503,7 @@ def test_a_certificate_renewed_late_in_reissuing_gets_its_own_overlap() -> None:
 
 def test_the_same_ca_in_other_line_endings_is_no_ca_change() -> None:
     cluster = cm_cluster()
-    first = plan(cluster, Observed(cert_manager=observed(cluster, issue_all(cluster, CA1))), NOW).material
-    assert first is not None
-    server, clients = secrets_from(first)
+    _, server, clients = copied(cluster)
     issued = issue_all(cluster, CA1)
     crlf = {name: {**data, "ca.crt": data["ca.crt"].replace(b"\n", b"\r\n")} for name, data in issued.items()}
     result = plan(cluster, Observed(server=server, clients=clients, cert_manager=observed(cluster, crlf)), NOW)
@@ -515,9 +513,7 @@ def test_the_same_ca_in_other_line_endings_is_no_ca_change() -> None:
 
 def test_an_unreadable_phase_keeps_every_ca_until_an_overlap_has_passed() -> None:
     cluster = cm_cluster()
-    first = plan(cluster, Observed(cert_manager=observed(cluster, issue_all(cluster, CA1))), NOW).material
-    assert first is not None
-    server, clients = secrets_from(first)
+    _, server, clients = copied(cluster)
     # Both CAs trusted, as a hand edit might leave them.
     result = plan(
         cluster, Observed(server=server, clients=clients, cert_manager=observed(cluster, issue_all(cluster, CA2))), NOW
@@ -601,9 +597,7 @@ def test_a_ca_change_asks_cert_manager_to_reissue_what_the_old_ca_signed() -> No
     before the change was seen, are asked for at once (not at their own renewal, which would keep the old
     CA in the bundle that long); once re-issued, nothing more is asked."""
     cluster = cm_cluster()
-    first = plan(cluster, Observed(cert_manager=observed(cluster, issue_all(cluster, CA1))), NOW).material
-    assert first is not None
-    server, clients = secrets_from(first)
+    _, server, clients = copied(cluster)
     later = NOW + timedelta(hours=1)
     mixed = {**issue_all(cluster, CA1), "cache-issued-server": issue_all(cluster, CA2, later)["cache-issued-server"]}
     result = plan(cluster, Observed(server=server, clients=clients, cert_manager=observed(cluster, mixed)), later)
@@ -696,9 +690,7 @@ def test_a_failed_issuance_is_said_and_not_asked_again() -> None:
     """cert-manager failed to renew (the issuer refused): the certificate it holds is still valid and stays;
     CertificateNotReady says so; the operator does not ask again (cert-manager retries on its backoff)."""
     cluster = cm_cluster()
-    first = plan(cluster, Observed(cert_manager=observed(cluster, issue_all(cluster, CA1))), NOW).material
-    assert first is not None
-    server, clients = secrets_from(first)
+    first, server, clients = copied(cluster)
     t = NOW + timedelta(hours=1)
     issued = {**issue_all(cluster, CA1), "cache-issued-server": issue_all(cluster, CA2, t)["cache-issued-server"]}
     app = ready()
