@@ -129,7 +129,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     kopf.run(
         registry=handlers.registry(config),
-        memo=handlers.memo(reconciler, clock),
+        memo=handlers.memo(reconciler, clock, config),
         clusterwide=args.all_namespaces or not args.namespace,
         namespaces=args.namespace or (),
         liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz",

@@ -65,6 +65,12 @@ RECONCILE_DURATION = Histogram(
     ["handler"],
     registry=REGISTRY,
 )
+PASS_DELAY = Histogram(
+    "valkey_operator_pass_delay_seconds",
+    "How long after its due time a pass started (the queue's wait: the promised rhythm under load).",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+    registry=REGISTRY,
+)
 RECONCILE_ERRORS = Counter(
     "valkey_operator_reconcile_errors_total",
     "Reconcile passes that failed, by reason.",

@@ -126,6 +126,7 @@ class Outcome:
     retry_after: float | None = None
     actions: tuple[Action, ...] = ()
     wake_in: float | None = None  # seconds until the clock alone makes work
+    after: Mapping[str, Any] = field(default_factory=dict)  # the whole status once `status` is patched
 
 
 def credentials(cluster: ValkeyCluster, snap: Snapshot) -> Credentials | None:
@@ -433,11 +434,12 @@ class Reconciler:
                 raise refusal
         except SpecError as exc:
             invalid = decide_invalid(status, int(meta.get("generation", 0)), exc, now)
-            return Outcome(body, changed(status, invalid.status), list(invalid.events))
+            after = {**status, **invalid.status}
+            return Outcome(body, changed(status, invalid.status), list(invalid.events), after=after)
         except Exception as exc:  # a spec the parser did not foresee: a condition and an Event, not a traceback loop
             log.exception("%s/%s: reading the spec failed", meta.get("namespace"), meta.get("name"))
             broken = decide_failed(status, int(meta.get("generation", 0)), describe_error(exc), now)
-            return Outcome(body, changed(status, broken.status), list(broken.events), broken.retry_after)
+            return _broken(body, status, broken)
         try:
             snap = gather(self.kube, self.admin, cluster, status, self._just_silent(cluster.namespace, cluster.name))
             decision: Decision = decide(cluster, snap, now)
@@ -449,12 +451,28 @@ class Reconciler:
         except Exception as exc:  # whatever raised, the user sees a condition and an Event, not only a log
             log.exception("%s/%s: the pass failed", cluster.namespace, cluster.name)
             broken = decide_failed(status, int(meta.get("generation", 0)), describe_error(exc), now)
-            return Outcome(body, changed(status, broken.status), list(broken.events), broken.retry_after)
+            return _broken(body, status, broken)
         retry_after = decision.retry_after
         if failed:
             retry_after = min(retry_after or POD_CALL_RETRY, POD_CALL_RETRY)
         metrics.record(cluster.namespace, cluster.name, decision.metrics)
         wake_in = (decision.next_due - now).total_seconds() if decision.next_due else None
         return Outcome(
-            body, changed(status, decision.status), list(decision.events), retry_after, decision.actions, wake_in
+            body,
+            changed(status, decision.status),
+            list(decision.events),
+            retry_after,
+            decision.actions,
+            wake_in,
+            {**status, **decision.status},
         )
+
+
+def _broken(body: Mapping[str, Any], status: Mapping[str, Any], broken: Decision) -> Outcome:
+    return Outcome(
+        body,
+        changed(status, broken.status),
+        list(broken.events),
+        broken.retry_after,
+        after={**status, **broken.status},
+    )

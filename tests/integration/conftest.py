@@ -131,7 +131,7 @@ class OperatorThread:
             asyncio.run(
                 kopf.operator(
                     registry=handlers.registry(config),
-                    memo=handlers.memo(reconciler, self.clock),
+                    memo=handlers.memo(reconciler, self.clock, config),
                     # Only the namespaces of the `namespace` fixture: a test that drives passes itself
                     # (`unwatched_namespace`) is never reconciled behind its back.
                     namespaces=self.namespaces,

@@ -1,39 +1,53 @@
-"""The handlers' glue: a pass that wants another look gets it even when kopf would not run its handler again."""
+"""The handlers' glue: the pass the scheduler runs, and when it asks for the next one."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-import kopf
-import pytest
-
-from valkey_operator.handlers import _pass
+from valkey_operator.clock import ManualClock
+from valkey_operator.config import OperatorConfig
+from valkey_operator.handlers import Pacer
 from valkey_operator.reconcile import Outcome
 
-
-class _Runner:
-    """Stands in for handlers.passes.Passes: the pass itself is not run here, its outcome is given."""
-
-    def __init__(self, outcome: Outcome) -> None:
-        self.outcome = outcome
-        self.timers: list[tuple[Any, float]] = []
-
-    def run(self, key: Any, fn: Any) -> Outcome:
-        return self.outcome
-
-    def later(self, key: Any, delay: float, fn: Any) -> None:
-        self.timers.append((key, delay))
+KEY = ("ns", "cache")
 
 
-def test_a_pass_that_wants_another_look_sets_the_runners_timer_too() -> None:
-    # The fast timer's filter turns false once the phase is Ready; kopf then retries nothing, so the
-    # runner's own timer must carry "look again in 5 s" (a cut-off old primary that may return).
-    runner = _Runner(Outcome(body={}, status={}, retry_after=5.0))
-    memo = kopf.Memo(passes=runner)
-    body = kopf.Body({"metadata": {"namespace": "ns", "name": "cache"}})  # type: ignore[arg-type]
-    with pytest.raises(kopf.TemporaryError):
-        _pass("rollout", body, memo, 5.0)
-    assert runner.timers == [(("ns", "cache"), 5.0)]
-    settled = _Runner(Outcome(body={}, status={}))
-    _pass("rollout", body, kopf.Memo(passes=settled), 5.0)
-    assert settled.timers == []
+class _Reconciler:
+    """Stands in for the Reconciler: the pass itself is not run here, its outcomes are given in turn."""
+
+    def __init__(self, *outcomes: Outcome | None) -> None:
+        self.outcomes = list(outcomes)
+
+    def reconcile(self, namespace: str, name: str) -> Outcome | None:
+        return self.outcomes.pop(0)
+
+
+def _pacer(*outcomes: Outcome | None) -> Pacer:
+    clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
+    return Pacer(_Reconciler(*outcomes), clock, OperatorConfig(timer_interval=300, rollout_interval=5))  # type: ignore[arg-type]
+
+
+def _out(**kw: Any) -> Outcome:
+    return Outcome(body={}, status=kw.pop("status", {}), **kw)
+
+
+def test_pods_starting_are_looked_at_fast_and_quiet_looks_back_off() -> None:
+    provisioning = {"phase": "Provisioning"}
+    pacer = _pacer(
+        _out(status=provisioning, after=provisioning),  # the first pass wrote status: fast
+        _out(after=provisioning),  # quiet: 10 s
+        _out(after=provisioning),  # quiet: 20 s
+        _out(after=provisioning, actions=("x",)),  # it acted: fast again
+    )
+    assert [pacer(KEY, "watch", 0.0) for _ in range(4)] == [5.0, 10.0, 20.0, 5.0]
+
+
+def test_a_settled_cluster_waits_for_the_jittered_slow_timer_and_the_gone_one_for_nothing() -> None:
+    pacer = _pacer(_out(after={"phase": "Ready"}), _out(retry_after=0.5, after={"phase": "Ready"}), None)
+    delay = pacer(KEY, "reconcile", 0.0)
+    assert delay is not None
+    assert 255.0 <= delay <= 300.0
+    assert pacer(KEY, "timer", 0.0) == 0.5  # a cut-off old primary that may come back: asked for, taken as is
+    assert pacer(KEY, "timer", 0.0) is None
+    assert KEY not in pacer.steps

@@ -1,0 +1,145 @@
+"""When each ValkeyCluster's next pass runs: one queue for the whole fleet, ordered by due time, served by a
+few worker threads; one pass at a time per cluster, and a burst of requests costs one pass.
+
+kopf's handlers only put requests in (they never wait, so they hold none of kopf's threads, and kopf never
+retries or writes progress for them); each pass says when it wants the next one. `stop` drops the queue
+at once: a SIGTERM costs at most the passes already running.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+Key = tuple[str, str]  # (namespace, name)
+# A pass: the cluster, what asked for it, how late it starts (s) -> seconds until the next one (None: none).
+Run = Callable[[Key, str, float], "float | None"]
+FAILED_RETRY = 5.0  # seconds: a pass that raised is tried again this soon
+
+
+@dataclass
+class _Entry:
+    due: float | None = None  # monotonic time of the next pass wanted; None: none
+    reason: str = ""  # what asked for that pass (a log and metric label)
+    running: bool = False
+    ctx: contextvars.Context | None = None  # kopf's context (Events are posted from it)
+
+
+class Scheduler:
+    """Per-cluster due times in one heap. `request` never postpones: the earliest due time wins."""
+
+    def __init__(self, run: Run, workers: int = 4, clock: Callable[[], float] = time.monotonic) -> None:
+        self._run = run
+        self._workers = workers
+        self._clock = clock
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # the queue changed
+        self._idle = threading.Condition(lock)  # a pass ended
+        self._entries: dict[Key, _Entry] = {}
+        self._heap: list[tuple[float, int, Key]] = []  # (due, tie-break, key); stale items are skipped
+        self._seq = itertools.count()
+        self._threads: list[threading.Thread] = []
+        self._stopped = False
+
+    def start(self) -> None:
+        with self._cond:
+            self._stopped = False
+            self._threads = [t for t in self._threads if t.is_alive()]
+            for i in range(len(self._threads), self._workers):
+                t = threading.Thread(target=self._work, name=f"valkey-pass-{i}", daemon=True)
+                t.start()
+                self._threads.append(t)
+
+    def stop(self, wait: float = 0.0) -> None:
+        """No pass starts from now on and the queue is dropped; waits up to `wait` s for running passes."""
+        with self._cond:
+            self._stopped = True
+            self._heap.clear()
+            for entry in self._entries.values():
+                entry.due = None
+            self._cond.notify_all()
+            deadline = self._clock() + wait
+            while any(e.running for e in self._entries.values()) and self._clock() < deadline:
+                self._idle.wait(max(0.0, deadline - self._clock()))
+
+    def request(self, key: Key, reason: str, delay: float = 0.0) -> None:
+        """A pass of `key` within `delay` s (sooner when already due sooner). A request that arrives while
+        the cluster's pass runs gets one pass after it: that one may have read too early."""
+        with self._cond:
+            if self._stopped:
+                return
+            entry = self._entries.setdefault(key, _Entry())
+            entry.ctx = contextvars.copy_context()
+            due = self._clock() + max(0.0, delay)
+            if entry.due is not None and entry.due <= due:
+                return
+            entry.due, entry.reason = due, reason
+            if not entry.running:
+                heapq.heappush(self._heap, (due, next(self._seq), key))
+                self._cond.notify()
+
+    def forget(self, key: Key) -> None:
+        """The cluster is gone: its queued pass is dropped (a running one finishes and schedules nothing)."""
+        with self._cond:
+            self._entries.pop(key, None)
+
+    def pending(self) -> int:
+        with self._cond:
+            return sum(1 for e in self._entries.values() if e.due is not None)
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._entries)
+
+    def _take(self) -> tuple[Key, _Entry, float, str] | None:
+        """The next due pass (waits for it), marked running; None once stopped."""
+        while not self._stopped:
+            if not self._heap:
+                self._cond.wait()
+                continue
+            due, _, key = self._heap[0]
+            entry = self._entries.get(key)
+            if entry is None or entry.running or entry.due != due:
+                heapq.heappop(self._heap)  # forgotten, superseded, or re-queued when its pass ends
+                continue
+            now = self._clock()
+            if due > now:
+                self._cond.wait(due - now)
+                continue
+            heapq.heappop(self._heap)
+            entry.running, entry.due = True, None
+            return key, entry, now - due, entry.reason
+        return None
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                taken = self._take()
+            if taken is None:
+                return
+            key, entry, late, reason = taken
+            ctx = entry.ctx or contextvars.copy_context()
+            try:
+                delay = ctx.run(self._run, key, reason, late)
+            except Exception:
+                log.exception("%s/%s: a pass failed; trying again in %.0f s", *key, FAILED_RETRY)
+                delay = FAILED_RETRY
+            with self._cond:
+                entry.running = False
+                self._idle.notify_all()
+                if self._stopped or self._entries.get(key) is not entry:
+                    continue
+                if delay is not None:
+                    due = self._clock() + delay
+                    if entry.due is None or due < entry.due:
+                        entry.due, entry.reason = due, "timer"
+                if entry.due is not None:
+                    heapq.heappush(self._heap, (entry.due, next(self._seq), key))
+                    self._cond.notify()

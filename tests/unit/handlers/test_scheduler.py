@@ -1,0 +1,190 @@
+"""The fleet's pass queue: one pass at a time per cluster, one pass per burst, each pass names the next."""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from valkey_operator.handlers import scheduler as scheduler_module
+from valkey_operator.handlers.scheduler import Key, Scheduler
+
+A, B = ("ns", "a"), ("ns", "b")
+
+
+def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+class Recorder:
+    """A pass that records what ran, can be held inside, and returns a chosen next delay."""
+
+    def __init__(self) -> None:
+        self.ran: list[tuple[Key, str]] = []
+        self.late: list[float] = []
+        self.hold: dict[Key, threading.Event] = {}
+        self.inside: dict[Key, threading.Event] = {}
+        self.next: dict[Key, float | None] = {}
+        self.active: dict[Key, int] = {}
+        self.most = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, key: Key, reason: str, late: float) -> float | None:
+        with self.lock:
+            self.ran.append((key, reason))
+            self.late.append(late)
+            self.active[key] = self.active.get(key, 0) + 1
+            self.most = max(self.most, self.active[key])
+        if key in self.inside:
+            self.inside[key].set()
+        if key in self.hold:
+            self.hold[key].wait(5)
+        with self.lock:
+            self.active[key] -= 1
+        return self.next.get(key)
+
+    def count(self, key: Key) -> int:
+        with self.lock:
+            return sum(1 for k, _ in self.ran if k == key)
+
+
+@pytest.fixture
+def rec() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def sched(rec: Recorder) -> Iterator[Scheduler]:
+    s = Scheduler(rec, workers=3)
+    s.start()
+    yield s
+    s.stop(wait=5)
+
+
+def test_passes_of_one_cluster_never_overlap_and_a_burst_costs_one_more_pass(rec: Recorder, sched: Scheduler) -> None:
+    rec.hold[A], rec.inside[A] = threading.Event(), threading.Event()
+    sched.request(A, "reconcile")
+    assert rec.inside[A].wait(5)
+    for _ in range(5):  # the echoes of the pass's own writes, a pod turning ready...
+        sched.request(A, "watch")
+    time.sleep(0.2)
+    assert rec.count(A) == 1  # the workers left free do not start a second pass of the same cluster
+    rec.hold[A].set()
+    until(lambda: rec.count(A) == 2)
+    time.sleep(0.2)
+    assert rec.count(A) == 2
+    assert rec.most == 1
+    assert rec.ran[1] == (A, "watch")
+
+
+def test_other_clusters_do_not_wait(rec: Recorder, sched: Scheduler) -> None:
+    rec.hold[A], rec.inside[A] = threading.Event(), threading.Event()
+    sched.request(A, "reconcile")
+    assert rec.inside[A].wait(5)
+    sched.request(B, "reconcile")
+    until(lambda: rec.count(B) == 1)
+    rec.hold[A].set()
+
+
+def test_a_request_never_postpones_and_the_earliest_wins(rec: Recorder, sched: Scheduler) -> None:
+    sched.request(A, "timer", 0.4)
+    sched.request(A, "watch", 30.0)  # later: ignored
+    until(lambda: rec.count(A) == 1, timeout=2)
+    sched.request(B, "timer", 30.0)
+    sched.request(B, "watch", 0.05)  # sooner: wins
+    until(lambda: rec.count(B) == 1, timeout=2)
+    assert (B, "watch") in rec.ran
+    assert sched.pending() == 0
+
+
+def test_each_pass_names_the_next_and_none_ends_the_chain(rec: Recorder, sched: Scheduler) -> None:
+    rec.next[A] = 0.05
+    sched.request(A, "reconcile")
+    until(lambda: rec.count(A) >= 3)
+    rec.next[A] = None
+    time.sleep(0.2)
+    settled = rec.count(A)
+    time.sleep(0.3)
+    assert rec.count(A) == settled
+    assert sched.pending() == 0
+    assert {r for k, r in rec.ran if k == A} == {"reconcile", "timer"}
+
+
+def test_forget_drops_the_queued_pass_and_a_running_one_schedules_nothing(rec: Recorder, sched: Scheduler) -> None:
+    sched.request(A, "timer", 0.3)
+    sched.forget(A)
+    rec.hold[B], rec.inside[B] = threading.Event(), threading.Event()
+    rec.next[B] = 0.01
+    sched.request(B, "reconcile")
+    assert rec.inside[B].wait(5)
+    sched.forget(B)
+    rec.hold[B].set()
+    time.sleep(0.5)
+    assert rec.count(A) == 0
+    assert rec.count(B) == 1
+    assert len(sched) == 0
+
+
+def test_stop_drops_the_queue_and_waits_for_the_running_pass(rec: Recorder, sched: Scheduler) -> None:
+    rec.hold[A], rec.inside[A] = threading.Event(), threading.Event()
+    sched.request(A, "reconcile")
+    assert rec.inside[A].wait(5)
+    sched.request(B, "timer", 0.2)
+    threading.Timer(0.2, rec.hold[A].set).start()
+    started = time.monotonic()
+    sched.stop(wait=5)
+    assert 0.1 < time.monotonic() - started < 2
+    sched.request(B, "watch")  # after stop: nothing starts
+    time.sleep(0.4)
+    assert rec.count(A) == 1
+    assert rec.count(B) == 0
+
+
+def test_a_pass_that_raises_is_tried_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scheduler_module, "FAILED_RETRY", 0.05)
+    calls: list[float] = []
+
+    def flaky(key: Key, reason: str, late: float) -> float | None:
+        calls.append(late)
+        if len(calls) == 1:
+            raise RuntimeError("the API server said 500")
+        return None
+
+    s = Scheduler(flaky, workers=1)
+    s.start()
+    try:
+        s.request(A, "reconcile")
+        until(lambda: len(calls) == 2)
+    finally:
+        s.stop()
+
+
+def test_lateness_is_the_queue_wait_and_the_requesters_context_is_kept(rec: Recorder) -> None:
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="none")
+    seen: list[str] = []
+
+    def run(key: Key, reason: str, late: float) -> float | None:
+        seen.append(var.get())
+        return rec(key, reason, late)
+
+    s = Scheduler(run, workers=1)
+    rec.hold[A], rec.inside[A] = threading.Event(), threading.Event()
+    s.start()
+    try:
+        var.set("kopf")
+        s.request(A, "reconcile")
+        assert rec.inside[A].wait(5)
+        s.request(B, "reconcile")  # the only worker is busy for 0.3 s
+        time.sleep(0.3)
+        rec.hold[A].set()
+        until(lambda: rec.count(B) == 1)
+    finally:
+        s.stop(wait=5)
+    assert rec.late[1] >= 0.25
+    assert seen == ["kopf", "kopf"]
