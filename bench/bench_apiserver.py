@@ -1,23 +1,41 @@
 """Apply N ValkeyClusters to a real API server and measure the operator. Prints figures; asserts nothing.
 
-Measures: time until every resource is Ready-for-pods (all owned objects created and status written),
-the operator's peak memory (VmHWM of its process), and the per-resource reconcile time (p50/p95, from
-the operator's own log lines). Uses the current KUBECONFIG if set, else the project's local control plane.
+For each code (this checkout, and `--baseline REF` from a git worktree) and each `--count`, on a fresh
+control plane of its own (the project's; none is left over from the run before):
+- the time until every ValkeyCluster is Ready-for-pods (all owned objects created and status written);
+- the operator's reconcile passes (p50/p95, from its log) and their rhythm: how late each started after it
+  was due (this checkout's log says so), and the gap between passes of one cluster;
+- the API requests the operator made, by verb, for the initial sync and for `--idle` seconds after it, from
+  the API server's own counters: the operator runs as a user of its own, and one FlowSchema per verb
+  matches only that user, so `apiserver_flowcontrol_dispatched_requests_total` by FlowSchema is the
+  operator's requests by verb (`apiserver_request_total`, for every client, is printed beside it);
+- the operator's CPU time and memory (RSS per cluster, peak);
+- how long it takes to exit after SIGTERM, with the fleet in place.
 
-    .venv/bin/python bench/bench_apiserver.py [--count 200]
+The clusters never get pods running (the control plane has no node): they wait for pods, as a fleet just
+created does. Uses the current KUBECONFIG instead when set (one run per code and count, in namespaces;
+no per-user attribution there).
+
+    .venv/bin/python bench/bench_apiserver.py --count 200 --count 1000 --baseline 855add2 [--idle 600]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -25,87 +43,329 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: make the e2e package importable
 
+OPERATOR_USER = "bench:valkey-operator"
+VERBS = ("get", "list", "watch", "create", "update", "patch", "delete")
+WRITES = ("create", "update", "patch", "delete")
+SLOW_TIMER = 300.0  # the operator's default slow timer: the idle budget is per cluster per this period
+_SAMPLE = re.compile(r"^(\w+)\{(.*)\} ([0-9.e+-]+)$")
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+_PASS = re.compile(
+    r"^(\S+ \S+) INFO valkey_operator.handlers: reconciled (\S+) \((\S+)\) in ([0-9.]+) s(?:, ([0-9.]+) s after due)?"
+)
 
-def kubectl(*args: str, stdin: str | None = None) -> str:
-    return subprocess.run(["kubectl", *args], input=stdin, capture_output=True, text=True, check=True).stdout
+
+def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> str:
+    out = subprocess.run(["kubectl", *args], input=stdin, capture_output=True, text=True, check=False, timeout=300)
+    if check and out.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)}: {out.stderr}")
+    return out.stdout
 
 
-def peak_rss_mib(pid: int) -> float:
+def scrape() -> dict[str, Counter[str]]:
+    """The API server's counters: requests by verb (every client, leases aside), and the operator's by verb
+    (its FlowSchemas)."""
+    every: Counter[str] = Counter()
+    ours: Counter[str] = Counter()
+    for line in kubectl("get", "--raw", "/metrics").splitlines():
+        m = _SAMPLE.match(line)
+        if not m:
+            continue
+        name, labels, value = m.group(1), dict(_LABEL.findall(m.group(2))), float(m.group(3))
+        if name == "apiserver_request_total" and labels.get("resource") != "leases":
+            every[labels.get("verb", "").lower()] += int(value)
+        elif name == "apiserver_flowcontrol_dispatched_requests_total":
+            schema = labels.get("flow_schema", "")
+            if schema.startswith("bench-operator-"):
+                ours[schema.removeprefix("bench-operator-")] += int(value)
+    return {"every": every, "ours": ours}
+
+
+def delta(after: dict[str, Counter[str]], before: dict[str, Counter[str]]) -> dict[str, Counter[str]]:
+    return {k: Counter({v: after[k][v] - before[k][v] for v in after[k]}) for k in after}
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def memory_mib(pid: int, key: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{key}:"):
             return int(line.split()[1]) / 1024
     return 0.0
 
 
 def ready_for_pods(namespace: str) -> int:
-    items = json.loads(kubectl("get", "valkeyclusters", "-n", namespace, "-o", "json"))["items"]
-    return sum(1 for i in items if (i.get("status") or {}).get("certificates", {}).get("server"))
-
-
-def run(count: int, namespace: str) -> None:
-    kubectl("apply", "-f", str(ROOT / "crds"))
-    from e2e.procs import wait_established
-
-    wait_established(["kubectl"], ["valkeyclusters.valkeyops.dev"])
-    kubectl("create", "namespace", namespace)
-    log = Path(tempfile.mkdtemp()) / "operator.log"
-    env = {**os.environ, "VALKEY_OPERATOR_TIMER_INTERVAL": "3600"}
-    cli = Path(sys.executable).parent / "valkey-operator"
-    proc = subprocess.Popen(
-        [str(cli), "run", "--namespace", namespace, "--standalone", "--metrics-port", "0", "--health-port", "0"],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        env=env,
+    out = kubectl(
+        "get", "valkeyclusters", "-n", namespace, "-o", "jsonpath={.items[*].status.certificates.server.notAfter}"
     )
+    return len(out.split())
+
+
+def attribute_operator(folder: Path, cluster: object) -> Path:
+    """A kubeconfig for the operator's own user (cluster-admin by a binding, outside system:masters so that
+    its requests are classified) and one FlowSchema per verb that matches only it."""
+    kubeconfig: Path = cluster.kubeconfig_for(OPERATOR_USER, ("bench",), folder)  # type: ignore[attr-defined]
+    docs: list[dict[str, object]] = [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "bench-operator"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": OPERATOR_USER}],
+        }
+    ]
+    for verb in VERBS:
+        docs.append(
+            {
+                "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
+                "kind": "FlowSchema",
+                "metadata": {"name": f"bench-operator-{verb}"},
+                "spec": {
+                    # Exempt, as the operator's requests are when it runs as an admin: counted, never queued.
+                    "priorityLevelConfiguration": {"name": "exempt"},
+                    "matchingPrecedence": 100,
+                    "rules": [
+                        {
+                            "subjects": [{"kind": "User", "user": {"name": OPERATOR_USER}}],
+                            "resourceRules": [
+                                {
+                                    "verbs": [verb],
+                                    "apiGroups": ["*"],
+                                    "resources": ["*"],
+                                    "clusterScope": True,
+                                    "namespaces": ["*"],
+                                }
+                            ],
+                        }
+                    ],
+                },
+            }
+        )
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
+    return kubeconfig
+
+
+@dataclass
+class Result:
+    code: str
+    count: int
+    ready: int = 0
+    sync_s: float = 0.0
+    passes: list[float] = field(default_factory=list)
+    late: list[float] = field(default_factory=list)
+    gaps: list[float] = field(default_factory=list)
+    sync_calls: dict[str, Counter[str]] = field(default_factory=dict)
+    idle_calls: dict[str, Counter[str]] = field(default_factory=dict)
+    idle_passes: int = 0
+    idle_s: float = 0.0
+    cpu_sync: float = 0.0
+    cpu_idle: float = 0.0
+    rss_base: float = 0.0
+    rss_sync: float = 0.0
+    rss_peak: float = 0.0
+    shutdown_s: float = 0.0
+
+
+def _operator(source: Path, namespace: str, kubeconfig: Path | None, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(source / "operator"),
+        "VALKEY_OPERATOR_TIMER_INTERVAL": str(SLOW_TIMER),
+    }
+    if kubeconfig is not None:
+        env["KUBECONFIG"] = str(kubeconfig)
+    args = ["run", "--namespace", namespace, "--standalone", "--metrics-port", "0", "--health-port", "0"]
+    return subprocess.Popen(
+        [sys.executable, "-m", "valkey_operator.cli", *args], stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env
+    )
+
+
+def _log_passes(log: Path, since: datetime | None = None) -> list[tuple[datetime, str, str, float, float | None]]:
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        m = _PASS.match(line)
+        if not m:
+            continue
+        at = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f")
+        if since is None or at >= since:
+            late = float(m.group(5)) if m.group(5) else None
+            out.append((at, m.group(2), m.group(3), float(m.group(4)), late))
+    return out
+
+
+def measure(code: str, source: Path, count: int, idle: float, kubeconfig: Path | None, attributed: bool) -> Result:
+    namespace = f"bench-{count}-{int(time.time())}"
+    kubectl("create", "namespace", namespace)
+    res = Result(code, count)
+    log = Path(tempfile.mkdtemp()) / "operator.log"
+    proc = _operator(source, namespace, kubeconfig, log)
     try:
-        time.sleep(3)
+        time.sleep(5)
+        res.rss_base = memory_mib(proc.pid, "VmRSS")
         base = yaml.safe_load((ROOT / "examples" / "valkeycluster.yaml").read_text())
         docs = []
         for i in range(count):
             doc = json.loads(json.dumps(base))
             doc["metadata"] = {"name": f"vk-{i}", "namespace": namespace}
             docs.append(doc)
+        m0, cpu0 = scrape(), cpu_seconds(proc.pid)
         start = time.monotonic()
-        kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
-        applied = time.monotonic() - start
-        done = 0
+        kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(docs))
         deadline = start + 1800
         while time.monotonic() < deadline:
-            done = ready_for_pods(namespace)
-            if done >= count:
+            res.ready = ready_for_pods(namespace)
+            if res.ready >= count:
                 break
-            time.sleep(1)
-        total = time.monotonic() - start
-        peak = peak_rss_mib(proc.pid)
+            time.sleep(2)
+        res.sync_s = time.monotonic() - start
+        m1, cpu1 = scrape(), cpu_seconds(proc.pid)
+        res.rss_sync = memory_mib(proc.pid, "VmRSS")
+        idle_from = datetime.now()
+        time.sleep(idle)
+        m2, cpu2 = scrape(), cpu_seconds(proc.pid)
+        res.idle_s = idle
+        res.rss_peak = memory_mib(proc.pid, "VmHWM")
+        res.sync_calls, res.idle_calls = delta(m1, m0), delta(m2, m1)
+        res.cpu_sync, res.cpu_idle = cpu1 - cpu0, cpu2 - cpu1
+        stop = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        res.shutdown_s = time.monotonic() - stop
     finally:
-        proc.terminate()
-        proc.wait(30)
-        subprocess.run(["kubectl", "delete", "namespace", namespace, "--wait=false"], capture_output=True, check=False)
-    times = [float(m) for m in re.findall(r"reconciled \S+ \(reconcile\) in ([0-9.]+) s", log.read_text())]
-    print(f"resources               {count}")
-    print(f"ready-for-pods          {done}/{count}")
-    print(f"kubectl apply           {applied:.1f} s")
-    print(f"all ready-for-pods      {total:.1f} s ({count / total:.1f} resources/s)")
-    print(f"operator peak RSS       {peak:.1f} MiB")
-    if len(times) >= 2:
-        q = statistics.quantiles(times, n=100)
-        print(f"reconcile passes        {len(times)}")
-        print(f"reconcile p50 / p95     {1000 * statistics.median(times):.0f} ms / {1000 * q[94]:.0f} ms")
+        if proc.poll() is None:
+            proc.kill()
+    _from_log(res, log, idle_from)
+    if not attributed:
+        res.sync_calls.pop("ours", None)
+        res.idle_calls.pop("ours", None)
+    return res
+
+
+def _from_log(res: Result, log: Path, idle_from: datetime) -> None:
+    passes = _log_passes(log)
+    res.passes = [p[3] for p in passes if p[0] < idle_from]
+    res.late = [p[4] for p in passes if p[4] is not None]
+    res.idle_passes = sum(1 for p in passes if p[0] >= idle_from)
+    last: dict[str, datetime] = {}
+    for at, name, _, _, _ in passes:
+        if name in last:
+            res.gaps.append((at - last[name]).total_seconds())
+        last[name] = at
+
+
+def _q(values: list[float], q: int) -> float:
+    if len(values) < 2:
+        return values[0] if values else float("nan")
+    return statistics.quantiles(values, n=100)[q - 1]
+
+
+def report(results: list[Result]) -> None:
+    cols = [f"{r.code} n={r.count}" for r in results]
+    width = max(18, *(len(c) + 2 for c in cols))
+
+    def row(label: str, values: list[str]) -> None:
+        print(f"{label:<44}" + "".join(f"{v:>{width}}" for v in values))
+
+    row("", cols)
+    row("ready-for-pods", [f"{r.ready}/{r.count}" for r in results])
+    row("all ready-for-pods (s)", [f"{r.sync_s:.1f}" for r in results])
+    row("reconcile passes during sync", [str(len(r.passes)) for r in results])
+    row("reconcile p50 / p95 (ms)", [f"{1000 * _q(r.passes, 50):.0f} / {1000 * _q(r.passes, 95):.0f}" for r in results])
+    row(
+        "pass started after due p50 / p95 (s)",
+        [f"{_q(r.late, 50):.2f} / {_q(r.late, 95):.2f}" if r.late else "n/a" for r in results],
+    )
+    row(
+        "gap between passes of one cluster p50/p95 (s)",
+        [f"{_q(r.gaps, 50):.1f} / {_q(r.gaps, 95):.1f}" for r in results],
+    )
+    for phase, attr in (("sync", "sync_calls"), ("idle", "idle_calls")):
+        for who in ("ours", "every"):
+            label = "operator" if who == "ours" else "API server, all clients"
+            calls = [getattr(r, attr).get(who) for r in results]
+            if all(c is None for c in calls):
+                continue
+            row(f"{phase}: {label} requests", [str(sum(c.values())) if c is not None else "-" for c in calls])
+            for verb in VERBS:
+                row(f"  {verb}", [str(c.get(verb, 0)) if c is not None else "-" for c in calls])
+    row("idle window (s)", [f"{r.idle_s:.0f}" for r in results])
+    row("idle: passes", [str(r.idle_passes) for r in results])
+    periods = [max(r.idle_s / SLOW_TIMER, 1e-9) for r in results]
+    ours = [r.idle_calls.get("ours") for r in results]
+    row(
+        "idle: operator requests / cluster / slow period",
+        [
+            f"{sum(c.values()) / r.count / p:.2f}" if c is not None else "-"
+            for c, r, p in zip(ours, results, periods, strict=True)
+        ],
+    )
+    row(
+        "idle: operator writes",
+        [str(sum(c.get(v, 0) for v in WRITES)) if c is not None else "-" for c in ours],
+    )
+    row("operator CPU, sync / idle (s)", [f"{r.cpu_sync:.1f} / {r.cpu_idle:.1f}" for r in results])
+    row("operator RSS before / after sync (MiB)", [f"{r.rss_base:.0f} / {r.rss_sync:.0f}" for r in results])
+    row("operator RSS per cluster (KiB)", [f"{1024 * (r.rss_sync - r.rss_base) / r.count:.0f}" for r in results])
+    row("operator peak RSS (MiB)", [f"{r.rss_peak:.0f}" for r in results])
+    row("exit after SIGTERM (s)", [f"{r.shutdown_s:.1f}" for r in results])
+
+
+@contextlib.contextmanager
+def worktree(ref: str) -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp()) / "baseline"
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(folder), ref], check=True, capture_output=True
+    )
+    try:
+        yield folder
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(folder)], check=False)
+
+
+def run_one(code: str, source: Path, count: int, idle: float) -> Result:
+    from e2e.procs import wait_established
+
+    if os.environ.get("KUBECONFIG"):
+        kubectl("apply", "-f", str(ROOT / "crds"))
+        wait_established(["kubectl"], ["valkeyclusters.valkeyops.dev"])
+        return measure(code, source, count, idle, None, attributed=False)
+    from e2e.controlplane import LocalCluster
+
+    with tempfile.TemporaryDirectory() as tmp, LocalCluster(Path(tmp) / "cp") as cluster:
+        saved = dict(os.environ)
+        os.environ.update(cluster.env())
+        try:
+            kubectl("apply", "-f", str(ROOT / "crds"))
+            wait_established(["kubectl"], ["valkeyclusters.valkeyops.dev"])
+            kubeconfig = attribute_operator(Path(tmp), cluster)
+            return measure(code, source, count, idle, kubeconfig, attributed=True)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--count", type=int, default=200)
-    parser.add_argument("--namespace", default=f"bench-{int(time.time())}")
+    parser.add_argument("--count", type=int, action="append", help="clusters (repeatable; default 200)")
+    parser.add_argument("--baseline", help="a git ref to measure beside this checkout (e.g. the last release)")
+    parser.add_argument("--idle", type=float, default=600.0, help="seconds measured at rest after the sync")
     args = parser.parse_args()
-    if os.environ.get("KUBECONFIG"):
-        run(args.count, args.namespace)
-        return
-    from e2e.controlplane import LocalCluster
-
-    with tempfile.TemporaryDirectory() as tmp, LocalCluster(Path(tmp)) as cluster:
-        os.environ.update(cluster.env())
-        run(args.count, args.namespace)
+    counts = args.count or [200]
+    results: list[Result] = []
+    with contextlib.ExitStack() as stack:
+        codes = [("this", ROOT)]
+        if args.baseline:
+            codes.insert(0, (args.baseline, stack.enter_context(worktree(args.baseline))))
+        for count in counts:
+            for code, source in codes:
+                print(f"measuring {code} with {count} clusters...", file=sys.stderr, flush=True)
+                results.append(run_one(code, source, count, args.idle))
+    report(results)
 
 
 if __name__ == "__main__":
