@@ -44,7 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: make the e2e package importable
 
 OPERATOR_USER = "bench:valkey-operator"
-VERBS = ("get", "list", "watch", "create", "update", "patch", "delete")
+VERBS = ("get", "list", "watch", "create", "update", "patch", "delete")  # RBAC's (server-side apply: patch)
+HTTP_VERBS = ("get", "list", "watch", "post", "put", "patch", "apply", "delete")  # apiserver_request_total's
 WRITES = ("create", "update", "patch", "delete")
 SLOW_TIMER = 300.0  # the operator's default slow timer: the idle budget is per cluster per this period
 _SAMPLE = re.compile(r"^(\w+)\{(.*)\} ([0-9.e+-]+)$")
@@ -166,9 +167,31 @@ class Result:
     rss_sync: float = 0.0
     rss_peak: float = 0.0
     shutdown_s: float = 0.0
+    trace: str = ""
 
 
-def _operator(source: Path, namespace: str, kubeconfig: Path | None, log: Path) -> subprocess.Popen[bytes]:
+# With --tracemalloc: the operator started under tracemalloc, writing its top allocations (by file) to
+# the path in VALKEY_BENCH_TRACE on SIGUSR1.
+_TRACED = """
+import os, signal, sys, tracemalloc
+tracemalloc.start(int(os.environ["VALKEY_BENCH_FRAMES"]))
+def dump(*_):
+    snap = tracemalloc.take_snapshot()
+    with open(os.environ["VALKEY_BENCH_TRACE"], "w") as out:
+        for group in ("filename", "lineno"):
+            stats = snap.statistics(group)
+            out.write(f"by {group}: {sum(s.size for s in stats) / 2**20:.1f} MiB traced\n")
+            for stat in stats[:15]:
+                out.write(f"  {stat.size / 2**20:8.1f} MiB {stat.count:9d} blocks  {stat.traceback}\n")
+signal.signal(signal.SIGUSR1, dump)
+from valkey_operator.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _operator(
+    source: Path, namespace: str, kubeconfig: Path | None, log: Path, trace: Path | None
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "PYTHONPATH": str(source / "operator"),
@@ -177,9 +200,22 @@ def _operator(source: Path, namespace: str, kubeconfig: Path | None, log: Path) 
     if kubeconfig is not None:
         env["KUBECONFIG"] = str(kubeconfig)
     args = ["run", "--namespace", namespace, "--standalone", "--metrics-port", "0", "--health-port", "0"]
-    return subprocess.Popen(
-        [sys.executable, "-m", "valkey_operator.cli", *args], stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env
-    )
+    command = [sys.executable, "-m", "valkey_operator.cli"]
+    if trace is not None:
+        env.update(VALKEY_BENCH_TRACE=str(trace), VALKEY_BENCH_FRAMES="1")
+        command = [sys.executable, "-c", _TRACED]
+    return subprocess.Popen([*command, *args], stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
+
+
+def _dump(proc: subprocess.Popen[bytes], trace: Path) -> str:
+    """Ask the traced operator for its top allocations (a snapshot takes a while at 1,000 clusters)."""
+    proc.send_signal(signal.SIGUSR1)
+    for _ in range(600):
+        if trace.exists() and trace.stat().st_size:
+            time.sleep(1)
+            break
+        time.sleep(0.5)
+    return trace.read_text() if trace.exists() else "(no dump)"
 
 
 def _log_passes(log: Path, since: datetime | None = None) -> list[tuple[datetime, str, str, float, float | None]]:
@@ -195,12 +231,15 @@ def _log_passes(log: Path, since: datetime | None = None) -> list[tuple[datetime
     return out
 
 
-def measure(code: str, source: Path, count: int, idle: float, kubeconfig: Path | None, attributed: bool) -> Result:
+def measure(
+    code: str, source: Path, count: int, idle: float, kubeconfig: Path | None, attributed: bool, traced: bool
+) -> Result:
     namespace = f"bench-{count}-{int(time.time())}"
     kubectl("create", "namespace", namespace)
     res = Result(code, count)
     log = Path(tempfile.mkdtemp()) / "operator.log"
-    proc = _operator(source, namespace, kubeconfig, log)
+    trace = log.with_name("tracemalloc.txt") if traced else None
+    proc = _operator(source, namespace, kubeconfig, log, trace)
     try:
         time.sleep(5)
         res.rss_base = memory_mib(proc.pid, "VmRSS")
@@ -222,6 +261,8 @@ def measure(code: str, source: Path, count: int, idle: float, kubeconfig: Path |
         res.sync_s = time.monotonic() - start
         m1, cpu1 = scrape(), cpu_seconds(proc.pid)
         res.rss_sync = memory_mib(proc.pid, "VmRSS")
+        if trace is not None:
+            res.trace = _dump(proc, trace)
         idle_from = datetime.now()
         time.sleep(idle)
         m2, cpu2 = scrape(), cpu_seconds(proc.pid)
@@ -291,7 +332,7 @@ def report(results: list[Result]) -> None:
             if all(c is None for c in calls):
                 continue
             row(f"{phase}: {label} requests", [str(sum(c.values())) if c is not None else "-" for c in calls])
-            for verb in VERBS:
+            for verb in VERBS if who == "ours" else HTTP_VERBS:
                 row(f"  {verb}", [str(c.get(verb, 0)) if c is not None else "-" for c in calls])
     row("idle window (s)", [f"{r.idle_s:.0f}" for r in results])
     row("idle: passes", [str(r.idle_passes) for r in results])
@@ -327,13 +368,13 @@ def worktree(ref: str) -> Iterator[Path]:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(folder)], check=False)
 
 
-def run_one(code: str, source: Path, count: int, idle: float) -> Result:
+def run_one(code: str, source: Path, count: int, idle: float, traced: bool) -> Result:
     from e2e.procs import wait_established
 
     if os.environ.get("KUBECONFIG"):
         kubectl("apply", "-f", str(ROOT / "crds"))
         wait_established(["kubectl"], ["valkeyclusters.valkeyops.dev"])
-        return measure(code, source, count, idle, None, attributed=False)
+        return measure(code, source, count, idle, None, attributed=False, traced=traced)
     from e2e.controlplane import LocalCluster
 
     with tempfile.TemporaryDirectory() as tmp, LocalCluster(Path(tmp) / "cp") as cluster:
@@ -343,7 +384,7 @@ def run_one(code: str, source: Path, count: int, idle: float) -> Result:
             kubectl("apply", "-f", str(ROOT / "crds"))
             wait_established(["kubectl"], ["valkeyclusters.valkeyops.dev"])
             kubeconfig = attribute_operator(Path(tmp), cluster)
-            return measure(code, source, count, idle, kubeconfig, attributed=True)
+            return measure(code, source, count, idle, kubeconfig, attributed=True, traced=traced)
         finally:
             os.environ.clear()
             os.environ.update(saved)
@@ -354,6 +395,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, action="append", help="clusters (repeatable; default 200)")
     parser.add_argument("--baseline", help="a git ref to measure beside this checkout (e.g. the last release)")
     parser.add_argument("--idle", type=float, default=600.0, help="seconds measured at rest after the sync")
+    parser.add_argument(
+        "--tracemalloc", action="store_true", help="print the operator's top allocations after the sync (slower)"
+    )
     args = parser.parse_args()
     counts = args.count or [200]
     results: list[Result] = []
@@ -364,8 +408,11 @@ def main() -> None:
         for count in counts:
             for code, source in codes:
                 print(f"measuring {code} with {count} clusters...", file=sys.stderr, flush=True)
-                results.append(run_one(code, source, count, args.idle))
+                results.append(run_one(code, source, count, args.idle, args.tracemalloc))
     report(results)
+    for r in results:
+        if r.trace:
+            print(f"\n{r.code} n={r.count}: the operator's memory after the sync (tracemalloc)\n{r.trace}")
 
 
 if __name__ == "__main__":

@@ -88,6 +88,7 @@ def _run(args: argparse.Namespace) -> int:
     from valkey_operator import handlers  # noqa: PLC0415
     from valkey_operator.clock import SystemClock  # noqa: PLC0415
     from valkey_operator.config import OperatorConfig  # noqa: PLC0415
+    from valkey_operator.k8s.cache import Cache, CachedKube  # noqa: PLC0415
     from valkey_operator.k8s.client import Kube, ensure_peering  # noqa: PLC0415
     from valkey_operator.metrics import REGISTRY  # noqa: PLC0415
     from valkey_operator.reconcile import Reconciler  # noqa: PLC0415
@@ -101,7 +102,8 @@ def _run(args: argparse.Namespace) -> int:
     config = OperatorConfig.from_env(os.environ)
     clock = SystemClock()
     kube = Kube()
-    reconciler = Reconciler(kube, ValkeyAdmin(), clock, config.cluster_domain)
+    cache = Cache()
+    reconciler = Reconciler(CachedKube(kube, cache), ValkeyAdmin(), clock, config.cluster_domain)
     start_http_server(args.metrics_port, registry=REGISTRY)
     log = logging.getLogger("valkey_operator.cli")
     peering: dict[str, Any] = {"standalone": True}
@@ -129,7 +131,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     kopf.run(
         registry=handlers.registry(config),
-        memo=handlers.memo(reconciler, clock, config),
+        memo=handlers.memo(reconciler, clock, config, cache),
         clusterwide=args.all_namespaces or not args.namespace,
         namespaces=args.namespace or (),
         liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz",

@@ -121,17 +121,19 @@ class OperatorThread:
 
         from valkey_operator import handlers
         from valkey_operator.config import OperatorConfig
+        from valkey_operator.k8s.cache import Cache, CachedKube
         from valkey_operator.k8s.client import Kube
         from valkey_operator.valkey_admin import ValkeyAdmin
 
         config = self.config or OperatorConfig(timer_interval=TIMER_INTERVAL)
-        reconciler = CountingReconciler(Kube(), ValkeyAdmin(), self.clock, config.cluster_domain)
+        cache = Cache()
+        reconciler = CountingReconciler(CachedKube(Kube(), cache), ValkeyAdmin(), self.clock, config.cluster_domain)
         self.reconciler = reconciler
         try:
             asyncio.run(
                 kopf.operator(
                     registry=handlers.registry(config),
-                    memo=handlers.memo(reconciler, self.clock, config),
+                    memo=handlers.memo(reconciler, self.clock, config, cache),
                     # Only the namespaces of the `namespace` fixture: a test that drives passes itself
                     # (`unwatched_namespace`) is never reconciled behind its back.
                     namespaces=self.namespaces,

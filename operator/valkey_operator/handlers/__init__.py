@@ -20,6 +20,7 @@ from valkey_operator.clock import Clock
 from valkey_operator.config import OperatorConfig
 from valkey_operator.decide import needs_fast_look
 from valkey_operator.handlers.scheduler import Scheduler
+from valkey_operator.k8s.cache import INDEXED, Cache, IndexKey, index_entries
 from valkey_operator.reconcile import Outcome, Reconciler
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ KOPF_PREFIX = f"kopf.{names.GROUP}"
 # Issuer CertManager: a Certificate's status moves when cert-manager issues (kopf serves it once its CRD exists).
 OWNED_RESOURCES = (
     "pods",
+    "secrets",
     "statefulsets.apps",
     "services",
     "configmaps",
@@ -43,6 +45,17 @@ OWNED_RESOURCES = (
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 OWNED_SELECTOR = f"{MANAGED_BY_LABEL}={names.MANAGER},{INSTANCE_LABEL}"
+OWNED_LABELS: dict[str, Any] = {MANAGED_BY_LABEL: names.MANAGER, INSTANCE_LABEL: kopf.PRESENT}
+# The owned kinds a pass reads from kopf's indexes (Certificates, of a CRD that may come and go, are read
+# from the API server).
+INDEXED_RESOURCES = (
+    ("pods", "Pod"),
+    ("statefulsets.apps", "StatefulSet"),
+    ("services", "Service"),
+    ("configmaps", "ConfigMap"),
+    ("poddisruptionbudgets.policy", "PodDisruptionBudget"),
+    ("secrets", "Secret"),
+)
 
 
 DEBOUNCE = 0.25  # seconds: the owned-object events of one burst (a pass's own applies echoed) cost one pass
@@ -80,11 +93,20 @@ class Pacer:
         return pace.delay
 
 
-def memo(reconciler: Reconciler, clock: Clock, config: OperatorConfig | None = None) -> kopf.Memo:
-    """The operator-level memo (the pass, the clock, and the scheduler every handler puts requests in);
-    kopf gives each ValkeyCluster a shallow copy of it, so they share one scheduler."""
+def memo(
+    reconciler: Reconciler, clock: Clock, config: OperatorConfig | None = None, cache: Cache | None = None
+) -> kopf.Memo:
+    """The operator-level memo (the pass, the clock, the scheduler every handler puts requests in, and the
+    cache the reconciler reads through, which kopf's indexes fill); kopf gives each ValkeyCluster a
+    shallow copy of it, so they share them."""
     pacer = Pacer(reconciler, clock, config or OperatorConfig())
-    return kopf.Memo(reconciler=reconciler, clock=clock, scheduler=Scheduler(pacer, WORKERS), pacer=pacer)
+    return kopf.Memo(
+        reconciler=reconciler,
+        clock=clock,
+        scheduler=Scheduler(pacer, WORKERS),
+        pacer=pacer,
+        cache=cache or Cache(),
+    )
 
 
 def _timed_pass(reason: str, namespace: str, name: str, reconciler: Reconciler, late: float) -> Outcome | None:
@@ -117,7 +139,7 @@ def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     reg = kopf.OperatorRegistry()
 
     @kopf.on.startup(registry=reg)
-    def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
         # Progress and the last-handled spec live in annotations, not in status (the schema owns status).
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=KOPF_PREFIX)
@@ -130,6 +152,7 @@ def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         # namespace never reach the operator (kopf's `labels=` filter would drop them only after).
         for resource in OWNED_RESOURCES:
             settings.watching.label_selectors[resource] = OWNED_SELECTOR
+        memo.cache.attach(kwargs)  # kopf's indexes, by name: filled before any ValkeyCluster handler runs
         memo.scheduler.start()
 
     @kopf.on.cleanup(registry=reg)
@@ -177,13 +200,24 @@ def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
 
     for resource in OWNED_RESOURCES:
 
-        @kopf.on.event(resource, registry=reg, labels={MANAGED_BY_LABEL: names.MANAGER, INSTANCE_LABEL: kopf.PRESENT})
+        @kopf.on.event(resource, registry=reg, labels=OWNED_LABELS)
         async def owned_changed(namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
             """A pod deleted, restarted or turned unready, an owned object deleted or edited by hand: look
             within DEBOUNCE (failover reacts within a second; drift is repaired at once; the echoes of one
             pass's own writes cost one pass)."""
             if namespace:
                 memo.scheduler.request((namespace, labels[INSTANCE_LABEL]), "watch", DEBOUNCE)
+
+    for resource, kind in INDEXED_RESOURCES:
+
+        @kopf.index(resource, registry=reg, id=INDEXED[kind], labels=OWNED_LABELS)
+        async def owned_index(body: kopf.Body, _kind: str = kind, **_: Any) -> dict[IndexKey, Any]:
+            """The object as passes read it, by its name and by its cluster."""
+            return index_entries(_kind, body)
+
+    @kopf.index(*_RESOURCE, registry=reg, id=INDEXED[names.KIND])
+    async def clusters_index(body: kopf.Body, **_: Any) -> dict[IndexKey, Any]:
+        return index_entries(names.KIND, body)
 
     @kopf.on.delete(*_RESOURCE, registry=reg, optional=True)
     def forget(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:

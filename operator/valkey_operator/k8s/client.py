@@ -30,12 +30,14 @@ NAMESPACED_PERMISSIONS: list[dict[str, Any]] = [
     # (each pass reads the resource afresh) and patch of our status.
     {"apiGroups": [names.GROUP], "resources": [names.PLURAL], "verbs": ["get", "list", "watch", "patch"]},
     {"apiGroups": [names.GROUP], "resources": [f"{names.PLURAL}/status"], "verbs": ["patch"]},
-    # reconcile.gather: Kube.list of the owned kinds by label (list), Kube.get of each owned Secret and of
-    # the user's CA or External Secret by name (get: never list, which would read every Secret), Kube.get
-    # of an expected object the label LIST did not find (get: someone else's object with our name);
-    # Kube.apply, server-side apply that may create (create, patch). kopf watches the owned kinds (watch)
-    # so that a pod's loss or a hand edit starts a pass at once.
-    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "patch"]},
+    # kopf's indexes (k8s.cache) list and watch the owned kinds, Secrets included, filtered by the API
+    # server with the project's labels (list, watch): a pass reads them from memory, and a pod's loss or a
+    # hand edit starts a pass at once. RBAC cannot grant by label, so this allows reading every Secret of
+    # the watched namespaces; only the operator's own ever reach it. reconcile.gather: Kube.get of the
+    # user's CA or External Secret by name, and of an expected object the index lacks (get: someone
+    # else's object with our name); Kube.list when no index serves (list); Kube.apply, server-side apply
+    # that may create (create, patch).
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch", "create", "patch"]},
     {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": ["get", "list", "watch", "create", "patch"]},
     {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["get", "list", "watch", "create", "patch"]},
     {
@@ -188,14 +190,17 @@ class Kube:
         with contextlib.suppress(NotFoundError):
             self._resource(api_version, kind).delete(name=name, namespace=namespace, body=body)
 
-    def patch_status(self, api_version: str, kind: str, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
-        """A JSON merge patch of an object's status subresource."""
-        self._resource(api_version, kind).status.patch(
+    def patch_status(
+        self, api_version: str, kind: str, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """A JSON merge patch of an object's status subresource; the object as written."""
+        out = self._resource(api_version, kind).status.patch(
             body={"status": dict(patch)},
             name=name,
             namespace=namespace,
             content_type="application/merge-patch+json",
         )
+        return out.to_dict()  # type: ignore[no-any-return]
 
     def reissue_certificate(
         self,
@@ -218,13 +223,14 @@ class Kube:
             body=ops, name=name, namespace=namespace, content_type="application/json-patch+json"
         )
 
-    def label_pod(self, namespace: str, name: str, labels: Mapping[str, str]) -> None:
-        self._resource("v1", "Pod").patch(
+    def label_pod(self, namespace: str, name: str, labels: Mapping[str, str]) -> dict[str, Any]:
+        out = self._resource("v1", "Pod").patch(
             body={"metadata": {"labels": dict(labels)}},
             name=name,
             namespace=namespace,
             content_type="application/merge-patch+json",
         )
+        return out.to_dict()  # type: ignore[no-any-return]
 
 
 def ensure_peering(kube: Kube, name: str, namespaces: list[str], timeout: float = 120.0) -> None:

@@ -1,0 +1,188 @@
+"""Reads from kopf's indexes with the operator's own writes laid over them until the watch reports them.
+
+kopf's Index is stood in for by a dict of lists (the same read interface); the real indexes are read by
+every integration test's operator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from valkey_operator import names
+from valkey_operator.k8s.cache import INDEXED, OVERLAY_TTL, Cache, CachedKube, index_entries, slim
+
+NS = "ns"
+OWNED = names.owned_selector("cache")
+
+
+def obj(kind: str, name: str, rv: str, instance: str = "cache", **extra: Any) -> dict[str, Any]:
+    meta = {"name": name, "namespace": NS, "resourceVersion": rv, "labels": names.owned_selector(instance)}
+    return {"apiVersion": "v1", "kind": kind, "metadata": meta, **extra}
+
+
+class FakeIndexes:
+    """kopf's indexes as the watch fills them: kind -> key -> values."""
+
+    def __init__(self) -> None:
+        self.by_kind: dict[str, dict[Any, list[Any]]] = {kind: {} for kind in INDEXED}
+
+    def put(self, body: dict[str, Any]) -> None:
+        self.drop(body["kind"], body["metadata"]["name"])
+        for key, value in index_entries(body["kind"], body).items():
+            self.by_kind[body["kind"]].setdefault(key, []).append(value)
+
+    def drop(self, kind: str, name: str) -> None:
+        for values in self.by_kind[kind].values():
+            values[:] = [v for v in values if v["metadata"]["name"] != name]
+        for key in [k for k, v in self.by_kind[kind].items() if not v]:
+            del self.by_kind[kind][key]
+
+    def named(self) -> dict[str, Any]:
+        return {INDEXED[kind]: index for kind, index in self.by_kind.items()}
+
+
+class API:
+    """The API server's answers to what passes through (the writes return what the server would)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+        self.rv = 100
+
+    def _next(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.rv += 1
+        return {**body, "metadata": {**body["metadata"], "resourceVersion": str(self.rv)}}
+
+    def apply(self, manifest: Any) -> dict[str, Any]:
+        self.calls.append(("apply", manifest["kind"], manifest["metadata"]["name"]))
+        return self._next(manifest)
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls.append(("get", kind, name))
+        return None
+
+    def list(self, api_version: str, kind: str, namespace: str, selector: Any) -> list[dict[str, Any]]:
+        self.calls.append(("list", kind))
+        return []
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str) -> None:
+        self.calls.append(("delete", kind, name))
+
+    def label_pod(self, namespace: str, name: str, labels: Any) -> dict[str, Any]:
+        self.calls.append(("label", name))
+        pod = obj("Pod", name, "0")
+        pod["metadata"]["labels"].update(labels)
+        return self._next(pod)
+
+    def patch_status(self, api_version: str, kind: str, namespace: str, name: str, patch: Any) -> dict[str, Any]:
+        self.calls.append(("status", name))
+        return self._next({**obj(kind, name, "0"), "status": dict(patch)})
+
+    def serves(self, api_version: str, kind: str, rediscover: bool = True) -> bool:
+        return False
+
+    def reissue_certificate(self, *args: Any) -> None:
+        self.calls.append(("reissue",))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def world() -> tuple[FakeIndexes, API, CachedKube, Clock]:
+    indexes, api, clock = FakeIndexes(), API(), Clock()
+    cache = Cache(clock)
+    cache.attach(indexes.named())
+    return indexes, api, CachedKube(api, cache), clock
+
+
+def test_reads_of_indexed_kinds_cost_no_request_and_see_only_the_clusters_objects() -> None:
+    indexes, api, kube, _ = world()
+    indexes.put(obj("ConfigMap", "cache-config", "5"))
+    indexes.put(obj("ConfigMap", "other-config", "6", instance="other"))
+    indexes.put(obj("Secret", "cache-tls", "7", data={"tls.crt": "x"}))
+    assert [o["metadata"]["name"] for o in kube.list("v1", "ConfigMap", NS, OWNED)] == ["cache-config"]
+    assert kube.get("v1", "Secret", NS, "cache-tls") is not None
+    assert api.calls == []
+
+
+def test_a_name_the_index_lacks_is_asked_for_and_other_selectors_and_kinds_go_to_the_server() -> None:
+    _, api, kube, _ = world()
+    assert kube.get("v1", "Service", NS, "cache") is None  # maybe someone else's, without our labels
+    kube.list("v1", "ConfigMap", NS, {"app": "x"})
+    kube.list(names.CERT_MANAGER_API, "Certificate", NS, OWNED)
+    assert api.calls == [("get", "Service", "cache"), ("list", "ConfigMap"), ("list", "Certificate")]
+
+
+def test_a_gone_valkeycluster_is_gone_without_asking() -> None:
+    _, api, kube, _ = world()
+    assert kube.get("valkeyops.dev/v1alpha1", names.KIND, NS, "cache") is None
+    assert api.calls == []
+
+
+def test_a_write_is_read_back_until_the_watch_reports_it_then_the_index_wins() -> None:
+    indexes, _, kube, _ = world()
+    indexes.put(obj("ConfigMap", "cache-config", "5", data={"a": "old"}))
+    kube.apply(obj("ConfigMap", "cache-config", "", data={"a": "new"}))
+    assert kube.get("v1", "ConfigMap", NS, "cache-config")["data"] == {"a": "new"}  # type: ignore[index]
+    assert kube.list("v1", "ConfigMap", NS, OWNED)[0]["data"] == {"a": "new"}
+    indexes.put(obj("ConfigMap", "cache-config", "101", data={"a": "new"}))  # the echo
+    indexes.put(obj("ConfigMap", "cache-config", "150", data={"a": "hand edit"}))  # and a change since
+    assert kube.get("v1", "ConfigMap", NS, "cache-config")["data"] == {"a": "hand edit"}  # type: ignore[index]
+    assert kube.cache.pending_writes() == 0
+
+
+def test_a_created_object_is_listed_before_its_watch_event() -> None:
+    indexes, _, kube, _ = world()
+    kube.apply(obj("Service", "cache", ""))
+    kube.apply(obj("Service", "other", "", instance="other"))
+    assert [o["metadata"]["name"] for o in kube.list("v1", "Service", NS, OWNED)] == ["cache"]
+    indexes.put(obj("Service", "cache", "101"))
+    assert kube.cache.get("Service", NS, "cache")["metadata"]["resourceVersion"] == "101"  # type: ignore[index]
+
+
+def test_a_deleted_pod_reads_as_terminating_until_the_watch_says_so() -> None:
+    indexes, _, kube, _ = world()
+    ready = {"phase": "Running", "podIP": "10.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]}
+    indexes.put(obj("Pod", "cache-0", "5", status=ready))
+    kube.delete_pod(NS, "cache-0", "uid")
+    (seen,) = kube.list("v1", "Pod", NS, OWNED)
+    assert seen["metadata"]["deletionTimestamp"]
+    indexes.put(obj("Pod", "cache-0", "9", status=ready, spec={}))  # the watch: now terminating for real
+    (seen,) = kube.list("v1", "Pod", NS, OWNED)
+    assert seen["metadata"]["resourceVersion"] == "9"
+
+
+def test_a_write_the_watch_never_reports_is_forgotten() -> None:
+    indexes, _, kube, clock = world()
+    indexes.put(obj("ConfigMap", "cache-config", "5", data={"a": "old"}))
+    kube.apply(obj("ConfigMap", "cache-config", "", data={"a": "new"}))
+    clock.t += OVERLAY_TTL + 1
+    assert kube.get("v1", "ConfigMap", NS, "cache-config")["data"] == {"a": "old"}  # type: ignore[index]
+
+
+def test_status_patches_are_read_back_by_the_next_pass() -> None:
+    indexes, _, kube, _ = world()
+    api_version = f"{names.GROUP}/{names.VERSION}"
+    indexes.put({**obj(names.KIND, "cache", "5"), "status": {"phase": "Provisioning"}})
+    kube.patch_status(api_version, names.KIND, NS, "cache", {"phase": "Ready"})
+    assert kube.get(api_version, names.KIND, NS, "cache")["status"] == {"phase": "Ready"}  # type: ignore[index]
+
+
+def test_slim_keeps_what_passes_read() -> None:
+    pod = {
+        "kind": "Pod",
+        "metadata": {"name": "p", "managedFields": [{}], "labels": {"a": "b"}},
+        "spec": {"containers": [{}]},
+        "status": {"phase": "Running", "podIP": "1.2.3.4", "conditions": [], "containerStatuses": [{}]},
+    }
+    assert slim("Pod", pod) == {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "labels": {"a": "b"}},
+        "status": {"phase": "Running", "podIP": "1.2.3.4", "conditions": []},
+    }
+    sts = {"kind": "StatefulSet", "metadata": {"name": "s", "managedFields": [{}]}, "spec": {"replicas": 3}}
+    assert slim("StatefulSet", sts) == {"kind": "StatefulSet", "metadata": {"name": "s"}, "spec": {"replicas": 3}}
