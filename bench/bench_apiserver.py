@@ -172,7 +172,7 @@ class Result:
 
 # With --tracemalloc: the operator started under tracemalloc, writing its top allocations (by file) to
 # the path in VALKEY_BENCH_TRACE on SIGUSR1.
-_TRACED = """
+_TRACED = r"""
 import os, signal, sys, tracemalloc
 tracemalloc.start(int(os.environ["VALKEY_BENCH_FRAMES"]))
 def dump(*_):

@@ -20,7 +20,7 @@ from valkey_operator.clock import Clock
 from valkey_operator.config import OperatorConfig
 from valkey_operator.decide import needs_fast_look
 from valkey_operator.handlers.scheduler import Scheduler
-from valkey_operator.k8s.cache import INDEXED, Cache, IndexKey, index_entries
+from valkey_operator.k8s.cache import INDEXED, Cache, IndexKey, PodNews, index_entries
 from valkey_operator.reconcile import Outcome, Reconciler
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ INDEXED_RESOURCES = (
 
 
 DEBOUNCE = 0.25  # seconds: the owned-object events of one burst (a pass's own applies echoed) cost one pass
+STOP_WAIT = 10.0  # seconds: on SIGTERM, how long the passes under way may take to finish
 WORKERS = 4  # passes run at once, across the fleet (each mostly waits on the API server or a pod)
 
 
@@ -106,6 +107,7 @@ def memo(
         scheduler=Scheduler(pacer, WORKERS),
         pacer=pacer,
         cache=cache or Cache(),
+        pod_news=PodNews(),
     )
 
 
@@ -134,6 +136,41 @@ def _key(body: kopf.Body) -> tuple[str, str]:
     return meta.get("namespace", ""), meta.get("name", "")
 
 
+def _register_indexes(reg: kopf.OperatorRegistry) -> None:
+    """kopf's indexes the passes read (k8s.cache): filled before any ValkeyCluster handler runs."""
+    for resource, kind in INDEXED_RESOURCES:
+
+        @kopf.index(resource, registry=reg, id=INDEXED[kind], labels=OWNED_LABELS)
+        async def owned_index(body: kopf.Body, _kind: str = kind, **_: Any) -> dict[IndexKey, Any]:
+            """The object as passes read it, by its name and by its cluster."""
+            return index_entries(_kind, body)
+
+    @kopf.index(*_RESOURCE, registry=reg, id=INDEXED[names.KIND])
+    async def clusters_index(body: kopf.Body, **_: Any) -> dict[IndexKey, Any]:
+        return index_entries(names.KIND, body)
+
+
+def _register_watches(reg: kopf.OperatorRegistry) -> None:
+    """The owned objects' events: each asks for a pass of its cluster."""
+    for resource in OWNED_RESOURCES:
+
+        @kopf.on.event(resource, registry=reg, labels=OWNED_LABELS)
+        async def owned_changed(
+            namespace: str | None,
+            labels: kopf.Labels,
+            type: str | None,  # kopf's name
+            body: kopf.Body,
+            memo: kopf.Memo,
+            _pods: bool = resource == "pods",
+            **_: Any,
+        ) -> None:
+            """A pod deleted, restarted or turned unready, an owned object deleted or edited by hand: look
+            within DEBOUNCE (failover reacts within a second; drift is repaired at once; the echoes of one
+            pass's own writes cost one pass). A pod event that changes nothing passes read is no news."""
+            if namespace and (not _pods or memo.pod_news(type, body)):
+                memo.scheduler.request((namespace, labels[INSTANCE_LABEL]), "watch", DEBOUNCE)
+
+
 def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     """Every handler, registered with this config's intervals."""
     reg = kopf.OperatorRegistry()
@@ -157,8 +194,9 @@ def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
 
     @kopf.on.cleanup(registry=reg)
     def stop_passes(memo: kopf.Memo, **_: Any) -> None:
-        """No pass starts once the operator is asked to stop: the queue is dropped, running ones end."""
-        memo.scheduler.stop()
+        """No pass starts once the operator is asked to stop: the queue is dropped, and the passes under
+        way get up to STOP_WAIT s to finish (a pod's grace period is 30 s)."""
+        memo.scheduler.stop(wait=STOP_WAIT)
 
     @kopf.on.login(registry=reg)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -168,12 +206,23 @@ def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         )
         return info
 
-    @kopf.on.resume(*_RESOURCE, registry=reg)
-    @kopf.on.create(*_RESOURCE, registry=reg)
+    @kopf.daemon(*_RESOURCE, registry=reg, cancellation_timeout=5.0)
+    async def serve(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        """A ValkeyCluster gets passes while kopf serves it: from its first event (its creation, or the
+        operator's start) until it is deleted, or kopf pauses this replica for another peer (leader
+        election); the scheduler then starts none of its passes, and kopf starts this again on the
+        first event after it resumes."""
+        key = _key(body)
+        memo.scheduler.admit(key)
+        memo.scheduler.request(key, "reconcile")
+        try:
+            await stopped.wait()
+        finally:
+            memo.scheduler.forget(key)
+
     @kopf.on.update(*_RESOURCE, registry=reg)
     async def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        """A new, changed or (at start) existing ValkeyCluster: a pass now. The scheduler runs it and every
-        later one (each pass says when it wants the next), so kopf has nothing to retry or record."""
+        """A changed spec, or an annotation such as valkeyops.dev/rotate-certificates: a pass now."""
         memo.scheduler.request(_key(body), "reconcile")
 
     def has_primary(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
@@ -198,31 +247,13 @@ def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         if not holds:
             memo.scheduler.request((namespace, name), "role-check")
 
-    for resource in OWNED_RESOURCES:
-
-        @kopf.on.event(resource, registry=reg, labels=OWNED_LABELS)
-        async def owned_changed(namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
-            """A pod deleted, restarted or turned unready, an owned object deleted or edited by hand: look
-            within DEBOUNCE (failover reacts within a second; drift is repaired at once; the echoes of one
-            pass's own writes cost one pass)."""
-            if namespace:
-                memo.scheduler.request((namespace, labels[INSTANCE_LABEL]), "watch", DEBOUNCE)
-
-    for resource, kind in INDEXED_RESOURCES:
-
-        @kopf.index(resource, registry=reg, id=INDEXED[kind], labels=OWNED_LABELS)
-        async def owned_index(body: kopf.Body, _kind: str = kind, **_: Any) -> dict[IndexKey, Any]:
-            """The object as passes read it, by its name and by its cluster."""
-            return index_entries(_kind, body)
-
-    @kopf.index(*_RESOURCE, registry=reg, id=INDEXED[names.KIND])
-    async def clusters_index(body: kopf.Body, **_: Any) -> dict[IndexKey, Any]:
-        return index_entries(names.KIND, body)
+    _register_watches(reg)
+    _register_indexes(reg)
 
     @kopf.on.delete(*_RESOURCE, registry=reg, optional=True)
     def forget(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        """Owned objects go with the owner (ownerReferences); only our metrics, the scheduler's entry and the
-        pass's per-cluster memory need forgetting."""
+        """Owned objects go with the owner (ownerReferences); only our metrics, the scheduler's entry (the
+        daemon's stop forgets it too) and the pass's per-cluster memory need forgetting."""
         namespace, name = _key(body)
         metrics.forget(namespace, name)
         memo.scheduler.forget((namespace, name))

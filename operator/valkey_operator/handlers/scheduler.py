@@ -21,19 +21,24 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (namespace, name)
 # A pass: the cluster, what asked for it, how late it starts (s) -> seconds until the next one (None: none).
 Run = Callable[[Key, str, float], "float | None"]
-FAILED_RETRY = 5.0  # seconds: a pass that raised is tried again this soon
+FAILED_RETRY = 5.0  # seconds: a pass that raised is tried again this soon, doubling while it keeps failing
+FAILED_RETRY_CAP = 120.0
 
 
 @dataclass
 class _Entry:
     due: float | None = None  # monotonic time of the next pass wanted; None: none
     reason: str = ""  # what asked for that pass (a log and metric label)
-    running: bool = False
     ctx: contextvars.Context | None = None  # kopf's context (Events are posted from it)
+    failures: int = 0  # passes in a row that raised
 
 
 class Scheduler:
-    """Per-cluster due times in one heap. `request` never postpones: the earliest due time wins."""
+    """Per-cluster due times in one heap. `request` never postpones: the earliest due time wins.
+
+    Only admitted clusters get passes: kopf admits a cluster while it serves it (a daemon per ValkeyCluster
+    runs from its first event until it is deleted, or kopf pauses this replica for another peer), so a
+    paused or stopping operator starts no pass."""
 
     def __init__(self, run: Run, workers: int = 4, clock: Callable[[], float] = time.monotonic) -> None:
         self._run = run
@@ -46,6 +51,9 @@ class Scheduler:
         self._heap: list[tuple[float, int, Key]] = []  # (due, tie-break, key); stale items are skipped
         self._seq = itertools.count()
         self._threads: list[threading.Thread] = []
+        # Clusters with a pass under way (kept apart from the entries: a cluster forgotten and admitted
+        # again meanwhile must still wait for it).
+        self._running: set[Key] = set()
         self._stopped = False
 
     def start(self) -> None:
@@ -66,29 +74,41 @@ class Scheduler:
                 entry.due = None
             self._cond.notify_all()
             deadline = self._clock() + wait
-            while any(e.running for e in self._entries.values()) and self._clock() < deadline:
+            while self._running and self._clock() < deadline:
                 self._idle.wait(max(0.0, deadline - self._clock()))
 
-    def request(self, key: Key, reason: str, delay: float = 0.0) -> None:
-        """A pass of `key` within `delay` s (sooner when already due sooner). A request that arrives while
-        the cluster's pass runs gets one pass after it: that one may have read too early."""
+    def admit(self, key: Key) -> None:
+        """The cluster may have passes (kopf serves it) from now on, until `forget`."""
         with self._cond:
-            if self._stopped:
+            self._entries.setdefault(key, _Entry())
+
+    def request(self, key: Key, reason: str, delay: float = 0.0) -> None:
+        """A pass of an admitted cluster within `delay` s (sooner when already due sooner); a cluster not
+        admitted is ignored. A request that arrives while the cluster's pass runs gets one pass after it:
+        that one may have read too early."""
+        with self._cond:
+            entry = self._entries.get(key)
+            if self._stopped or entry is None:
                 return
-            entry = self._entries.setdefault(key, _Entry())
             entry.ctx = contextvars.copy_context()
             due = self._clock() + max(0.0, delay)
             if entry.due is not None and entry.due <= due:
                 return
             entry.due, entry.reason = due, reason
-            if not entry.running:
+            if key not in self._running:
                 heapq.heappush(self._heap, (due, next(self._seq), key))
                 self._cond.notify()
 
     def forget(self, key: Key) -> None:
-        """The cluster is gone: its queued pass is dropped (a running one finishes and schedules nothing)."""
+        """The cluster is gone (or kopf no longer serves it): its queued pass is dropped; a running one
+        finishes and schedules nothing, and no pass of it starts until it is admitted again and that one
+        has ended."""
         with self._cond:
             self._entries.pop(key, None)
+
+    def admitted(self, key: Key) -> bool:
+        with self._cond:
+            return key in self._entries
 
     def pending(self) -> int:
         with self._cond:
@@ -106,7 +126,7 @@ class Scheduler:
                 continue
             due, _, key = self._heap[0]
             entry = self._entries.get(key)
-            if entry is None or entry.running or entry.due != due:
+            if entry is None or key in self._running or entry.due != due:
                 heapq.heappop(self._heap)  # forgotten, superseded, or re-queued when its pass ends
                 continue
             now = self._clock()
@@ -114,7 +134,8 @@ class Scheduler:
                 self._cond.wait(due - now)
                 continue
             heapq.heappop(self._heap)
-            entry.running, entry.due = True, None
+            self._running.add(key)
+            entry.due = None
             return key, entry, now - due, entry.reason
         return None
 
@@ -126,20 +147,24 @@ class Scheduler:
                 return
             key, entry, late, reason = taken
             ctx = entry.ctx or contextvars.copy_context()
+            failed = False
             try:
                 delay = ctx.run(self._run, key, reason, late)
             except Exception:
-                log.exception("%s/%s: a pass failed; trying again in %.0f s", *key, FAILED_RETRY)
-                delay = FAILED_RETRY
+                failed = True
+                delay = min(FAILED_RETRY * 2**entry.failures, FAILED_RETRY_CAP)
+                log.exception("%s/%s: a pass failed; trying again in %.0f s", *key, delay)
             with self._cond:
-                entry.running = False
+                self._running.discard(key)
                 self._idle.notify_all()
-                if self._stopped or self._entries.get(key) is not entry:
+                entry.failures = entry.failures + 1 if failed else 0
+                if self._stopped:
                     continue
-                if delay is not None:
+                if delay is not None and self._entries.get(key) is entry:
                     due = self._clock() + delay
                     if entry.due is None or due < entry.due:
                         entry.due, entry.reason = due, "timer"
-                if entry.due is not None:
-                    heapq.heappush(self._heap, (entry.due, next(self._seq), key))
+                current = self._entries.get(key)  # this entry, or one admitted again meanwhile
+                if current is not None and current.due is not None:
+                    heapq.heappush(self._heap, (current.due, next(self._seq), key))
                     self._cond.notify()

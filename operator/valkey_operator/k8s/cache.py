@@ -9,6 +9,7 @@ without the labels, or not yet created) is still asked for by name: the ownershi
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 
 from valkey_operator import names
 
+log = logging.getLogger(__name__)
 Object = dict[str, Any]
 INSTANCE = "app.kubernetes.io/instance"
 OVERLAY_TTL = 30.0  # seconds: a write the watch never reported is forgotten after this
@@ -58,9 +60,41 @@ def slim(kind: str, body: Mapping[str, Any]) -> Object:
             "apiVersion": body.get("apiVersion", "v1"),
             "kind": "Pod",
             "metadata": meta,
-            "status": {k: status[k] for k in ("phase", "podIP", "conditions") if k in status},
+            "status": {
+                **{k: status[k] for k in ("phase", "podIP") if k in status},
+                # Decisions read a condition's type and status only: a kubelet's or scheduler's new message
+                # or probe time is no news.
+                "conditions": [
+                    {"type": c.get("type"), "status": c.get("status")} for c in status.get("conditions") or []
+                ],
+            },
         }
     return out
+
+
+class PodNews:
+    """Which pod events can change a decision: those that change what passes read of a pod (its slim
+    form). A pending pod's new scheduling message or a probe's time is no news, and costs no pass."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], Object] = {}  # one per pod of the watched clusters
+
+    def __call__(self, event_type: str | None, body: Mapping[str, Any]) -> bool:
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        if event_type == "DELETED":
+            self._seen.pop(key, None)
+            return True
+        now = _without_rv(slim("Pod", body))
+        if self._seen.get(key) == now:
+            return False
+        self._seen[key] = now
+        return True
+
+
+def _without_rv(obj: Object) -> Object:
+    meta = {k: v for k, v in obj["metadata"].items() if k != "resourceVersion"}
+    return {**obj, "metadata": meta}
 
 
 def index_entries(kind: str, body: Mapping[str, Any]) -> dict[IndexKey, Object]:
@@ -80,6 +114,33 @@ def _rv(obj: Mapping[str, Any] | None) -> str | None:
     return None if obj is None else (obj.get("metadata") or {}).get("resourceVersion")
 
 
+def _instance(obj: Mapping[str, Any] | None) -> str | None:
+    return None if obj is None else ((obj.get("metadata") or {}).get("labels") or {}).get(INSTANCE)
+
+
+def _newest(objs: list[Object]) -> Object | None:
+    """One name, several objects: an object deleted and created again while kopf's watch was away (kopf
+    drops an index entry only on a DELETED event) leaves the old one beside the new; the newest counts."""
+    if len(objs) < 2:
+        return objs[0] if objs else None
+    rvs = [_rv(o) or "" for o in objs]
+    if all(rv.isdigit() for rv in rvs):
+        return max(objs, key=lambda o: int(_rv(o) or 0))
+    return objs[-1]
+
+
+class StaleError(Exception):
+    """The cache cannot answer for this object: ask the API server."""
+
+
+@dataclass
+class _Wrote:
+    before: str | None  # the resourceVersion the write was made over (None: absent)
+    after: Object | None  # the object the API server returned (None: deleted)
+    at: float
+    instance: str | None  # the cluster it belongs to (its instance label)
+
+
 def _behind(seen: str | None, wrote: _Wrote) -> bool:
     """Whether the index still shows the object from before the write. resourceVersions are compared as
     numbers when both are (etcd's revisions; Kubernetes calls them opaque, so otherwise only equality
@@ -88,13 +149,6 @@ def _behind(seen: str | None, wrote: _Wrote) -> bool:
     if seen and after and seen.isdigit() and after.isdigit():
         return int(seen) < int(after)
     return seen == wrote.before and seen != after
-
-
-@dataclass
-class _Wrote:
-    before: str | None  # the resourceVersion the write was made over (None: absent)
-    after: Object | None  # the object the API server returned (None: deleted)
-    at: float
 
 
 class Cache:
@@ -120,35 +174,36 @@ class Cache:
                 return list(index[key]) if key in index else []
             except (KeyError, RuntimeError):
                 continue
-        return []
+        raise StaleError(f"{kind} {key}: the index kept changing during the read")
 
     def _laid_over(self, kind: str, ns: str, name: str, seen: Object | None) -> Object | None:
         """The object as the pass should read it: the index's, unless it still shows the state this operator
-        wrote over (then what the write returned)."""
+        wrote over (then what the write returned). A watch that has not shown the write for OVERLAY_TTL
+        lags: StaleError."""
         key = (kind, ns, name)
         with self._lock:
             wrote = self._wrote.get(key)
             if wrote is None:
                 return seen
-            if self._clock() - wrote.at < OVERLAY_TTL and _behind(_rv(seen), wrote):
-                return wrote.after
+            if _behind(_rv(seen), wrote):
+                if self._clock() - wrote.at < OVERLAY_TTL:
+                    return wrote.after
+                del self._wrote[key]
+                raise StaleError(f"{kind} {ns}/{name}: the watch has not shown the operator's write")
             del self._wrote[key]  # the watch caught up (or someone changed it since): the index is the truth
             return seen
 
     def get(self, kind: str, ns: str, name: str) -> Object | None:
-        found = self._store(kind, ("name", ns, name))
-        return self._laid_over(kind, ns, name, found[0] if found else None)
+        return self._laid_over(kind, ns, name, _newest(self._store(kind, ("name", ns, name))))
 
     def list(self, kind: str, ns: str, instance: str) -> list[Object]:
-        seen = {str(o["metadata"]["name"]): o for o in self._store(kind, ("by", ns, instance))}
+        found = {str(o["metadata"]["name"]) for o in self._store(kind, ("by", ns, instance))}
         with self._lock:
-            written = [n for (k, wns, n), w in self._wrote.items() if k == kind and wns == ns and n not in seen]
-        out = []
-        for name in sorted({*seen, *written}):
-            obj = self._laid_over(kind, ns, name, seen.get(name))
-            if obj is not None and (obj.get("metadata") or {}).get("labels", {}).get(INSTANCE) == instance:
-                out.append(obj)
-        return out
+            found |= {n for (k, wns, n), w in self._wrote.items() if (k, wns, w.instance) == (kind, ns, instance)}
+        # Each name is read as a GET would read it (its own index entry, its own write): an object whose
+        # label changed, or another cluster's write, never stands in for it.
+        objs = (self.get(kind, ns, name) for name in sorted(found))
+        return [o for o in objs if o is not None and _instance(o) == instance]
 
     def wrote(self, kind: str, ns: str, name: str, before: Object | None, after: Mapping[str, Any] | None) -> None:
         """The operator wrote `after` (None: deleted it) over `before` as the pass read it."""
@@ -156,7 +211,7 @@ class Cache:
             return
         obj = slim(kind, after) if after is not None else None
         with self._lock:
-            self._wrote[(kind, ns, name)] = _Wrote(_rv(before), obj, self._clock())
+            self._wrote[(kind, ns, name)] = _Wrote(_rv(before), obj, self._clock(), _instance(obj or before))
 
     def pending_writes(self) -> int:
         with self._lock:
@@ -171,7 +226,7 @@ class API(Protocol):
     def list(
         self, api_version: str, kind: str, namespace: str, selector: Mapping[str, str]
     ) -> list[dict[str, Any]]: ...
-    def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str) -> None: ...
+    def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str) -> dict[str, Any] | None: ...
     def label_pod(self, namespace: str, name: str, labels: Mapping[str, str]) -> dict[str, Any]: ...
     def patch_status(
         self, api_version: str, kind: str, namespace: str, name: str, patch: Mapping[str, Any]
@@ -185,7 +240,7 @@ class API(Protocol):
 class CachedKube:
     """The pass's Kubernetes adapter with reads from the cache: a LIST of a cached kind by the owner's
     labels and a GET of an object the index holds cost no request; every write goes to the API server and
-    is laid over the cache until the watch reports it."""
+    is laid over the cache until the watch reports it. What the cache cannot answer (StaleError) is asked."""
 
     def __init__(self, kube: API, cache: Cache) -> None:
         self.kube = kube
@@ -193,42 +248,57 @@ class CachedKube:
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         if self.cache.covers(kind):
-            found = self.cache.get(kind, namespace, name)
-            if found is not None or kind == names.KIND:
-                return found
+            try:
+                found = self.cache.get(kind, namespace, name)
+            except StaleError as exc:
+                log.info("%s: asking the API server", exc)
+            else:
+                if found is not None or kind == names.KIND:
+                    return found
         return self.kube.get(api_version, kind, namespace, name)
 
     def list(self, api_version: str, kind: str, namespace: str, selector: Mapping[str, str]) -> list[dict[str, Any]]:
         instance = selector.get(INSTANCE)
         if self.cache.covers(kind) and instance and dict(selector) == names.owned_selector(instance):
-            return self.cache.list(kind, namespace, instance)
+            try:
+                return self.cache.list(kind, namespace, instance)
+            except StaleError as exc:
+                log.info("%s: asking the API server", exc)
         return self.kube.list(api_version, kind, namespace, selector)
+
+    def _before(self, kind: str, namespace: str, name: str) -> Object | None:
+        """The object as the pass read it, for the record of a write over it."""
+        if not self.cache.covers(kind):
+            return None
+        try:
+            return self.cache.get(kind, namespace, name)
+        except StaleError:
+            return None
 
     def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         kind, meta = str(manifest["kind"]), manifest["metadata"]
         ns, name = str(meta.get("namespace") or ""), str(meta["name"])
-        before = self.cache.get(kind, ns, name) if self.cache.covers(kind) else None
+        before = self._before(kind, ns, name)
         out = self.kube.apply(manifest)
         self.cache.wrote(kind, ns, name, before, out)
         return out
 
-    def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str) -> None:
-        before = self.cache.get(kind, namespace, name) if self.cache.covers(kind) else None
-        self.kube.delete(api_version, kind, namespace, name, uid)
-        if before is not None and kind == "Pod":
-            # A pod goes through Terminating: until the watch says so, it is read as terminating, never as
-            # a ready pod a rollout could count on.
-            meta = {**before["metadata"], "deletionTimestamp": "deleting", "resourceVersion": ""}
-            after = {**before, "metadata": meta}
-            self.cache.wrote(kind, namespace, name, before, after)
-        elif before is not None:
-            self.cache.wrote(kind, namespace, name, before, None)
+    def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str) -> dict[str, Any] | None:
+        before = self._before(kind, namespace, name)
+        out = self.kube.delete(api_version, kind, namespace, name, uid)
+        # A pod goes through Terminating: the API server returns it with its deletionTimestamp, and until
+        # the watch says so it is read as that, never as a ready pod a rollout could count on.
+        terminating = (
+            out is not None and out.get("kind") == kind and (out.get("metadata") or {}).get("deletionTimestamp")
+        )
+        self.cache.wrote(kind, namespace, name, before, out if terminating else None)
+        return out
 
     def delete_pod(self, namespace: str, name: str, uid: str) -> None:
         self.delete("v1", "Pod", namespace, name, uid)
 
     def label_pod(self, namespace: str, name: str, labels: Mapping[str, str]) -> dict[str, Any]:
-        before = self.cache.get("Pod", namespace, name) if self.cache.covers("Pod") else None
+        before = self._before("Pod", namespace, name)
         out = self.kube.label_pod(namespace, name, labels)
         self.cache.wrote("Pod", namespace, name, before, out)
         return out
@@ -236,7 +306,7 @@ class CachedKube:
     def patch_status(
         self, api_version: str, kind: str, namespace: str, name: str, patch: Mapping[str, Any]
     ) -> dict[str, Any]:
-        before = self.cache.get(kind, namespace, name) if self.cache.covers(kind) else None
+        before = self._before(kind, namespace, name)
         out = self.kube.patch_status(api_version, kind, namespace, name, patch)
         self.cache.wrote(kind, namespace, name, before, out)
         return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -184,11 +183,15 @@ class Kube:
         """Delete one pod, only if it is still the one we decided about (uid precondition)."""
         self.delete("v1", "Pod", namespace, name, uid)
 
-    def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str) -> None:
-        """Delete one object, only if it is still the one decided about (uid precondition; gone is done)."""
+    def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str) -> dict[str, Any] | None:
+        """Delete one object, only if it is still the one decided about (uid precondition; gone is done).
+        What the API server returns: the object still terminating (a pod), a Status, or None (gone)."""
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}}
-        with contextlib.suppress(NotFoundError):
-            self._resource(api_version, kind).delete(name=name, namespace=namespace, body=body)
+        try:
+            out = self._resource(api_version, kind).delete(name=name, namespace=namespace, body=body)
+        except NotFoundError:
+            return None
+        return out.to_dict() if out is not None else None
 
     def patch_status(
         self, api_version: str, kind: str, namespace: str, name: str, patch: Mapping[str, Any]

@@ -63,8 +63,13 @@ class API:
         self.calls.append(("list", kind))
         return []
 
-    def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str) -> None:
+    def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str) -> dict[str, Any] | None:
         self.calls.append(("delete", kind, name))
+        if kind != "Pod":
+            return {"kind": "Status", "status": "Success"}
+        pod = obj(kind, name, "0", instance=name.rsplit("-", 1)[0])  # the pod as deleted, still terminating
+        pod["metadata"]["deletionTimestamp"] = "2026-11-27T12:00:00Z"
+        return self._next(pod)
 
     def label_pod(self, namespace: str, name: str, labels: Any) -> dict[str, Any]:
         self.calls.append(("label", name))
@@ -150,17 +155,50 @@ def test_a_deleted_pod_reads_as_terminating_until_the_watch_says_so() -> None:
     kube.delete_pod(NS, "cache-0", "uid")
     (seen,) = kube.list("v1", "Pod", NS, OWNED)
     assert seen["metadata"]["deletionTimestamp"]
-    indexes.put(obj("Pod", "cache-0", "9", status=ready, spec={}))  # the watch: now terminating for real
+    indexes.put(obj("Pod", "cache-0", "104", status=ready, spec={}))  # the watch: changed since
     (seen,) = kube.list("v1", "Pod", NS, OWNED)
-    assert seen["metadata"]["resourceVersion"] == "9"
+    assert seen["metadata"]["resourceVersion"] == "104"
 
 
-def test_a_write_the_watch_never_reports_is_forgotten() -> None:
-    indexes, _, kube, clock = world()
+def test_a_watch_that_never_shows_the_write_sends_the_read_to_the_api_server() -> None:
+    indexes, api, kube, clock = world()
     indexes.put(obj("ConfigMap", "cache-config", "5", data={"a": "old"}))
     kube.apply(obj("ConfigMap", "cache-config", "", data={"a": "new"}))
     clock.t += OVERLAY_TTL + 1
-    assert kube.get("v1", "ConfigMap", NS, "cache-config")["data"] == {"a": "old"}  # type: ignore[index]
+    kube.get("v1", "ConfigMap", NS, "cache-config")
+    assert api.calls[-1] == ("get", "ConfigMap", "cache-config")
+
+
+def test_another_clusters_list_leaves_this_clusters_writes_alone() -> None:
+    indexes, _, kube, _ = world()
+    ready = {"phase": "Running", "podIP": "10.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]}
+    indexes.put(obj("Pod", "b-1", "5", instance="b", status=ready))
+    indexes.put(obj("Pod", "a-0", "6", instance="a", status=ready))
+    kube.delete_pod(NS, "b-1", "uid")
+    kube.list("v1", "Pod", NS, names.owned_selector("a"))
+    (b1,) = kube.list("v1", "Pod", NS, names.owned_selector("b"))
+    assert b1["metadata"]["deletionTimestamp"]
+
+
+def test_a_pod_relabelled_then_deleted_reads_as_both() -> None:
+    indexes, _, kube, _ = world()
+    indexes.put(obj("Pod", "cache-0", "5"))
+    kube.label_pod(NS, "cache-0", {names.ROLE_LABEL: "replica"})
+    kube.delete_pod(NS, "cache-0", "uid")
+    (pod,) = kube.list("v1", "Pod", NS, OWNED)
+    assert pod["metadata"]["deletionTimestamp"]
+    indexes.put(obj("Pod", "cache-0", "101"))  # the relabel's echo: older than the deletion
+    (pod,) = kube.list("v1", "Pod", NS, OWNED)
+    assert pod["metadata"]["deletionTimestamp"]
+
+
+def test_an_object_created_again_while_the_watch_was_away_reads_as_the_newest() -> None:
+    indexes, _, kube, _ = world()
+    old, new = obj("Secret", "cache-tls", "5", data={"k": "old"}), obj("Secret", "cache-tls", "90", data={"k": "new"})
+    for body in (new, old):  # kopf keeps both (keyed by uid) until a DELETED event that never came
+        for key, value in index_entries("Secret", body).items():
+            indexes.by_kind["Secret"].setdefault(key, []).append(value)
+    assert kube.get("v1", "Secret", NS, "cache-tls")["data"] == {"k": "new"}  # type: ignore[index]
 
 
 def test_status_patches_are_read_back_by_the_next_pass() -> None:
@@ -186,3 +224,24 @@ def test_slim_keeps_what_passes_read() -> None:
     }
     sts = {"kind": "StatefulSet", "metadata": {"name": "s", "managedFields": [{}]}, "spec": {"replicas": 3}}
     assert slim("StatefulSet", sts) == {"kind": "StatefulSet", "metadata": {"name": "s"}, "spec": {"replicas": 3}}
+
+
+def test_a_pod_event_that_changes_nothing_passes_read_is_no_news() -> None:
+    from valkey_operator.k8s.cache import PodNews
+
+    news = PodNews()
+
+    def pod(rv: str, status: dict[str, Any]) -> dict[str, Any]:
+        return obj("Pod", "cache-0", rv, status=status)
+
+    unscheduled = {"type": "PodScheduled", "status": "False", "message": "0/0 nodes are available"}
+    assert news(None, pod("5", {"phase": "Pending", "conditions": [unscheduled]}))
+    later = {**unscheduled, "message": "0/1 nodes are available", "lastProbeTime": "t"}
+    assert not news("MODIFIED", pod("6", {"phase": "Pending", "conditions": [later]}))  # the scheduler's news
+    ready = pod("7", {"phase": "Running", "podIP": "10.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]})
+    assert news("MODIFIED", ready)
+    relabelled = obj("Pod", "cache-0", "8", status=ready["status"])
+    relabelled["metadata"]["labels"][names.ROLE_LABEL] = "primary"
+    assert news("MODIFIED", relabelled)
+    assert news("DELETED", relabelled)
+    assert news(None, relabelled)  # the same pod seen again after its deletion: a new one
