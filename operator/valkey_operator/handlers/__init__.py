@@ -93,6 +93,13 @@ class Pacer:
         self.steps[key] = pace.step
         return pace.delay
 
+    def gone(self, key: tuple[str, str]) -> None:
+        """The cluster was withdrawn while its pass ran (deleted, or this replica paused): what that pass
+        left behind (metric series, the pods' credentials, the backoff step) goes."""
+        self.steps.pop(key, None)
+        metrics.forget(*key)
+        self.reconciler.forget(*key)
+
 
 def memo(
     reconciler: Reconciler, clock: Clock, config: OperatorConfig | None = None, cache: Cache | None = None
@@ -104,7 +111,7 @@ def memo(
     return kopf.Memo(
         reconciler=reconciler,
         clock=clock,
-        scheduler=Scheduler(pacer, WORKERS),
+        scheduler=Scheduler(pacer, WORKERS, gone=pacer.gone),
         pacer=pacer,
         cache=cache or Cache(),
         pod_news=PodNews(),
@@ -171,6 +178,32 @@ def _register_watches(reg: kopf.OperatorRegistry) -> None:
                 memo.scheduler.request((namespace, labels[INSTANCE_LABEL]), "watch", DEBOUNCE)
 
 
+def _register_cluster_handlers(reg: kopf.OperatorRegistry) -> None:
+    """Which ValkeyClusters get passes, and a pass for each change of one."""
+
+    @kopf.daemon(*_RESOURCE, registry=reg, cancellation_timeout=5.0)
+    async def serve(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        """A ValkeyCluster gets passes while kopf serves it: from its first event (its creation, or the
+        operator's start) until it is deleted, or kopf pauses this replica for another peer (leader
+        election); the scheduler then starts none of its passes, and kopf starts this again on the
+        first event after it resumes."""
+        key = _key(body)
+        memo.cache.resumed()
+        memo.scheduler.admit(key)
+        memo.scheduler.request(key, "reconcile")
+        try:
+            await stopped.wait()
+        finally:
+            if stopped.reason is not None and kopf.DaemonStoppingReason.OPERATOR_PAUSING in stopped.reason:
+                memo.cache.pause()
+            memo.scheduler.forget(key)
+
+    @kopf.on.update(*_RESOURCE, registry=reg)
+    async def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        """A changed spec, or an annotation such as valkeyops.dev/rotate-certificates: a pass now."""
+        memo.scheduler.request(_key(body), "reconcile")
+
+
 def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     """Every handler, registered with this config's intervals."""
     reg = kopf.OperatorRegistry()
@@ -206,24 +239,7 @@ def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         )
         return info
 
-    @kopf.daemon(*_RESOURCE, registry=reg, cancellation_timeout=5.0)
-    async def serve(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        """A ValkeyCluster gets passes while kopf serves it: from its first event (its creation, or the
-        operator's start) until it is deleted, or kopf pauses this replica for another peer (leader
-        election); the scheduler then starts none of its passes, and kopf starts this again on the
-        first event after it resumes."""
-        key = _key(body)
-        memo.scheduler.admit(key)
-        memo.scheduler.request(key, "reconcile")
-        try:
-            await stopped.wait()
-        finally:
-            memo.scheduler.forget(key)
-
-    @kopf.on.update(*_RESOURCE, registry=reg)
-    async def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        """A changed spec, or an annotation such as valkeyops.dev/rotate-certificates: a pass now."""
-        memo.scheduler.request(_key(body), "reconcile")
+    _register_cluster_handlers(reg)
 
     def has_primary(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
         mode = spec.get("mode", "replication")

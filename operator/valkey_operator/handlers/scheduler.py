@@ -40,8 +40,15 @@ class Scheduler:
     runs from its first event until it is deleted, or kopf pauses this replica for another peer), so a
     paused or stopping operator starts no pass."""
 
-    def __init__(self, run: Run, workers: int = 4, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        run: Run,
+        workers: int = 4,
+        clock: Callable[[], float] = time.monotonic,
+        gone: Callable[[Key], None] | None = None,
+    ) -> None:
         self._run = run
+        self._gone = gone  # called after a pass of a cluster withdrawn while it ran
         self._workers = workers
         self._clock = clock
         lock = threading.Lock()
@@ -158,6 +165,10 @@ class Scheduler:
                 self._running.discard(key)
                 self._idle.notify_all()
                 entry.failures = entry.failures + 1 if failed else 0
+                withdrawn = self._entries.get(key) is not entry
+            if withdrawn and self._gone is not None:
+                self._gone(key)
+            with self._cond:
                 if self._stopped:
                     continue
                 if delay is not None and self._entries.get(key) is entry:

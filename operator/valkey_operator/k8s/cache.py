@@ -21,7 +21,9 @@ from valkey_operator import names
 log = logging.getLogger(__name__)
 Object = dict[str, Any]
 INSTANCE = "app.kubernetes.io/instance"
-OVERLAY_TTL = 30.0  # seconds: a write the watch never reported is forgotten after this
+OVERLAY_TTL = 30.0  # seconds: a write the watch has not shown by then sends reads of it to the API server
+OVERLAY_LIMIT = 600.0  # seconds: ... until the watch shows it, or this long at most
+RESUME_DISTRUST = 60.0  # seconds: after kopf resumes this replica, reads go to the API server this long
 # kind -> the kopf index's name (the handler's name in handlers.registry)
 INDEXED: Mapping[str, str] = {
     "Pod": "pods_index",
@@ -31,6 +33,11 @@ INDEXED: Mapping[str, str] = {
     "PodDisruptionBudget": "pdbs_index",
     "Secret": "secrets_index",
     names.KIND: "clusters_index",
+}
+_API_VERSIONS = {
+    "StatefulSet": "apps/v1",
+    "PodDisruptionBudget": "policy/v1",
+    names.KIND: f"{names.GROUP}/{names.VERSION}",
 }
 # Index keys: by cluster ("by", ns, instance) for a label LIST, by name ("name", ns, name) for a GET.
 IndexKey = tuple[str, str, str]
@@ -159,13 +166,26 @@ class Cache:
         self._wrote: dict[tuple[str, str, str], _Wrote] = {}
         self._lock = threading.Lock()
         self._clock = clock
+        self._paused = False
+        self._distrust_until = 0.0
 
     def attach(self, indices: Mapping[str, Any]) -> None:
         """kopf's indexes, by handler name (passed to the startup handler before they are filled)."""
         self._indexes = {kind: indices[name] for kind, name in INDEXED.items() if name in indices}
 
     def covers(self, kind: str) -> bool:
-        return kind in self._indexes
+        return kind in self._indexes and not self._paused and self._clock() >= self._distrust_until
+
+    def pause(self) -> None:
+        """kopf paused this replica (another peer leads): its watches stopped, the indexes freeze."""
+        self._paused = True
+
+    def resumed(self) -> None:
+        """kopf serves again: its watches re-list, but do not hold the handlers back this time, so for a
+        while every read goes to the API server (a frozen index could hold hours-old roles and labels)."""
+        if self._paused:
+            self._paused = False
+            self._distrust_until = self._clock() + RESUME_DISTRUST
 
     def _store(self, kind: str, key: IndexKey) -> list[Object]:
         index = self._indexes[kind]
@@ -186,10 +206,13 @@ class Cache:
             if wrote is None:
                 return seen
             if _behind(_rv(seen), wrote):
-                if self._clock() - wrote.at < OVERLAY_TTL:
+                age = self._clock() - wrote.at
+                if age < OVERLAY_TTL:
                     return wrote.after
-                del self._wrote[key]
-                raise StaleError(f"{kind} {ns}/{name}: the watch has not shown the operator's write")
+                if age > OVERLAY_LIMIT:
+                    del self._wrote[key]
+                # The watch lags behind the operator's own write: the API server answers, until it catches up.
+                raise StaleError(f"{kind} {ns}/{name}: the watch has not shown the operator's write yet")
             del self._wrote[key]  # the watch caught up (or someone changed it since): the index is the truth
             return seen
 
@@ -253,7 +276,7 @@ class CachedKube:
             except StaleError as exc:
                 log.info("%s: asking the API server", exc)
             else:
-                if found is not None or kind == names.KIND:
+                if found is not None:
                     return found
         return self.kube.get(api_version, kind, namespace, name)
 
@@ -273,7 +296,7 @@ class CachedKube:
         try:
             return self.cache.get(kind, namespace, name)
         except StaleError:
-            return None
+            return self.kube.get(_API_VERSIONS.get(kind, "v1"), kind, namespace, name)
 
     def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         kind, meta = str(manifest["kind"]), manifest["metadata"]

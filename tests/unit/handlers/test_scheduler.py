@@ -224,3 +224,19 @@ def test_a_cluster_forgotten_and_admitted_again_waits_for_its_running_pass(rec: 
     rec.hold[A].set()
     until(lambda: rec.count(A) == 2)
     assert rec.most == 1
+
+
+def test_a_cluster_withdrawn_while_its_pass_ran_has_what_the_pass_left_cleared(rec: Recorder) -> None:
+    cleared: list[Key] = []
+    s = Scheduler(rec, workers=1, gone=cleared.append)
+    rec.hold[A], rec.inside[A] = threading.Event(), threading.Event()
+    s.admit(A)
+    s.start()
+    try:
+        s.request(A, "reconcile")
+        assert rec.inside[A].wait(5)
+        s.forget(A)  # deleted: the on.delete handler forgot its metrics before this pass recorded them
+        rec.hold[A].set()
+        until(lambda: cleared == [A])
+    finally:
+        s.stop(wait=5)
