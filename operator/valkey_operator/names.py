@@ -7,6 +7,7 @@ from dataclasses import dataclass
 GROUP = "valkeyops.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
+INSTANCE_LABEL = "app.kubernetes.io/instance"  # the cluster an owned object belongs to
 KIND = "ValkeyCluster"
 PLURAL = "valkeyclusters"
 SINGULAR = "valkeycluster"
@@ -58,7 +59,7 @@ def labels(cluster: str, component: str) -> dict[str, str]:
     """The labels every created object carries."""
     return {
         "app.kubernetes.io/name": "valkey",
-        "app.kubernetes.io/instance": cluster,
+        INSTANCE_LABEL: cluster,
         "app.kubernetes.io/managed-by": MANAGER,
         "app.kubernetes.io/component": component,
     }
@@ -68,14 +69,14 @@ def selector_labels(cluster: str) -> dict[str, str]:
     """The labels that select a cluster's Valkey pods (stable: never changes for a running cluster)."""
     return {
         "app.kubernetes.io/name": "valkey",
-        "app.kubernetes.io/instance": cluster,
+        INSTANCE_LABEL: cluster,
         "app.kubernetes.io/component": COMPONENT_SERVER,
     }
 
 
 def owned_selector(cluster: str) -> dict[str, str]:
     """The labels that select every object the operator created for one cluster, pods included."""
-    return {"app.kubernetes.io/instance": cluster, "app.kubernetes.io/managed-by": MANAGER}
+    return {INSTANCE_LABEL: cluster, "app.kubernetes.io/managed-by": MANAGER}
 
 
 def ordinal(pod: str) -> int:

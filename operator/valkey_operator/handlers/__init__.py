@@ -42,7 +42,7 @@ OWNED_RESOURCES = (
     "poddisruptionbudgets.policy",
     "certificates.cert-manager.io",
 )
-INSTANCE_LABEL = "app.kubernetes.io/instance"
+INSTANCE_LABEL = names.INSTANCE_LABEL
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 OWNED_SELECTOR = f"{MANAGED_BY_LABEL}={names.MANAGER},{INSTANCE_LABEL}"
 OWNED_LABELS: dict[str, Any] = {MANAGED_BY_LABEL: names.MANAGER, INSTANCE_LABEL: kopf.PRESENT}
@@ -270,10 +270,8 @@ def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     def forget(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         """Owned objects go with the owner (ownerReferences); only our metrics, the scheduler's entry (the
         daemon's stop forgets it too) and the pass's per-cluster memory need forgetting."""
-        namespace, name = _key(body)
-        metrics.forget(namespace, name)
-        memo.scheduler.forget((namespace, name))
-        memo.pacer.steps.pop((namespace, name), None)
-        memo.reconciler.forget(namespace, name)
+        key = _key(body)
+        memo.scheduler.forget(key)
+        memo.pacer.gone(key)
 
     return reg

@@ -113,10 +113,6 @@ class Scheduler:
         with self._cond:
             self._entries.pop(key, None)
 
-    def admitted(self, key: Key) -> bool:
-        with self._cond:
-            return key in self._entries
-
     def pending(self) -> int:
         with self._cond:
             return sum(1 for e in self._entries.values() if e.due is not None)

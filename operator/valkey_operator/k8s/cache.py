@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from valkey_operator import names
+from valkey_operator.snapshot import LISTED_KINDS
 
 log = logging.getLogger(__name__)
 Object = dict[str, Any]
-INSTANCE = "app.kubernetes.io/instance"
+INSTANCE = names.INSTANCE_LABEL
 OVERLAY_TTL = 30.0  # seconds: a write the watch has not shown by then sends reads of it to the API server
 OVERLAY_LIMIT = 600.0  # seconds: ... until the watch shows it, or this long at most
 RESUME_DISTRUST = 60.0  # seconds: after kopf resumes this replica, reads go to the API server this long
@@ -34,11 +35,7 @@ INDEXED: Mapping[str, str] = {
     "Secret": "secrets_index",
     names.KIND: "clusters_index",
 }
-_API_VERSIONS = {
-    "StatefulSet": "apps/v1",
-    "PodDisruptionBudget": "policy/v1",
-    names.KIND: f"{names.GROUP}/{names.VERSION}",
-}
+_API_VERSIONS = {kind: api_version for api_version, kind in LISTED_KINDS} | {names.KIND: names.API_VERSION}
 # Index keys: by cluster ("by", ns, instance) for a label LIST, by name ("name", ns, name) for a GET.
 IndexKey = tuple[str, str, str]
 
