@@ -102,8 +102,8 @@ def _run(args: argparse.Namespace) -> int:
     config = OperatorConfig.from_env(os.environ)
     clock = SystemClock()
     kube = Kube()
-    cache = Cache()
-    reconciler = Reconciler(CachedKube(kube, cache), ValkeyAdmin(), clock, config.cluster_domain)
+    cached = CachedKube(kube, Cache())
+    reconciler = Reconciler(cached, ValkeyAdmin(), clock, config.cluster_domain)
     start_http_server(args.metrics_port, registry=REGISTRY)
     log = logging.getLogger("valkey_operator.cli")
     peering: dict[str, Any] = {"standalone": True}
@@ -131,7 +131,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     kopf.run(
         registry=handlers.registry(config),
-        memo=handlers.memo(reconciler, clock, config, cache),
+        memo=handlers.memo(reconciler, clock, config, cached),
         clusterwide=args.all_namespaces or not args.namespace,
         namespaces=args.namespace or (),
         liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz",

@@ -14,6 +14,7 @@ SINGULAR = "valkeycluster"
 SHORT_NAME = "vkc"
 CATEGORY = "valkey"
 MANAGER = "valkey-tls-operator"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 ANNOTATION_PREFIX = f"{GROUP}/"
 # Issuer CertManager: the API of the Certificates the operator owns and of the issuers it reads.
 CERT_MANAGER_GROUP = "cert-manager.io"
@@ -60,7 +61,7 @@ def labels(cluster: str, component: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "valkey",
         INSTANCE_LABEL: cluster,
-        "app.kubernetes.io/managed-by": MANAGER,
+        MANAGED_BY_LABEL: MANAGER,
         "app.kubernetes.io/component": component,
     }
 
@@ -76,7 +77,11 @@ def selector_labels(cluster: str) -> dict[str, str]:
 
 def owned_selector(cluster: str) -> dict[str, str]:
     """The labels that select every object the operator created for one cluster, pods included."""
-    return {INSTANCE_LABEL: cluster, "app.kubernetes.io/managed-by": MANAGER}
+    return {INSTANCE_LABEL: cluster, MANAGED_BY_LABEL: MANAGER}
+
+
+# Every object the operator created, for any cluster (a label selector: the instance label only exists).
+OWNED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGER},{INSTANCE_LABEL}"
 
 
 def ordinal(pod: str) -> int:

@@ -126,14 +126,14 @@ class OperatorThread:
         from valkey_operator.valkey_admin import ValkeyAdmin
 
         config = self.config or OperatorConfig(timer_interval=TIMER_INTERVAL)
-        cache = Cache()
-        reconciler = CountingReconciler(CachedKube(Kube(), cache), ValkeyAdmin(), self.clock, config.cluster_domain)
+        cached = CachedKube(Kube(), Cache())
+        reconciler = CountingReconciler(cached, ValkeyAdmin(), self.clock, config.cluster_domain)
         self.reconciler = reconciler
         try:
             asyncio.run(
                 kopf.operator(
                     registry=handlers.registry(config),
-                    memo=handlers.memo(reconciler, self.clock, config, cache),
+                    memo=handlers.memo(reconciler, self.clock, config, cached),
                     # Only the namespaces of the `namespace` fixture: a test that drives passes itself
                     # (`unwatched_namespace`) is never reconciled behind its back.
                     namespaces=self.namespaces,

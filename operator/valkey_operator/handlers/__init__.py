@@ -7,6 +7,7 @@ kopf's memo (built by the composition root, `valkey-operator run`, or by a test)
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -20,7 +21,8 @@ from valkey_operator.clock import Clock
 from valkey_operator.config import OperatorConfig
 from valkey_operator.decide import needs_fast_look
 from valkey_operator.handlers.scheduler import Scheduler
-from valkey_operator.k8s.cache import INDEXED, Cache, IndexKey, PodNews, index_entries
+from valkey_operator.handlers.sweeps import Sweeps
+from valkey_operator.k8s.cache import INDEXED, Cache, CachedKube, IndexKey, PodNews, index_entries
 from valkey_operator.reconcile import Outcome, Reconciler
 
 log = logging.getLogger(__name__)
@@ -43,9 +45,7 @@ OWNED_RESOURCES = (
     "certificates.cert-manager.io",
 )
 INSTANCE_LABEL = names.INSTANCE_LABEL
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-OWNED_SELECTOR = f"{MANAGED_BY_LABEL}={names.MANAGER},{INSTANCE_LABEL}"
-OWNED_LABELS: dict[str, Any] = {MANAGED_BY_LABEL: names.MANAGER, INSTANCE_LABEL: kopf.PRESENT}
+OWNED_LABELS: dict[str, Any] = {names.MANAGED_BY_LABEL: names.MANAGER, INSTANCE_LABEL: kopf.PRESENT}
 # The owned kinds a pass reads from kopf's indexes (Certificates, of a CRD that may come and go, are read
 # from the API server).
 INDEXED_RESOURCES = (
@@ -86,6 +86,7 @@ class Pacer:
             fast=needs_fast_look(outcome.after, self.clock.now(), horizon),
             quiet=not outcome.actions and not outcome.status,
             step=self.steps.get(key, 0.0),
+            pods_running=outcome.pods_running,
             fast_interval=self.config.rollout_interval,
             slow_interval=self.config.timer_interval,
             jitter=self._random.random(),
@@ -102,20 +103,29 @@ class Pacer:
 
 
 def memo(
-    reconciler: Reconciler, clock: Clock, config: OperatorConfig | None = None, cache: Cache | None = None
+    reconciler: Reconciler, clock: Clock, config: OperatorConfig | None = None, cached: CachedKube | None = None
 ) -> kopf.Memo:
     """The operator-level memo (the pass, the clock, the scheduler every handler puts requests in, and the
-    cache the reconciler reads through, which kopf's indexes fill); kopf gives each ValkeyCluster a
-    shallow copy of it, so they share them."""
+    cache the reconciler reads through `cached`, which kopf's indexes fill, with its sweeps after a
+    re-list); kopf gives each ValkeyCluster a shallow copy of it, so they share them."""
     pacer = Pacer(reconciler, clock, config or OperatorConfig())
+    pod_news = PodNews()
     return kopf.Memo(
         reconciler=reconciler,
         clock=clock,
         scheduler=Scheduler(pacer, WORKERS, gone=pacer.gone),
         pacer=pacer,
-        cache=cache or Cache(),
-        pod_news=PodNews(),
+        cache=cached.cache if cached is not None else Cache(),
+        pod_news=pod_news,
+        sweeps=Sweeps(functools.partial(_sweep, cached, pod_news)) if cached is not None else None,
     )
+
+
+def _sweep(cached: CachedKube, pod_news: PodNews, kind: str, namespace: str) -> None:
+    """One kind's sweep in one namespace (handlers.sweeps): ghosts hidden, and the pods' news forgotten."""
+    found = cached.sweep(kind, namespace)
+    if kind == "Pod":
+        pod_news.keep(namespace, found)
 
 
 def _timed_pass(reason: str, namespace: str, name: str, reconciler: Reconciler, late: float) -> Outcome | None:
@@ -169,11 +179,15 @@ def _register_watches(reg: kopf.OperatorRegistry) -> None:
             body: kopf.Body,
             memo: kopf.Memo,
             _pods: bool = resource == "pods",
+            _indexed: str | None = dict(INDEXED_RESOURCES).get(resource),
             **_: Any,
         ) -> None:
             """A pod deleted, restarted or turned unready, an owned object deleted or edited by hand: look
             within DEBOUNCE (failover reacts within a second; drift is repaired at once; the echoes of one
-            pass's own writes cost one pass). A pod event that changes nothing passes read is no news."""
+            pass's own writes cost one pass). A pod event that changes nothing passes read is no news. An
+            object kopf re-listed (no event type) arms its kind's sweep in the namespace."""
+            if namespace and type is None and _indexed and memo.sweeps is not None:
+                memo.sweeps.relisted(_indexed, namespace)
             if namespace and (not _pods or memo.pod_news(type, body)):
                 memo.scheduler.request((namespace, labels[INSTANCE_LABEL]), "watch", DEBOUNCE)
 
@@ -221,7 +235,7 @@ def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         # The API server filters the owned kinds' watches: other pods, Services and ConfigMaps in the
         # namespace never reach the operator (kopf's `labels=` filter would drop them only after).
         for resource in OWNED_RESOURCES:
-            settings.watching.label_selectors[resource] = OWNED_SELECTOR
+            settings.watching.label_selectors[resource] = names.OWNED_SELECTOR
         memo.cache.attach(kwargs)  # kopf's indexes, by name: filled before any ValkeyCluster handler runs
         memo.scheduler.start()
 
@@ -229,6 +243,8 @@ def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     def stop_passes(memo: kopf.Memo, **_: Any) -> None:
         """No pass starts once the operator is asked to stop: the queue is dropped, and the passes under
         way get up to STOP_WAIT s to finish (a pod's grace period is 30 s)."""
+        if memo.sweeps is not None:
+            memo.sweeps.cancel()
         memo.scheduler.stop(wait=STOP_WAIT)
 
     @kopf.on.login(registry=reg)

@@ -9,10 +9,13 @@ without the labels, or not yet created) is still asked for by name: the ownershi
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -45,6 +48,7 @@ class Index(Protocol):
 
     def __contains__(self, key: object) -> bool: ...
     def __getitem__(self, key: Any) -> Iterable[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
 
 
 def slim(kind: str, body: Mapping[str, Any]) -> Object:
@@ -81,7 +85,7 @@ class PodNews:
     form). A pending pod's new scheduling message or a probe's time is no news, and costs no pass."""
 
     def __init__(self) -> None:
-        self._seen: dict[tuple[str, str], Object] = {}  # one per pod of the watched clusters
+        self._seen: dict[tuple[str, str], bytes] = {}  # per pod of the watched clusters: its slim form's digest
 
     def __call__(self, event_type: str | None, body: Mapping[str, Any]) -> bool:
         meta = body.get("metadata") or {}
@@ -89,11 +93,39 @@ class PodNews:
         if event_type == "DELETED":
             self._seen.pop(key, None)
             return True
-        now = _without_rv(slim("Pod", body))
+        now = hashlib.blake2b(
+            json.dumps(_without_rv(slim("Pod", body)), sort_keys=True).encode(), digest_size=16
+        ).digest()
         if self._seen.get(key) == now:
             return False
         self._seen[key] = now
         return True
+
+    def keep(self, namespace: str, pods: Iterable[str]) -> None:
+        """The namespace's pods, as a LIST found them: the memory of others goes (deleted while the watch was
+        away, no DELETED event came)."""
+        alive = set(pods)
+        for key in [k for k in self._seen if k[0] == namespace and k[1] not in alive]:
+            del self._seen[key]
+
+
+class Packed:
+    """One index entry as kopf keeps it: the slim object as compressed JSON (a fifth of the memory of the
+    decoded dicts; each read decodes a fresh copy, which no pass can change under the index), with its
+    name and resourceVersion at hand for picking one without decoding."""
+
+    __slots__ = ("data", "name", "rv", "uid")
+
+    def __init__(self, obj: Mapping[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        self.name = str(meta.get("name") or "")
+        self.uid = str(meta.get("uid") or "")
+        self.rv = str(meta.get("resourceVersion") or "")
+        self.data = zlib.compress(json.dumps(obj, separators=(",", ":")).encode(), 1)
+
+    def unpack(self) -> Object:
+        out: Object = json.loads(zlib.decompress(self.data))
+        return out
 
 
 def _without_rv(obj: Object) -> Object:
@@ -101,13 +133,13 @@ def _without_rv(obj: Object) -> Object:
     return {**obj, "metadata": meta}
 
 
-def index_entries(kind: str, body: Mapping[str, Any]) -> dict[IndexKey, Object]:
-    """A kopf index function's value for one object: the slim object under its name and, for an owned
-    object, under its cluster."""
+def index_entries(kind: str, body: Mapping[str, Any]) -> dict[IndexKey, Packed]:
+    """A kopf index function's value for one object: the slim object, packed, under its name and, for an
+    owned object, under its cluster."""
     meta = body.get("metadata") or {}
     ns, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
-    obj = slim(kind, body)
-    out: dict[IndexKey, Object] = {("name", ns, name): obj}
+    obj = Packed(slim(kind, body))
+    out: dict[IndexKey, Packed] = {("name", ns, name): obj}
     instance = (meta.get("labels") or {}).get(INSTANCE)
     if kind != names.KIND and instance:
         out[("by", ns, str(instance))] = obj
@@ -122,15 +154,25 @@ def _instance(obj: Mapping[str, Any] | None) -> str | None:
     return None if obj is None else ((obj.get("metadata") or {}).get("labels") or {}).get(INSTANCE)
 
 
-def _newest(objs: list[Object]) -> Object | None:
+def _newest(objs: list[Packed]) -> Object | None:
     """One name, several objects: an object deleted and created again while kopf's watch was away (kopf
     drops an index entry only on a DELETED event) leaves the old one beside the new; the newest counts."""
     if len(objs) < 2:
-        return objs[0] if objs else None
-    rvs = [_rv(o) or "" for o in objs]
-    if all(rv.isdigit() for rv in rvs):
-        return max(objs, key=lambda o: int(_rv(o) or 0))
-    return objs[-1]
+        return objs[0].unpack() if objs else None
+    if all(o.rv.isdigit() for o in objs):
+        return max(objs, key=lambda o: int(o.rv)).unpack()
+    return objs[-1].unpack()
+
+
+def ghosts(held: Iterable[Packed], listed: Mapping[str, str], list_rv: str) -> frozenset[str]:
+    """The uids of the entries a LIST (taken at `list_rv`, uid -> name) shows gone: deleted while kopf's
+    watch was away (after a re-list kopf never drops the entries of objects that vanished in the gap). An
+    entry newer than the LIST (created after it) is no ghost; nor is any, when resourceVersions are not
+    numbers (Kubernetes calls them opaque; etcd's are)."""
+    if not list_rv.isdigit():
+        return frozenset()
+    bound = int(list_rv)
+    return frozenset(o.uid for o in held if o.uid and o.uid not in listed and o.rv.isdigit() and int(o.rv) <= bound)
 
 
 class StaleError(Exception):
@@ -165,6 +207,7 @@ class Cache:
         self._clock = clock
         self._paused = False
         self._distrust_until = 0.0
+        self._ghosts: dict[tuple[str, str], frozenset[str]] = {}  # (kind, namespace) -> uids a LIST found gone
 
     def attach(self, indices: Mapping[str, Any]) -> None:
         """kopf's indexes, by handler name (passed to the startup handler before they are filled)."""
@@ -184,14 +227,35 @@ class Cache:
             self._paused = False
             self._distrust_until = self._clock() + RESUME_DISTRUST
 
-    def _store(self, kind: str, key: IndexKey) -> list[Object]:
+    def _store(self, kind: str, key: IndexKey) -> list[Packed]:
         index = self._indexes[kind]
+        hidden = self._ghosts.get((kind, key[1]), frozenset())
         for _ in range(3):  # kopf changes a store in its own thread: a read that raced it is done again
             try:
-                return list(index[key]) if key in index else []
+                return [o for o in index[key] if o.uid not in hidden] if key in index else []
             except (KeyError, RuntimeError):
                 continue
         raise StaleError(f"{kind} {key}: the index kept changing during the read")
+
+    def _held(self, kind: str, ns: str) -> list[Packed]:
+        """Every entry the index holds of the kind in the namespace."""
+        index = self._indexes[kind]
+        for _ in range(3):
+            try:
+                keys = [k for k in list(index) if k[0] == "name" and k[1] == ns]
+                return [o for k in keys if k in index for o in index[k]]
+            except (KeyError, RuntimeError):
+                continue
+        raise StaleError(f"{kind} in {ns}: the index kept changing during the sweep")
+
+    def swept(self, kind: str, ns: str, listed: Mapping[str, str], list_rv: str) -> int:
+        """A LIST of the kind's owned objects in the namespace (uid -> name, taken at `list_rv`): entries it
+        shows gone are read as absent from now on (until the next sweep). How many that hides."""
+        if kind not in self._indexes:
+            return 0
+        found = ghosts(self._held(kind, ns), listed, list_rv)
+        self._ghosts[(kind, ns)] = found
+        return len(found)
 
     def _laid_over(self, kind: str, ns: str, name: str, seen: Object | None) -> Object | None:
         """The object as the pass should read it: the index's, unless it still shows the state this operator
@@ -217,7 +281,7 @@ class Cache:
         return self._laid_over(kind, ns, name, _newest(self._store(kind, ("name", ns, name))))
 
     def list(self, kind: str, ns: str, instance: str) -> list[Object]:
-        found = {str(o["metadata"]["name"]) for o in self._store(kind, ("by", ns, instance))}
+        found = {o.name for o in self._store(kind, ("by", ns, instance))}
         with self._lock:
             found |= {n for (k, wns, n), w in self._wrote.items() if (k, wns, w.instance) == (kind, ns, instance)}
         # Each name is read as a GET would read it (its own index entry, its own write): an object whose
@@ -252,6 +316,7 @@ class API(Protocol):
         self, api_version: str, kind: str, namespace: str, name: str, patch: Mapping[str, Any]
     ) -> dict[str, Any]: ...
     def serves(self, api_version: str, kind: str, rediscover: bool = True) -> bool: ...
+    def listing(self, api_version: str, kind: str, namespace: str, selector: str) -> tuple[dict[str, str], str]: ...
     def reissue_certificate(
         self, namespace: str, name: str, index: int | None, condition: Mapping[str, Any], resource_version: str
     ) -> None: ...
@@ -333,6 +398,15 @@ class CachedKube:
 
     def serves(self, api_version: str, kind: str, rediscover: bool = True) -> bool:
         return self.kube.serves(api_version, kind, rediscover)
+
+    def sweep(self, kind: str, namespace: str) -> tuple[str, ...]:
+        """After kopf re-listed a kind: one LIST of its owned objects in the namespace, so that entries of
+        objects deleted while the watch was away read as gone. The names it found."""
+        listed, list_rv = self.kube.listing(_API_VERSIONS.get(kind, "v1"), kind, namespace, names.OWNED_SELECTOR)
+        hidden = self.cache.swept(kind, namespace, listed, list_rv)
+        if hidden:
+            log.info("%s in %s: %d deleted while the watch was away, read as gone", kind, namespace, hidden)
+        return tuple(sorted(listed.values()))
 
     def reissue_certificate(
         self, namespace: str, name: str, index: int | None, condition: Mapping[str, Any], resource_version: str

@@ -179,6 +179,13 @@ class Kube:
         items = self._resource(api_version, kind).get(namespace=namespace, label_selector=label_selector)
         return [i.to_dict() for i in items.items]
 
+    def listing(self, api_version: str, kind: str, namespace: str, selector: str) -> tuple[dict[str, str], str]:
+        """Which objects a label selector (a selector string) finds in a namespace, uid -> name, and the
+        LIST's resourceVersion (the moment it shows)."""
+        found = self._resource(api_version, kind).get(namespace=namespace, label_selector=selector)
+        items = {str(i.metadata.uid): str(i.metadata.name) for i in found.items}
+        return items, str(found.metadata.resourceVersion or "")
+
     def delete_pod(self, namespace: str, name: str, uid: str) -> None:
         """Delete one pod, only if it is still the one we decided about (uid precondition)."""
         self.delete("v1", "Pod", namespace, name, uid)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from valkey_operator import names
 from valkey_operator.k8s.cache import (
     INDEXED,
@@ -14,6 +16,9 @@ from valkey_operator.k8s.cache import (
     RESUME_DISTRUST,
     Cache,
     CachedKube,
+    Packed,
+    PodNews,
+    ghosts,
     index_entries,
     slim,
 )
@@ -22,8 +27,9 @@ NS = "ns"
 OWNED = names.owned_selector("cache")
 
 
-def obj(kind: str, name: str, rv: str, instance: str = "cache", **extra: Any) -> dict[str, Any]:
-    meta = {"name": name, "namespace": NS, "resourceVersion": rv, "labels": names.owned_selector(instance)}
+def obj(kind: str, name: str, rv: str, instance: str = "cache", uid: str = "", **extra: Any) -> dict[str, Any]:
+    labels = names.owned_selector(instance)
+    meta = {"name": name, "namespace": NS, "uid": uid or f"uid-{name}", "resourceVersion": rv, "labels": labels}
     return {"apiVersion": "v1", "kind": kind, "metadata": meta, **extra}
 
 
@@ -40,7 +46,7 @@ class FakeIndexes:
 
     def drop(self, kind: str, name: str) -> None:
         for values in self.by_kind[kind].values():
-            values[:] = [v for v in values if v["metadata"]["name"] != name]
+            values[:] = [v for v in values if v.name != name]
         for key in [k for k, v in self.by_kind[kind].items() if not v]:
             del self.by_kind[kind][key]
 
@@ -54,6 +60,7 @@ class API:
     def __init__(self) -> None:
         self.calls: list[tuple[str, ...]] = []
         self.rv = 100
+        self.listed: tuple[dict[str, str], str] = ({}, "0")  # what a LIST by the owned selector finds
 
     def _next(self, body: dict[str, Any]) -> dict[str, Any]:
         self.rv += 1
@@ -91,6 +98,10 @@ class API:
 
     def serves(self, api_version: str, kind: str, rediscover: bool = True) -> bool:
         return False
+
+    def listing(self, api_version: str, kind: str, namespace: str, selector: str) -> tuple[dict[str, str], str]:
+        self.calls.append(("listing", kind, selector))
+        return self.listed
 
     def reissue_certificate(self, *args: Any) -> None:
         self.calls.append(("reissue",))
@@ -261,8 +272,6 @@ def test_slim_keeps_what_passes_read() -> None:
 
 
 def test_a_pod_event_that_changes_nothing_passes_read_is_no_news() -> None:
-    from valkey_operator.k8s.cache import PodNews
-
     news = PodNews()
 
     def pod(rv: str, status: dict[str, Any]) -> dict[str, Any]:
@@ -279,3 +288,65 @@ def test_a_pod_event_that_changes_nothing_passes_read_is_no_news() -> None:
     assert news("MODIFIED", relabelled)
     assert news("DELETED", relabelled)
     assert news(None, relabelled)  # the same pod seen again after its deletion: a new one
+
+
+def test_a_pass_reads_its_own_copy_and_cannot_change_the_index() -> None:
+    indexes, _, kube, _ = world()
+    indexes.put(obj("ConfigMap", "cache-config", "5", data={"a": "1"}))
+    kube.get("v1", "ConfigMap", NS, "cache-config")["data"]["a"] = "changed"  # type: ignore[index]
+    kube.list("v1", "ConfigMap", NS, OWNED)[0]["data"]["b"] = "added"
+    assert kube.get("v1", "ConfigMap", NS, "cache-config")["data"] == {"a": "1"}  # type: ignore[index]
+
+
+def _entry(uid: str, rv: str) -> Packed:
+    return Packed({"metadata": {"name": f"n-{uid}", "uid": uid, "resourceVersion": rv}})
+
+
+@pytest.mark.parametrize(
+    ("held", "listed", "list_rv", "gone"),
+    [
+        pytest.param([("a", "5"), ("b", "6")], {"a": "n-a", "b": "n-b"}, "100", set(), id="all-listed"),
+        pytest.param([("a", "5"), ("b", "6")], {"a": "n-a"}, "100", {"b"}, id="deleted-in-the-gap"),
+        pytest.param([("a", "5"), ("c", "101")], {"a": "n-a"}, "100", set(), id="created-after-the-list"),
+        pytest.param([("b", "100")], {}, "100", {"b"}, id="as-old-as-the-list"),
+        pytest.param([("b", "6")], {}, "", set(), id="list-rv-unknown"),
+        pytest.param([("b", "x6")], {}, "100", set(), id="opaque-rv"),
+        pytest.param([("", "6")], {}, "100", set(), id="no-uid"),
+    ],
+)
+def test_ghosts_are_entries_older_than_a_list_that_lacks_them(
+    held: list[tuple[str, str]], listed: dict[str, str], list_rv: str, gone: set[str]
+) -> None:
+    assert ghosts([_entry(uid, rv) for uid, rv in held], listed, list_rv) == gone
+
+
+def test_a_sweep_hides_what_the_api_server_no_longer_has_and_keeps_what_came_after_it() -> None:
+    indexes, api, kube, _ = world()
+    indexes.put(obj("Pod", "cache-0", "5"))
+    indexes.put(obj("Pod", "cache-1", "6"))  # scaled down while the watch was away: no DELETED came
+    indexes.put(obj("Pod", "other-0", "7", instance="other"))  # another cluster's, listed
+    api.listed = ({"uid-cache-0": "cache-0", "uid-other-0": "other-0"}, "150")
+    indexes.put(obj("Pod", "cache-2", "151"))  # created after the LIST
+    assert kube.sweep("Pod", NS) == ("cache-0", "other-0")
+    assert api.calls == [("listing", "Pod", names.OWNED_SELECTOR)]
+    assert [p["metadata"]["name"] for p in kube.list("v1", "Pod", NS, OWNED)] == ["cache-0", "cache-2"]
+    assert kube.get("v1", "Pod", NS, "cache-1") is None  # asked for: the API server says gone
+    assert api.calls[-1] == ("get", "Pod", "cache-1")
+    back = {"uid-cache-0": "cache-0", "uid-cache-1": "cache-1", "uid-cache-2": "cache-2"}
+    api.listed = (back, "160")  # a later sweep, where it is (a wrong LIST, or an index that lagged it)
+    kube.sweep("Pod", NS)
+    assert [p["metadata"]["name"] for p in kube.list("v1", "Pod", NS, OWNED)] == ["cache-0", "cache-1", "cache-2"]
+
+
+def test_a_sweep_of_a_kind_the_cache_does_not_hold_hides_nothing() -> None:
+    cache = Cache()
+    assert cache.swept("Pod", NS, {}, "100") == 0
+
+
+def test_pod_news_forgets_pods_a_list_no_longer_finds() -> None:
+    news = PodNews()
+    for name in ("cache-0", "cache-1"):
+        assert news(None, obj("Pod", name, "5"))
+    news.keep(NS, ["cache-0"])
+    assert not news("MODIFIED", obj("Pod", "cache-0", "6"))  # remembered: no news
+    assert news("MODIFIED", obj("Pod", "cache-1", "6"))  # forgotten: news again
