@@ -2,8 +2,9 @@
 
 Work in flight (pods starting or rolling, a CA rotation, cert-manager issuing) wants a quick look again, but
 a look that found nothing to do and changed nothing backs off (events report pod readiness and Secret
-changes anyway); a settled cluster is looked at on the slow timer, jittered so that a fleet created at once
-does not wake at once.
+changes anyway), up to FAST_BACKOFF_CAP, or up to the slow timer while no pod of the cluster runs (nothing
+in Valkey can move then: what the cluster waits for arrives as pod events); a settled cluster is looked at
+on the slow timer, jittered so that a fleet created at once does not wake at once.
 """
 
 from __future__ import annotations
@@ -28,18 +29,21 @@ def next_pass(
     fast: bool,
     quiet: bool,
     step: float,
+    pods_running: bool = True,
     fast_interval: float,
     slow_interval: float,
     jitter: float,
 ) -> Pace:
     """The next pass of one cluster. `retry_after`: the pass asked for it (taken as is). `wake_in`: the
     clock alone makes work then. `fast`: work is in flight. `quiet`: the pass acted on nothing and changed
-    no status. `step`: what the previous call returned. `jitter`: uniform in [0, 1)."""
+    no status. `step`: what the previous call returned. `pods_running`: some pod of the cluster runs.
+    `jitter`: uniform in [0, 1)."""
     slow = slow_interval * (1.0 - SLOW_JITTER * jitter)
     if retry_after is not None:
         return Pace(retry_after, step)
     if fast:
-        step = fast_interval if step <= 0 or not quiet else min(step * 2, max(FAST_BACKOFF_CAP, fast_interval))
+        cap = max(FAST_BACKOFF_CAP if pods_running else slow_interval, fast_interval)
+        step = fast_interval if step <= 0 or not quiet else min(step * 2, cap)
         delay = min(step, slow)
     else:
         step, delay = 0.0, slow

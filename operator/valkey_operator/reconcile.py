@@ -127,6 +127,7 @@ class Outcome:
     actions: tuple[Action, ...] = ()
     wake_in: float | None = None  # seconds until the clock alone makes work
     after: Mapping[str, Any] = field(default_factory=dict)  # the whole status once `status` is patched
+    pods_running: bool = True  # some pod of the cluster runs (False: what it waits for comes as pod events)
 
 
 def credentials(cluster: ValkeyCluster, snap: Snapshot) -> Credentials | None:
@@ -465,6 +466,7 @@ class Reconciler:
             decision.actions,
             wake_in,
             {**status, **decision.status},
+            pods_running=any(p.running for p in pods(snap)),
         )
 
 

@@ -24,6 +24,21 @@ def pace(**kw: object) -> Pace:
         ("work in flight, first look", {"fast": True}, Pace(5.0, 5.0)),
         ("in flight, quiet again: doubles", {"fast": True, "step": 5.0}, Pace(10.0, 10.0)),
         ("in flight, quiet: capped", {"fast": True, "step": 20.0}, Pace(FAST_BACKOFF_CAP, FAST_BACKOFF_CAP)),
+        (
+            "no pod runs, quiet: backs off past the cap",
+            {"fast": True, "step": 80.0, "pods_running": False},
+            Pace(160.0, 160.0),
+        ),
+        (
+            "no pod runs, quiet: up to the slow timer",
+            {"fast": True, "step": 160.0, "pods_running": False},
+            Pace(SLOW, SLOW),
+        ),
+        (
+            "no pod runs, it acted: fast again",
+            {"fast": True, "step": 160.0, "pods_running": False, "quiet": False},
+            Pace(5.0, 5.0),
+        ),
         ("in flight, it acted: fast again", {"fast": True, "step": 30.0, "quiet": False}, Pace(5.0, 5.0)),
         ("settled after fast looks: the step resets", {"step": 30.0}, Pace(300.0, 0.0)),
         ("the clock makes work sooner", {"wake_in": 42.0}, Pace(42.0, 0.0)),
