@@ -85,7 +85,7 @@ class KubeAPI(Protocol):
         index: int | None,
         condition: Mapping[str, Any],
         resource_version: str,
-    ) -> None: ...
+    ) -> object: ...
 
 
 class PodAdmin(Protocol):

@@ -28,6 +28,7 @@ from tests.integration.conftest import (
     passes,
     wait_until,
 )
+from valkey_operator import names
 from valkey_operator.api.spec import parse_cluster
 from valkey_operator.pki.inspect import split_pem
 from valkey_operator.pki.issue import KeyPair, mint_ca
@@ -350,3 +351,52 @@ def test_a_secret_cert_manager_would_overwrite_is_left_alone_and_named(
     assert degraded["message"].startswith("Secret cache-issued-server: already in namespace"), degraded["message"]
     assert kubectl_json("get", "certificates", "-n", namespace)["items"] == []
     assert secret_bytes(namespace, "cache-issued-server", "keep") == b"theirs"
+
+
+class CountingKube:
+    """The real Kube, counting the calls that reach the API server, by method."""
+
+    def __init__(self) -> None:
+        from valkey_operator.k8s.client import Kube
+
+        self.kube = Kube()
+        self.calls: list[str] = []
+
+    def __getattr__(self, attr: str) -> Any:
+        method = getattr(self.kube, attr)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(f"{attr} {' '.join(str(a) for a in args[:4] if isinstance(a, str))}")
+            return method(*args, **kwargs)
+
+        return counted
+
+
+def test_a_settled_pass_reads_from_memory_but_for_the_issuer(cert_manager: None, operator: Any, namespace: str) -> None:
+    """Issuer CertManager: the Certificates and the Secrets cert-manager writes (labelled through the
+    Certificates' secretTemplate) come from the operator's watches; only the user's issuer is asked for.
+    A SelfSigned cluster beside it reads nothing at all, although cert-manager's CRDs are served."""
+    from valkey_operator.k8s.cache import CachedKube
+    from valkey_operator.reconcile import Reconciler
+    from valkey_operator.valkey_admin import ValkeyAdmin
+
+    issuer = f"ca-{uuid.uuid4().hex[:6]}"
+    ca_issuer(issuer, mint_ca("company CA", datetime.now(UTC) - timedelta(minutes=5), timedelta(days=365)))
+    apply(cm_body(namespace, issuer))
+    apply(example_body(namespace, name="plain"))
+    wait_until(lambda: issued(namespace), timeout=90, what="CertificatesReady")
+    wait_until(lambda: get_vkc(namespace, "plain").get("status", {}).get("certificates"), what="plain's certificates")
+    labels = kubectl_json("get", "secret", "cache-issued-server", "-n", namespace)["metadata"]["labels"]
+    assert labels["app.kubernetes.io/instance"] == "cache", labels
+    counting = CountingKube()
+    reconciler = Reconciler(CachedKube(counting, operator.reconciler.kube.cache), ValkeyAdmin(), operator.clock)
+
+    def reads(name: str) -> list[str]:
+        reconciler.reconcile(namespace, name)  # the first also fills this Kube's discovery: not counted
+        counting.calls.clear()
+        reconciler.reconcile(namespace, name)
+        return [c for c in counting.calls if c.split()[0] in ("get", "list", "listing")]
+
+    issuer_get = [f"get {names.CERT_MANAGER_API} ClusterIssuer  {issuer}"]
+    wait_until(lambda: reads("cache") == issuer_get, timeout=30, what=f"only the issuer read ({counting.calls})")
+    wait_until(lambda: reads("plain") == [], timeout=30, what=f"nothing read ({counting.calls})")

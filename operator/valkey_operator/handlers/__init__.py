@@ -46,8 +46,8 @@ OWNED_RESOURCES = (
 )
 INSTANCE_LABEL = names.INSTANCE_LABEL
 OWNED_LABELS: dict[str, Any] = {names.MANAGED_BY_LABEL: names.MANAGER, INSTANCE_LABEL: kopf.PRESENT}
-# The owned kinds a pass reads from kopf's indexes (Certificates, of a CRD that may come and go, are read
-# from the API server).
+# The owned kinds a pass reads from kopf's indexes. Certificates' CRD may come after the operator: kopf
+# watches it once it is served, and a pass asks the API server by name for any Certificate the index lacks.
 INDEXED_RESOURCES = (
     ("pods", "Pod"),
     ("statefulsets.apps", "StatefulSet"),
@@ -55,6 +55,7 @@ INDEXED_RESOURCES = (
     ("configmaps", "ConfigMap"),
     ("poddisruptionbudgets.policy", "PodDisruptionBudget"),
     ("secrets", "Secret"),
+    ("certificates.cert-manager.io", "Certificate"),
 )
 
 

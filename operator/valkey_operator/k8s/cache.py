@@ -36,9 +36,13 @@ INDEXED: Mapping[str, str] = {
     "ConfigMap": "configmaps_index",
     "PodDisruptionBudget": "pdbs_index",
     "Secret": "secrets_index",
+    "Certificate": "certificates_index",  # cert-manager's, when its CRD is served (issuer CertManager)
     names.KIND: "clusters_index",
 }
-_API_VERSIONS = {kind: api_version for api_version, kind in LISTED_KINDS} | {names.KIND: names.API_VERSION}
+_API_VERSIONS = {kind: api_version for api_version, kind in LISTED_KINDS} | {
+    names.KIND: names.API_VERSION,
+    "Certificate": names.CERT_MANAGER_API,
+}
 # Index keys: by cluster ("by", ns, instance) for a label LIST, by name ("name", ns, name) for a GET.
 IndexKey = tuple[str, str, str]
 
@@ -52,9 +56,17 @@ class Index(Protocol):
 
 
 def slim(kind: str, body: Mapping[str, Any]) -> Object:
-    """What a pass reads of an object (kept in memory for each one): without managedFields, the
-    last-applied annotation, and a pod's spec (pods are read for their metadata and status only)."""
+    """What a pass reads of an object (kept in memory for each one): without managedFields (but for the
+    time of the operator's own entry on a Certificate: when it last applied its spec), the last-applied
+    annotation, and a pod's spec (pods are read for their metadata and status only)."""
     meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
+    if kind == "Certificate":
+        fields = (body.get("metadata") or {}).get("managedFields") or []
+        meta["managedFields"] = [
+            {"manager": f.get("manager"), "operation": f.get("operation"), "time": f.get("time")}
+            for f in fields
+            if f.get("manager") == names.MANAGER
+        ]
     annotations = meta.get("annotations")
     if annotations and "kubectl.kubernetes.io/last-applied-configuration" in annotations:
         meta["annotations"] = {
@@ -319,7 +331,7 @@ class API(Protocol):
     def listing(self, api_version: str, kind: str, namespace: str, selector: str) -> tuple[dict[str, str], str]: ...
     def reissue_certificate(
         self, namespace: str, name: str, index: int | None, condition: Mapping[str, Any], resource_version: str
-    ) -> None: ...
+    ) -> dict[str, Any]: ...
 
 
 class CachedKube:
@@ -410,5 +422,8 @@ class CachedKube:
 
     def reissue_certificate(
         self, namespace: str, name: str, index: int | None, condition: Mapping[str, Any], resource_version: str
-    ) -> None:
-        self.kube.reissue_certificate(namespace, name, index, condition, resource_version)
+    ) -> dict[str, Any]:
+        before = self._before("Certificate", namespace, name)
+        out = self.kube.reissue_certificate(namespace, name, index, condition, resource_version)
+        self.cache.wrote("Certificate", namespace, name, before, out)
+        return out

@@ -219,19 +219,20 @@ class Kube:
         index: int | None,
         condition: Mapping[str, Any],
         resource_version: str,
-    ) -> None:
+    ) -> dict[str, Any]:
         """Set a cert-manager Certificate's Issuing condition (what `cmctl renew` does): a JSON patch of its
         status that replaces the Issuing condition at `index` or appends one, and holds only on the object
         as read, at `resource_version` (cert-manager changed it since: the patch fails, the pass is retried
-        and decides again)."""
+        and decides again). The Certificate as written."""
         ops: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/resourceVersion", "value": resource_version}]
         if index is None:
             ops.append({"op": "add", "path": "/status/conditions/-", "value": dict(condition)})
         else:
             ops.append({"op": "replace", "path": f"/status/conditions/{index}", "value": dict(condition)})
-        self._resource(names.CERT_MANAGER_API, "Certificate").status.patch(
+        out = self._resource(names.CERT_MANAGER_API, "Certificate").status.patch(
             body=ops, name=name, namespace=namespace, content_type="application/json-patch+json"
         )
+        return out.to_dict()  # type: ignore[no-any-return]
 
     def label_pod(self, namespace: str, name: str, labels: Mapping[str, str]) -> dict[str, Any]:
         out = self._resource("v1", "Pod").patch(

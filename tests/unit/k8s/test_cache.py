@@ -103,8 +103,10 @@ class API:
         self.calls.append(("listing", kind, selector))
         return self.listed
 
-    def reissue_certificate(self, *args: Any) -> None:
-        self.calls.append(("reissue",))
+    def reissue_certificate(self, namespace: str, name: str, *args: Any) -> dict[str, Any]:
+        self.calls.append(("reissue", name))
+        issuing = {"conditions": [{"type": "Issuing", "status": "True"}]}
+        return self._next({**obj("Certificate", name, "0"), "status": issuing})
 
 
 class Clock:
@@ -136,8 +138,8 @@ def test_a_name_the_index_lacks_is_asked_for_and_other_selectors_and_kinds_go_to
     _, api, kube, _ = world()
     assert kube.get("v1", "Service", NS, "cache") is None  # maybe someone else's, without our labels
     kube.list("v1", "ConfigMap", NS, {"app": "x"})
-    kube.list(names.CERT_MANAGER_API, "Certificate", NS, OWNED)
-    assert api.calls == [("get", "Service", "cache"), ("list", "ConfigMap"), ("list", "Certificate")]
+    kube.list("policy/v1", "PodDisruptionBudget", NS, {"app": "x"})
+    assert api.calls == [("get", "Service", "cache"), ("list", "ConfigMap"), ("list", "PodDisruptionBudget")]
 
 
 def test_a_valkeycluster_the_index_lacks_is_asked_for() -> None:
@@ -350,3 +352,23 @@ def test_pod_news_forgets_pods_a_list_no_longer_finds() -> None:
     news.keep(NS, ["cache-0"])
     assert not news("MODIFIED", obj("Pod", "cache-0", "6"))  # remembered: no news
     assert news("MODIFIED", obj("Pod", "cache-1", "6"))  # forgotten: news again
+
+
+def test_a_reissued_certificate_reads_as_issuing_until_the_watch_shows_it() -> None:
+    indexes, api, kube, _ = world()
+    indexes.put({**obj("Certificate", "cache-server", "5"), "status": {"conditions": []}})
+    kube.reissue_certificate(NS, "cache-server", None, {"type": "Issuing", "status": "True"}, "5")
+    (cert,) = kube.list(names.CERT_MANAGER_API, "Certificate", NS, OWNED)
+    assert cert["status"]["conditions"] == [{"type": "Issuing", "status": "True"}]
+    assert api.calls == [("reissue", "cache-server")]
+
+
+def test_a_certificate_keeps_when_the_operator_last_applied_it() -> None:
+    fields = [
+        {"manager": names.MANAGER, "operation": "Apply", "time": "2026-11-27T10:00:00Z", "fieldsV1": {"f:spec": {}}},
+        {"manager": "cert-manager-certificates-issuing", "operation": "Update", "time": "2026-11-27T10:00:01Z"},
+    ]
+    cert = {"kind": "Certificate", "metadata": {"name": "c", "managedFields": fields}, "spec": {}}
+    assert slim("Certificate", cert)["metadata"]["managedFields"] == [
+        {"manager": names.MANAGER, "operation": "Apply", "time": "2026-11-27T10:00:00Z"}
+    ]
