@@ -12,6 +12,7 @@ ENV_ROLLOUT_INTERVAL = "VALKEY_OPERATOR_ROLLOUT_INTERVAL"
 ENV_WATCH_TIMEOUT = "VALKEY_OPERATOR_WATCH_TIMEOUT"
 ENV_ROLE_CHECK_INTERVAL = "VALKEY_OPERATOR_ROLE_CHECK_INTERVAL"
 ENV_CLUSTER_DOMAIN = "VALKEY_OPERATOR_CLUSTER_DOMAIN"
+ENV_WORKERS = "VALKEY_OPERATOR_WORKERS"
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,9 @@ class OperatorConfig:
     # round trip, no API call; together with its 2 s timeout, it bounds how long status can trail a cut.
     role_check_interval: float = 5.0
     cluster_domain: str = names.DEFAULT_CLUSTER_DOMAIN
+    # Passes run at once across the fleet (threads): each mostly waits on the API server or a pod, so more
+    # than the cores; passes of one cluster never overlap whatever the number.
+    workers: int = 8
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> OperatorConfig:
@@ -35,4 +39,5 @@ class OperatorConfig:
             watch_timeout=int(env.get(ENV_WATCH_TIMEOUT, d.watch_timeout)),
             role_check_interval=float(env.get(ENV_ROLE_CHECK_INTERVAL, d.role_check_interval)),
             cluster_domain=env.get(ENV_CLUSTER_DOMAIN, d.cluster_domain),
+            workers=max(1, int(env.get(ENV_WORKERS, d.workers))),
         )

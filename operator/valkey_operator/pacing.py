@@ -2,9 +2,9 @@
 
 Work in flight (pods starting or rolling, a CA rotation, cert-manager issuing) wants a quick look again, but
 a look that found nothing to do and changed nothing backs off (events report pod readiness and Secret
-changes anyway), up to FAST_BACKOFF_CAP, or up to the slow timer while no pod of the cluster runs (nothing
-in Valkey can move then: what the cluster waits for arrives as pod events); a settled cluster is looked at
-on the slow timer, jittered so that a fleet created at once does not wake at once.
+changes anyway), up to FAST_BACKOFF_CAP. While no pod of the cluster runs, nothing in Valkey can move and
+what the cluster waits for arrives as pod events: a quiet look then waits for the slow timer. A settled
+cluster is looked at on the slow timer, jittered so that a fleet created at once does not wake at once.
 """
 
 from __future__ import annotations
@@ -42,8 +42,10 @@ def next_pass(
     if retry_after is not None:
         return Pace(retry_after, step)
     if fast:
-        cap = max(FAST_BACKOFF_CAP if pods_running else slow_interval, fast_interval)
-        step = fast_interval if step <= 0 or not quiet else min(step * 2, cap)
+        if step <= 0 or not quiet:
+            step = fast_interval
+        else:
+            step = min(step * 2, max(FAST_BACKOFF_CAP, fast_interval)) if pods_running else slow
         delay = min(step, slow)
     else:
         step, delay = 0.0, slow

@@ -25,18 +25,13 @@ def pace(**kw: object) -> Pace:
         ("in flight, quiet again: doubles", {"fast": True, "step": 5.0}, Pace(10.0, 10.0)),
         ("in flight, quiet: capped", {"fast": True, "step": 20.0}, Pace(FAST_BACKOFF_CAP, FAST_BACKOFF_CAP)),
         (
-            "no pod runs, quiet: backs off past the cap",
-            {"fast": True, "step": 80.0, "pods_running": False},
-            Pace(160.0, 160.0),
-        ),
-        (
-            "no pod runs, quiet: up to the slow timer",
-            {"fast": True, "step": 160.0, "pods_running": False},
+            "no pod runs, quiet: the slow timer (pod events start passes)",
+            {"fast": True, "step": 5.0, "pods_running": False},
             Pace(SLOW, SLOW),
         ),
         (
-            "no pod runs, it acted: fast again",
-            {"fast": True, "step": 160.0, "pods_running": False, "quiet": False},
+            "no pod runs, it acted: a fast look (its own writes echo)",
+            {"fast": True, "step": SLOW, "pods_running": False, "quiet": False},
             Pace(5.0, 5.0),
         ),
         ("in flight, it acted: fast again", {"fast": True, "step": 30.0, "quiet": False}, Pace(5.0, 5.0)),

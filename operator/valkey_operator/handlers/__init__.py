@@ -61,7 +61,6 @@ INDEXED_RESOURCES = (
 
 DEBOUNCE = 0.25  # seconds: the owned-object events of one burst (a pass's own applies echoed) cost one pass
 STOP_WAIT = 10.0  # seconds: on SIGTERM, how long the passes under way may take to finish
-WORKERS = 4  # passes run at once, across the fleet (each mostly waits on the API server or a pod)
 
 
 class Pacer:
@@ -109,12 +108,13 @@ def memo(
     """The operator-level memo (the pass, the clock, the scheduler every handler puts requests in, and the
     cache the reconciler reads through `cached`, which kopf's indexes fill, with its sweeps after a
     re-list); kopf gives each ValkeyCluster a shallow copy of it, so they share them."""
-    pacer = Pacer(reconciler, clock, config or OperatorConfig())
+    config = config or OperatorConfig()
+    pacer = Pacer(reconciler, clock, config)
     pod_news = PodNews()
     return kopf.Memo(
         reconciler=reconciler,
         clock=clock,
-        scheduler=Scheduler(pacer, WORKERS, gone=pacer.gone),
+        scheduler=Scheduler(pacer, config.workers, gone=pacer.gone),
         pacer=pacer,
         cache=cached.cache if cached is not None else Cache(),
         pod_news=pod_news,

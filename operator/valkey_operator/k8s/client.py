@@ -82,6 +82,9 @@ NAMESPACE_OBSERVER_PERMISSIONS: list[dict[str, Any]] = [
 ]
 
 
+CONNECTION_POOL = 32
+
+
 def load_config() -> k8s.ApiClient:
     """In-cluster credentials when running in a pod, else the current kubeconfig."""
     configuration = k8s.Configuration()
@@ -90,6 +93,9 @@ def load_config() -> k8s.ApiClient:
     except k8s_config.ConfigException:
         # KUBECONFIG is read now, not when the kubernetes package was imported.
         k8s_config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration)
+    # One connection per pass under way (config.workers) and per role check, kept: the default (five per
+    # core) would open and drop connections once more passes than that run at once.
+    configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize, CONNECTION_POOL)
     return k8s.ApiClient(configuration)
 
 
