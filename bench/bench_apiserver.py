@@ -9,7 +9,8 @@ control plane of its own (the project's; none is left over from the run before):
   the API server's own counters: the operator runs as a user of its own, and one FlowSchema per verb
   matches only that user, so `apiserver_flowcontrol_dispatched_requests_total` by FlowSchema is the
   operator's requests by verb (`apiserver_request_total`, for every client, is printed beside it);
-- the operator's CPU time and memory (RSS per cluster, peak);
+- the operator's CPU time and memory (RSS per cluster, peak), and during the sync the CPU time of each
+  control-plane process and how busy the whole machine was (what bounds the sync on a small machine);
 - how long it takes to exit after SIGTERM, with the fleet in place.
 
 The clusters never get pods running (the control plane has no node): they wait for pods, as a fleet just
@@ -90,6 +91,31 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
+# The control plane's processes, by the name /proc/PID/comm gives them (cut to 15 characters).
+CONTROL_PLANE = {"kube-apiserver": "API server", "etcd": "etcd", "kube-controller": "controller manager",
+                 "kube-scheduler": "scheduler"}  # fmt: skip
+
+
+def control_plane_cpu() -> dict[str, float]:
+    """CPU seconds used so far by each control-plane process on this machine (none: a remote cluster)."""
+    out: dict[str, float] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            comm = (proc / "comm").read_text().strip()
+            if comm in CONTROL_PLANE:
+                out[CONTROL_PLANE[comm]] = out.get(CONTROL_PLANE[comm], 0.0) + cpu_seconds(int(proc.name))
+    return out
+
+
+def machine_jiffies() -> tuple[int, int]:
+    """The machine's busy and total CPU time so far (/proc/stat, every core)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
 def memory_mib(pid: int, key: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(f"{key}:"):
@@ -168,6 +194,8 @@ class Result:
     rss_peak: float = 0.0
     shutdown_s: float = 0.0
     trace: str = ""
+    control_plane_sync: dict[str, float] = field(default_factory=dict)  # CPU seconds by process, sync
+    busy_sync: float = 0.0  # the machine's busy fraction during the sync (every core)
 
 
 # With --tracemalloc: the operator started under tracemalloc, writing its top allocations (by file) to
@@ -231,6 +259,40 @@ def _log_passes(log: Path, since: datetime | None = None) -> list[tuple[datetime
     return out
 
 
+@dataclass
+class Sample:
+    """The counters at one moment: the API server's, the operator's CPU, the control plane's, the machine's."""
+
+    calls: dict[str, Counter[str]]
+    cpu: float
+    control_plane: dict[str, float]
+    jiffies: tuple[int, int]
+
+    @classmethod
+    def take(cls, pid: int) -> Sample:
+        return cls(scrape(), cpu_seconds(pid), control_plane_cpu(), machine_jiffies())
+
+
+def _create_fleet(namespace: str, count: int) -> tuple[int, float]:
+    """Apply `count` copies of the example and wait until each is Ready-for-pods (30 min at most): how many
+    were, and after how long."""
+    base = yaml.safe_load((ROOT / "examples" / "valkeycluster.yaml").read_text())
+    docs = []
+    for i in range(count):
+        doc = json.loads(json.dumps(base))
+        doc["metadata"] = {"name": f"vk-{i}", "namespace": namespace}
+        docs.append(doc)
+    start = time.monotonic()
+    kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(docs))
+    ready = 0
+    while time.monotonic() < start + 1800:
+        ready = ready_for_pods(namespace)
+        if ready >= count:
+            break
+        time.sleep(2)
+    return ready, time.monotonic() - start
+
+
 def measure(
     code: str, source: Path, count: int, idle: float, kubeconfig: Path | None, attributed: bool, traced: bool
 ) -> Result:
@@ -243,33 +305,21 @@ def measure(
     try:
         time.sleep(5)
         res.rss_base = memory_mib(proc.pid, "VmRSS")
-        base = yaml.safe_load((ROOT / "examples" / "valkeycluster.yaml").read_text())
-        docs = []
-        for i in range(count):
-            doc = json.loads(json.dumps(base))
-            doc["metadata"] = {"name": f"vk-{i}", "namespace": namespace}
-            docs.append(doc)
-        m0, cpu0 = scrape(), cpu_seconds(proc.pid)
-        start = time.monotonic()
-        kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(docs))
-        deadline = start + 1800
-        while time.monotonic() < deadline:
-            res.ready = ready_for_pods(namespace)
-            if res.ready >= count:
-                break
-            time.sleep(2)
-        res.sync_s = time.monotonic() - start
-        m1, cpu1 = scrape(), cpu_seconds(proc.pid)
+        s0 = Sample.take(proc.pid)
+        res.ready, res.sync_s = _create_fleet(namespace, count)
+        s1 = Sample.take(proc.pid)
+        res.control_plane_sync = {k: v - s0.control_plane.get(k, 0.0) for k, v in s1.control_plane.items()}
+        res.busy_sync = (s1.jiffies[0] - s0.jiffies[0]) / max(s1.jiffies[1] - s0.jiffies[1], 1)
         res.rss_sync = memory_mib(proc.pid, "VmRSS")
         if trace is not None:
             res.trace = _dump(proc, trace)
         idle_from = datetime.now()
         time.sleep(idle)
-        m2, cpu2 = scrape(), cpu_seconds(proc.pid)
+        s2 = Sample.take(proc.pid)
         res.idle_s = idle
         res.rss_peak = memory_mib(proc.pid, "VmHWM")
-        res.sync_calls, res.idle_calls = delta(m1, m0), delta(m2, m1)
-        res.cpu_sync, res.cpu_idle = cpu1 - cpu0, cpu2 - cpu1
+        res.sync_calls, res.idle_calls = delta(s1.calls, s0.calls), delta(s2.calls, s1.calls)
+        res.cpu_sync, res.cpu_idle = s1.cpu - s0.cpu, s2.cpu - s1.cpu
         stop = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         try:
@@ -350,6 +400,9 @@ def report(results: list[Result]) -> None:
         [str(sum(c.get(v, 0) for v in WRITES)) if c is not None else "-" for c in ours],
     )
     row("operator CPU, sync / idle (s)", [f"{r.cpu_sync:.1f} / {r.cpu_idle:.1f}" for r in results])
+    for who in CONTROL_PLANE.values():
+        row(f"{who} CPU, sync (s)", [f"{r.control_plane_sync.get(who, 0.0):.1f}" for r in results])
+    row(f"machine busy during sync ({os.cpu_count()} cores)", [f"{100 * r.busy_sync:.0f} %" for r in results])
     row("operator RSS before / after sync (MiB)", [f"{r.rss_base:.0f} / {r.rss_sync:.0f}" for r in results])
     row("operator RSS per cluster (KiB)", [f"{1024 * (r.rss_sync - r.rss_base) / r.count:.0f}" for r in results])
     row("operator peak RSS (MiB)", [f"{r.rss_peak:.0f}" for r in results])
