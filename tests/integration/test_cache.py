@@ -47,3 +47,5 @@ def test_a_sweep_against_the_real_api_server_hides_nothing_that_exists(
         # ... and the real LIST finds every one: nothing is hidden.
         assert list(cached.sweep(kind, namespace)) == listed(kind), kind
         assert cached_names(kind) == listed(kind), kind
+    assert cached.sweep(names.KIND, namespace) == ("cache",)  # the ValkeyClusters' LIST: every one there
+    assert cached.get(names.API_VERSION, names.KIND, namespace, "cache") is not None

@@ -186,9 +186,11 @@ def _register_watches(reg: kopf.OperatorRegistry) -> None:
             """A pod deleted, restarted or turned unready, an owned object deleted or edited by hand: look
             within DEBOUNCE (failover reacts within a second; drift is repaired at once; the echoes of one
             pass's own writes cost one pass). A pod event that changes nothing passes read is no news. An
-            object kopf re-listed (no event type) arms its kind's sweep in the namespace."""
+            object kopf re-listed (no event type) arms its kind's sweep in the namespace, and the
+            ValkeyClusters' (whose own re-list no handler sees; watches re-list together after a pause)."""
             if namespace and type is None and _indexed and memo.sweeps is not None:
                 memo.sweeps.relisted(_indexed, namespace)
+                memo.sweeps.relisted(names.KIND, namespace)
             if namespace and (not _pods or memo.pod_news(type, body)):
                 memo.scheduler.request((namespace, labels[INSTANCE_LABEL]), "watch", DEBOUNCE)
 

@@ -412,9 +412,11 @@ class CachedKube:
         return self.kube.serves(api_version, kind, rediscover)
 
     def sweep(self, kind: str, namespace: str) -> tuple[str, ...]:
-        """After kopf re-listed a kind: one LIST of its owned objects in the namespace, so that entries of
-        objects deleted while the watch was away read as gone. The names it found."""
-        listed, list_rv = self.kube.listing(_API_VERSIONS.get(kind, "v1"), kind, namespace, names.OWNED_SELECTOR)
+        """After kopf re-listed a kind: one LIST of its owned objects (of every ValkeyCluster) in the
+        namespace, so that entries of objects deleted while the watch was away read as gone. The names it
+        found."""
+        selector = "" if kind == names.KIND else names.OWNED_SELECTOR
+        listed, list_rv = self.kube.listing(_API_VERSIONS.get(kind, "v1"), kind, namespace, selector)
         hidden = self.cache.swept(kind, namespace, listed, list_rv)
         if hidden:
             log.info("%s in %s: %d deleted while the watch was away, read as gone", kind, namespace, hidden)

@@ -372,3 +372,12 @@ def test_a_certificate_keeps_when_the_operator_last_applied_it() -> None:
     assert slim("Certificate", cert)["metadata"]["managedFields"] == [
         {"manager": names.MANAGER, "operation": "Apply", "time": "2026-11-27T10:00:00Z"}
     ]
+
+
+def test_a_valkeycluster_deleted_while_the_watch_was_away_reads_as_gone() -> None:
+    indexes, api, kube, _ = world()
+    indexes.put(obj(names.KIND, "cache", "5"))
+    api.listed = ({}, "150")
+    assert kube.sweep(names.KIND, NS) == ()
+    assert api.calls == [("listing", names.KIND, "")]  # every ValkeyCluster: they carry no labels of ours
+    assert kube.get(names.API_VERSION, names.KIND, NS, "cache") is None  # asked for: gone
