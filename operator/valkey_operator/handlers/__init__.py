@@ -22,7 +22,7 @@ from valkey_operator.config import OperatorConfig
 from valkey_operator.decide import needs_fast_look
 from valkey_operator.handlers.scheduler import Scheduler
 from valkey_operator.handlers.sweeps import Sweeps
-from valkey_operator.k8s.cache import INDEXED, Cache, CachedKube, IndexKey, PodNews, index_entries
+from valkey_operator.k8s.cache import INDEXED, Cache, CachedKube, IndexKey, News, index_entries
 from valkey_operator.reconcile import Outcome, Reconciler
 
 log = logging.getLogger(__name__)
@@ -32,18 +32,6 @@ _RESOURCE = (names.GROUP, names.VERSION, names.PLURAL)
 KOPF_PREFIX = f"kopf.{names.GROUP}"
 
 
-# Kinds the operator creates for each cluster, watched so that a pod's loss, a restart or a hand edit
-# starts a pass at once instead of at the next timer (kopf filters them by the owner's labels).
-# Issuer CertManager: a Certificate's status moves when cert-manager issues (kopf serves it once its CRD exists).
-OWNED_RESOURCES = (
-    "pods",
-    "secrets",
-    "statefulsets.apps",
-    "services",
-    "configmaps",
-    "poddisruptionbudgets.policy",
-    "certificates.cert-manager.io",
-)
 INSTANCE_LABEL = names.INSTANCE_LABEL
 OWNED_LABELS: dict[str, Any] = {names.MANAGED_BY_LABEL: names.MANAGER, INSTANCE_LABEL: kopf.PRESENT}
 # The owned kinds a pass reads from kopf's indexes. Certificates' CRD may come after the operator: kopf
@@ -57,6 +45,10 @@ INDEXED_RESOURCES = (
     ("secrets", "Secret"),
     ("certificates.cert-manager.io", "Certificate"),
 )
+# Every kind the operator creates for each cluster is watched, so that a pod's loss, a restart or a hand
+# edit starts a pass at once instead of at the next timer (filtered by the owner's labels). Issuer
+# CertManager: a Certificate's status moves when cert-manager issues (kopf serves it once its CRD exists).
+OWNED_RESOURCES = tuple(resource for resource, _ in INDEXED_RESOURCES)
 
 
 DEBOUNCE = 0.25  # seconds: the owned-object events of one burst (a pass's own applies echoed) cost one pass
@@ -110,23 +102,22 @@ def memo(
     re-list); kopf gives each ValkeyCluster a shallow copy of it, so they share them."""
     config = config or OperatorConfig()
     pacer = Pacer(reconciler, clock, config)
-    pod_news = PodNews()
+    news = News()
     return kopf.Memo(
         reconciler=reconciler,
         clock=clock,
         scheduler=Scheduler(pacer, config.workers, gone=pacer.gone),
         pacer=pacer,
         cache=cached.cache if cached is not None else Cache(),
-        pod_news=pod_news,
-        sweeps=Sweeps(functools.partial(_sweep, cached, pod_news)) if cached is not None else None,
+        news=news,
+        sweeps=Sweeps(functools.partial(_sweep, cached, news)) if cached is not None else None,
     )
 
 
-def _sweep(cached: CachedKube, pod_news: PodNews, kind: str, namespace: str) -> None:
-    """One kind's sweep in one namespace (handlers.sweeps): ghosts hidden, and the pods' news forgotten."""
+def _sweep(cached: CachedKube, news: News, kind: str, namespace: str) -> None:
+    """One kind's sweep in one namespace (handlers.sweeps): ghosts hidden, and their news forgotten."""
     found = cached.sweep(kind, namespace)
-    if kind == "Pod":
-        pod_news.keep(namespace, found)
+    news.keep(kind, namespace, found)
 
 
 def _timed_pass(reason: str, namespace: str, name: str, reconciler: Reconciler, late: float) -> Outcome | None:
@@ -179,19 +170,20 @@ def _register_watches(reg: kopf.OperatorRegistry) -> None:
             type: str | None,  # kopf's name
             body: kopf.Body,
             memo: kopf.Memo,
-            _pods: bool = resource == "pods",
-            _indexed: str | None = dict(INDEXED_RESOURCES).get(resource),
+            _kind: str = dict(INDEXED_RESOURCES)[resource],
             **_: Any,
         ) -> None:
             """A pod deleted, restarted or turned unready, an owned object deleted or edited by hand: look
             within DEBOUNCE (failover reacts within a second; drift is repaired at once; the echoes of one
-            pass's own writes cost one pass). A pod event that changes nothing passes read is no news. An
+            pass's own writes cost one pass). An event that changes nothing passes read is no news. An
             object kopf re-listed (no event type) arms its kind's sweep in the namespace, and the
             ValkeyClusters' (whose own re-list no handler sees; watches re-list together after a pause)."""
-            if namespace and type is None and _indexed and memo.sweeps is not None:
-                memo.sweeps.relisted(_indexed, namespace)
+            if not namespace:
+                return
+            if type is None and memo.sweeps is not None:
+                memo.sweeps.relisted(_kind, namespace)
                 memo.sweeps.relisted(names.KIND, namespace)
-            if namespace and (not _pods or memo.pod_news(type, body)):
+            if memo.news(_kind, type, body):
                 memo.scheduler.request((namespace, labels[INSTANCE_LABEL]), "watch", DEBOUNCE)
 
 

@@ -55,10 +55,15 @@ class Index(Protocol):
     def __iter__(self) -> Iterator[Any]: ...
 
 
+# Kinds whose status no pass reads (the disruption and endpoints controllers rewrite it).
+_STATUS_UNREAD = frozenset({"Service", "PodDisruptionBudget"})
+
+
 def slim(kind: str, body: Mapping[str, Any]) -> Object:
     """What a pass reads of an object (kept in memory for each one): without managedFields (but for the
     time of the operator's own entry on a Certificate: when it last applied its spec), the last-applied
-    annotation, and a pod's spec (pods are read for their metadata and status only)."""
+    annotation, a pod's spec (pods are read for their metadata and status only), the status of a Service
+    or PodDisruptionBudget, and of a StatefulSet's status all but its observedGeneration."""
     meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
     if kind == "Certificate":
         fields = (body.get("metadata") or {}).get("managedFields") or []
@@ -72,8 +77,14 @@ def slim(kind: str, body: Mapping[str, Any]) -> Object:
         meta["annotations"] = {
             k: v for k, v in annotations.items() if k != "kubectl.kubernetes.io/last-applied-configuration"
         }
-    out: Object = {k: v for k, v in body.items() if k != "metadata"}
+    out: Object = {k: v for k, v in body.items() if k not in ("metadata", "status")}
     out["metadata"] = meta
+    status = body.get("status")
+    if kind == "StatefulSet" and status:
+        # Passes read whether the controller saw the current template; its counts move with every pod.
+        out["status"] = {k: status[k] for k in ("observedGeneration",) if k in status}
+    elif kind not in _STATUS_UNREAD and status is not None:
+        out["status"] = status
     if kind == "Pod":
         status = body.get("status") or {}
         out = {
@@ -92,32 +103,33 @@ def slim(kind: str, body: Mapping[str, Any]) -> Object:
     return out
 
 
-class PodNews:
-    """Which pod events can change a decision: those that change what passes read of a pod (its slim
-    form). A pending pod's new scheduling message or a probe's time is no news, and costs no pass."""
+class News:
+    """Which events of owned objects can change a decision: those that change what passes read of the
+    object (its slim form). A pending pod's new scheduling message, a probe's time, a StatefulSet's pod
+    counts or a PodDisruptionBudget's status is no news, and costs no pass."""
 
     def __init__(self) -> None:
-        self._seen: dict[tuple[str, str], bytes] = {}  # per pod of the watched clusters: its slim form's digest
+        self._seen: dict[tuple[str, str, str], bytes] = {}  # (kind, namespace, name) -> its slim form's digest
 
-    def __call__(self, event_type: str | None, body: Mapping[str, Any]) -> bool:
+    def __call__(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> bool:
         meta = body.get("metadata") or {}
-        key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        key = (kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""))
         if event_type == "DELETED":
             self._seen.pop(key, None)
             return True
         now = hashlib.blake2b(
-            json.dumps(_without_rv(slim("Pod", body)), sort_keys=True).encode(), digest_size=16
+            json.dumps(_without_rv(slim(kind, body)), sort_keys=True).encode(), digest_size=16
         ).digest()
         if self._seen.get(key) == now:
             return False
         self._seen[key] = now
         return True
 
-    def keep(self, namespace: str, pods: Iterable[str]) -> None:
-        """The namespace's pods, as a LIST found them: the memory of others goes (deleted while the watch was
-        away, no DELETED event came)."""
-        alive = set(pods)
-        for key in [k for k in self._seen if k[0] == namespace and k[1] not in alive]:
+    def keep(self, kind: str, namespace: str, alive: Iterable[str]) -> None:
+        """The namespace's objects of `kind`, as a LIST found them: the memory of others goes (deleted while
+        the watch was away, no DELETED event came)."""
+        names_ = set(alive)
+        for key in [k for k in self._seen if k[:2] == (kind, namespace) and k[2] not in names_]:
             del self._seen[key]
 
 
@@ -215,6 +227,7 @@ class Cache:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._indexes: dict[str, Index] = {}
         self._wrote: dict[tuple[str, str, str], _Wrote] = {}
+        self._wrote_by: dict[tuple[str, str, str], set[str]] = {}  # (kind, ns, instance) -> names in _wrote
         self._lock = threading.Lock()
         self._clock = clock
         self._paused = False
@@ -283,10 +296,10 @@ class Cache:
                 if age < OVERLAY_TTL:
                     return wrote.after
                 if age > OVERLAY_LIMIT:
-                    del self._wrote[key]
+                    self._forget(key)
                 # The watch lags behind the operator's own write: the API server answers, until it catches up.
                 raise StaleError(f"{kind} {ns}/{name}: the watch has not shown the operator's write yet")
-            del self._wrote[key]  # the watch caught up (or someone changed it since): the index is the truth
+            self._forget(key)  # the watch caught up (or someone changed it since): the index is the truth
             return seen
 
     def get(self, kind: str, ns: str, name: str) -> Object | None:
@@ -295,7 +308,7 @@ class Cache:
     def list(self, kind: str, ns: str, instance: str) -> list[Object]:
         found = {o.name for o in self._store(kind, ("by", ns, instance))}
         with self._lock:
-            found |= {n for (k, wns, n), w in self._wrote.items() if (k, wns, w.instance) == (kind, ns, instance)}
+            found |= self._wrote_by.get((kind, ns, instance), set())
         # Each name is read as a GET would read it (its own index entry, its own write): an object whose
         # label changed, or another cluster's write, never stands in for it.
         objs = (self.get(kind, ns, name) for name in sorted(found))
@@ -307,7 +320,22 @@ class Cache:
             return
         obj = slim(kind, after) if after is not None else None
         with self._lock:
-            self._wrote[(kind, ns, name)] = _Wrote(_rv(before), obj, self._clock(), _instance(obj or before))
+            self._forget((kind, ns, name))
+            wrote = _Wrote(_rv(before), obj, self._clock(), _instance(obj or before))
+            self._wrote[(kind, ns, name)] = wrote
+            if wrote.instance:
+                self._wrote_by.setdefault((kind, ns, wrote.instance), set()).add(name)
+
+    def _forget(self, key: tuple[str, str, str]) -> None:
+        """Drop one write's record (the lock held)."""
+        wrote = self._wrote.pop(key, None)
+        if wrote is not None and wrote.instance:
+            by = (key[0], key[1], wrote.instance)
+            names_ = self._wrote_by.get(by)
+            if names_ is not None:
+                names_.discard(key[2])
+                if not names_:
+                    del self._wrote_by[by]
 
     def pending_writes(self) -> int:
         with self._lock:

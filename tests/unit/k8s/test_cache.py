@@ -16,8 +16,8 @@ from valkey_operator.k8s.cache import (
     RESUME_DISTRUST,
     Cache,
     CachedKube,
+    News,
     Packed,
-    PodNews,
     ghosts,
     index_entries,
     slim,
@@ -269,27 +269,53 @@ def test_slim_keeps_what_passes_read() -> None:
         "metadata": {"name": "p", "labels": {"a": "b"}},
         "status": {"phase": "Running", "podIP": "1.2.3.4", "conditions": []},
     }
-    sts = {"kind": "StatefulSet", "metadata": {"name": "s", "managedFields": [{}]}, "spec": {"replicas": 3}}
-    assert slim("StatefulSet", sts) == {"kind": "StatefulSet", "metadata": {"name": "s"}, "spec": {"replicas": 3}}
+    sts = {
+        "kind": "StatefulSet",
+        "metadata": {"name": "s", "managedFields": [{}]},
+        "spec": {"replicas": 3},
+        "status": {"observedGeneration": 2, "replicas": 3, "readyReplicas": 1},
+    }
+    assert slim("StatefulSet", sts) == {
+        "kind": "StatefulSet",
+        "metadata": {"name": "s"},
+        "spec": {"replicas": 3},
+        "status": {"observedGeneration": 2},
+    }
+    pdb = {"kind": "PodDisruptionBudget", "metadata": {"name": "p"}, "spec": {}, "status": {"expectedPods": 3}}
+    assert slim("PodDisruptionBudget", pdb) == {"kind": "PodDisruptionBudget", "metadata": {"name": "p"}, "spec": {}}
 
 
 def test_a_pod_event_that_changes_nothing_passes_read_is_no_news() -> None:
-    news = PodNews()
+    news = News()
 
     def pod(rv: str, status: dict[str, Any]) -> dict[str, Any]:
         return obj("Pod", "cache-0", rv, status=status)
 
     unscheduled = {"type": "PodScheduled", "status": "False", "message": "0/0 nodes are available"}
-    assert news(None, pod("5", {"phase": "Pending", "conditions": [unscheduled]}))
+    assert news("Pod", None, pod("5", {"phase": "Pending", "conditions": [unscheduled]}))
     later = {**unscheduled, "message": "0/1 nodes are available", "lastProbeTime": "t"}
-    assert not news("MODIFIED", pod("6", {"phase": "Pending", "conditions": [later]}))  # the scheduler's news
+    assert not news("Pod", "MODIFIED", pod("6", {"phase": "Pending", "conditions": [later]}))  # the scheduler's
     ready = pod("7", {"phase": "Running", "podIP": "10.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]})
-    assert news("MODIFIED", ready)
+    assert news("Pod", "MODIFIED", ready)
     relabelled = obj("Pod", "cache-0", "8", status=ready["status"])
     relabelled["metadata"]["labels"][names.ROLE_LABEL] = "primary"
-    assert news("MODIFIED", relabelled)
-    assert news("DELETED", relabelled)
-    assert news(None, relabelled)  # the same pod seen again after its deletion: a new one
+    assert news("Pod", "MODIFIED", relabelled)
+    assert news("Pod", "DELETED", relabelled)
+    assert news("Pod", None, relabelled)  # the same pod seen again after its deletion: a new one
+
+
+def test_a_controllers_status_that_passes_do_not_read_is_no_news() -> None:
+    news = News()
+    sts = obj("StatefulSet", "cache", "5", spec={"replicas": 3}, status={"observedGeneration": 1, "replicas": 0})
+    assert news("StatefulSet", "ADDED", sts)
+    assert not news("StatefulSet", "MODIFIED", {**sts, "status": {"observedGeneration": 1, "replicas": 3}})
+    assert news("StatefulSet", "MODIFIED", {**sts, "status": {"observedGeneration": 2, "replicas": 3}})
+    pdb = obj("PodDisruptionBudget", "cache", "6", spec={"maxUnavailable": 1}, status={"expectedPods": 0})
+    assert news("PodDisruptionBudget", "ADDED", pdb)
+    assert not news("PodDisruptionBudget", "MODIFIED", {**pdb, "status": {"expectedPods": 3}})
+    assert news("PodDisruptionBudget", "MODIFIED", {**pdb, "spec": {"maxUnavailable": 2}})  # a hand edit
+    # One name in two kinds: two objects.
+    assert news("Service", "ADDED", obj("Service", "cache", "7"))
 
 
 def test_a_pass_reads_its_own_copy_and_cannot_change_the_index() -> None:
@@ -345,13 +371,15 @@ def test_a_sweep_of_a_kind_the_cache_does_not_hold_hides_nothing() -> None:
     assert cache.swept("Pod", NS, {}, "100") == 0
 
 
-def test_pod_news_forgets_pods_a_list_no_longer_finds() -> None:
-    news = PodNews()
+def test_news_forgets_objects_a_list_no_longer_finds() -> None:
+    news = News()
     for name in ("cache-0", "cache-1"):
-        assert news(None, obj("Pod", name, "5"))
-    news.keep(NS, ["cache-0"])
-    assert not news("MODIFIED", obj("Pod", "cache-0", "6"))  # remembered: no news
-    assert news("MODIFIED", obj("Pod", "cache-1", "6"))  # forgotten: news again
+        assert news("Pod", None, obj("Pod", name, "5"))
+    assert news("Secret", None, obj("Secret", "cache-1", "5"))
+    news.keep("Pod", NS, ["cache-0"])
+    assert not news("Pod", "MODIFIED", obj("Pod", "cache-0", "6"))  # remembered: no news
+    assert news("Pod", "MODIFIED", obj("Pod", "cache-1", "6"))  # forgotten: news again
+    assert not news("Secret", "MODIFIED", obj("Secret", "cache-1", "6"))  # another kind: kept
 
 
 def test_a_reissued_certificate_reads_as_issuing_until_the_watch_shows_it() -> None:
