@@ -67,7 +67,9 @@ class KubeAPI(Protocol):
     """What a pass needs from Kubernetes (k8s.client.Kube implements it)."""
 
     def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]: ...
+    def apply_many(self, manifests: Sequence[Mapping[str, Any]]) -> object: ...  # independent ones, maybe at once
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def get_many(self, wanted: Sequence[tuple[str, str, str, str]]) -> Sequence[Mapping[str, Any] | None]: ...
     def list(
         self, api_version: str, kind: str, namespace: str, selector: Mapping[str, str]
     ) -> list[dict[str, Any]]: ...
@@ -207,15 +209,12 @@ def gather(
     for api_version, kind in LISTED_KINDS:
         for obj in kube.list(api_version, kind, ns, selector):
             objects[(kind, obj["metadata"]["name"])] = obj
-    for name in secret_names(cluster, status):
-        secret = kube.get("v1", "Secret", ns, name)
-        if secret is not None:
-            objects[("Secret", name)] = secret
-    for api_version, kind, name in expected_objects(cluster):
-        if (kind, name) not in objects:  # missing, or someone else's (without this cluster's labels)
-            found = kube.get(api_version, kind, ns, name)
-            if found is not None:
-                objects[(kind, name)] = found
+    wanted = [("v1", "Secret", ns, name) for name in secret_names(cluster, status)]
+    # An expected name the LISTs did not find: missing, or someone else's (without this cluster's labels).
+    wanted += [(v, kind, ns, name) for v, kind, name in expected_objects(cluster) if (kind, name) not in objects]
+    for (_, kind, _, name), found in zip(wanted, kube.get_many(wanted), strict=True):
+        if found is not None:
+            objects[(kind, name)] = found
     cert_manager = _read_cert_manager(kube, cluster, objects)
     foreign = tuple(sorted(key for key, obj in objects.items() if key[0] != "Pod" and not owned_by(obj, cluster)))
     foreign += cert_manager.taken if cert_manager else ()
@@ -284,8 +283,13 @@ def act(
     SetUsers left (status records them: what the pod is compared with from then on)."""
     ns, n = cluster.namespace, cluster.names
     failed: list[Action] = []
-    for action in actions:
-        log.info("%s/%s: %s", ns, cluster.name, action)
+    for batch in batches(actions):
+        for action in batch:
+            log.info("%s/%s: %s", ns, cluster.name, action)
+        if len(batch) > 1:
+            kube.apply_many([a.manifest for a in batch if isinstance(a, Apply)])
+            continue
+        action = batch[0]
         try:
             if isinstance(action, Apply):
                 kube.apply(action.manifest)
@@ -326,6 +330,26 @@ def act(
             log.warning("%s/%s: %s failed, trying again shortly: %s", ns, cluster.name, action, exc)
             failed.append(action)
     return failed
+
+
+def batches(actions: Sequence[Action]) -> list[list[Action]]:
+    """The actions in the decided order, grouped into what may run at once: a run of applies (objects of
+    their own), but a StatefulSet waits for the applies before it (the Secrets and ConfigMap its pods
+    mount); every other action alone."""
+    out: list[list[Action]] = []
+    for action in actions:
+        last = out[-1] if out else None
+        joins = (
+            isinstance(action, Apply)
+            and last is not None
+            and isinstance(last[-1], Apply)
+            and action.manifest.get("kind") != "StatefulSet"
+        )
+        if joins and last is not None:
+            last.append(action)
+        else:
+            out.append([action])
+    return out
 
 
 def with_users_held(decision: Decision, applied: Mapping[str, Mapping[str, str]]) -> Decision:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from valkey_operator.reconcile import changed
 
 
@@ -115,3 +117,27 @@ def test_an_error_description_never_carries_a_pem_block() -> None:
     pem = "-----BEGIN EC PRIVATE KEY-----\nabc\n-----END EC PRIVATE KEY-----"
     assert describe_error(ValueError(f"bad {pem} here")) == "The pass failed: ValueError: bad [PEM removed] here"
     assert "abc" not in describe_error(ValueError("-----BEGIN CERTIFICATE-----\nabc"))
+
+
+def _apply(kind: str, name: str) -> Any:
+    from valkey_operator.actions import Apply
+
+    return Apply({"kind": kind, "metadata": {"name": name}})
+
+
+def test_applies_run_together_but_a_statefulset_waits_for_those_before_it_and_other_actions_alone() -> None:
+    from valkey_operator.actions import DeletePod, Relabel
+    from valkey_operator.reconcile import batches
+
+    first = [_apply("Secret", "tls"), _apply("ConfigMap", "config"), _apply("Service", "svc")]
+    roll = [_apply("StatefulSet", "sts"), _apply("PodDisruptionBudget", "pdb")]
+    relabel, delete = Relabel("cache-0", "primary"), DeletePod("cache-1", "uid")
+    got = batches([*first, *roll, relabel, delete, _apply("Service", "svc-ro"), _apply("Secret", "users")])
+    assert [[str(a) for a in batch] for batch in got] == [
+        [str(a) for a in first],
+        [str(a) for a in roll],
+        [str(relabel)],
+        [str(delete)],
+        ["apply Service/svc-ro", "apply Secret/users"],
+    ]
+    assert batches([]) == []

@@ -9,17 +9,19 @@ without the labels, or not yet created) is still asked for by name: the ownershi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from valkey_operator import names
+from valkey_operator.k8s.fanout import Fanout, shared
 from valkey_operator.snapshot import LISTED_KINDS
 
 log = logging.getLogger(__name__)
@@ -367,20 +369,39 @@ class CachedKube:
     labels and a GET of an object the index holds cost no request; every write goes to the API server and
     is laid over the cache until the watch reports it. What the cache cannot answer (StaleError) is asked."""
 
-    def __init__(self, kube: API, cache: Cache) -> None:
+    def __init__(self, kube: API, cache: Cache, fanout: Fanout | None = None) -> None:
         self.kube = kube
         self.cache = cache
+        self.fanout = fanout or shared()
+
+    def _cached(self, kind: str, namespace: str, name: str) -> Object | None:
+        """The object from the cache; None: the API server must answer (not held, or the index lags)."""
+        if not self.cache.covers(kind):
+            return None
+        try:
+            return self.cache.get(kind, namespace, name)
+        except StaleError as exc:
+            log.info("%s: asking the API server", exc)
+            return None
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        if self.cache.covers(kind):
-            try:
-                found = self.cache.get(kind, namespace, name)
-            except StaleError as exc:
-                log.info("%s: asking the API server", exc)
-            else:
-                if found is not None:
-                    return found
-        return self.kube.get(api_version, kind, namespace, name)
+        found = self._cached(kind, namespace, name)
+        return found if found is not None else self.kube.get(api_version, kind, namespace, name)
+
+    def get_many(self, wanted: Sequence[tuple[str, str, str, str]]) -> list[dict[str, Any] | None]:
+        """Several GETs (apiVersion, kind, namespace, name): from the cache, and what it cannot answer from
+        the API server at once."""
+        out = [self._cached(kind, ns, name) for _, kind, ns, name in wanted]
+        asked = [i for i, found in enumerate(out) if found is None]
+        for i, found in zip(
+            asked, self.fanout([functools.partial(self.kube.get, *wanted[i]) for i in asked]), strict=True
+        ):
+            out[i] = found
+        return out
+
+    def apply_many(self, manifests: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Several independent applies at once (each laid over the cache as `apply` does)."""
+        return self.fanout([functools.partial(self.apply, manifest) for manifest in manifests])
 
     def list(self, api_version: str, kind: str, namespace: str, selector: Mapping[str, str]) -> list[dict[str, Any]]:
         instance = selector.get(INSTANCE)

@@ -6,7 +6,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from kubernetes import client as k8s
@@ -172,6 +172,14 @@ class Kube:
             except ResourceNotFoundError:
                 continue
         return False
+
+    def get_many(self, wanted: Sequence[tuple[str, str, str, str]]) -> list[dict[str, Any] | None]:
+        """Several GETs (apiVersion, kind, namespace, name), one after another."""
+        return [self.get(*one) for one in wanted]
+
+    def apply_many(self, manifests: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Several applies, one after another."""
+        return [self.apply(manifest) for manifest in manifests]
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:

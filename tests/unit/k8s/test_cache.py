@@ -409,3 +409,19 @@ def test_a_valkeycluster_deleted_while_the_watch_was_away_reads_as_gone() -> Non
     assert kube.sweep(names.KIND, NS) == ()
     assert api.calls == [("listing", names.KIND, "")]  # every ValkeyCluster: they carry no labels of ours
     assert kube.get(names.API_VERSION, names.KIND, NS, "cache") is None  # asked for: gone
+
+
+def test_several_gets_read_the_cache_and_ask_the_api_server_for_the_rest_in_order() -> None:
+    indexes, api, kube, _ = world()
+    indexes.put(obj("Secret", "cache-tls", "5"))
+    wanted = [("v1", "Secret", NS, "cache-ca"), ("v1", "Secret", NS, "cache-tls"), ("v1", "Service", NS, "cache")]
+    found = kube.get_many(wanted)
+    assert [o and o["metadata"]["name"] for o in found] == [None, "cache-tls", None]
+    assert sorted(api.calls) == [("get", "Secret", "cache-ca"), ("get", "Service", "cache")]
+
+
+def test_several_applies_are_each_read_back_until_the_watch_reports_them() -> None:
+    _, api, kube, _ = world()
+    kube.apply_many([obj("Service", "cache", ""), obj("Service", "cache-ro", "")])
+    assert sorted(api.calls) == [("apply", "Service", "cache"), ("apply", "Service", "cache-ro")]
+    assert [o["metadata"]["name"] for o in kube.list("v1", "Service", NS, OWNED)] == ["cache", "cache-ro"]
