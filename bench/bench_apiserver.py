@@ -17,7 +17,7 @@ The clusters never get pods running (the control plane has no node): they wait f
 created does. Uses the current KUBECONFIG instead when set (one run per code and count, in namespaces;
 no per-user attribution there).
 
-    .venv/bin/python bench/bench_apiserver.py --count 200 --count 1000 --baseline 855add2 [--idle 600]
+    .venv/bin/python bench/bench_apiserver.py --count 200 --count 1000 --baseline 855add2 [--idle 600] [--floor]
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -276,12 +277,7 @@ class Sample:
 def _create_fleet(namespace: str, count: int) -> tuple[int, float]:
     """Apply `count` copies of the example and wait until each is Ready-for-pods (30 min at most): how many
     were, and after how long."""
-    base = yaml.safe_load((ROOT / "examples" / "valkeycluster.yaml").read_text())
-    docs = []
-    for i in range(count):
-        doc = json.loads(json.dumps(base))
-        doc["metadata"] = {"name": f"vk-{i}", "namespace": namespace}
-        docs.append(doc)
+    docs = _fleet_docs(namespace, count)
     start = time.monotonic()
     kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(docs))
     ready = 0
@@ -353,6 +349,78 @@ def _q(values: list[float], q: int) -> float:
     if len(values) < 2:
         return values[0] if values else float("nan")
     return statistics.quantiles(values, n=100)[q - 1]
+
+
+FLOOR_THREADS = 16  # the bare client's requests under way at once (the operator's fan-out pool)
+
+
+@dataclass
+class Floor:
+    """The same writes a fleet's first passes make, by a bare client on a fresh control plane."""
+
+    count: int
+    seconds: float = 0.0
+    writes: int = 0
+    control_plane: dict[str, float] = field(default_factory=dict)
+    busy: float = 0.0
+
+
+def _fleet_docs(namespace: str, count: int) -> list[dict[str, Any]]:
+    base = yaml.safe_load((ROOT / "examples" / "valkeycluster.yaml").read_text())
+    docs = []
+    for i in range(count):
+        doc = json.loads(json.dumps(base))
+        doc["metadata"] = {"name": f"vk-{i}", "namespace": namespace}
+        docs.append(doc)
+    return docs
+
+
+def measure_floor(count: int) -> Floor:
+    """What the control plane needs for the sync with no operator at all: the ValkeyClusters applied, then
+    each one's rendered objects applied (server-side, FLOOR_THREADS at once) and its status patched once, as
+    the operator's first passes do. The StatefulSets' pods are created and scheduled meanwhile, as in the
+    sync. No GET: a floor of writes only."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from valkey_operator import names
+    from valkey_operator.k8s.client import Kube
+    from valkey_operator.render import render_documents
+
+    out = Floor(count)
+    with fresh_control_plane():
+        namespace = f"floor-{count}"
+        kubectl("create", "namespace", namespace)
+        docs = _fleet_docs(namespace, count)
+        manifests = render_documents(docs)  # before the clock starts: the operator mints as it goes
+        kube = Kube()
+        status = {"phase": "Provisioning", "certificates": {"server": {"notAfter": "2027-01-01T00:00:00Z"}}}
+
+        def patch(doc: dict[str, Any]) -> object:
+            meta = doc["metadata"]
+            return kube.patch_status(names.API_VERSION, names.KIND, meta["namespace"], meta["name"], status)
+
+        s0 = Sample.take(os.getpid())
+        start = time.monotonic()
+        kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(docs))
+        with ThreadPoolExecutor(FLOOR_THREADS) as pool:
+            list(pool.map(kube.apply, manifests))
+            list(pool.map(patch, docs))
+        out.seconds = time.monotonic() - start
+        s1 = Sample.take(os.getpid())
+        out.writes = len(docs) * 2 + len(manifests)
+        out.control_plane = {k: v - s0.control_plane.get(k, 0.0) for k, v in s1.control_plane.items()}
+        out.busy = (s1.jiffies[0] - s0.jiffies[0]) / max(s1.jiffies[1] - s0.jiffies[1], 1)
+    return out
+
+
+def report_floor(floors: list[Floor]) -> None:
+    print("\nThe floor: the same writes by a bare client, no operator (see measure_floor)")
+    for f in floors:
+        cpu = ", ".join(f"{who} {f.control_plane.get(who, 0.0):.1f} s" for who in CONTROL_PLANE.values())
+        print(
+            f"  n={f.count}: {f.writes} writes in {f.seconds:.1f} s ({f.writes / max(f.seconds, 1e-9):.0f}/s), "
+            f"machine busy {100 * f.busy:.0f} %; CPU: {cpu}"
+        )
 
 
 def report(results: list[Result]) -> None:
@@ -428,7 +496,16 @@ def run_one(code: str, source: Path, count: int, idle: float, traced: bool) -> R
         kubectl("apply", "-f", str(ROOT / "crds"))
         wait_established(["kubectl"], ["valkeyclusters.valkeyops.dev"])
         return measure(code, source, count, idle, None, attributed=False, traced=traced)
+    with fresh_control_plane() as (folder, cluster):
+        kubeconfig = attribute_operator(folder, cluster)
+        return measure(code, source, count, idle, kubeconfig, attributed=True, traced=traced)
+
+
+@contextlib.contextmanager
+def fresh_control_plane() -> Iterator[tuple[Path, object]]:
+    """The project's local control plane, new, with the CRD established and KUBECONFIG pointing at it."""
     from e2e.controlplane import LocalCluster
+    from e2e.procs import wait_established
 
     with tempfile.TemporaryDirectory() as tmp, LocalCluster(Path(tmp) / "cp") as cluster:
         saved = dict(os.environ)
@@ -436,8 +513,7 @@ def run_one(code: str, source: Path, count: int, idle: float, traced: bool) -> R
         try:
             kubectl("apply", "-f", str(ROOT / "crds"))
             wait_established(["kubectl"], ["valkeyclusters.valkeyops.dev"])
-            kubeconfig = attribute_operator(Path(tmp), cluster)
-            return measure(code, source, count, idle, kubeconfig, attributed=True, traced=traced)
+            yield Path(tmp), cluster
         finally:
             os.environ.clear()
             os.environ.update(saved)
@@ -451,6 +527,9 @@ def main() -> None:
     parser.add_argument(
         "--tracemalloc", action="store_true", help="print the operator's top allocations after the sync (slower)"
     )
+    parser.add_argument(
+        "--floor", action="store_true", help="also time the same writes by a bare client, no operator (a floor)"
+    )
     args = parser.parse_args()
     counts = args.count or [200]
     results: list[Result] = []
@@ -462,7 +541,9 @@ def main() -> None:
             for code, source in codes:
                 print(f"measuring {code} with {count} clusters...", file=sys.stderr, flush=True)
                 results.append(run_one(code, source, count, args.idle, args.tracemalloc))
+    floors = [measure_floor(count) for count in counts] if args.floor else []
     report(results)
+    report_floor(floors)
     for r in results:
         if r.trace:
             print(f"\n{r.code} n={r.count}: the operator's memory after the sync (tracemalloc)\n{r.trace}")
