@@ -225,6 +225,7 @@ def _refuse(
         events=(*roles.events, *((Event("Warning", problem.reason, problem.message),) if news else ())),
         metrics=Metrics(not_ready=("server",), cluster_ready=False, failovers=roles.failovers),
         retry_after=roles.retry_after,
+        next_due=_stuck_at(status.get("conditions"), now) if issuing else None,
     )
 
 
@@ -536,7 +537,7 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
         (*paced.events, *acl_events, *report_events),
         replace(metrics, failovers=_role_moves(failovers, paced)),
         _soonest(retry_after, paced.retry_after),
-        _next_due(cluster, material, certs, now),
+        _next_due(cluster, material, certs, now, status.get("conditions") or snap.status.get("conditions")),
     )
 
 
@@ -603,10 +604,17 @@ def _soonest(*delays: float | None) -> float | None:
     return min((t for t in delays if t is not None), default=None)
 
 
-def _next_due(cluster: ValkeyCluster, material: Material, certs: CertReport, now: datetime) -> datetime | None:
+def _next_due(
+    cluster: ValkeyCluster, material: Material, certs: CertReport, now: datetime, conditions: Any = None
+) -> datetime | None:
     """When the clock alone will next make work: the earliest renewal, a scheduled CA renewal, the end of a
-    CA rotation's overlap. The handlers wake up then when it comes before the slow timer."""
+    CA rotation's overlap, the moment cert-manager's issuance counts as stuck (STUCK_AFTER after the
+    CertificatesReady condition turned CertificateIssuing). The handlers wake up then when it comes before
+    the slow timer."""
     due = [t.renewal for t in certs.times.values() if t.renewal is not None]
+    stuck = _stuck_at(conditions, now)
+    if stuck is not None:
+        due.append(stuck)
     spec = cluster.spec.tls.certificates
     if material.ca is not None:
         due.append(describe_pem(material.ca.cert_pem).not_after - 2 * spec.duration)
@@ -615,6 +623,16 @@ def _next_due(cluster: ValkeyCluster, material: Material, certs: CertReport, now
         due.append(since + spec.ca_rotation_overlap)
     future = [d for d in due if d > now]
     return min(future, default=None)
+
+
+def _stuck_at(conditions: Any, now: datetime) -> datetime | None:
+    """When cert-manager's issuance under way will count as stuck (CertificateNotReady): STUCK_AFTER after
+    the CertificatesReady condition turned CertificateIssuing; None when it is not, or that has passed."""
+    issuing: Mapping[str, Any] = next((c for c in conditions or [] if c.get("type") == CERTIFICATES_READY), {})
+    since = parse_iso(issuing.get("lastTransitionTime"))
+    if issuing.get("reason") != CERTIFICATE_ISSUING or since is None or since + STUCK_AFTER <= now:
+        return None
+    return since + STUCK_AFTER
 
 
 def needs_fast_look(status: Mapping[str, Any], now: datetime, horizon: timedelta) -> bool:

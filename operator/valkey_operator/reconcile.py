@@ -333,17 +333,20 @@ def act(
 
 
 def batches(actions: Sequence[Action]) -> list[list[Action]]:
-    """The actions in the decided order, grouped into what may run at once: a run of applies (objects of
-    their own), but a StatefulSet waits for the applies before it (the Secrets and ConfigMap its pods
-    mount); every other action alone."""
+    """The actions in the decided order, grouped into what may run at once: a run of applies of objects
+    that hold nothing another depends on (ConfigMap, Services, PodDisruptionBudget, Certificates). A
+    StatefulSet starts a new run (it waits for the Secrets and ConfigMap before it; what follows it may
+    join). A Secret runs alone, as does every other action: a CA, a key or a password must be written
+    before what was issued from it or publishes it, and a failed write stops the pass before those."""
     out: list[list[Action]] = []
     for action in actions:
         last = out[-1] if out else None
+        kind = action.manifest.get("kind") if isinstance(action, Apply) else None
         joins = (
-            isinstance(action, Apply)
+            kind not in (None, "Secret", "StatefulSet")
             and last is not None
             and isinstance(last[-1], Apply)
-            and action.manifest.get("kind") != "StatefulSet"
+            and last[-1].manifest.get("kind") != "Secret"
         )
         if joins and last is not None:
             last.append(action)

@@ -125,19 +125,23 @@ def _apply(kind: str, name: str) -> Any:
     return Apply({"kind": kind, "metadata": {"name": name}})
 
 
-def test_applies_run_together_but_a_statefulset_waits_for_those_before_it_and_other_actions_alone() -> None:
+def test_applies_run_together_but_secrets_and_a_statefulset_keep_their_order() -> None:
     from valkey_operator.actions import DeletePod, Relabel
     from valkey_operator.reconcile import batches
 
-    first = [_apply("Secret", "tls"), _apply("ConfigMap", "config"), _apply("Service", "svc")]
+    secrets = [_apply("Secret", "ca"), _apply("Secret", "tls")]
+    first = [_apply("ConfigMap", "config"), _apply("Service", "svc"), _apply("Service", "svc-ro")]
     roll = [_apply("StatefulSet", "sts"), _apply("PodDisruptionBudget", "pdb")]
     relabel, delete = Relabel("cache-0", "primary"), DeletePod("cache-1", "uid")
-    got = batches([*first, *roll, relabel, delete, _apply("Service", "svc-ro"), _apply("Secret", "users")])
+    got = batches([*secrets, *first, *roll, relabel, delete, _apply("Certificate", "c"), _apply("Secret", "users")])
     assert [[str(a) for a in batch] for batch in got] == [
+        ["apply Secret/ca"],  # a CA before what it signs
+        ["apply Secret/tls"],
         [str(a) for a in first],
-        [str(a) for a in roll],
+        [str(a) for a in roll],  # the StatefulSet after the Secrets and ConfigMap; the PDB beside it
         [str(relabel)],
         [str(delete)],
-        ["apply Service/svc-ro", "apply Secret/users"],
+        ["apply Certificate/c"],
+        ["apply Secret/users"],
     ]
     assert batches([]) == []

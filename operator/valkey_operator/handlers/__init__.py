@@ -103,21 +103,25 @@ def memo(
     config = config or OperatorConfig()
     pacer = Pacer(reconciler, clock, config)
     news = News()
+    scheduler = Scheduler(pacer, config.workers, gone=pacer.gone)
     return kopf.Memo(
         reconciler=reconciler,
         clock=clock,
-        scheduler=Scheduler(pacer, config.workers, gone=pacer.gone),
+        scheduler=scheduler,
         pacer=pacer,
         cache=cached.cache if cached is not None else Cache(),
         news=news,
-        sweeps=Sweeps(functools.partial(_sweep, cached, news)) if cached is not None else None,
+        sweeps=Sweeps(functools.partial(_sweep, cached, news, scheduler)) if cached is not None else None,
     )
 
 
-def _sweep(cached: CachedKube, news: News, kind: str, namespace: str) -> None:
-    """One kind's sweep in one namespace (handlers.sweeps): ghosts hidden, and their news forgotten."""
-    found = cached.sweep(kind, namespace)
+def _sweep(cached: CachedKube, news: News, scheduler: Scheduler, kind: str, namespace: str) -> None:
+    """One kind's sweep in one namespace (handlers.sweeps): ghosts hidden, their news forgotten, and a pass
+    for each cluster that had one (nothing else reports an object deleted while the watch was away)."""
+    found, hid = cached.sweep(kind, namespace)
     news.keep(kind, namespace, found)
+    for cluster in hid:
+        scheduler.request((namespace, cluster), "sweep")
 
 
 def _timed_pass(reason: str, namespace: str, name: str, reconciler: Reconciler, late: float) -> Outcome | None:
@@ -195,11 +199,16 @@ def _register_cluster_handlers(reg: kopf.OperatorRegistry) -> None:
         """A ValkeyCluster gets passes while kopf serves it: from its first event (its creation, or the
         operator's start) until it is deleted, or kopf pauses this replica for another peer (leader
         election); the scheduler then starts none of its passes, and kopf starts this again on the
-        first event after it resumes."""
+        first event after it resumes. Its namespace is swept once the admissions settle: a namespace
+        emptied while a watch was away re-lists nothing, and a cluster created again with the same
+        name would read the old one's ghosts."""
         key = _key(body)
         memo.cache.resumed()
         memo.scheduler.admit(key)
         memo.scheduler.request(key, "reconcile")
+        if memo.sweeps is not None:  # a burst of admissions in a namespace costs one sweep of it
+            for kind in INDEXED:
+                memo.sweeps.relisted(kind, key[0])
         try:
             await stopped.wait()
         finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -22,24 +23,25 @@ class Sweeps:
     """The armed sweeps, one per (kind, namespace), each put back by every re-listed object of it."""
 
     def __init__(self, sweep: Callable[[str, str], object], settle: float = SETTLE) -> None:
-        self._sweep = sweep  # (kind, namespace): the LIST and what follows from it (runs in a worker thread)
+        self._sweep = sweep  # (kind, namespace): the LIST and what follows from it (runs in a thread of its own)
         self._settle = settle
-        self._armed: dict[tuple[str, str], asyncio.TimerHandle] = {}
-        self._running: set[asyncio.Future[None]] = set()
+        self._armed: dict[tuple[str, str], asyncio.TimerHandle] = {}  # touched in the event loop only
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def relisted(self, kind: str, namespace: str) -> None:
-        """kopf reported an object of `kind` as listed (an event with no type): sweep once it settles."""
+        """kopf reported an object of `kind` as listed (an event with no type): sweep once it settles. Called
+        in the event loop."""
+        self._loop = asyncio.get_running_loop()
         key = (kind, namespace)
         armed = self._armed.pop(key, None)
         if armed is not None:
             armed.cancel()
-        self._armed[key] = asyncio.get_running_loop().call_later(self._settle, self._fire, key)
+        self._armed[key] = self._loop.call_later(self._settle, self._fire, key)
 
     def _fire(self, key: tuple[str, str]) -> None:
         self._armed.pop(key, None)
-        done = asyncio.get_running_loop().run_in_executor(None, self._run, *key)
-        self._running.add(done)
-        done.add_done_callback(self._running.discard)
+        # A daemon thread, not the loop's executor (joined at exit): a LIST that hangs never holds shutdown.
+        threading.Thread(target=self._run, args=key, name=f"valkey-sweep-{key[0]}", daemon=True).start()
 
     def _run(self, kind: str, namespace: str) -> None:
         try:
@@ -48,6 +50,11 @@ class Sweeps:
             log.warning("sweeping %s in %s failed", kind, namespace, exc_info=True)
 
     def cancel(self) -> None:
+        """No sweep starts from now on (callable from any thread)."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._cancel_now)
+
+    def _cancel_now(self) -> None:
         for armed in self._armed.values():
             armed.cancel()
         self._armed.clear()

@@ -130,9 +130,10 @@ class News:
     def keep(self, kind: str, namespace: str, alive: Iterable[str]) -> None:
         """The namespace's objects of `kind`, as a LIST found them: the memory of others goes (deleted while
         the watch was away, no DELETED event came)."""
-        names_ = set(alive)
-        for key in [k for k in self._seen if k[:2] == (kind, namespace) and k[2] not in names_]:
-            del self._seen[key]
+        found = set(alive)
+        # A copy first: kopf's thread adds entries meanwhile (a copy of a dict is one step for it).
+        for key in [k for k in list(self._seen) if k[:2] == (kind, namespace) and k[2] not in found]:
+            self._seen.pop(key, None)
 
 
 class Packed:
@@ -140,11 +141,12 @@ class Packed:
     decoded dicts; each read decodes a fresh copy, which no pass can change under the index), with its
     name and resourceVersion at hand for picking one without decoding."""
 
-    __slots__ = ("data", "name", "rv", "uid")
+    __slots__ = ("data", "instance", "name", "rv", "uid")
 
     def __init__(self, obj: Mapping[str, Any]) -> None:
         meta = obj.get("metadata") or {}
         self.name = str(meta.get("name") or "")
+        self.instance = str((meta.get("labels") or {}).get(INSTANCE) or "")
         self.uid = str(meta.get("uid") or "")
         self.rv = str(meta.get("resourceVersion") or "")
         self.data = zlib.compress(json.dumps(obj, separators=(",", ":")).encode(), 1)
@@ -275,14 +277,16 @@ class Cache:
                 continue
         raise StaleError(f"{kind} in {ns}: the index kept changing during the sweep")
 
-    def swept(self, kind: str, ns: str, listed: Mapping[str, str], list_rv: str) -> int:
+    def swept(self, kind: str, ns: str, listed: Mapping[str, str], list_rv: str) -> set[str]:
         """A LIST of the kind's owned objects in the namespace (uid -> name, taken at `list_rv`): entries it
-        shows gone are read as absent from now on (until the next sweep). How many that hides."""
+        shows gone are read as absent from now on (until the next sweep). The clusters whose entries that
+        hides (a ValkeyCluster's own name for the ValkeyClusters)."""
         if kind not in self._indexes:
-            return 0
-        found = ghosts(self._held(kind, ns), listed, list_rv)
+            return set()
+        held = self._held(kind, ns)
+        found = ghosts(held, listed, list_rv)
         self._ghosts[(kind, ns)] = found
-        return len(found)
+        return {(o.name if kind == names.KIND else o.instance) for o in held if o.uid in found} - {""}
 
     def _laid_over(self, kind: str, ns: str, name: str, seen: Object | None) -> Object | None:
         """The object as the pass should read it: the index's, unless it still shows the state this operator
@@ -460,16 +464,21 @@ class CachedKube:
     def serves(self, api_version: str, kind: str, rediscover: bool = True) -> bool:
         return self.kube.serves(api_version, kind, rediscover)
 
-    def sweep(self, kind: str, namespace: str) -> tuple[str, ...]:
+    def sweep(self, kind: str, namespace: str) -> tuple[tuple[str, ...], set[str]]:
         """After kopf re-listed a kind: one LIST of its owned objects (of every ValkeyCluster) in the
         namespace, so that entries of objects deleted while the watch was away read as gone. The names it
-        found."""
+        found, and the clusters whose entries it hid (each wants a pass: nothing else reports the loss)."""
+        api_version = _API_VERSIONS.get(kind, "v1")
+        # Certificates only once a pass found them served (no discovery asked here: it would unsettle every
+        # pass's): cert-manager's CRD may be gone, or never there.
+        if kind == "Certificate" and not self.kube.serves(api_version, kind, rediscover=False):
+            return (), set()
         selector = "" if kind == names.KIND else names.OWNED_SELECTOR
-        listed, list_rv = self.kube.listing(_API_VERSIONS.get(kind, "v1"), kind, namespace, selector)
-        hidden = self.cache.swept(kind, namespace, listed, list_rv)
-        if hidden:
-            log.info("%s in %s: %d deleted while the watch was away, read as gone", kind, namespace, hidden)
-        return tuple(sorted(listed.values()))
+        listed, list_rv = self.kube.listing(api_version, kind, namespace, selector)
+        hid = self.cache.swept(kind, namespace, listed, list_rv)
+        if hid:
+            log.info("%s in %s: deleted while the watch was away, read as gone (%s)", kind, namespace, sorted(hid))
+        return tuple(sorted(listed.values())), hid
 
     def reissue_certificate(
         self, namespace: str, name: str, index: int | None, condition: Mapping[str, Any], resource_version: str

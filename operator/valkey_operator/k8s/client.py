@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -83,6 +84,7 @@ NAMESPACE_OBSERVER_PERMISSIONS: list[dict[str, Any]] = [
 
 
 CONNECTION_POOL = 32
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json"
 
 
 def load_config() -> k8s.ApiClient:
@@ -93,8 +95,9 @@ def load_config() -> k8s.ApiClient:
     except k8s_config.ConfigException:
         # KUBECONFIG is read now, not when the kubernetes package was imported.
         k8s_config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration)
-    # One connection per pass under way (config.workers) and per role check, kept: the default (five per
-    # core) would open and drop connections once more passes than that run at once.
+    # Connections kept for the calls under way at once: the passes (config.workers, 8) and their fan-out
+    # (k8s.fanout, 16), the sweeps and the role checks; the default (five per core) would open and drop
+    # connections once more run at once.
     configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize, CONNECTION_POOL)
     return k8s.ApiClient(configuration)
 
@@ -127,11 +130,13 @@ class Kube:
 
     def _resource(self, api_version: str, kind: str) -> Any:
         key = (api_version, kind)
-        if key not in self._resources:
+        found = self._resources.get(key)  # one read: forget_discovery may clear the dict in another thread
+        if found is None:
             with self._discovery:
-                if key not in self._resources:
-                    self._resources[key] = self.dynamic.resources.get(api_version=api_version, kind=kind)
-        return self._resources[key]
+                found = self._resources.get(key)
+                if found is None:
+                    found = self._resources[key] = self.dynamic.resources.get(api_version=api_version, kind=kind)
+        return found
 
     def forget_discovery(self) -> None:
         """Ask the API server afresh which kinds it serves (after a CRD was created)."""
@@ -196,9 +201,13 @@ class Kube:
     def listing(self, api_version: str, kind: str, namespace: str, selector: str) -> tuple[dict[str, str], str]:
         """Which objects a label selector (a selector string) finds in a namespace, uid -> name, and the
         LIST's resourceVersion (the moment it shows)."""
-        found = self._resource(api_version, kind).get(namespace=namespace, label_selector=selector)
-        items = {str(i.metadata.uid): str(i.metadata.name) for i in found.items}
-        return items, str(found.metadata.resourceVersion or "")
+        # Metadata only (PartialObjectMetadataList): neither Secrets' data nor pods' specs travel.
+        raw = self._resource(api_version, kind).get(
+            namespace=namespace, label_selector=selector, header_params={"Accept": METADATA_ONLY}, serialize=False
+        )
+        found = json.loads(raw.data)
+        items = {str(i["metadata"]["uid"]): str(i["metadata"]["name"]) for i in found.get("items") or []}
+        return items, str((found.get("metadata") or {}).get("resourceVersion") or "")
 
     def delete_pod(self, namespace: str, name: str, uid: str) -> None:
         """Delete one pod, only if it is still the one we decided about (uid precondition)."""

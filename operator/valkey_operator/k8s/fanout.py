@@ -11,6 +11,7 @@ its shutdown (the passes get their STOP_WAIT, then the process exits).
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -18,6 +19,7 @@ from concurrent.futures import Future, wait
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 THREADS = 16  # calls under way at once, across every pass
 
 
@@ -46,6 +48,9 @@ class Fanout:
             self._jobs.put((call, future))
             futures.append(future)
         wait(futures)
+        errors = [f.exception() for f in futures if f.exception() is not None]
+        for error in errors[1:]:  # the first is raised; the others would go unseen
+            log.warning("another call of the batch failed too: %s", type(error).__name__)
         return [future.result() for future in futures]  # the first error, in order, once all are done
 
     def _start(self) -> None:

@@ -97,7 +97,7 @@ class API:
         return self._next({**obj(kind, name, "0"), "status": dict(patch)})
 
     def serves(self, api_version: str, kind: str, rediscover: bool = True) -> bool:
-        return False
+        return kind != "Certificate"  # no cert-manager here
 
     def listing(self, api_version: str, kind: str, namespace: str, selector: str) -> tuple[dict[str, str], str]:
         self.calls.append(("listing", kind, selector))
@@ -355,7 +355,7 @@ def test_a_sweep_hides_what_the_api_server_no_longer_has_and_keeps_what_came_aft
     indexes.put(obj("Pod", "other-0", "7", instance="other"))  # another cluster's, listed
     api.listed = ({"uid-cache-0": "cache-0", "uid-other-0": "other-0"}, "150")
     indexes.put(obj("Pod", "cache-2", "151"))  # created after the LIST
-    assert kube.sweep("Pod", NS) == ("cache-0", "other-0")
+    assert kube.sweep("Pod", NS) == (("cache-0", "other-0"), {"cache"})  # names found, clusters with ghosts
     assert api.calls == [("listing", "Pod", names.OWNED_SELECTOR)]
     assert [p["metadata"]["name"] for p in kube.list("v1", "Pod", NS, OWNED)] == ["cache-0", "cache-2"]
     assert kube.get("v1", "Pod", NS, "cache-1") is None  # asked for: the API server says gone
@@ -368,7 +368,10 @@ def test_a_sweep_hides_what_the_api_server_no_longer_has_and_keeps_what_came_aft
 
 def test_a_sweep_of_a_kind_the_cache_does_not_hold_hides_nothing() -> None:
     cache = Cache()
-    assert cache.swept("Pod", NS, {}, "100") == 0
+    assert cache.swept("Pod", NS, {}, "100") == set()
+    _, api, kube, _ = world()
+    assert kube.sweep("Certificate", NS) == ((), set())  # cert-manager's CRD is not served: no LIST
+    assert api.calls == []
 
 
 def test_news_forgets_objects_a_list_no_longer_finds() -> None:
@@ -406,7 +409,7 @@ def test_a_valkeycluster_deleted_while_the_watch_was_away_reads_as_gone() -> Non
     indexes, api, kube, _ = world()
     indexes.put(obj(names.KIND, "cache", "5"))
     api.listed = ({}, "150")
-    assert kube.sweep(names.KIND, NS) == ()
+    assert kube.sweep(names.KIND, NS) == ((), {"cache"})
     assert api.calls == [("listing", names.KIND, "")]  # every ValkeyCluster: they carry no labels of ours
     assert kube.get(names.API_VERSION, names.KIND, NS, "cache") is None  # asked for: gone
 
