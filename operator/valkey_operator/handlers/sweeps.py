@@ -11,12 +11,14 @@ re-list has settled tells them apart (k8s.cache.ghosts); it costs nothing at res
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 SETTLE = 30.0  # seconds after the last re-listed object of a kind in a namespace before its LIST
+SWEEPS_AT_ONCE = 2
 
 
 class Sweeps:
@@ -27,6 +29,7 @@ class Sweeps:
         self._settle = settle
         self._armed: dict[tuple[str, str], asyncio.TimerHandle] = {}  # touched in the event loop only
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._slots = threading.BoundedSemaphore(SWEEPS_AT_ONCE)
 
     def relisted(self, kind: str, namespace: str) -> None:
         """kopf reported an object of `kind` as listed (an event with no type): sweep once it settles. Called
@@ -41,11 +44,14 @@ class Sweeps:
     def _fire(self, key: tuple[str, str]) -> None:
         self._armed.pop(key, None)
         # A daemon thread, not the loop's executor (joined at exit): a LIST that hangs never holds shutdown.
-        threading.Thread(target=self._run, args=key, name=f"valkey-sweep-{key[0]}", daemon=True).start()
+        # It carries the handler's context (kopf's): the passes it asks for post Events with it.
+        context = contextvars.copy_context()
+        threading.Thread(target=context.run, args=(self._run, *key), name=f"valkey-sweep-{key[0]}", daemon=True).start()
 
     def _run(self, kind: str, namespace: str) -> None:
         try:
-            self._sweep(kind, namespace)
+            with self._slots:  # the sweeps of many namespaces armed at once (a start) go a few at a time
+                self._sweep(kind, namespace)
         except Exception:  # the next re-list sweeps again; a ghost meanwhile is what kopf alone would leave
             log.warning("sweeping %s in %s failed", kind, namespace, exc_info=True)
 

@@ -279,14 +279,15 @@ class Cache:
 
     def swept(self, kind: str, ns: str, listed: Mapping[str, str], list_rv: str) -> set[str]:
         """A LIST of the kind's owned objects in the namespace (uid -> name, taken at `list_rv`): entries it
-        shows gone are read as absent from now on (until the next sweep). The clusters whose entries that
-        hides (a ValkeyCluster's own name for the ValkeyClusters)."""
+        shows gone are read as absent from now on (until the next sweep). The clusters whose entries it
+        newly hides (a ValkeyCluster's own name for the ValkeyClusters)."""
         if kind not in self._indexes:
             return set()
         held = self._held(kind, ns)
         found = ghosts(held, listed, list_rv)
+        new = found - self._ghosts.get((kind, ns), frozenset())  # an earlier sweep's asked for its passes
         self._ghosts[(kind, ns)] = found
-        return {(o.name if kind == names.KIND else o.instance) for o in held if o.uid in found} - {""}
+        return {(o.name if kind == names.KIND else o.instance) for o in held if o.uid in new} - {""}
 
     def _laid_over(self, kind: str, ns: str, name: str, seen: Object | None) -> Object | None:
         """The object as the pass should read it: the index's, unless it still shows the state this operator

@@ -70,3 +70,20 @@ def test_a_failed_sweep_is_logged_and_the_next_re_list_sweeps_again(caplog: pyte
         asyncio.run(main())
     assert tries == [("Pod", "a"), ("Pod", "a")]
     assert "sweeping Pod in a failed" in caplog.text
+
+
+def test_a_sweep_runs_in_the_context_of_the_handler_that_armed_it() -> None:
+    """kopf keeps its settings in context variables; a pass a sweep asks for posts Events with them."""
+    import contextvars
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("kopf_like")
+    seen: list[tuple[str, str]] = []
+
+    async def main() -> None:
+        sweeps = Sweeps(lambda kind, ns: seen.append((kind, var.get("missing"))), settle=SETTLE)
+        var.set("kopf's")
+        sweeps.relisted("Pod", "a")
+        await _until(seen, 1)
+
+    asyncio.run(main())
+    assert seen == [("Pod", "kopf's")]

@@ -358,6 +358,7 @@ def test_a_sweep_hides_what_the_api_server_no_longer_has_and_keeps_what_came_aft
     assert kube.sweep("Pod", NS) == (("cache-0", "other-0"), {"cache"})  # names found, clusters with ghosts
     assert api.calls == [("listing", "Pod", names.OWNED_SELECTOR)]
     assert [p["metadata"]["name"] for p in kube.list("v1", "Pod", NS, OWNED)] == ["cache-0", "cache-2"]
+    assert kube.sweep("Pod", NS)[1] == set()  # the same ghost again: its pass was asked for already
     assert kube.get("v1", "Pod", NS, "cache-1") is None  # asked for: the API server says gone
     assert api.calls[-1] == ("get", "Pod", "cache-1")
     back = {"uid-cache-0": "cache-0", "uid-cache-1": "cache-1", "uid-cache-2": "cache-2"}
