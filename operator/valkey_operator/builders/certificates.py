@@ -48,9 +48,6 @@ def certificate_manifests(cluster: ValkeyCluster) -> list[Manifest]:
             "usages": usages,
             "issuerRef": {"name": ref.name, "kind": ref.kind, "group": ref.group},
             "revisionHistoryLimit": 2,
-            # The Secret cert-manager writes carries the cluster's labels: the operator's label-selected
-            # Secrets watch then holds it (a pass reads it from memory) and its changes start a pass.
-            "secretTemplate": {"labels": names.owned_selector(cluster.name)},
         }
         if server:  # its names are its DNS names (a CN of up to 64 bytes could not hold a long service name)
             spec["dnsNames"] = list(want.requirements.dns_names)
