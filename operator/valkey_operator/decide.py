@@ -625,12 +625,18 @@ def _next_due(
     return min(future, default=None)
 
 
+def _issuing(conditions: Any) -> tuple[bool, datetime | None]:
+    """Whether the CertificatesReady condition says cert-manager is at work (CertificateIssuing), and since
+    when."""
+    ready: Mapping[str, Any] = next((c for c in conditions or [] if c.get("type") == CERTIFICATES_READY), {})
+    return ready.get("reason") == CERTIFICATE_ISSUING, parse_iso(ready.get("lastTransitionTime"))
+
+
 def _stuck_at(conditions: Any, now: datetime) -> datetime | None:
     """When cert-manager's issuance under way will count as stuck (CertificateNotReady): STUCK_AFTER after
     the CertificatesReady condition turned CertificateIssuing; None when it is not, or that has passed."""
-    issuing: Mapping[str, Any] = next((c for c in conditions or [] if c.get("type") == CERTIFICATES_READY), {})
-    since = parse_iso(issuing.get("lastTransitionTime"))
-    if issuing.get("reason") != CERTIFICATE_ISSUING or since is None or since + STUCK_AFTER <= now:
+    issuing, since = _issuing(conditions)
+    if not issuing or since is None or since + STUCK_AFTER <= now:
         return None
     return since + STUCK_AFTER
 
@@ -646,11 +652,8 @@ def needs_fast_look(status: Mapping[str, Any], now: datetime, horizon: timedelta
     # cert-manager at work (a new Certificate, or one whose spec changed): it takes seconds; its Certificate
     # watch starts passes too, the timer is the backstop for STUCK_AFTER. A failed or stuck issuance (and one
     # cert-manager never gets to) is looked at at the slow timer's pace.
-    issuing: Mapping[str, Any] = next(
-        (c for c in status.get("conditions") or [] if c.get("type") == CERTIFICATES_READY), {}
-    )
-    since = parse_iso(issuing.get("lastTransitionTime"))
-    if issuing.get("reason") == CERTIFICATE_ISSUING and (since is None or now - since < STUCK_AFTER):
+    issuing, since = _issuing(status.get("conditions"))
+    if issuing and (since is None or now - since < STUCK_AFTER):
         return True
     when = parse_iso((certs.get("server") or {}).get("renewalTime"))
     return when is not None and when - now < horizon

@@ -146,7 +146,7 @@ class Packed:
     def __init__(self, obj: Mapping[str, Any]) -> None:
         meta = obj.get("metadata") or {}
         self.name = str(meta.get("name") or "")
-        self.instance = str((meta.get("labels") or {}).get(INSTANCE) or "")
+        self.instance = _instance(obj) or ""
         self.uid = str(meta.get("uid") or "")
         self.rv = str(meta.get("resourceVersion") or "")
         self.data = zlib.compress(json.dumps(obj, separators=(",", ":")).encode(), 1)
