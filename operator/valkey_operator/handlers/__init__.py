@@ -20,6 +20,7 @@ from valkey_operator import metrics, names, pacing
 from valkey_operator.clock import Clock
 from valkey_operator.config import OperatorConfig
 from valkey_operator.decide import needs_fast_look
+from valkey_operator.handlers import kopf_fixes
 from valkey_operator.handlers.scheduler import Scheduler
 from valkey_operator.handlers.sweeps import Sweeps
 from valkey_operator.k8s.cache import INDEXED, Cache, CachedKube, IndexKey, News, index_entries
@@ -225,6 +226,7 @@ def _register_cluster_handlers(reg: kopf.OperatorRegistry) -> None:
 def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     """Every handler, registered with this config's intervals."""
     reg = kopf.OperatorRegistry()
+    kopf_fixes.install()  # a deleted namespace must never stop the whole operator
 
     @kopf.on.startup(registry=reg)
     def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
