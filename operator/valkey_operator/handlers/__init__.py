@@ -150,6 +150,11 @@ def _key(body: kopf.Body) -> tuple[str, str]:
     return meta.get("namespace", ""), meta.get("name", "")
 
 
+def _resource_version(body: kopf.Body) -> str | None:
+    rv = body.get("metadata", {}).get("resourceVersion")
+    return str(rv) if rv else None
+
+
 def _register_indexes(reg: kopf.OperatorRegistry) -> None:
     """kopf's indexes the passes read (k8s.cache): filled before any ValkeyCluster handler runs."""
     for resource, kind in INDEXED_RESOURCES:
@@ -185,6 +190,7 @@ def _register_watches(reg: kopf.OperatorRegistry) -> None:
             ValkeyClusters' (whose own re-list no handler sees; watches re-list together after a pause)."""
             if not namespace:
                 return
+            memo.cache.observed(_kind, namespace, body["metadata"]["name"], _resource_version(body))
             if type is None and memo.sweeps is not None:
                 memo.sweeps.relisted(_kind, namespace)
                 memo.sweeps.relisted(names.KIND, namespace)
@@ -216,6 +222,13 @@ def _register_cluster_handlers(reg: kopf.OperatorRegistry) -> None:
             if stopped.reason is not None and kopf.DaemonStoppingReason.OPERATOR_PAUSING in stopped.reason:
                 memo.cache.pause()
             memo.scheduler.forget(key)
+
+    @kopf.on.event(*_RESOURCE, registry=reg)
+    async def cluster_seen(namespace: str | None, name: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        """The watch shows a ValkeyCluster (its index entry is stored by now): the record of a status patch
+        it shows goes."""
+        if namespace and name:
+            memo.cache.observed(names.KIND, namespace, name, _resource_version(body))
 
     @kopf.on.update(*_RESOURCE, registry=reg)
     async def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:

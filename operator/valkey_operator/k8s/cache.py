@@ -210,7 +210,7 @@ class StaleError(Exception):
 @dataclass
 class _Wrote:
     before: str | None  # the resourceVersion the write was made over (None: absent)
-    after: Object | None  # the object the API server returned (None: deleted)
+    after: Packed | None  # the object the API server returned, packed as the index keeps it (None: deleted)
     at: float
     instance: str | None  # the cluster it belongs to (its instance label)
 
@@ -219,7 +219,7 @@ def _behind(seen: str | None, wrote: _Wrote) -> bool:
     """Whether the index still shows the object from before the write. resourceVersions are compared as
     numbers when both are (etcd's revisions; Kubernetes calls them opaque, so otherwise only equality
     counts): a change by someone else after the write then counts too, not only the write's own echo."""
-    after = _rv(wrote.after)
+    after = wrote.after.rv if wrote.after is not None else None
     if seen and after and seen.isdigit() and after.isdigit():
         return int(seen) < int(after)
     return seen == wrote.before and seen != after
@@ -301,7 +301,7 @@ class Cache:
             if _behind(_rv(seen), wrote):
                 age = self._clock() - wrote.at
                 if age < OVERLAY_TTL:
-                    return wrote.after
+                    return wrote.after.unpack() if wrote.after is not None else None
                 if age > OVERLAY_LIMIT:
                     self._forget(key)
                 # The watch lags behind the operator's own write: the API server answers, until it catches up.
@@ -325,13 +325,22 @@ class Cache:
         """The operator wrote `after` (None: deleted it) over `before` as the pass read it."""
         if kind not in self._indexes:
             return
-        obj = slim(kind, after) if after is not None else None
+        obj = Packed(slim(kind, after)) if after is not None else None
         with self._lock:
             self._forget((kind, ns, name))
-            wrote = _Wrote(_rv(before), obj, self._clock(), _instance(obj or before))
+            wrote = _Wrote(_rv(before), obj, self._clock(), (obj.instance if obj else _instance(before)) or None)
             self._wrote[(kind, ns, name)] = wrote
             if wrote.instance:
                 self._wrote_by.setdefault((kind, ns, wrote.instance), set()).add(name)
+
+    def observed(self, kind: str, ns: str, name: str, resource_version: str | None) -> None:
+        """The watch showed the object at `resource_version`: a write it shows (or a later change) is no
+        longer laid over the index, and its record goes now (not at the object's next read, which for a
+        settled cluster comes a slow timer later: each record holds the object)."""
+        with self._lock:
+            wrote = self._wrote.get((kind, ns, name))
+            if wrote is not None and resource_version is not None and not _behind(resource_version, wrote):
+                self._forget((kind, ns, name))
 
     def _forget(self, key: tuple[str, str, str]) -> None:
         """Drop one write's record (the lock held)."""

@@ -429,3 +429,17 @@ def test_several_applies_are_each_read_back_until_the_watch_reports_them() -> No
     kube.apply_many([obj("Service", "cache", ""), obj("Service", "cache-ro", "")])
     assert sorted(api.calls) == [("apply", "Service", "cache"), ("apply", "Service", "cache-ro")]
     assert [o["metadata"]["name"] for o in kube.list("v1", "Service", NS, OWNED)] == ["cache", "cache-ro"]
+
+
+def test_a_write_the_watch_shows_leaves_no_record_behind_without_waiting_for_a_read() -> None:
+    indexes, api, kube, _ = world()
+    indexes.put(obj("ConfigMap", "cache-config", "5"))
+    written = kube.apply(obj("ConfigMap", "cache-config", "5", data={"k": "v"}))  # the server says rv 101
+    kube.cache.observed("ConfigMap", NS, "cache-config", "5")  # the watch still shows the state before it
+    assert kube.cache.pending_writes() == 1
+    assert kube.get("v1", "ConfigMap", NS, "cache-config") == slim("ConfigMap", written)
+    indexes.put(obj("ConfigMap", "cache-config", written["metadata"]["resourceVersion"], data={"k": "v"}))
+    kube.cache.observed("ConfigMap", NS, "cache-config", written["metadata"]["resourceVersion"])
+    assert kube.cache.pending_writes() == 0  # a settled cluster's next read may be a slow timer away
+    assert kube.get("v1", "ConfigMap", NS, "cache-config")["data"] == {"k": "v"}
+    assert [c[0] for c in api.calls] == ["apply"]
