@@ -82,6 +82,21 @@ def owned_selector(cluster: str) -> dict[str, str]:
 
 # Every object the operator created, for any cluster (a label selector: the instance label only exists).
 OWNED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGER},{INSTANCE_LABEL}"
+# Issuer CertManager: the Secrets cert-manager writes for a cluster's Certificates carry this value (through
+# their secretTemplate), not the operator's own: they are cert-manager's, outlive the cluster, and are never
+# read as an object the operator made. The Secrets watch selects both, so a pass reads them from memory.
+ISSUED_BY_CERT_MANAGER = f"{MANAGER}.cert-manager"
+SECRETS_SELECTOR = f"{MANAGED_BY_LABEL} in ({MANAGER},{ISSUED_BY_CERT_MANAGER}),{INSTANCE_LABEL}"
+
+
+def issued_labels(cluster: str) -> dict[str, str]:
+    """The labels of a Secret cert-manager writes for one of the cluster's Certificates."""
+    return {INSTANCE_LABEL: cluster, MANAGED_BY_LABEL: ISSUED_BY_CERT_MANAGER}
+
+
+def watch_selector(kind: str) -> str:
+    """The label selector of the operator's watch (and sweep) of an owned kind."""
+    return SECRETS_SELECTOR if kind == "Secret" else OWNED_SELECTOR
 
 
 def ordinal(pod: str) -> int:

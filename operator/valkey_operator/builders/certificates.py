@@ -48,6 +48,10 @@ def certificate_manifests(cluster: ValkeyCluster) -> list[Manifest]:
             "usages": usages,
             "issuerRef": {"name": ref.name, "kind": ref.kind, "group": ref.group},
             "revisionHistoryLimit": 2,
+            # The Secret cert-manager writes is labelled as cert-manager's, for this cluster: the operator's
+            # Secrets watch holds it (a pass reads it from memory, and its change starts a pass), while the
+            # operator's own label stays off it (it outlives the cluster, and is never the operator's).
+            "secretTemplate": {"labels": names.issued_labels(cluster.name)},
         }
         if server:  # its names are its DNS names (a CN of up to 64 bytes could not hold a long service name)
             spec["dnsNames"] = list(want.requirements.dns_names)

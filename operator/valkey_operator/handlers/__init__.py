@@ -35,6 +35,21 @@ KOPF_PREFIX = f"kopf.{names.GROUP}"
 
 INSTANCE_LABEL = names.INSTANCE_LABEL
 OWNED_LABELS: dict[str, Any] = {names.MANAGED_BY_LABEL: names.MANAGER, INSTANCE_LABEL: kopf.PRESENT}
+
+
+def _issued_or_owned(value: str | None, **_: Any) -> bool:
+    return value in (names.MANAGER, names.ISSUED_BY_CERT_MANAGER)
+
+
+# Secrets: the operator's own, and those cert-manager writes for a cluster's Certificates (names.SECRETS_SELECTOR).
+SECRET_LABELS: dict[str, Any] = {names.MANAGED_BY_LABEL: _issued_or_owned, INSTANCE_LABEL: kopf.PRESENT}
+
+
+def _labels(kind: str) -> dict[str, Any]:
+    """kopf's own filter of a watched kind's objects (the API server filters by the same labels first)."""
+    return SECRET_LABELS if kind == "Secret" else OWNED_LABELS
+
+
 # The owned kinds a pass reads from kopf's indexes. Certificates' CRD may come after the operator: kopf
 # watches it once it is served, and a pass asks the API server by name for any Certificate the index lacks.
 INDEXED_RESOURCES = (
@@ -159,7 +174,7 @@ def _register_indexes(reg: kopf.OperatorRegistry) -> None:
     """kopf's indexes the passes read (k8s.cache): filled before any ValkeyCluster handler runs."""
     for resource, kind in INDEXED_RESOURCES:
 
-        @kopf.index(resource, registry=reg, id=INDEXED[kind], labels=OWNED_LABELS)
+        @kopf.index(resource, registry=reg, id=INDEXED[kind], labels=_labels(kind))
         async def owned_index(body: kopf.Body, _kind: str = kind, **_: Any) -> dict[IndexKey, Any]:
             """The object as passes read it, by its name and by its cluster."""
             return index_entries(_kind, body)
@@ -173,7 +188,7 @@ def _register_watches(reg: kopf.OperatorRegistry) -> None:
     """The owned objects' events: each asks for a pass of its cluster."""
     for resource in OWNED_RESOURCES:
 
-        @kopf.on.event(resource, registry=reg, labels=OWNED_LABELS)
+        @kopf.on.event(resource, registry=reg, labels=_labels(dict(INDEXED_RESOURCES)[resource]))
         async def owned_changed(
             namespace: str | None,
             labels: kopf.Labels,
@@ -253,8 +268,8 @@ def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         settings.watching.server_timeout = config.watch_timeout
         # The API server filters the owned kinds' watches: other pods, Services and ConfigMaps in the
         # namespace never reach the operator (kopf's `labels=` filter would drop them only after).
-        for resource in OWNED_RESOURCES:
-            settings.watching.label_selectors[resource] = names.OWNED_SELECTOR
+        for resource, kind in INDEXED_RESOURCES:
+            settings.watching.label_selectors[resource] = names.watch_selector(kind)
         memo.cache.attach(kwargs)  # kopf's indexes, by name: filled before any ValkeyCluster handler runs
         memo.scheduler.start()
 

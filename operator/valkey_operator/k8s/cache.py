@@ -182,6 +182,10 @@ def _instance(obj: Mapping[str, Any] | None) -> str | None:
     return None if obj is None else ((obj.get("metadata") or {}).get("labels") or {}).get(INSTANCE)
 
 
+def _managed_by(obj: Mapping[str, Any]) -> str | None:
+    return ((obj.get("metadata") or {}).get("labels") or {}).get(names.MANAGED_BY_LABEL)
+
+
 def _newest(objs: list[Packed]) -> Object | None:
     """One name, several objects: an object deleted and created again while kopf's watch was away (kopf
     drops an index entry only on a DELETED event) leaves the old one beside the new; the newest counts."""
@@ -318,8 +322,9 @@ class Cache:
             found |= self._wrote_by.get((kind, ns, instance), set())
         # Each name is read as a GET would read it (its own index entry, its own write): an object whose
         # label changed, or another cluster's write, never stands in for it.
+        # Only the operator's own objects: the Secrets watch also holds those cert-manager writes for a cluster.
         objs = (self.get(kind, ns, name) for name in sorted(found))
-        return [o for o in objs if o is not None and _instance(o) == instance]
+        return [o for o in objs if o is not None and _instance(o) == instance and _managed_by(o) == names.MANAGER]
 
     def wrote(self, kind: str, ns: str, name: str, before: Object | None, after: Mapping[str, Any] | None) -> None:
         """The operator wrote `after` (None: deleted it) over `before` as the pass read it."""
@@ -483,7 +488,7 @@ class CachedKube:
         # pass's): cert-manager's CRD may be gone, or never there.
         if kind == "Certificate" and not self.kube.serves(api_version, kind, rediscover=False):
             return (), set()
-        selector = "" if kind == names.KIND else names.OWNED_SELECTOR
+        selector = "" if kind == names.KIND else names.watch_selector(kind)
         listed, list_rv = self.kube.listing(api_version, kind, namespace, selector)
         hid = self.cache.swept(kind, namespace, listed, list_rv)
         if hid:

@@ -51,3 +51,22 @@ def test_a_settled_cluster_waits_for_the_jittered_slow_timer_and_the_gone_one_fo
     assert pacer(KEY, "timer", 0.0) == 0.5  # a cut-off old primary that may come back: asked for, taken as is
     assert pacer(KEY, "timer", 0.0) is None
     assert KEY not in pacer.steps
+
+
+def test_the_secrets_watch_takes_the_operators_secrets_and_those_cert_manager_writes_for_a_cluster() -> None:
+    import kopf
+
+    from valkey_operator import names
+    from valkey_operator.handlers import OWNED_LABELS, _labels
+
+    accepts = _labels("Secret")[names.MANAGED_BY_LABEL]
+    assert [accepts(v) for v in (names.MANAGER, names.ISSUED_BY_CERT_MANAGER, "cert-manager", None)] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+    assert _labels("Secret")[names.INSTANCE_LABEL] is kopf.PRESENT
+    assert _labels("ConfigMap") is OWNED_LABELS
+    assert names.watch_selector("Secret") == names.SECRETS_SELECTOR
+    assert names.watch_selector("Pod") == names.OWNED_SELECTOR

@@ -431,6 +431,20 @@ def test_several_applies_are_each_read_back_until_the_watch_reports_them() -> No
     assert [o["metadata"]["name"] for o in kube.list("v1", "Service", NS, OWNED)] == ["cache", "cache-ro"]
 
 
+def test_a_secret_cert_manager_wrote_is_read_by_name_from_memory_but_never_listed_as_the_operators() -> None:
+    indexes, api, kube, _ = world()
+    issued = obj("Secret", "cache-issued-server", "5", data={"tls.crt": "x"})
+    issued["metadata"]["labels"] = names.issued_labels("cache")
+    indexes.put(issued)
+    indexes.put(obj("Secret", "cache-tls", "6"))
+    assert kube.get("v1", "Secret", NS, "cache-issued-server") is not None
+    assert [s["metadata"]["name"] for s in kube.list("v1", "Secret", NS, OWNED)] == ["cache-tls"]
+    assert api.calls == []
+    api.listed = ({"uid-cache-issued-server": "cache-issued-server", "uid-cache-tls": "cache-tls"}, "150")
+    assert kube.sweep("Secret", NS)[1] == set()  # the sweep lists what the watch holds: both labels
+    assert api.calls == [("listing", "Secret", names.SECRETS_SELECTOR)]
+
+
 def test_a_write_the_watch_shows_leaves_no_record_behind_without_waiting_for_a_read() -> None:
     indexes, api, kube, _ = world()
     indexes.put(obj("ConfigMap", "cache-config", "5"))

@@ -112,6 +112,12 @@ def test_the_certificates_ask_for_what_the_operator_would_issue() -> None:
     assert app["usages"] == ["digital signature", "client auth"]
     assert "dnsNames" not in app
     assert manifests["cache-server"]["metadata"]["labels"] == names.labels("cache", names.COMPONENT_TLS)
+    # The Secrets cert-manager writes are labelled as cert-manager's for this cluster (the operator's Secrets
+    # watch holds them), never as the operator's own: they outlive the cluster.
+    for manifest in manifests.values():
+        labels = manifest["spec"]["secretTemplate"]["labels"]
+        assert labels == names.issued_labels("cache")
+        assert labels[names.MANAGED_BY_LABEL] != names.MANAGER
     assert certificate_manifests(example()) == []
 
 
