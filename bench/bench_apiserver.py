@@ -206,12 +206,56 @@ import os, signal, sys, tracemalloc
 tracemalloc.start(int(os.environ["VALKEY_BENCH_FRAMES"]))
 def dump(*_):
     snap = tracemalloc.take_snapshot()
-    with open(os.environ["VALKEY_BENCH_TRACE"], "w") as out:
-        for group in ("filename", "lineno"):
-            stats = snap.statistics(group)
-            out.write(f"by {group}: {sum(s.size for s in stats) / 2**20:.1f} MiB traced\n")
-            for stat in stats[:15]:
-                out.write(f"  {stat.size / 2**20:8.1f} MiB {stat.count:9d} blocks  {stat.traceback}\n")
+    text = []
+    for group in ("filename", "lineno"):
+        stats = snap.statistics(group)
+        text.append(f"by {group}: {sum(s.size for s in stats) / 2**20:.1f} MiB traced\n")
+        for stat in stats[:15]:
+            text.append(f"  {stat.size / 2**20:8.1f} MiB {stat.count:9d} blocks  {stat.traceback}\n")
+    text.append(census())
+    with open(os.environ["VALKEY_BENCH_TRACE"], "w") as out:  # at once: the bench reads it once it has a size
+        out.write("".join(text))
+def census():
+    # Which Kubernetes objects stay decoded in memory, by kind, and what holds a few of each.
+    import gc
+    from collections import Counter
+    def deep(o, seen):
+        if id(o) in seen:
+            return 0
+        seen.add(id(o))
+        size = sys.getsizeof(o)
+        if isinstance(o, dict):
+            size += sum(deep(k, seen) + deep(v, seen) for k, v in o.items())
+        elif isinstance(o, (list, tuple)):
+            size += sum(deep(v, seen) for v in o)
+        return size
+    count, size, holders, seen = Counter(), Counter(), Counter(), set()
+    found = [o for o in gc.get_objects() if type(o) is dict and "metadata" in o and ("kind" in o or "spec" in o)]
+    for o in found:
+        kind = str(o.get("kind", "?"))
+        count[kind] += 1
+        size[kind] += deep(o, seen)
+    lines = ["decoded Kubernetes objects in memory (dicts with metadata; a pod template counts as \"?\"):"]
+    for kind, n in count.most_common():
+        lines.append(f"  {kind:28s} {n:7d} {size[kind] / 2**20:8.1f} MiB")
+    sampled = Counter()
+    for o in found:
+        kind = str(o.get("kind", "?"))
+        if sampled[kind] >= 3:
+            continue
+        sampled[kind] += 1
+        for r in gc.get_referrers(o):
+            if r is found:
+                continue
+            name = type(r).__qualname__
+            if isinstance(r, dict):
+                up = [type(u).__qualname__ for u in gc.get_referrers(r) if u is not found][:3]
+                name += f" <- {up}"
+            holders[(kind, name)] += 1
+    lines.append("what holds a few of each:")
+    for (kind, name), n in holders.most_common(40):
+        lines.append(f"  {kind:24s} {n:3d} {name[:120]}")
+    return "\n".join(lines) + "\n"
 signal.signal(signal.SIGUSR1, dump)
 from valkey_operator.cli import main
 sys.exit(main(sys.argv[1:]))
