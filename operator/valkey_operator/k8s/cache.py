@@ -186,14 +186,25 @@ def _managed_by(obj: Mapping[str, Any]) -> str | None:
     return ((obj.get("metadata") or {}).get("labels") or {}).get(names.MANAGED_BY_LABEL)
 
 
-def _newest(objs: list[Packed]) -> Object | None:
+def _pick(objs: list[Packed]) -> Packed | None:
     """One name, several objects: an object deleted and created again while kopf's watch was away (kopf
     drops an index entry only on a DELETED event) leaves the old one beside the new; the newest counts."""
     if len(objs) < 2:
-        return objs[0].unpack() if objs else None
+        return objs[0] if objs else None
     if all(o.rv.isdigit() for o in objs):
-        return max(objs, key=lambda o: int(o.rv)).unpack()
-    return objs[-1].unpack()
+        return max(objs, key=lambda o: int(o.rv))
+    return objs[-1]
+
+
+def _newest(objs: list[Packed]) -> Object | None:
+    picked = _pick(objs)
+    return picked.unpack() if picked is not None else None
+
+
+def _newest_rv(objs: list[Packed]) -> str | None:
+    """The resourceVersion of the entry `_newest` picks, without decoding it."""
+    picked = _pick(objs)
+    return picked.rv if picked is not None else None
 
 
 def ghosts(held: Iterable[Packed], listed: Mapping[str, str], list_rv: str) -> frozenset[str]:
@@ -293,33 +304,33 @@ class Cache:
         self._ghosts[(kind, ns)] = found
         return {(o.name if kind == names.KIND else o.instance) for o in held if o.uid in new} - {""}
 
-    def _laid_over(self, kind: str, ns: str, name: str, seen: Object | None) -> Object | None:
+    def get(self, kind: str, ns: str, name: str) -> Object | None:
         """The object as the pass should read it: the index's, unless it still shows the state this operator
         wrote over (then what the write returned). A watch that has not shown the write for OVERLAY_TTL
-        lags: StaleError."""
+        lags: StaleError. The record is taken before the index is read: kopf stores an entry before the
+        event that drops the record (`observed`), so a record gone meanwhile means the index shows the
+        write."""
         key = (kind, ns, name)
         with self._lock:
             wrote = self._wrote.get(key)
-            if wrote is None:
-                return seen
-            if _behind(_rv(seen), wrote):
-                age = self._clock() - wrote.at
-                if age < OVERLAY_TTL:
-                    return wrote.after.unpack() if wrote.after is not None else None
-                if age > OVERLAY_LIMIT:
-                    self._forget(key)
-                # The watch lags behind the operator's own write: the API server answers, until it catches up.
-                raise StaleError(f"{kind} {ns}/{name}: the watch has not shown the operator's write yet")
-            self._forget(key)  # the watch caught up (or someone changed it since): the index is the truth
-            return seen
-
-    def get(self, kind: str, ns: str, name: str) -> Object | None:
-        return self._laid_over(kind, ns, name, _newest(self._store(kind, ("name", ns, name))))
+        found = self._store(kind, ("name", ns, name))
+        if wrote is None:
+            return _newest(found)
+        if _behind(_newest_rv(found), wrote):
+            age = self._clock() - wrote.at
+            if age < OVERLAY_TTL:
+                return wrote.after.unpack() if wrote.after is not None else None
+            if age > OVERLAY_LIMIT:
+                self._forget_if(key, wrote)
+            # The watch lags behind the operator's own write: the API server answers, until it catches up.
+            raise StaleError(f"{kind} {ns}/{name}: the watch has not shown the operator's write yet")
+        self._forget_if(key, wrote)  # the watch caught up (or someone changed it since): the index is the truth
+        return _newest(found)
 
     def list(self, kind: str, ns: str, instance: str) -> list[Object]:
-        found = {o.name for o in self._store(kind, ("by", ns, instance))}
-        with self._lock:
-            found |= self._wrote_by.get((kind, ns, instance), set())
+        with self._lock:  # the writes first, then the index (as `get` does)
+            found = set(self._wrote_by.get((kind, ns, instance), set()))
+        found |= {o.name for o in self._store(kind, ("by", ns, instance))}
         # Each name is read as a GET would read it (its own index entry, its own write): an object whose
         # label changed, or another cluster's write, never stands in for it.
         # Only the operator's own objects: the Secrets watch also holds those cert-manager writes for a cluster.
@@ -331,12 +342,20 @@ class Cache:
         if kind not in self._indexes:
             return
         obj = Packed(slim(kind, after)) if after is not None else None
+        key = (kind, ns, name)
         with self._lock:
-            self._forget((kind, ns, name))
+            self._forget(key)
             wrote = _Wrote(_rv(before), obj, self._clock(), (obj.instance if obj else _instance(before)) or None)
-            self._wrote[(kind, ns, name)] = wrote
+            self._wrote[key] = wrote
             if wrote.instance:
                 self._wrote_by.setdefault((kind, ns, wrote.instance), set()).add(name)
+        # The watch may have shown the write already (its event came before this record): no event is left
+        # to drop the record then, and it would hold the object until the next read.
+        try:
+            if not _behind(_newest_rv(self._store(kind, ("name", ns, name))), wrote):
+                self._forget_if(key, wrote)
+        except StaleError:
+            pass
 
     def observed(self, kind: str, ns: str, name: str, resource_version: str | None) -> None:
         """The watch showed the object at `resource_version`: a write it shows (or a later change) is no
@@ -346,6 +365,12 @@ class Cache:
             wrote = self._wrote.get((kind, ns, name))
             if wrote is not None and resource_version is not None and not _behind(resource_version, wrote):
                 self._forget((kind, ns, name))
+
+    def _forget_if(self, key: tuple[str, str, str], wrote: _Wrote) -> None:
+        """Drop this record, unless a later write replaced it meanwhile."""
+        with self._lock:
+            if self._wrote.get(key) is wrote:
+                self._forget(key)
 
     def _forget(self, key: tuple[str, str, str]) -> None:
         """Drop one write's record (the lock held)."""
