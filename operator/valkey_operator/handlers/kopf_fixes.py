@@ -9,56 +9,67 @@ process restarts. It happens when a namespace is deleted while the operator star
 CRDs arrive (a Certificates watcher starts in every namespace, and its first LIST can be refused for a
 while: "storage is (re)initializing").
 
-`install()` wraps kopf's watcher: when one ends, the toggles it leaves behind are dropped. kopf's
-orchestration looks the watcher up in its module at each spawn, so the wrapper serves every watcher.
+`install()` wraps kopf's watcher: when one ends, the toggles it made (in its own task: its objects' ones)
+and its own are dropped if still off. Another namespace's watcher of the same kind is left alone: kopf
+names an object's toggle by kind and uid only. kopf's orchestration looks the watcher up in its module at
+each spawn, so the wrapper serves every watcher.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from typing import Any
 
+from kopf._cogs.aiokits import aiotoggles
 from kopf._core.reactor import queueing
 
+_MADE: dict[asyncio.Task[Any], list[Any]] = {}  # a running watcher's task -> the toggles it made
 _DROPPING: set[asyncio.Task[None]] = set()  # kept until done: the loop holds tasks only weakly
 
 
-def leftover(toggles: Iterable[Any], before: Collection[Any], resource: object, own: Any) -> list[Any]:
-    """The toggles an ended watcher of `resource` leaves off: its own (its first LIST never finished),
-    and those made since it started for that resource's objects (named `(resource, uid)` by kopf) whose
-    workers were stopped before their index handlers ran."""
-    prefix = f"({resource!r}, "
-    return [
-        t for t in toggles if t.is_off() and (t is own or (t not in before and str(t.name or "").startswith(prefix)))
-    ]
+def leftover(own: Any, made: Iterable[Any]) -> list[Any]:
+    """The toggles an ended watcher leaves off: its own (its first LIST never finished), and those it made
+    for its objects whose workers were stopped before their index handlers ran."""
+    return [t for t in (own, *made) if t is not None and t.is_off()]
 
 
 def install() -> None:
-    """Wrap kopf's watcher once per process."""
+    """Wrap kopf's watcher, and record which watcher makes each toggle; once per process."""
     if getattr(queueing.watcher, "_valkey_drops_toggles", False):
         return
+    original_make = aiotoggles.ToggleSet.make_toggle
+
+    @functools.wraps(original_make)
+    async def make_toggle(self: Any, *args: Any, **kwargs: Any) -> Any:
+        toggle = await original_make(self, *args, **kwargs)
+        made = _MADE.get(asyncio.current_task())  # type: ignore[arg-type]
+        if made is not None:
+            made.append(toggle)
+        return toggle
+
     original = queueing.watcher
 
     @functools.wraps(original)
     async def watcher(
         *, resource: Any, operator_indexed: Any = None, resource_indexed: Any = None, **kwargs: Any
     ) -> None:
-        before = set(operator_indexed) if operator_indexed is not None else set()
+        task = asyncio.current_task()
+        if operator_indexed is not None and task is not None:
+            _MADE[task] = []
         try:
             await original(
                 resource=resource, operator_indexed=operator_indexed, resource_indexed=resource_indexed, **kwargs
             )
         finally:
-            left = leftover(
-                operator_indexed if operator_indexed is not None else (), before, resource, resource_indexed
-            )
-            if left:
+            left = leftover(resource_indexed, _MADE.pop(task, [])) if task is not None else []
+            if operator_indexed is not None and left:
                 # A task of its own: this one is being cancelled, and the set's lock must be awaited.
-                task = asyncio.get_running_loop().create_task(operator_indexed.drop_toggles(left))
-                _DROPPING.add(task)
-                task.add_done_callback(_DROPPING.discard)
+                dropping = asyncio.get_running_loop().create_task(operator_indexed.drop_toggles(left))
+                _DROPPING.add(dropping)
+                dropping.add_done_callback(_DROPPING.discard)
 
+    aiotoggles.ToggleSet.make_toggle = make_toggle  # type: ignore[method-assign]
     watcher._valkey_drops_toggles = True  # type: ignore[attr-defined]
     queueing.watcher = watcher

@@ -1,7 +1,8 @@
 """The workaround for kopf's leaked index toggles: an ended watcher leaves no toggle holding the operator.
 
-kopf's real ToggleSet is used; the watcher it wraps is stood in for (kopf's own needs a watch stream), by
-one that stops as kopf's does when its namespace goes away: after making its toggles, before dropping them."""
+kopf's real watcher and ToggleSet are used; only the watch stream (a stand-in that lists one object and
+never finishes its LIST) and the per-object processor (still waiting to index when the watcher stops) are
+stood in for: no API server can be made to refuse a LIST while its namespace goes away, on demand."""
 
 from __future__ import annotations
 
@@ -10,58 +11,79 @@ from typing import Any
 
 import pytest
 from kopf._cogs.aiokits.aiotoggles import ToggleSet
+from kopf._cogs.clients import watching
+from kopf._cogs.configs.configuration import OperatorSettings
+from kopf._cogs.structs.references import Resource
 from kopf._core.reactor import queueing
 
 from valkey_operator.handlers import kopf_fixes
 
-RESOURCE = "pods.v1"  # kopf names a per-object toggle by repr((resource, uid)); a string stands in here
 
-
-async def _toggles() -> tuple[ToggleSet, Any, Any, Any, Any]:
-    indexed = ToggleSet(all)
-    own = await indexed.make_toggle(name=f"{RESOURCE}@ns")
-    done = await indexed.make_toggle(True, name=repr((RESOURCE, "uid-done")))
-    other_kind = await indexed.make_toggle(name=repr(("secrets.v1", "uid-x")))
-    earlier = await indexed.make_toggle(name=repr((RESOURCE, "uid-earlier")))
-    return indexed, own, done, other_kind, earlier
-
-
-def test_leftover_is_the_watchers_own_toggle_and_its_objects_made_since_it_started() -> None:
+def test_leftover_is_what_the_watcher_made_and_its_own_toggle_while_off() -> None:
     async def main() -> None:
-        indexed, own, done, other_kind, earlier = await _toggles()
-        before = set(indexed)
-        mine = await indexed.make_toggle(name=repr((RESOURCE, "uid-1")))
-        assert set(kopf_fixes.leftover(indexed, before, RESOURCE, own)) == {own, mine}
-        assert kopf_fixes.leftover(indexed, set(indexed), RESOURCE, None) == []  # nothing new, none its own
-        assert done not in kopf_fixes.leftover(indexed, set(), RESOURCE, own)  # on already: harmless
-        assert other_kind not in kopf_fixes.leftover(indexed, set(), RESOURCE, own)
-        assert earlier in kopf_fixes.leftover(indexed, set(), RESOURCE, own)
+        indexed = ToggleSet(all)
+        own = await indexed.make_toggle(name="pods.v1@ns")
+        listed = await indexed.make_toggle(name="object not indexed yet")
+        indexed_one = await indexed.make_toggle(True, name="object indexed")
+        assert kopf_fixes.leftover(own, [listed, indexed_one]) == [own, listed]
+        assert kopf_fixes.leftover(None, []) == []
+        await own.turn_to(True)
+        assert kopf_fixes.leftover(own, [listed]) == [listed]
 
     asyncio.run(main())
 
 
-def test_a_watcher_stopped_before_its_list_finished_no_longer_holds_the_operator(
+async def _stuck(**_: Any) -> None:
+    """A per-object processor still waiting to run its index handlers (kopf's batch window, or a worker
+    limit) when the watcher is stopped."""
+    await asyncio.sleep(3600)
+
+
+def test_a_watcher_stopped_mid_list_leaves_no_toggle_and_another_namespaces_stay(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async def stopped_mid_list(*, resource: Any, operator_indexed: Any, resource_indexed: Any, **_: Any) -> None:
-        await operator_indexed.make_toggle(name=repr((resource, "uid-listed")))  # a worker not yet run
-        await asyncio.sleep(3600)  # its LIST still refused: cancelled here, as kopf does
+    """kopf's real watcher, fed by a watch stream that brings one object per namespace and never says
+    LISTED (its LIST still refused when the namespace goes away)."""
 
-    monkeypatch.setattr(queueing, "watcher", stopped_mid_list)
+    async def stream(*, namespace: str, **_: Any) -> Any:
+        yield {"type": None, "object": {"metadata": {"uid": f"uid-{namespace}", "name": "cache-0"}}}
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(watching, "infinite_watch", stream)
+    monkeypatch.setattr(queueing, "watcher", queueing.watcher)  # restored afterwards, as is make_toggle
+    monkeypatch.setattr(ToggleSet, "make_toggle", ToggleSet.make_toggle)
     kopf_fixes.install()
     kopf_fixes.install()  # once per process: a second call wraps nothing again
-    assert queueing.watcher.__wrapped__ is stopped_mid_list  # type: ignore[attr-defined]
+    settings = OperatorSettings()
+    settings.queueing.exit_timeout = 0.1
+    pods = Resource(group="", version="v1", plural="pods", namespaced=True)
 
     async def main() -> None:
         indexed = ToggleSet(all)
-        own = await indexed.make_toggle(name=f"{RESOURCE}@gone")
-        task = asyncio.create_task(queueing.watcher(resource=RESOURCE, operator_indexed=indexed, resource_indexed=own))
-        await asyncio.sleep(0.01)
-        assert indexed.is_off()  # the operator waits for this watcher's index
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        await asyncio.wait_for(indexed.wait_for(True), timeout=5)  # ...and no longer once it is gone
-        assert len(indexed) == 0
+
+        async def watch(namespace: str) -> asyncio.Task[None]:
+            own = await indexed.make_toggle(name=f"{pods}@{namespace}")  # as kopf's orchestration does
+            return asyncio.create_task(
+                queueing.watcher(
+                    namespace=namespace,
+                    settings=settings,
+                    resource=pods,
+                    processor=_stuck,
+                    operator_indexed=indexed,
+                    resource_indexed=own,
+                )
+            )
+
+        gone, kept = await watch("gone"), await watch("kept")
+        await asyncio.sleep(0.05)
+        assert len(indexed) == 4  # two watchers' toggles, and their objects'
+        assert indexed.is_off()
+        gone.cancel()
+        await asyncio.gather(gone, return_exceptions=True)
+        await asyncio.sleep(0.05)
+        assert {t.name for t in indexed} == {f"{pods}@kept", repr((pods, "uid-kept"))}
+        kept.cancel()
+        await asyncio.gather(kept, return_exceptions=True)
+        await asyncio.wait_for(indexed.wait_for(True), timeout=5)  # the operator handles events again
 
     asyncio.run(main())
