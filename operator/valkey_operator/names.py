@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 GROUP = "valkeyops.dev"
@@ -85,13 +86,23 @@ OWNED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGER},{INSTANCE_LABEL}"
 # Issuer CertManager: the Secrets cert-manager writes for a cluster's Certificates carry this value (through
 # their secretTemplate), not the operator's own: they are cert-manager's, outlive the cluster, and are never
 # read as an object the operator made. The Secrets watch selects both, so a pass reads them from memory.
+# Their cluster is named by a label of the project's own, not app.kubernetes.io/instance: without an owner
+# reference, that label would make GitOps tools (Argo CD's default tracking) count them in an application
+# of the cluster's name, and prune them.
 ISSUED_BY_CERT_MANAGER = f"{MANAGER}.cert-manager"
-SECRETS_SELECTOR = f"{MANAGED_BY_LABEL} in ({MANAGER},{ISSUED_BY_CERT_MANAGER}),{INSTANCE_LABEL}"
+CLUSTER_LABEL = f"{GROUP}/cluster"
+SECRETS_SELECTOR = f"{MANAGED_BY_LABEL} in ({MANAGER},{ISSUED_BY_CERT_MANAGER})"
 
 
 def issued_labels(cluster: str) -> dict[str, str]:
     """The labels of a Secret cert-manager writes for one of the cluster's Certificates."""
-    return {INSTANCE_LABEL: cluster, MANAGED_BY_LABEL: ISSUED_BY_CERT_MANAGER}
+    return {MANAGED_BY_LABEL: ISSUED_BY_CERT_MANAGER, CLUSTER_LABEL: cluster}
+
+
+def cluster_of(labels: Mapping[str, str]) -> str | None:
+    """The cluster a watched object belongs to: the operator's own objects name it as their instance,
+    the Secrets cert-manager writes for it by CLUSTER_LABEL."""
+    return labels.get(INSTANCE_LABEL) or labels.get(CLUSTER_LABEL) or None
 
 
 def watch_selector(kind: str) -> str:

@@ -374,7 +374,8 @@ class CountingKube:
 
 def test_a_settled_pass_reads_from_memory_but_for_the_issuer(cert_manager: None, operator: Any, namespace: str) -> None:
     """Issuer CertManager: the Certificates, and the Secrets cert-manager writes for them (labelled through
-    their secretTemplate as cert-manager's, for this cluster: never as the operator's own), come from the
+    their secretTemplate as cert-manager's, for this cluster by valkeyops.dev/cluster: never as the operator's
+    own, nor by app.kubernetes.io/instance), come from the
     operator's watches; only the user's issuer is asked for. A SelfSigned cluster beside it reads nothing at
     all, although cert-manager's CRDs are served."""
     from valkey_operator.k8s.cache import CachedKube
@@ -391,6 +392,7 @@ def test_a_settled_pass_reads_from_memory_but_for_the_issuer(cert_manager: None,
     for secret in issued_secrets:
         labels = kubectl_json("get", "secret", secret, "-n", namespace)["metadata"].get("labels") or {}
         assert names.issued_labels("cache").items() <= labels.items(), labels  # cert-manager adds its own
+        assert names.INSTANCE_LABEL not in labels, labels  # GitOps tools track by it: these have no owner
     owned = kubectl_json("get", "secrets", "-n", namespace, "-l", names.OWNED_SELECTOR)["items"]
     assert not {s["metadata"]["name"] for s in owned} & set(issued_secrets), "read as the operator's own"
     counting = CountingKube()

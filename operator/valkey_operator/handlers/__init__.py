@@ -41,8 +41,9 @@ def _issued_or_owned(value: str | None, **_: Any) -> bool:
     return value in (names.MANAGER, names.ISSUED_BY_CERT_MANAGER)
 
 
-# Secrets: the operator's own, and those cert-manager writes for a cluster's Certificates (names.SECRETS_SELECTOR).
-SECRET_LABELS: dict[str, Any] = {names.MANAGED_BY_LABEL: _issued_or_owned, INSTANCE_LABEL: kopf.PRESENT}
+# Secrets: the operator's own, and those cert-manager writes for a cluster's Certificates (names.SECRETS_SELECTOR;
+# those name their cluster by names.CLUSTER_LABEL).
+SECRET_LABELS: dict[str, Any] = {names.MANAGED_BY_LABEL: _issued_or_owned}
 
 
 def _labels(kind: str) -> dict[str, Any]:
@@ -209,8 +210,9 @@ def _register_watches(reg: kopf.OperatorRegistry) -> None:
             if type is None and memo.sweeps is not None:
                 memo.sweeps.relisted(_kind, namespace)
                 memo.sweeps.relisted(names.KIND, namespace)
-            if memo.news(_kind, type, body):
-                memo.scheduler.request((namespace, labels[INSTANCE_LABEL]), "watch", DEBOUNCE)
+            cluster = names.cluster_of(labels)
+            if cluster and memo.news(_kind, type, body):
+                memo.scheduler.request((namespace, cluster), "watch", DEBOUNCE)
 
 
 def _register_cluster_handlers(reg: kopf.OperatorRegistry) -> None:

@@ -146,7 +146,7 @@ class Packed:
     def __init__(self, obj: Mapping[str, Any]) -> None:
         meta = obj.get("metadata") or {}
         self.name = str(meta.get("name") or "")
-        self.instance = _instance(obj) or ""
+        self.instance = names.cluster_of((obj.get("metadata") or {}).get("labels") or {}) or ""
         self.uid = str(meta.get("uid") or "")
         self.rv = str(meta.get("resourceVersion") or "")
         self.data = zlib.compress(json.dumps(obj, separators=(",", ":")).encode(), 1)
@@ -341,11 +341,12 @@ class Cache:
         """The operator wrote `after` (None: deleted it) over `before` as the pass read it."""
         if kind not in self._indexes:
             return
-        obj = Packed(slim(kind, after)) if after is not None else None
+        slimmed = slim(kind, after) if after is not None else None
+        obj = Packed(slimmed) if slimmed is not None else None
         key = (kind, ns, name)
         with self._lock:
             self._forget(key)
-            wrote = _Wrote(_rv(before), obj, self._clock(), (obj.instance if obj else _instance(before)) or None)
+            wrote = _Wrote(_rv(before), obj, self._clock(), _instance(slimmed or before))
             self._wrote[key] = wrote
             if wrote.instance:
                 self._wrote_by.setdefault((kind, ns, wrote.instance), set()).add(name)

@@ -54,8 +54,6 @@ def test_a_settled_cluster_waits_for_the_jittered_slow_timer_and_the_gone_one_fo
 
 
 def test_the_secrets_watch_takes_the_operators_secrets_and_those_cert_manager_writes_for_a_cluster() -> None:
-    import kopf
-
     from valkey_operator import names
     from valkey_operator.handlers import OWNED_LABELS, _labels
 
@@ -66,7 +64,10 @@ def test_the_secrets_watch_takes_the_operators_secrets_and_those_cert_manager_wr
         False,
         False,
     ]
-    assert _labels("Secret")[names.INSTANCE_LABEL] is kopf.PRESENT
+    assert names.INSTANCE_LABEL not in _labels("Secret")  # cert-manager's name their cluster otherwise
+    assert names.cluster_of(names.issued_labels("cache")) == "cache"
+    assert names.cluster_of(names.owned_selector("cache")) == "cache"
+    assert names.cluster_of({}) is None
     assert _labels("ConfigMap") is OWNED_LABELS
     assert names.watch_selector("Secret") == names.SECRETS_SELECTOR
     assert names.watch_selector("Pod") == names.OWNED_SELECTOR

@@ -443,6 +443,8 @@ def test_a_secret_cert_manager_wrote_is_read_by_name_from_memory_but_never_liste
     api.listed = ({"uid-cache-issued-server": "cache-issued-server", "uid-cache-tls": "cache-tls"}, "150")
     assert kube.sweep("Secret", NS)[1] == set()  # the sweep lists what the watch holds: both labels
     assert api.calls == [("listing", "Secret", names.SECRETS_SELECTOR)]
+    api.listed = ({"uid-cache-tls": "cache-tls"}, "150")  # deleted while the watch was away
+    assert kube.sweep("Secret", NS)[1] == {"cache"}  # its cluster (named by its own label) gets a pass
 
 
 def test_a_write_the_watch_shows_leaves_no_record_behind_without_waiting_for_a_read() -> None:
