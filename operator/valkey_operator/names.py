@@ -87,8 +87,8 @@ OWNED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGER},{INSTANCE_LABEL}"
 # their secretTemplate), not the operator's own: they are cert-manager's, outlive the cluster, and are never
 # read as an object the operator made. The Secrets watch selects both, so a pass reads them from memory.
 # Their cluster is named by a label of the project's own, not app.kubernetes.io/instance: without an owner
-# reference, that label would make GitOps tools (Argo CD's default tracking) count them in an application
-# of the cluster's name, and prune them.
+# reference, that label would make GitOps tools that track by it (Argo CD's label tracking) count them in
+# an application of the cluster's name, and prune them.
 ISSUED_BY_CERT_MANAGER = f"{MANAGER}.cert-manager"
 CLUSTER_LABEL = f"{GROUP}/cluster"
 SECRETS_SELECTOR = f"{MANAGED_BY_LABEL} in ({MANAGER},{ISSUED_BY_CERT_MANAGER})"
@@ -100,9 +100,10 @@ def issued_labels(cluster: str) -> dict[str, str]:
 
 
 def cluster_of(labels: Mapping[str, str]) -> str | None:
-    """The cluster a watched object belongs to: the operator's own objects name it as their instance,
-    the Secrets cert-manager writes for it by CLUSTER_LABEL."""
-    return labels.get(INSTANCE_LABEL) or labels.get(CLUSTER_LABEL) or None
+    """The cluster a watched object belongs to: the Secrets cert-manager writes for it name it by
+    CLUSTER_LABEL (first: a policy may stamp an instance label on them), the operator's own objects as
+    their instance."""
+    return labels.get(CLUSTER_LABEL) or labels.get(INSTANCE_LABEL) or None
 
 
 def watch_selector(kind: str) -> str:

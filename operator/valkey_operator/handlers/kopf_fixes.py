@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
 from kopf._cogs.aiokits import aiotoggles
 from kopf._core.reactor import queueing
 
-_MADE: dict[asyncio.Task[Any], list[Any]] = {}  # a running watcher's task -> the toggles it made
+# A running watcher's task -> the toggles it made, weakly: those kopf dropped go (its objects' toggles,
+# made until the operator is first indexed), and one left off is still held by operator_indexed.
+_MADE: dict[asyncio.Task[Any], weakref.WeakSet[Any]] = {}
 _DROPPING: set[asyncio.Task[None]] = set()  # kept until done: the loop holds tasks only weakly
 
 
@@ -46,7 +49,7 @@ def install() -> None:
         toggle = await original_make(self, *args, **kwargs)
         made = _MADE.get(asyncio.current_task())  # type: ignore[arg-type]
         if made is not None:
-            made.append(toggle)
+            made.add(toggle)
         return toggle
 
     original = queueing.watcher
@@ -57,13 +60,13 @@ def install() -> None:
     ) -> None:
         task = asyncio.current_task()
         if operator_indexed is not None and task is not None:
-            _MADE[task] = []
+            _MADE[task] = weakref.WeakSet()
         try:
             await original(
                 resource=resource, operator_indexed=operator_indexed, resource_indexed=resource_indexed, **kwargs
             )
         finally:
-            left = leftover(resource_indexed, _MADE.pop(task, [])) if task is not None else []
+            left = leftover(resource_indexed, list(_MADE.pop(task, ()))) if task is not None else []
             if operator_indexed is not None and left:
                 # A task of its own: this one is being cancelled, and the set's lock must be awaited.
                 dropping = asyncio.get_running_loop().create_task(operator_indexed.drop_toggles(left))

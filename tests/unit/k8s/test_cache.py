@@ -511,3 +511,20 @@ def test_a_write_whose_event_came_before_its_record_leaves_no_record() -> None:
     kube.kube = EchoFirst()
     kube.apply(obj("ConfigMap", "cache-config", ""))
     assert kube.cache.pending_writes() == 0
+
+
+def test_a_write_landing_during_a_read_keeps_its_record() -> None:
+    indexes, api, clock = FakeIndexes(), API(), Clock()
+    racing = _RacingIndex()
+    indexes.by_kind["ConfigMap"] = racing
+    cache = Cache(clock)
+    cache.attach(indexes.named())
+    kube = CachedKube(api, cache)
+    indexes.put(obj("ConfigMap", "cache-config", "5", data={"v": "0"}))
+    first = kube.apply(obj("ConfigMap", "cache-config", "5", data={"v": "1"}))
+    indexes.put(obj("ConfigMap", "cache-config", first["metadata"]["resourceVersion"], data={"v": "1"}))  # shown
+    # While a read holds the first write's record, another pass writes again: the index shows the first.
+    racing.then = lambda: kube.apply(obj("ConfigMap", "cache-config", "0", data={"v": "2"}))
+    assert kube.get("v1", "ConfigMap", NS, "cache-config")["data"] == {"v": "1"}  # type: ignore[index]
+    assert cache.pending_writes() == 1  # the second write's record stays...
+    assert kube.get("v1", "ConfigMap", NS, "cache-config")["data"] == {"v": "2"}  # type: ignore[index]
