@@ -477,13 +477,18 @@ class _RacingIndex(dict):  # type: ignore[type-arg]
         return held
 
 
-def test_a_write_the_watch_shows_during_a_read_is_never_read_as_the_state_before_it() -> None:
-    indexes, api, clock = FakeIndexes(), API(), Clock()
-    racing = _RacingIndex()
-    indexes.by_kind["Secret"] = racing
-    cache = Cache(clock)
+def _racing_world(kind: str) -> tuple[FakeIndexes, _RacingIndex, CachedKube]:
+    """world(), with the index of `kind` taking the watch's next event during a read."""
+    indexes, racing = FakeIndexes(), _RacingIndex()
+    indexes.by_kind[kind] = racing
+    cache = Cache(Clock())
     cache.attach(indexes.named())
-    kube = CachedKube(api, cache)
+    return indexes, racing, CachedKube(API(), cache)
+
+
+def test_a_write_the_watch_shows_during_a_read_is_never_read_as_the_state_before_it() -> None:
+    indexes, racing, kube = _racing_world("Secret")
+    cache = kube.cache
     indexes.put(obj("Secret", "cache-tls", "5", data={"tls.crt": "OLD"}))
     written = kube.apply(obj("Secret", "cache-tls", "5", data={"tls.crt": "NEW"}))
     rv = written["metadata"]["resourceVersion"]
@@ -514,12 +519,8 @@ def test_a_write_whose_event_came_before_its_record_leaves_no_record() -> None:
 
 
 def test_a_write_landing_during_a_read_keeps_its_record() -> None:
-    indexes, api, clock = FakeIndexes(), API(), Clock()
-    racing = _RacingIndex()
-    indexes.by_kind["ConfigMap"] = racing
-    cache = Cache(clock)
-    cache.attach(indexes.named())
-    kube = CachedKube(api, cache)
+    indexes, racing, kube = _racing_world("ConfigMap")
+    cache = kube.cache
     indexes.put(obj("ConfigMap", "cache-config", "5", data={"v": "0"}))
     first = kube.apply(obj("ConfigMap", "cache-config", "5", data={"v": "1"}))
     indexes.put(obj("ConfigMap", "cache-config", first["metadata"]["resourceVersion"], data={"v": "1"}))  # shown
