@@ -124,6 +124,24 @@ def memory_mib(pid: int, key: str) -> float:
     return 0.0
 
 
+def connections(pid: int) -> Counter[str]:
+    """The process's open TCP connections, by the remote port they go to (each TLS one holds buffers)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    out: Counter[str] = Counter()
+    for table in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[9] in inodes and fields[3] == "01":  # ESTABLISHED
+                    out[str(int(fields[2].rsplit(":", 1)[1], 16))] += 1
+    return out
+
+
 def ready_for_pods(namespace: str) -> int:
     out = kubectl(
         "get", "valkeyclusters", "-n", namespace, "-o", "jsonpath={.items[*].status.certificates.server.notAfter}"
@@ -193,6 +211,7 @@ class Result:
     rss_base: float = 0.0
     rss_sync: float = 0.0
     rss_peak: float = 0.0
+    sockets: Counter[str] = field(default_factory=Counter)  # established TCP connections after the sync, by port
     shutdown_s: float = 0.0
     trace: str = ""
     control_plane_sync: dict[str, float] = field(default_factory=dict)  # CPU seconds by process, sync
@@ -203,18 +222,28 @@ class Result:
 # the path in VALKEY_BENCH_TRACE on SIGUSR1.
 _TRACED = r"""
 import os, signal, sys, tracemalloc
-tracemalloc.start(int(os.environ["VALKEY_BENCH_FRAMES"]))
+FRAMES = int(os.environ["VALKEY_BENCH_FRAMES"])  # 0: the census alone, no tracemalloc (an undistorted run)
+if FRAMES:
+    tracemalloc.start(FRAMES)
 def dump(*_):
-    snap = tracemalloc.take_snapshot()
-    text = []
-    for group in ("filename", "lineno"):
-        stats = snap.statistics(group)
-        text.append(f"by {group}: {sum(s.size for s in stats) / 2**20:.1f} MiB traced\n")
-        for stat in stats[:15]:
-            text.append(f"  {stat.size / 2**20:8.1f} MiB {stat.count:9d} blocks  {stat.traceback}\n")
-    text.append(census())
+    try:
+        text = _dump()
+    except Exception:  # never into the operator's event loop, which the signal interrupted
+        import traceback
+        text = traceback.format_exc()
     with open(os.environ["VALKEY_BENCH_TRACE"], "w") as out:  # at once: the bench reads it once it has a size
-        out.write("".join(text))
+        out.write(text)
+def _dump():
+    text = []
+    if FRAMES:
+        snap = tracemalloc.take_snapshot()
+        for group in ("filename", "lineno"):
+            stats = snap.statistics(group)
+            text.append(f"by {group}: {sum(s.size for s in stats) / 2**20:.1f} MiB traced\n")
+            for stat in stats[:15]:
+                text.append(f"  {stat.size / 2**20:8.1f} MiB {stat.count:9d} blocks  {stat.traceback}\n")
+    text.append(census())
+    return "".join(text)
 def census():
     # Which Kubernetes objects stay decoded in memory, by kind, and what holds a few of each.
     import gc
@@ -230,12 +259,17 @@ def census():
             size += sum(deep(v, seen) for v in o)
         return size
     count, size, holders, seen = Counter(), Counter(), Counter(), set()
-    found = [o for o in gc.get_objects() if type(o) is dict and "metadata" in o and ("kind" in o or "spec" in o)]
+    everything = gc.get_objects()
+    types = Counter(type(o) for o in everything)
+    lines = [f"objects the collector tracks: {len(everything)}; the most common types:"]
+    lines += [f"  {repr(t)[8:-2]:60s} {n:9d}" for t, n in types.most_common(25)]
+    found = [o for o in everything if type(o) is dict and "metadata" in o and ("kind" in o or "spec" in o)]
+    del everything
     for o in found:
         kind = str(o.get("kind", "?"))
         count[kind] += 1
         size[kind] += deep(o, seen)
-    lines = ["decoded Kubernetes objects in memory (dicts with metadata; a pod template counts as \"?\"):"]
+    lines.append("decoded Kubernetes objects in memory (dicts with metadata; a pod template counts as \"?\"):")
     for kind, n in count.most_common():
         lines.append(f"  {kind:28s} {n:7d} {size[kind] / 2**20:8.1f} MiB")
     sampled = Counter()
@@ -263,7 +297,7 @@ sys.exit(main(sys.argv[1:]))
 
 
 def _operator(
-    source: Path, namespace: str, kubeconfig: Path | None, log: Path, trace: Path | None
+    source: Path, namespace: str, kubeconfig: Path | None, log: Path, trace: Path | None, frames: int
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -275,7 +309,7 @@ def _operator(
     args = ["run", "--namespace", namespace, "--standalone", "--metrics-port", "0", "--health-port", "0"]
     command = [sys.executable, "-m", "valkey_operator.cli"]
     if trace is not None:
-        env.update(VALKEY_BENCH_TRACE=str(trace), VALKEY_BENCH_FRAMES="1")
+        env.update(VALKEY_BENCH_TRACE=str(trace), VALKEY_BENCH_FRAMES=str(frames))
         command = [sys.executable, "-c", _TRACED]
     return subprocess.Popen([*command, *args], stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
 
@@ -334,14 +368,14 @@ def _create_fleet(namespace: str, count: int) -> tuple[int, float]:
 
 
 def measure(
-    code: str, source: Path, count: int, idle: float, kubeconfig: Path | None, attributed: bool, traced: bool
+    code: str, source: Path, count: int, idle: float, kubeconfig: Path | None, attributed: bool, frames: int | None
 ) -> Result:
     namespace = f"bench-{count}-{int(time.time())}"
     kubectl("create", "namespace", namespace)
     res = Result(code, count)
     log = Path(tempfile.mkdtemp()) / "operator.log"
-    trace = log.with_name("tracemalloc.txt") if traced else None
-    proc = _operator(source, namespace, kubeconfig, log, trace)
+    trace = log.with_name("tracemalloc.txt") if frames is not None else None
+    proc = _operator(source, namespace, kubeconfig, log, trace, frames or 0)
     try:
         time.sleep(5)
         res.rss_base = memory_mib(proc.pid, "VmRSS")
@@ -351,6 +385,7 @@ def measure(
         res.control_plane_sync = {k: v - s0.control_plane.get(k, 0.0) for k, v in s1.control_plane.items()}
         res.busy_sync = (s1.jiffies[0] - s0.jiffies[0]) / max(s1.jiffies[1] - s0.jiffies[1], 1)
         res.rss_sync = memory_mib(proc.pid, "VmRSS")
+        res.sockets = connections(proc.pid)
         if trace is not None:
             res.trace = _dump(proc, trace)
         idle_from = datetime.now()
@@ -518,6 +553,10 @@ def report(results: list[Result]) -> None:
     row("operator RSS before / after sync (MiB)", [f"{r.rss_base:.0f} / {r.rss_sync:.0f}" for r in results])
     row("operator RSS per cluster (KiB)", [f"{1024 * (r.rss_sync - r.rss_base) / r.count:.0f}" for r in results])
     row("operator peak RSS (MiB)", [f"{r.rss_peak:.0f}" for r in results])
+    row(
+        "operator TCP connections after sync, by port",
+        [" ".join(f"{port}:{n}" for port, n in r.sockets.most_common(3)) or "-" for r in results],
+    )
     row("exit after SIGTERM (s)", [f"{r.shutdown_s:.1f}" for r in results])
 
 
@@ -533,16 +572,17 @@ def worktree(ref: str) -> Iterator[Path]:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(folder)], check=False)
 
 
-def run_one(code: str, source: Path, count: int, idle: float, traced: bool) -> Result:
+def run_one(code: str, source: Path, count: int, idle: float, frames: int | None) -> Result:
+    """One measurement; `frames`: None, no census; 0, the census of objects alone; 1, under tracemalloc."""
     from e2e.procs import wait_established
 
     if os.environ.get("KUBECONFIG"):
         kubectl("apply", "-f", str(ROOT / "crds"))
         wait_established(["kubectl"], ["valkeyclusters.valkeyops.dev"])
-        return measure(code, source, count, idle, None, attributed=False, traced=traced)
+        return measure(code, source, count, idle, None, attributed=False, frames=frames)
     with fresh_control_plane() as (folder, cluster):
         kubeconfig = attribute_operator(folder, cluster)
-        return measure(code, source, count, idle, kubeconfig, attributed=True, traced=traced)
+        return measure(code, source, count, idle, kubeconfig, attributed=True, frames=frames)
 
 
 @contextlib.contextmanager
@@ -572,6 +612,9 @@ def main() -> None:
         "--tracemalloc", action="store_true", help="print the operator's top allocations after the sync (slower)"
     )
     parser.add_argument(
+        "--census", action="store_true", help="print the operator's objects after the sync, without tracemalloc"
+    )
+    parser.add_argument(
         "--floor", action="store_true", help="also time the same writes by a bare client, no operator (a floor)"
     )
     args = parser.parse_args()
@@ -584,13 +627,14 @@ def main() -> None:
         for count in counts:
             for code, source in codes:
                 print(f"measuring {code} with {count} clusters...", file=sys.stderr, flush=True)
-                results.append(run_one(code, source, count, args.idle, args.tracemalloc))
+                frames = 1 if args.tracemalloc else 0 if args.census else None
+                results.append(run_one(code, source, count, args.idle, frames))
     floors = [measure_floor(count) for count in counts] if args.floor else []
     report(results)
     report_floor(floors)
     for r in results:
         if r.trace:
-            print(f"\n{r.code} n={r.count}: the operator's memory after the sync (tracemalloc)\n{r.trace}")
+            print(f"\n{r.code} n={r.count}: the operator's memory after the sync\n{r.trace}")
 
 
 if __name__ == "__main__":
