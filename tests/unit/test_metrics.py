@@ -53,3 +53,44 @@ def test_forget_drops_only_that_clusters_series() -> None:
     text = exposition()
     assert 'cluster="gone"' not in text
     assert 'valkey_operator_cluster_ready{cluster="kept",namespace="apps"} 1.0' in text
+
+
+def test_a_time_not_known_now_keeps_its_last_value_and_one_never_known_has_no_series() -> None:
+    labels = {"namespace": "apps", "cluster": "m3", "certificate": "server"}
+    metrics.record_certificates("apps", "m3", {"server": metrics.CertTimes(T0, T1, T0, True)})
+    metrics.record_certificates("apps", "m3", {"server": metrics.CertTimes(T0, T1, None, False)})
+    assert metrics.REGISTRY.get_sample_value("valkey_operator_certificate_renewal_timestamp_seconds", labels) == (
+        T0.timestamp()
+    )
+    assert metrics.REGISTRY.get_sample_value("valkey_operator_certificate_ready_status", labels) == 0.0
+    assert metrics.REGISTRY.get_sample_value("valkey_operator_certificate_warning_timestamp_seconds", labels) is None
+
+
+def test_a_certificate_not_ready_has_a_ready_series_of_0_alone() -> None:
+    metrics.record_not_ready("apps", "m4", ["client/app"])
+    text = exposition()
+    assert (
+        'valkey_operator_certificate_ready_status{certificate="client/app",cluster="m4",namespace="apps"} 0.0' in text
+    )
+    assert 'valkey_operator_certificate_expiration_timestamp_seconds{certificate="client/app",cluster="m4"' not in text
+
+
+def test_the_per_cluster_gauges_are_exposed_as_gauges_with_their_help() -> None:
+    text = exposition()
+    for name in (
+        "valkey_operator_certificate_expiration_timestamp_seconds",
+        "valkey_operator_certificate_not_before_timestamp_seconds",
+        "valkey_operator_certificate_renewal_timestamp_seconds",
+        "valkey_operator_certificate_warning_timestamp_seconds",
+        "valkey_operator_certificate_ready_status",
+        "valkey_operator_cluster_ready",
+    ):
+        assert f"# TYPE {name} gauge" in text
+        assert f"# HELP {name} " in text
+
+
+def test_forget_drops_the_certificate_series_too() -> None:
+    metrics.record_certificates("apps", "gone2", {"server": metrics.CertTimes(T0, T1, T0, True, T0)})
+    metrics.record_rotation("apps", "gone2", "server", "manual")
+    metrics.forget("apps", "gone2")
+    assert 'cluster="gone2"' not in exposition()
