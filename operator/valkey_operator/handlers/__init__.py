@@ -20,7 +20,7 @@ from valkey_operator import metrics, names, pacing
 from valkey_operator.clock import Clock
 from valkey_operator.config import OperatorConfig
 from valkey_operator.decide import needs_fast_look
-from valkey_operator.handlers import kopf_fixes
+from valkey_operator.handlers import kopf_fixes, kopf_streams
 from valkey_operator.handlers.scheduler import Scheduler
 from valkey_operator.handlers.sweeps import Sweeps
 from valkey_operator.k8s.cache import INDEXED, Cache, CachedKube, IndexKey, News, index_entries
@@ -257,6 +257,7 @@ def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     """Every handler, registered with this config's intervals."""
     reg = kopf.OperatorRegistry()
     kopf_fixes.install()  # a deleted namespace must never stop the whole operator
+    kopf_streams.install()  # kopf holds watched objects without their managedFields
 
     @kopf.on.startup(registry=reg)
     def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:

@@ -1,0 +1,83 @@
+"""kopf's watch streams without managedFields: kopf's real watcher hands its processor each object without
+them (but a Certificate's), and stopping the watcher closes the stream beneath.
+
+Only the API server's stream is stood in for (what kopf's infinite_watch yields): the test is about what
+kopf receives, not about the API server."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from kopf._cogs.clients import watching
+from kopf._cogs.configs.configuration import OperatorSettings
+from kopf._cogs.structs.references import Resource
+from kopf._core.reactor import queueing
+
+from valkey_operator.handlers import kopf_streams
+
+FIELDS = [{"manager": "valkey-tls-operator", "operation": "Apply", "fieldsV1": {"f:spec": {}}}]
+
+
+def _event(uid: str) -> dict[str, Any]:
+    return {"type": "ADDED", "object": {"metadata": {"uid": uid, "name": uid, "managedFields": list(FIELDS)}}}
+
+
+def test_the_watcher_hands_on_objects_without_managed_fields_but_a_certificates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    closed: list[str] = []
+
+    async def stream(*, resource: Resource, **_: Any) -> Any:
+        try:
+            yield watching.Bookmark.LISTED  # a marker, not an event: passed on untouched
+            yield _event(f"{resource.plural}-1")
+            await asyncio.sleep(3600)
+        finally:
+            closed.append(resource.plural)
+
+    monkeypatch.setattr(watching, "infinite_watch", stream)
+    kopf_streams.install()
+    kopf_streams.install()  # once per process: a second call wraps nothing again
+    assert watching.infinite_watch.__wrapped__ is stream  # type: ignore[attr-defined]
+    seen: dict[str, dict[str, Any]] = {}
+
+    async def processor(*, raw_event: dict[str, Any], **_: Any) -> None:
+        seen[raw_event["object"]["metadata"]["uid"]] = raw_event["object"]["metadata"]
+
+    settings = OperatorSettings()
+    settings.queueing.exit_timeout = 0.1
+    pods = Resource(group="", version="v1", plural="pods", kind="Pod", namespaced=True)
+    certificates = Resource(
+        group="cert-manager.io", version="v1", plural="certificates", kind="Certificate", namespaced=True
+    )
+
+    async def main() -> None:
+        tasks = [
+            asyncio.create_task(
+                queueing.watcher(namespace="apps", settings=settings, resource=resource, processor=processor)
+            )
+            for resource in (pods, certificates)
+        ]
+        for _ in range(100):
+            if len(seen) == 2:
+                break
+            await asyncio.sleep(0.01)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(main())
+    assert "managedFields" not in seen["pods-1"]
+    assert seen["pods-1"]["name"] == "pods-1"
+    assert seen["certificates-1"]["managedFields"] == FIELDS  # the stuck-issuance check reads its own entry
+    assert sorted(closed) == ["certificates", "pods"]
+
+
+def test_without_managed_fields_leaves_markers_and_bookmarks_alone() -> None:
+    bookmark = {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "7"}}}
+    kopf_streams.without_managed_fields(bookmark)
+    kopf_streams.without_managed_fields(watching.Bookmark.LISTED)
+    kopf_streams.without_managed_fields({"type": "ERROR", "object": "gone"})
+    assert bookmark == {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "7"}}}
