@@ -244,6 +244,12 @@ def _dump():
                 text.append(f"  {stat.size / 2**20:8.1f} MiB {stat.count:9d} blocks  {stat.traceback}\n")
     text.append(census())
     return "".join(text)
+CONNECTIONS = (
+    "asyncio.sslproto.SSLProtocol", "aiohttp.client_proto.ResponseHandler", "urllib3.connection.HTTPSConnection"
+)
+def rss():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS:"))
 def census():
     # Which Kubernetes objects stay decoded in memory, by kind, and what holds a few of each.
     import gc
@@ -263,6 +269,12 @@ def census():
     types = Counter(type(o) for o in everything)
     lines = [f"objects the collector tracks: {len(everything)}; the most common types:"]
     lines += [f"  {repr(t)[8:-2]:60s} {n:9d}" for t, n in types.most_common(25)]
+    by_name = {repr(t)[8:-2]: n for t, n in types.items()}
+    lines.append("connections: " + ", ".join(f"{name} {by_name.get(name, 0)}" for name in CONNECTIONS))
+    import ctypes
+    before = rss()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    lines.append(f"RSS {before:.0f} MiB; after malloc_trim(0) {rss():.0f} MiB (freed heap the C allocator keeps)")
     found = [o for o in everything if type(o) is dict and "metadata" in o and ("kind" in o or "spec" in o)]
     del everything
     for o in found:
