@@ -71,3 +71,34 @@ def test_the_secrets_watch_takes_the_operators_secrets_and_those_cert_manager_wr
     assert _labels("ConfigMap") is OWNED_LABELS
     assert names.watch_selector("Secret") == names.SECRETS_SELECTOR
     assert names.watch_selector("Pod") == names.OWNED_SELECTOR
+
+
+class _Calls:
+    """Records the calls made to it (a scheduler's or a cache's, as the watch handler makes them)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args: self.calls.append((name, args))
+
+
+def test_an_event_of_a_secret_cert_manager_wrote_asks_for_a_pass_of_the_cluster_it_names() -> None:
+    """The Secrets watch's handler, as kopf calls it: cert-manager's Secret names its cluster by its own
+    label (no instance label), and a renewal there starts a pass of that cluster."""
+    import asyncio
+
+    import kopf
+
+    from valkey_operator import names
+    from valkey_operator.handlers import DEBOUNCE, registry
+
+    reg = registry(OperatorConfig())
+    (handler,) = [h for h in reg._watching.get_all_handlers() if h.selector and h.selector.any_name == "secrets"]
+    scheduler, cache = _Calls(), _Calls()
+    memo = kopf.Memo(scheduler=scheduler, cache=cache, sweeps=None, news=lambda kind, type, body: True)
+    labels = {**names.issued_labels("cache"), names.INSTANCE_LABEL: "someone-elses"}  # a policy's stamp
+    body = {"metadata": {"name": "cache-client-app", "resourceVersion": "7", "labels": labels}}
+    asyncio.run(handler.fn(namespace="ns", labels=labels, type="MODIFIED", body=body, memo=memo))  # type: ignore[call-arg]
+    assert scheduler.calls == [("request", (("ns", "cache"), "watch", DEBOUNCE))]
+    assert cache.calls == [("observed", ("Secret", "ns", "cache-client-app", "7"))]
