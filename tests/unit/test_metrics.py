@@ -75,18 +75,27 @@ def test_a_certificate_not_ready_has_a_ready_series_of_0_alone() -> None:
     assert 'valkey_operator_certificate_expiration_timestamp_seconds{certificate="client/app",cluster="m4"' not in text
 
 
+# The contract's help texts, as the prometheus_client Gauges gave them before the values moved.
+GAUGE_HELP = {
+    "valkey_operator_certificate_expiration_timestamp_seconds": "When the certificate expires (notAfter), as a Unix "
+    "timestamp.",
+    "valkey_operator_certificate_not_before_timestamp_seconds": "When the certificate became valid (notBefore), as a "
+    "Unix timestamp.",
+    "valkey_operator_certificate_renewal_timestamp_seconds": "When the operator will re-issue the certificate, as a "
+    "Unix timestamp.",
+    "valkey_operator_certificate_warning_timestamp_seconds": "When the certificate passes its cluster's warnBefore "
+    "(notAfter - warnBefore), as a Unix timestamp.",
+    "valkey_operator_certificate_ready_status": "1 when the certificate is valid and in use, else 0.",
+    "valkey_operator_cluster_ready": "1 when every pod serves the current configuration and certificates, else 0.",
+}
+
+
 def test_the_per_cluster_gauges_are_exposed_as_gauges_with_their_help() -> None:
     text = exposition()
-    for name in (
-        "valkey_operator_certificate_expiration_timestamp_seconds",
-        "valkey_operator_certificate_not_before_timestamp_seconds",
-        "valkey_operator_certificate_renewal_timestamp_seconds",
-        "valkey_operator_certificate_warning_timestamp_seconds",
-        "valkey_operator_certificate_ready_status",
-        "valkey_operator_cluster_ready",
-    ):
-        assert f"# TYPE {name} gauge" in text
-        assert f"# HELP {name} " in text
+    for name, help_text in GAUGE_HELP.items():
+        assert f"# TYPE {name} gauge\n" in text
+        assert f"# HELP {name} {help_text}\n" in text
+    assert {family.name for family in metrics.GAUGES.describe()} == set(GAUGE_HELP)
 
 
 def test_forget_drops_the_certificate_series_too() -> None:

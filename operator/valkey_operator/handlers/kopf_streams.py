@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import Any, cast
+from typing import Any
 
 from kopf._cogs.clients import watching
 
@@ -39,14 +39,13 @@ def wrap(original: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncGene
     @functools.wraps(original)
     async def infinite_watch(*, resource: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
         slim = getattr(resource, "kind", None) not in KEPT
-        stream = original(resource=resource, **kwargs)
-        try:
-            async for raw_event in stream:
-                if slim:
-                    without_managed_fields(raw_event)
-                yield raw_event
-        finally:  # closed with this one: kopf cancels a watcher (a namespace gone, the operator stopping)
-            await cast(AsyncGenerator[Any, None], stream).aclose()
+        # Not closed here by hand: kopf cancels a watcher inside the stream (its own cleanup runs then), and
+        # at the loop's shutdown asyncio closes every generator left, this one's included (closing it here
+        # too would race that: "aclose(): asynchronous generator is already running").
+        async for raw_event in original(resource=resource, **kwargs):
+            if slim:
+                without_managed_fields(raw_event)
+            yield raw_event
 
     infinite_watch._valkey_slims = True  # type: ignore[attr-defined]
     return infinite_watch

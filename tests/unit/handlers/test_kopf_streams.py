@@ -1,5 +1,5 @@
 """kopf's watch streams without managedFields: kopf's real watcher hands its processor each object without
-them (but a Certificate's), and stopping the watcher closes the stream beneath.
+them (but a Certificate's), still learns that its LIST is done, and stopping it closes the stream beneath.
 
 Only the API server's stream is stood in for (what kopf's infinite_watch yields): the test is about what
 kopf receives, not about the API server."""
@@ -10,6 +10,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from kopf._cogs.aiokits.aiotoggles import ToggleSet
 from kopf._cogs.clients import watching
 from kopf._cogs.configs.configuration import OperatorSettings
 from kopf._cogs.structs.references import Resource
@@ -53,31 +54,46 @@ def test_the_watcher_hands_on_objects_without_managed_fields_but_a_certificates(
         group="cert-manager.io", version="v1", plural="certificates", kind="Certificate", namespaced=True
     )
 
+    listed: list[bool] = []
+
     async def main() -> None:
+        indexed = ToggleSet(all)
+        own = [await indexed.make_toggle(name=f"{r.plural}@apps") for r in (pods, certificates)]
         tasks = [
             asyncio.create_task(
-                queueing.watcher(namespace="apps", settings=settings, resource=resource, processor=processor)
+                queueing.watcher(
+                    namespace="apps",
+                    settings=settings,
+                    resource=resource,
+                    processor=processor,
+                    operator_indexed=indexed,
+                    resource_indexed=toggle,
+                )
             )
-            for resource in (pods, certificates)
+            for resource, toggle in zip((pods, certificates), own, strict=True)
         ]
         for _ in range(100):
             if len(seen) == 2:
                 break
             await asyncio.sleep(0.01)
+        held = {id(toggle) for toggle in indexed}
+        listed.extend(id(toggle) not in held for toggle in own)  # kopf's watcher saw Bookmark.LISTED: dropped
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
     asyncio.run(main())
+    assert listed == [True, True]
     assert "managedFields" not in seen["pods-1"]
     assert seen["pods-1"]["name"] == "pods-1"
     assert seen["certificates-1"]["managedFields"] == FIELDS  # the stuck-issuance check reads its own entry
     assert sorted(closed) == ["certificates", "pods"]
 
 
-def test_without_managed_fields_leaves_markers_and_bookmarks_alone() -> None:
-    bookmark = {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "7"}}}
-    kopf_streams.without_managed_fields(bookmark)
-    kopf_streams.without_managed_fields(watching.Bookmark.LISTED)
-    kopf_streams.without_managed_fields({"type": "ERROR", "object": "gone"})
-    assert bookmark == {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "7"}}}
+def test_without_managed_fields_takes_them_alone_and_passes_over_what_has_no_metadata() -> None:
+    event = _event("pods-2")
+    event["object"]["metadata"]["labels"] = {"app": "cache"}
+    kopf_streams.without_managed_fields(event)
+    assert event["object"]["metadata"] == {"uid": "pods-2", "name": "pods-2", "labels": {"app": "cache"}}
+    for odd in (watching.Bookmark.LISTED, {"type": "ERROR", "object": "gone"}, {"type": "ADDED"}, {"object": {}}):
+        kopf_streams.without_managed_fields(odd)  # no error
