@@ -529,3 +529,37 @@ def test_a_write_landing_during_a_read_keeps_its_record() -> None:
     assert kube.get("v1", "ConfigMap", NS, "cache-config")["data"] == {"v": "1"}  # type: ignore[index]
     assert cache.pending_writes() == 1  # the second write's record stays...
     assert kube.get("v1", "ConfigMap", NS, "cache-config")["data"] == {"v": "2"}  # type: ignore[index]
+
+
+class _RacingLookup(_RacingIndex):
+    """A racing index whose membership test answers what it held, and then takes the watch's next event."""
+
+    def __contains__(self, key: object) -> bool:
+        held = super().__contains__(key)
+        if self.then is not None:
+            then, self.then = self.then, None
+            then()
+        return held
+
+
+def test_a_list_finds_an_object_whose_first_write_the_watch_shows_during_the_read() -> None:
+    """A cluster's LIST takes the names it wrote before its index entries: the other order could read the
+    index before the watch stored the new object, and the records after the watch's event dropped its
+    record, and find it in neither."""
+    indexes, racing = FakeIndexes(), _RacingLookup()
+    indexes.by_kind["ConfigMap"] = racing
+    cache = Cache(Clock())
+    cache.attach(indexes.named())
+    kube = CachedKube(API(), cache)
+    created = kube.apply(obj("ConfigMap", "cache-config", "", data={"v": "1"}))  # a first write: nothing before
+    rv = created["metadata"]["resourceVersion"]
+
+    def the_watch_shows_it() -> None:
+        indexes.put(obj("ConfigMap", "cache-config", rv, data={"v": "1"}))
+        cache.observed("ConfigMap", NS, "cache-config", rv)
+
+    racing.then = the_watch_shows_it
+    listed = kube.list("v1", "ConfigMap", NS, OWNED)
+    assert racing.then is None  # the watch's event came during the LIST's read
+    assert [(o["metadata"]["name"], o["data"]) for o in listed] == [("cache-config", {"v": "1"})]
+    assert cache.pending_writes() == 0
