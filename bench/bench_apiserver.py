@@ -636,10 +636,10 @@ def main() -> None:
         codes = [("this", ROOT)]
         if args.baseline:
             codes.insert(0, (args.baseline, stack.enter_context(worktree(args.baseline))))
+        frames = 1 if args.tracemalloc else 0 if args.census else None
         for count in counts:
             for code, source in codes:
                 print(f"measuring {code} with {count} clusters...", file=sys.stderr, flush=True)
-                frames = 1 if args.tracemalloc else 0 if args.census else None
                 results.append(run_one(code, source, count, args.idle, frames))
     floors = [measure_floor(count) for count in counts] if args.floor else []
     report(results)

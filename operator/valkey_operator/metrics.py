@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -16,8 +16,8 @@ _CERT = ["namespace", "cluster", "certificate"]
 
 # The per-cluster gauges: one value each, kept compactly by _ClusterGauges and exposed on each scrape. A
 # prometheus_client child per series costs about 600 bytes (an object, a lock, a value); at 1,000 clusters
-# with a few certificates each that was about 11 MiB of the operator's memory (bench --tracemalloc).
-EXPIRATION, NOT_BEFORE, RENEWAL, WARNING, READY = range(5)  # a certificate's slots, in _CERT_GAUGES' order
+# with a few certificates each that was about 11 MiB of the operator's memory (bench --census).
+# A certificate's values come in this order: notAfter, notBefore, renewal, warning, ready.
 _CERT_GAUGES = (
     (
         "valkey_operator_certificate_expiration_timestamp_seconds",
@@ -52,10 +52,13 @@ class _ClusterGauges(Collector):
         self._certs: dict[tuple[str, str], dict[str, list[float | None]]] = {}
         self._ready: dict[tuple[str, str], float] = {}
 
-    def set_certificate(self, namespace: str, cluster: str, certificate: str, slot: int, value: float) -> None:
+    def set_certificate(self, namespace: str, cluster: str, certificate: str, values: Sequence[float | None]) -> None:
+        """A certificate's values, in _CERT_GAUGES' order; None keeps the last one given."""
         with self._lock:
-            slots = self._certs.setdefault((namespace, cluster), {}).setdefault(certificate, [None] * 5)
-            slots[slot] = value
+            slots = self._certs.setdefault((namespace, cluster), {}).setdefault(certificate, [None] * len(values))
+            for i, value in enumerate(values):
+                if value is not None:
+                    slots[i] = value
 
     def set_cluster_ready(self, namespace: str, cluster: str, value: float) -> None:
         with self._lock:
@@ -126,18 +129,14 @@ __all__ = ["CertTimes", "record"]
 
 def record_certificates(namespace: str, cluster: str, certs: Mapping[str, CertTimes]) -> None:
     for label, t in certs.items():
-        GAUGES.set_certificate(namespace, cluster, label, EXPIRATION, t.not_after.timestamp())
-        GAUGES.set_certificate(namespace, cluster, label, NOT_BEFORE, t.not_before.timestamp())
-        if t.renewal is not None:
-            GAUGES.set_certificate(namespace, cluster, label, RENEWAL, t.renewal.timestamp())
-        if t.warning is not None:
-            GAUGES.set_certificate(namespace, cluster, label, WARNING, t.warning.timestamp())
-        GAUGES.set_certificate(namespace, cluster, label, READY, 1 if t.ready else 0)
+        renewal, warning = (d.timestamp() if d is not None else None for d in (t.renewal, t.warning))
+        values = (t.not_after.timestamp(), t.not_before.timestamp(), renewal, warning, 1 if t.ready else 0)
+        GAUGES.set_certificate(namespace, cluster, label, values)
 
 
 def record_not_ready(namespace: str, cluster: str, labels: list[str]) -> None:
     for label in labels:
-        GAUGES.set_certificate(namespace, cluster, label, READY, 0)
+        GAUGES.set_certificate(namespace, cluster, label, (None, None, None, None, 0))
 
 
 def record_rotation(namespace: str, cluster: str, certificate: str, reason: str) -> None:
