@@ -471,15 +471,18 @@ class _RacingIndex(dict):  # type: ignore[type-arg]
 
     def __getitem__(self, key: Any) -> Any:
         held = list(super().__getitem__(key))
+        self.take_event()
+        return held
+
+    def take_event(self) -> None:
         if self.then is not None:
             then, self.then = self.then, None
             then()
-        return held
 
 
-def _racing_world(kind: str) -> tuple[FakeIndexes, _RacingIndex, CachedKube]:
+def _racing_world(kind: str, racing: _RacingIndex | None = None) -> tuple[FakeIndexes, _RacingIndex, CachedKube]:
     """world(), with the index of `kind` taking the watch's next event during a read."""
-    indexes, racing = FakeIndexes(), _RacingIndex()
+    indexes, racing = FakeIndexes(), racing if racing is not None else _RacingIndex()
     indexes.by_kind[kind] = racing
     cache = Cache(Clock())
     cache.attach(indexes.named())
@@ -536,9 +539,7 @@ class _RacingLookup(_RacingIndex):
 
     def __contains__(self, key: object) -> bool:
         held = super().__contains__(key)
-        if self.then is not None:
-            then, self.then = self.then, None
-            then()
+        self.take_event()
         return held
 
 
@@ -546,11 +547,8 @@ def test_a_list_finds_an_object_whose_first_write_the_watch_shows_during_the_rea
     """A cluster's LIST takes the names it wrote before its index entries: the other order could read the
     index before the watch stored the new object, and the records after the watch's event dropped its
     record, and find it in neither."""
-    indexes, racing = FakeIndexes(), _RacingLookup()
-    indexes.by_kind["ConfigMap"] = racing
-    cache = Cache(Clock())
-    cache.attach(indexes.named())
-    kube = CachedKube(API(), cache)
+    indexes, racing, kube = _racing_world("ConfigMap", _RacingLookup())
+    cache = kube.cache
     created = kube.apply(obj("ConfigMap", "cache-config", "", data={"v": "1"}))  # a first write: nothing before
     rv = created["metadata"]["resourceVersion"]
 
