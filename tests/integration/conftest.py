@@ -249,6 +249,18 @@ def unwatched_namespace(control_plane: Any) -> Iterator[str]:
     yield from _namespace("manual-")
 
 
+def events_once_posted(namespace: str, selector: str, text: str, timeout: float = 30) -> str:
+    """The namespace's Events matching a field selector, once one shows `text`. The operator posts a pass's
+    Events after the pass (kopf's poster, asynchronously), so a status already showing the reason may come
+    before its Event."""
+
+    def posted() -> str | None:
+        out = kubectl("get", "events", "-n", namespace, "--field-selector", selector).stdout
+        return out if text in out else None
+
+    return str(wait_until(posted, timeout=timeout, what=f"an Event with {text!r} ({selector})"))
+
+
 def wait_until(check: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None

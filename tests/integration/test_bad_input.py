@@ -14,6 +14,7 @@ import yaml
 from tests.integration.conftest import (
     apply,
     condition,
+    events_once_posted,
     example_body,
     get_vkc,
     kubectl,
@@ -117,7 +118,7 @@ def test_missing_external_secret_creates_nothing(operator: Any, namespace: str) 
     body = wait_until(lambda: refused(namespace, "ExternalSecretNotFound"), what="ExternalSecretNotFound")
     assert body["status"]["phase"] == "Pending"
     assert snapshot(namespace) == {}
-    events = kubectl("get", "events", "-n", namespace, "--field-selector", "reason=ExternalSecretNotFound").stdout
+    events = events_once_posted(namespace, "reason=ExternalSecretNotFound", "my-certs")
     assert "my-certs" in events
     # Creating the Secret recovers, with the operator still running.
     secret(namespace, "my-certs", good_external(namespace))
@@ -140,7 +141,7 @@ def test_broken_external_secret_on_a_running_cluster_changes_nothing(
     body = wait_until(lambda: refused(namespace, reason), what=reason)
     assert body["status"]["phase"] == "Degraded"
     assert condition(body, "Degraded")["status"] == "True"
-    events = kubectl("get", "events", "-n", namespace, "--field-selector", f"reason={reason}").stdout
+    events = events_once_posted(namespace, f"reason={reason}", reason)
     assert reason in events
     assert "PRIVATE KEY" not in events
     # Two more passes later, still nothing touched.

@@ -23,6 +23,7 @@ from tests.integration.conftest import (
     OperatorThread,
     apply,
     condition,
+    events_once_posted,
     example_body,
     get_vkc,
     kubectl,
@@ -255,7 +256,7 @@ def stopped_by_the_operator(
         return cond if cond.get("reason") == reason else None
 
     cond = wait_until(said, what=f"{kind} reason {reason}")
-    events = kubectl("get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}").stdout
+    events = events_once_posted(namespace, f"involvedObject.name={name}", reason)
     assert events.count(reason) == 1, events
     if fresh:  # a new cluster: nothing of it was made, not even a Secret
         made = kubectl("get", "statefulsets,services,configmaps,secrets,poddisruptionbudgets", "-n", namespace,

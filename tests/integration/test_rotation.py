@@ -15,6 +15,7 @@ import pytest
 from tests.integration.conftest import (
     apply,
     condition,
+    events_once_posted,
     example_body,
     get_vkc,
     handled_annotations,
@@ -134,8 +135,8 @@ def test_expiring_soon_condition_follows_the_clock(operator: Any, namespace: str
             what="CertificateExpiringSoon",
         )
         assert "server" in condition(got, "CertificateExpiringSoon")["message"]
-        events = kubectl("get", "events", "-n", namespace, "--field-selector", "reason=CertificateExpiringSoon")
-        assert "CertificateExpiringSoon" in events.stdout
+        events = events_once_posted(namespace, "reason=CertificateExpiringSoon", "CertificateExpiringSoon")
+        assert "CertificateExpiringSoon" in events
     finally:
         clock.advance(timedelta(days=-50))
     wait_until(
