@@ -23,6 +23,7 @@ Key = tuple[str, str]  # (namespace, name)
 Run = Callable[[Key, str, float], "float | None"]
 FAILED_RETRY = 5.0  # seconds: a pass that raised is tried again this soon, doubling while it keeps failing
 FAILED_RETRY_CAP = 120.0
+PAUSED_POLL = 0.5  # seconds: while paused, how often a worker looks whether the pause ended (or was followed)
 
 
 @dataclass
@@ -31,14 +32,16 @@ class _Entry:
     reason: str = ""  # what asked for that pass (a log and metric label)
     ctx: contextvars.Context | None = None  # kopf's context (Events are posted from it)
     failures: int = 0  # passes in a row that raised
+    uid: str = ""  # the object admitted (one created again with the same name is another)
 
 
 class Scheduler:
     """Per-cluster due times in one heap. `request` never postpones: the earliest due time wins.
 
-    Only admitted clusters get passes: kopf admits a cluster while it serves it (a daemon per ValkeyCluster
-    runs from its first event until it is deleted, or kopf pauses this replica for another peer), so a
-    paused or stopping operator starts no pass."""
+    Only admitted clusters get passes: a cluster is admitted at its first event (its creation, or the
+    listing at the operator's start or after a pause) and forgotten when it is deleted; while `paused()`
+    (kopf paused this replica for another peer) none is admitted and no pass starts, and a stopping
+    operator starts none either."""
 
     def __init__(
         self,
@@ -46,8 +49,12 @@ class Scheduler:
         workers: int = 4,
         clock: Callable[[], float] = time.monotonic,
         gone: Callable[[Key], None] | None = None,
+        paused: Callable[[], bool] = lambda: False,
+        name: str = "valkey-pass",
     ) -> None:
+        self._name = name
         self._run = run
+        self._paused = paused
         self._gone = gone  # called after a pass of a cluster withdrawn while it ran
         self._workers = workers
         self._clock = clock
@@ -68,7 +75,7 @@ class Scheduler:
             self._stopped = False
             self._threads = [t for t in self._threads if t.is_alive()]
             for i in range(len(self._threads), self._workers):
-                t = threading.Thread(target=self._work, name=f"valkey-pass-{i}", daemon=True)
+                t = threading.Thread(target=self._work, name=f"{self._name}-{i}", daemon=True)
                 t.start()
                 self._threads.append(t)
 
@@ -84,10 +91,17 @@ class Scheduler:
             while self._running and self._clock() < deadline:
                 self._idle.wait(max(0.0, deadline - self._clock()))
 
-    def admit(self, key: Key) -> None:
-        """The cluster may have passes (kopf serves it) from now on, until `forget`."""
+    def admit(self, key: Key, uid: str = "") -> bool:
+        """The cluster (the object `uid`) may have passes from now on, until `forget`; True when it was not
+        admitted before (an object created again under the same name replaces the old one's entry; kopf
+        may hand over the old one's deletion after the new one's first event). False while paused or
+        stopped too: nothing is admitted then."""
         with self._cond:
-            self._entries.setdefault(key, _Entry())
+            entry = self._entries.get(key)
+            if (entry is not None and entry.uid == uid) or self._stopped or self._paused():
+                return False
+            self._entries[key] = _Entry(uid=uid)
+            return True
 
     def request(self, key: Key, reason: str, delay: float = 0.0) -> None:
         """A pass of an admitted cluster within `delay` s (sooner when already due sooner); a cluster not
@@ -106,12 +120,29 @@ class Scheduler:
                 heapq.heappush(self._heap, (due, next(self._seq), key))
                 self._cond.notify()
 
-    def forget(self, key: Key) -> None:
+    def forget(self, key: Key, uid: str | None = None) -> None:
         """The cluster is gone (or kopf no longer serves it): its queued pass is dropped; a running one
         finishes and schedules nothing, and no pass of it starts until it is admitted again and that one
-        has ended."""
+        has ended. With `uid`: only if that object is the one admitted."""
         with self._cond:
-            self._entries.pop(key, None)
+            entry = self._entries.get(key)
+            if entry is not None and (uid is None or entry.uid == uid):
+                del self._entries[key]
+
+    def forget_namespace(self, namespace: str | None) -> None:
+        """kopf stopped watching a namespace (None: every namespace): its clusters are forgotten."""
+        with self._cond:
+            for key in [k for k in self._entries if namespace is None or k[0] == namespace]:
+                del self._entries[key]
+
+    def forget_all(self) -> list[Key]:
+        """kopf paused this replica: every cluster is forgotten (the listing after the pause admits those
+        that still exist); the clusters without a pass under way (for a running one, `gone` follows it)."""
+        with self._cond:
+            idle = [key for key in self._entries if key not in self._running]
+            self._entries.clear()
+            self._heap.clear()
+            return idle
 
     def pending(self) -> int:
         with self._cond:
@@ -131,6 +162,9 @@ class Scheduler:
             entry = self._entries.get(key)
             if entry is None or key in self._running or entry.due != due:
                 heapq.heappop(self._heap)  # forgotten, superseded, or re-queued when its pass ends
+                continue
+            if self._paused():  # before the pause is followed (forget_all), no pass starts either
+                self._cond.wait(PAUSED_POLL)
                 continue
             now = self._clock()
             if due > now:

@@ -199,17 +199,80 @@ def test_lateness_is_the_queue_wait_and_the_requesters_context_is_kept(rec: Reco
 
 
 def test_only_admitted_clusters_get_passes(rec: Recorder, sched: Scheduler) -> None:
-    # kopf pauses this replica for another peer: the clusters' daemons stop and forget them; a pass's
-    # follow-up, an event or a role check that still comes in starts nothing.
+    # A cluster deleted (or forgotten at a pause): a pass's follow-up, an event or a role check that still
+    # comes in starts nothing.
     sched.forget(A)
     sched.request(A, "watch")
     sched.request(("ns", "never"), "watch")
     time.sleep(0.3)
     assert rec.count(A) == 0
     assert rec.count(("ns", "never")) == 0
-    sched.admit(A)
+    assert sched.admit(A) is True  # its first event after: admitted once
+    assert sched.admit(A) is False  # every later event: already admitted
     sched.request(A, "reconcile")
     until(lambda: rec.count(A) == 1)
+
+
+def test_while_paused_no_cluster_is_admitted_and_no_pass_starts_even_before_the_pause_is_followed(
+    rec: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kopf pauses this replica for another peer: from that moment no queued pass starts (the pause's
+    follower has not yet forgotten the clusters), and an event kopf still hands over admits nothing. A
+    pause too brief to be followed leaves the clusters admitted; one followed (forget_all) forgets them,
+    and the listing after it admits them again."""
+    monkeypatch.setattr(scheduler_module, "PAUSED_POLL", 0.05)
+    paused = threading.Event()
+    s = Scheduler(rec, workers=2, paused=paused.is_set)
+    assert s.admit(A)
+    s.start()
+    try:
+        rec.next[A] = 0.05
+        s.request(A, "reconcile")
+        until(lambda: rec.count(A) >= 2)  # a cluster with a fast follow-up
+        paused.set()
+        time.sleep(0.2)
+        settled = rec.count(A)
+        time.sleep(0.3)
+        assert rec.count(A) == settled
+        assert s.admit(B) is False
+        s.request(B, "watch")
+        paused.clear()  # not followed: A keeps its passes
+        until(lambda: rec.count(A) > settled)
+        paused.set()
+        time.sleep(0.2)
+        assert s.forget_all() == [A]  # the clusters without a pass under way
+        assert len(s) == 0
+        paused.clear()
+        settled = rec.count(A)
+        time.sleep(0.2)
+        assert rec.count(A) == settled
+        assert rec.count(B) == 0  # forgotten: nothing runs until admitted again
+        assert s.admit(A)
+        assert s.admit(B)
+        s.request(B, "reconcile")
+        until(lambda: rec.count(B) == 1)
+    finally:
+        s.stop(wait=5)
+
+
+def test_an_object_created_again_under_the_same_name_is_admitted_and_only_the_deleted_one_forgotten(
+    rec: Recorder,
+) -> None:
+    s = Scheduler(rec)
+    assert s.admit(A, "u1")
+    assert not s.admit(A, "u1")
+    assert s.admit(A, "u2")  # created again: kopf handed over its first event before the old one's DELETED
+    s.forget(A, "u1")
+    assert len(s) == 1
+    s.forget(A, "u2")
+    assert len(s) == 0
+    assert s.admit(A, "u3")
+    assert s.admit(B, "u4")
+    assert s.admit(("other", "c"), "u5")
+    s.forget_namespace("ns")  # kopf's watch of the namespace ended
+    assert len(s) == 1
+    s.forget_namespace(None)  # a cluster-wide watch ended: the operator stops
+    assert len(s) == 0
 
 
 def test_a_cluster_forgotten_and_admitted_again_waits_for_its_running_pass(rec: Recorder, sched: Scheduler) -> None:
