@@ -403,6 +403,23 @@ class Reconciler:
         self._credentials: dict[tuple[str, str], Credentials | None] = {}
         # The recorded primary that did not answer the role check, and when (monotonic).
         self._silent: dict[tuple[str, str], tuple[str, float]] = {}
+        # The roles the last pass recorded in status (role_holds checks them): status.primary, or in cluster
+        # mode status.shards; a cluster that records none has no entry.
+        self._roles: dict[tuple[str, str], str | tuple[Mapping[str, Any], ...]] = {}
+
+    def has_roles(self, namespace: str, name: str) -> bool:
+        """Whether the last pass recorded roles to check."""
+        return (namespace, name) in self._roles
+
+    def role_holds(self, namespace: str, name: str) -> bool | None:
+        """The role check: whether the roles the last pass recorded still hold (a FAILOVER run by hand, or
+        Valkey's own in a sharded cluster, changes no Kubernetes object); None when it recorded none."""
+        roles = self._roles.get((namespace, name))
+        if roles is None:
+            return None
+        if isinstance(roles, str):
+            return self.primary_holds(namespace, name, roles)
+        return self.shards_hold(namespace, name, roles)
 
     def primary_holds(self, namespace: str, name: str, primary: str) -> bool:
         """Whether `primary` still says it is the primary, asked with the last pass's credentials; False
@@ -433,6 +450,7 @@ class Reconciler:
     def forget(self, namespace: str, name: str) -> None:
         self._credentials.pop((namespace, name), None)
         self._silent.pop((namespace, name), None)
+        self._roles.pop((namespace, name), None)
 
     def _just_silent(self, namespace: str, name: str) -> tuple[str, ...]:
         """The pod the role check found silent, if it did so within SILENT_HINT_S (used once)."""
@@ -484,6 +502,12 @@ class Reconciler:
         if failed:
             retry_after = min(retry_after or POD_CALL_RETRY, POD_CALL_RETRY)
         metrics.record(cluster.namespace, cluster.name, decision.metrics)
+        after = {**status, **decision.status}
+        roles = recorded_roles(cluster.spec.mode, after)
+        if roles is None:
+            self._roles.pop((cluster.namespace, cluster.name), None)
+        else:
+            self._roles[(cluster.namespace, cluster.name)] = roles
         wake_in = (decision.next_due - now).total_seconds() if decision.next_due else None
         return Outcome(
             body,
@@ -492,9 +516,19 @@ class Reconciler:
             retry_after,
             decision.actions,
             wake_in,
-            {**status, **decision.status},
+            after,
             pods_running=any(p.running for p in pods(snap)),
         )
+
+
+def recorded_roles(mode: str, status: Mapping[str, Any]) -> str | tuple[Mapping[str, Any], ...] | None:
+    """What the role check asks about: the recorded primary (replication), the recorded shards (cluster);
+    None when there is none (standalone, or nothing recorded yet)."""
+    if mode == "replication":
+        return str(status["primary"]) if status.get("primary") else None
+    if mode == "cluster" and status.get("shards"):
+        return tuple(status["shards"])
+    return None
 
 
 def _broken(body: Mapping[str, Any], status: Mapping[str, Any], broken: Decision) -> Outcome:

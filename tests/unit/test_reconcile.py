@@ -63,6 +63,42 @@ def test_the_role_check_asks_the_recorded_primary_with_the_last_credentials_and_
         assert rec.primary_holds("ns", "cache", "cache-1") is False
 
 
+def test_the_role_check_asks_about_the_roles_the_last_pass_recorded_and_nothing_without_them() -> None:
+    import pytest
+
+    from valkey_operator.clock import ManualClock
+    from valkey_operator.reconcile import Reconciler, recorded_roles
+
+    shards = [{"primary": "cache-0", "slots": "0-8191"}, {"primary": "cache-1", "slots": "8192-16383"}]
+    table: list[tuple[str, dict[str, Any], object]] = [
+        ("replication", {"primary": "cache-1", "shards": shards}, "cache-1"),
+        ("replication", {"primary": ""}, None),  # nothing recorded yet
+        ("replication", {}, None),
+        ("cluster", {"primary": "cache-1", "shards": shards}, tuple(shards)),
+        ("cluster", {"shards": []}, None),  # not formed yet
+        ("standalone", {"primary": "cache-0"}, None),
+    ]
+    for mode, status, want in table:
+        assert recorded_roles(mode, status) == want, (mode, status)
+
+    admin = _Roles("master")
+    rec = Reconciler(None, admin, ManualClock())  # type: ignore[arg-type]
+    assert rec.role_holds("ns", "cache") is None  # no pass has recorded a role: nothing asked
+    assert admin.asked == []
+    rec._credentials[("ns", "cache")] = None
+    rec._roles[("ns", "cache")] = "cache-1"
+    assert rec.role_holds("ns", "cache") is True
+    assert admin.asked == ["cache-1.cache-headless.ns.svc"]
+    asked: list[tuple[str, tuple[object, ...]]] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(rec, "shards_hold", lambda ns, name, recorded: asked.append((name, recorded)) or False)
+        rec._roles[("ns", "cache")] = tuple(shards)
+        assert rec.role_holds("ns", "cache") is False
+    assert asked == [("cache", tuple(shards))]
+    rec.forget("ns", "cache")
+    assert rec.role_holds("ns", "cache") is None
+
+
 class _BrokenKube:
     """A Kubernetes API that fails in a way no decision foresaw (a stand-in: the real API server does not
     fail on demand); the message carries key material, which must not travel on."""
