@@ -265,6 +265,29 @@ def test_two_replicas_elect_one_active_operator_through_kopf_peering(plane: Plan
         high.stop()
         plane.kubectl("annotate", "valkeycluster", "cache", "-n", "ha-apps", "touched=1")
         wait_until(lambda: "reconciled ha-apps/cache" in low.log.read_text(), timeout=150, what="the takeover")
+        # A higher peer comes back: the serving one pauses, and no pass of it starts from then on (its timer
+        # runs every 2 s here)...
+        high = Operator(kubeconfig, tmp_path / "high2.log", "--all-namespaces", "--priority=20", standalone=False)
+        wait_until(
+            lambda: "kopf paused this replica" in low.log.read_text(), timeout=90, what="the serving peer to pause"
+        )
+        plane.kubectl("annotate", "valkeycluster", "cache", "-n", "ha-apps", "touched=2", "--overwrite")
+        wait_until(
+            lambda: "reconciled ha-apps/cache" in high.log.read_text(), timeout=90, what="the higher peer's pass"
+        )
+        served = low.log.read_text().count("reconciled ha-apps/cache")
+        more = high.log.read_text().count("reconciled ha-apps/cache") + 3
+        wait_until(
+            lambda: high.log.read_text().count("reconciled ha-apps/cache") >= more, what="the higher peer's timer"
+        )
+        assert low.log.read_text().count("reconciled ha-apps/cache") == served
+        # ...until the higher one goes again: the listing after the pause admits the cluster anew (no event
+        # of the cluster itself comes).
+        high.stop()
+        resumed_from = len(low.log.read_text())
+        wait_until(
+            lambda: "reconciled ha-apps/cache" in low.log.read_text()[resumed_from:], timeout=150, what="the resumption"
+        )
         assert low.forbidden() == []
         assert high.forbidden() == []
     finally:

@@ -11,6 +11,7 @@ import functools
 import logging
 import random
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, cast
 
@@ -21,6 +22,7 @@ from valkey_operator.clock import Clock
 from valkey_operator.config import OperatorConfig
 from valkey_operator.decide import needs_fast_look
 from valkey_operator.handlers import kopf_fixes, kopf_streams
+from valkey_operator.handlers.pauses import Pauses
 from valkey_operator.handlers.scheduler import Scheduler
 from valkey_operator.handlers.sweeps import Sweeps
 from valkey_operator.k8s.cache import INDEXED, Cache, CachedKube, IndexKey, News, index_entries
@@ -82,12 +84,16 @@ class Pacer:
         self.config = config
         self.steps: dict[tuple[str, str], float] = {}
         self._random = random.Random()  # noqa: S311 - jitter, not a secret
+        # After a pass that recorded roles: a role check within one interval, unless one is due sooner.
+        self.arm_role_check: Callable[[tuple[str, str]], None] | None = None
 
     def __call__(self, key: tuple[str, str], reason: str, late: float) -> float | None:
         outcome = _timed_pass(reason, key[0], key[1], self.reconciler, late)
         if outcome is None:
             self.steps.pop(key, None)
             return None  # gone
+        if self.arm_role_check is not None and self.reconciler.has_roles(*key):
+            self.arm_role_check(key)
         horizon = timedelta(seconds=self.config.timer_interval)
         pace = pacing.next_pass(
             retry_after=outcome.retry_after,
@@ -111,22 +117,70 @@ class Pacer:
         self.reconciler.forget(*key)
 
 
+class RoleCheck:
+    """The role-check scheduler's run: whether the roles the last pass recorded still hold (a FAILOVER run
+    by hand, or by an operator killed right after its own, or Valkey's own in a sharded cluster, changes no
+    Kubernetes object), and a pass when they do not; the next check is due within one jittered interval.
+    A cluster whose last pass recorded no roles is checked no more (the next pass that records some asks
+    for a check again: Pacer)."""
+
+    def __init__(self, reconciler: Reconciler, passes: Scheduler, interval: float) -> None:
+        self.reconciler = reconciler
+        self.passes = passes
+        self.interval = interval
+        self._random = random.Random()  # noqa: S311 - jitter, not a secret
+
+    def next_in(self) -> float:
+        """One interval, jittered by 10 % either way: a fleet admitted at once does not check at once."""
+        return self.interval * (0.9 + 0.2 * self._random.random())
+
+    def __call__(self, key: tuple[str, str], reason: str, late: float) -> float | None:
+        holds = self.reconciler.role_holds(*key)
+        if holds is None:
+            return None
+        if not holds:
+            self.passes.request(key, "role-check")
+        return self.next_in()
+
+
 def memo(
     reconciler: Reconciler, clock: Clock, config: OperatorConfig | None = None, cached: CachedKube | None = None
 ) -> kopf.Memo:
-    """The operator-level memo (the pass, the clock, the scheduler every handler puts requests in, and the
-    cache the reconciler reads through `cached`, which kopf's indexes fill, with its sweeps after a
-    re-list); kopf gives each ValkeyCluster a shallow copy of it, so they share them."""
+    """The operator-level memo (the pass, the clock, the schedulers every handler puts requests in: passes
+    and role checks, this replica's pauses, and the cache the reconciler reads through `cached`, which
+    kopf's indexes fill, with its sweeps after a re-list); kopf gives each ValkeyCluster a shallow copy of
+    it, so they share them."""
     config = config or OperatorConfig()
     pacer = Pacer(reconciler, clock, config)
     news = News()
-    scheduler = Scheduler(pacer, config.workers, gone=pacer.gone)
+    cache = cached.cache if cached is not None else Cache()
+
+    def on_pause() -> None:
+        """Every cluster is forgotten, with what its passes left (metric series, credentials): a paused
+        replica reports none; a pass under way has its own forgotten when it ends (`gone`)."""
+        checks.forget_all()
+        for key in scheduler.forget_all():
+            pacer.gone(key)
+        cache.pause()
+
+    def on_watch_end(namespace: str | None) -> None:
+        scheduler.forget_namespace(namespace)
+        checks.forget_namespace(namespace)
+
+    pauses = Pauses(on_pause, on_watch_end)
+    scheduler = Scheduler(pacer, config.workers, gone=pacer.gone, paused=pauses.paused)
+    role_check = RoleCheck(reconciler, scheduler, config.role_check_interval)
+    checks = Scheduler(role_check, config.workers, paused=pauses.paused, name="valkey-role-check")
+    pacer.arm_role_check = lambda key: checks.request(key, "roles recorded", role_check.next_in())
     return kopf.Memo(
         reconciler=reconciler,
         clock=clock,
         scheduler=scheduler,
+        checks=checks,
+        role_check=role_check,
+        pauses=pauses,
         pacer=pacer,
-        cache=cached.cache if cached is not None else Cache(),
+        cache=cache,
         news=news,
         sweeps=Sweeps(functools.partial(_sweep, cached, news, scheduler)) if cached is not None else None,
     )
@@ -216,36 +270,42 @@ def _register_watches(reg: kopf.OperatorRegistry) -> None:
 
 
 def _register_cluster_handlers(reg: kopf.OperatorRegistry) -> None:
-    """Which ValkeyClusters get passes, and a pass for each change of one."""
+    """Which ValkeyClusters get passes and role checks, and a pass for each change of one."""
 
-    @kopf.daemon(*_RESOURCE, registry=reg, cancellation_timeout=5.0)
-    async def serve(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        """A ValkeyCluster gets passes while kopf serves it: from its first event (its creation, or the
-        operator's start) until it is deleted, or kopf pauses this replica for another peer (leader
-        election); the scheduler then starts none of its passes, and kopf starts this again on the
-        first event after it resumes. Its namespace is swept once the admissions settle: a namespace
-        emptied while a watch was away re-lists nothing, and a cluster created again with the same
-        name would read the old one's ghosts."""
-        key = _key(body)
+    @kopf.on.event(*_RESOURCE, registry=reg)
+    async def cluster_seen(
+        namespace: str | None, name: str | None, type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
+    ) -> None:
+        """The watch shows a ValkeyCluster (its index entry is stored by now): the record of a status patch
+        it shows goes. Its first event (its creation, or the listing at the operator's start or after a
+        pause) admits it: a pass now, and role checks once a pass has recorded roles.
+        Its namespace is swept once the admissions settle: a namespace emptied while a watch was away
+        re-lists nothing, and a cluster created again with the same name would read the old one's ghosts.
+        Its deletion (from its deletionTimestamp on) forgets it, its metric series and the pass's memory
+        of it (owned objects go with it through their owner references)."""
+        if not namespace or not name:
+            return
+        key, meta = (namespace, name), body.get("metadata", {})
+        uid = str(meta.get("uid") or "")
+        if type == "DELETED" or meta.get("deletionTimestamp"):
+            # Deleting (a foreground deletion lingers while the garbage collector removes its objects: a
+            # pass then would create them again) or gone: only this object's entries go, not those of one
+            # created again under the same name whose first event kopf handed over first.
+            memo.scheduler.forget(key, uid)
+            memo.checks.forget(key, uid)
+            memo.pacer.gone(key)
+            return
+        memo.cache.observed(names.KIND, namespace, name, _resource_version(body))
+        memo.checks.admit(key, uid)  # its checks start after a pass recorded roles (Pacer)
+        if not memo.scheduler.admit(key, uid):
+            return
+        # The first admission after a pause (every cluster was forgotten): kopf's indexes re-list without
+        # holding the handlers back, so reads distrust them a while. Before the pass is asked for.
         memo.cache.resumed()
-        memo.scheduler.admit(key)
         memo.scheduler.request(key, "reconcile")
         if memo.sweeps is not None:  # a burst of admissions in a namespace costs one sweep of it
             for kind in INDEXED:
-                memo.sweeps.relisted(kind, key[0])
-        try:
-            await stopped.wait()
-        finally:
-            if stopped.reason is not None and kopf.DaemonStoppingReason.OPERATOR_PAUSING in stopped.reason:
-                memo.cache.pause()
-            memo.scheduler.forget(key)
-
-    @kopf.on.event(*_RESOURCE, registry=reg)
-    async def cluster_seen(namespace: str | None, name: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        """The watch shows a ValkeyCluster (its index entry is stored by now): the record of a status patch
-        it shows goes."""
-        if namespace and name:
-            memo.cache.observed(names.KIND, namespace, name, _resource_version(body))
+                memo.sweeps.relisted(kind, namespace)
 
     @kopf.on.update(*_RESOURCE, registry=reg)
     async def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -264,8 +324,9 @@ def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         # Progress and the last-handled spec live in annotations, not in status (the schema owns status).
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=KOPF_PREFIX)
-        # The role check's timer needs a finalizer on each ValkeyCluster to stop cleanly; name it ours.
-        # Owned objects are still removed by the garbage collector through their owner references.
+        # No handler needs a finalizer (owned objects go through their owner references; a deletion's
+        # event forgets the rest). Earlier builds put this one on each ValkeyCluster for a kopf timer: named,
+        # kopf removes it at the cluster's next event.
         settings.persistence.finalizer = f"{names.GROUP}/finalizer"
         settings.posting.level = logging.INFO
         settings.watching.server_timeout = config.watch_timeout
@@ -274,7 +335,11 @@ def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         for resource, kind in INDEXED_RESOURCES:
             settings.watching.label_selectors[resource] = names.watch_selector(kind)
         memo.cache.attach(kwargs)  # kopf's indexes, by name: filled before any ValkeyCluster handler runs
+        # Before any watch starts (kopf's started flag): what kopf serves reaches the passes through them.
+        kopf_streams.on_pauses(settings, memo.pauses.receive)
+        kopf_streams.on_watch_end(settings, memo.pauses.watch_ended)
         memo.scheduler.start()
+        memo.checks.start()
 
     @kopf.on.cleanup(registry=reg)
     def stop_passes(memo: kopf.Memo, **_: Any) -> None:
@@ -282,7 +347,12 @@ def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         way get up to STOP_WAIT s to finish (a pod's grace period is 30 s)."""
         if memo.sweeps is not None:
             memo.sweeps.cancel()
+        memo.checks.stop()
         memo.scheduler.stop(wait=STOP_WAIT)
+
+    @kopf.on.cleanup(registry=reg)
+    async def stop_following_pauses(memo: kopf.Memo, **_: Any) -> None:
+        await memo.pauses.stop()
 
     @kopf.on.login(registry=reg)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -294,37 +364,7 @@ def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
 
     _register_cluster_handlers(reg)
 
-    def has_primary(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
-        mode = spec.get("mode", "replication")
-        return (
-            bool(status.get("primary")) if mode == "replication" else mode == "cluster" and bool(status.get("shards"))
-        )
-
-    @kopf.timer(*_RESOURCE, registry=reg, interval=config.role_check_interval, when=has_primary)
-    def check_primary(
-        name: str, namespace: str | None, spec: kopf.Spec, status: kopf.Status, memo: kopf.Memo, **_: Any
-    ) -> None:
-        """A FAILOVER run by hand (or by an operator killed right after its own, or Valkey's own in a sharded
-        cluster) changes no Kubernetes object: ask the recorded primary (cluster: whether the primaries
-        still serve the recorded slots), and run a pass when that no longer holds."""
-        if not namespace:
-            return
-        if spec.get("mode", "replication") == "cluster":
-            holds = memo.reconciler.shards_hold(namespace, name, list(status.get("shards") or []))
-        else:
-            holds = memo.reconciler.primary_holds(namespace, name, status["primary"])
-        if not holds:
-            memo.scheduler.request((namespace, name), "role-check")
-
     _register_watches(reg)
     _register_indexes(reg)
-
-    @kopf.on.delete(*_RESOURCE, registry=reg, optional=True)
-    def forget(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        """Owned objects go with the owner (ownerReferences); only our metrics, the scheduler's entry (the
-        daemon's stop forgets it too) and the pass's per-cluster memory need forgetting."""
-        key = _key(body)
-        memo.scheduler.forget(key)
-        memo.pacer.gone(key)
 
     return reg

@@ -1,5 +1,6 @@
 """kopf's watch streams without managedFields: kopf's real watcher hands its processor each object without
-them (but a Certificate's), still learns that its LIST is done, and stopping it closes the stream beneath.
+them (but a Certificate's), still learns that its LIST is done, and stopping it closes the stream beneath;
+the first watch hands kopf's pause toggles over.
 
 Only the API server's stream is stood in for (what kopf's infinite_watch yields): the test is about what
 kopf receives, not about the API server."""
@@ -49,15 +50,21 @@ def test_the_watcher_hands_on_objects_without_managed_fields_but_a_certificates(
 
     settings = OperatorSettings()
     settings.queueing.exit_timeout = 0.1
+    handed: list[tuple[ToggleSet, int]] = []
+    kopf_streams.on_pauses(settings, lambda toggles: handed.append((toggles, len(seen))))
+    ended: list[tuple[str, str | None]] = []
+    kopf_streams.on_watch_end(settings, lambda kind, namespace: ended.append((kind, namespace)))
     pods = Resource(group="", version="v1", plural="pods", kind="Pod", namespaced=True)
     certificates = Resource(
         group="cert-manager.io", version="v1", plural="certificates", kind="Certificate", namespaced=True
     )
 
     listed: list[bool] = []
+    paused: list[ToggleSet] = []
 
     async def main() -> None:
         indexed = ToggleSet(all)
+        paused.append(ToggleSet(any))
         own = [await indexed.make_toggle(name=f"{r.plural}@apps") for r in (pods, certificates)]
         tasks = [
             asyncio.create_task(
@@ -67,6 +74,7 @@ def test_the_watcher_hands_on_objects_without_managed_fields_but_a_certificates(
                     resource=resource,
                     processor=processor,
                     operator_indexed=indexed,
+                    operator_paused=paused[0],
                     resource_indexed=toggle,
                 )
             )
@@ -88,6 +96,10 @@ def test_the_watcher_hands_on_objects_without_managed_fields_but_a_certificates(
     assert seen["pods-1"]["name"] == "pods-1"
     assert seen["certificates-1"]["managedFields"] == FIELDS  # the stuck-issuance check reads its own entry
     assert sorted(closed) == ["certificates", "pods"]
+    # kopf's pause toggles reach the operator through the first watch, once, before any event is processed.
+    assert handed == [(paused[0], 0)]
+    # Each watch's end is told (kopf stops its watches before its cleanup handlers run).
+    assert sorted(ended) == [("Certificate", "apps"), ("Pod", "apps")]
 
 
 def test_without_managed_fields_takes_them_alone_and_passes_over_what_has_no_metadata() -> None:
