@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 
 class Pauses:
+    """`on_pause()` when kopf pauses this replica after it served; `on_watch_end(namespace)` when a
+    ValkeyCluster watch ends (None: a cluster-wide one)."""
+
     def __init__(self, on_pause: Callable[[], None], on_watch_end: Callable[[str | None], None]) -> None:
         self._on_pause = on_pause
         self._on_watch_end = on_watch_end
@@ -56,8 +59,8 @@ class Pauses:
         await toggles.wait_for(False)
         while True:
             await toggles.wait_for(True)
-            names = sorted(t.name for t in toggles if t.is_on() and t.name)
-            log.info("kopf paused this replica (%s): no pass starts until it resumes", ", ".join(names) or "?")
+            blockers = sorted(t.name for t in toggles if t.is_on() and t.name)
+            log.info("kopf paused this replica (%s): no pass starts until it resumes", ", ".join(blockers) or "?")
             try:
                 self._on_pause()
             except Exception:  # the next pause must be followed too
