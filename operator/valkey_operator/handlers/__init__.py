@@ -110,8 +110,8 @@ class Pacer:
         return pace.delay
 
     def gone(self, key: tuple[str, str]) -> None:
-        """The cluster was withdrawn while its pass ran (deleted, or this replica paused): what that pass
-        left behind (metric series, the pods' credentials, the backoff step) goes."""
+        """The cluster was withdrawn (deleted, or this replica paused; after its pass when one ran): what its
+        passes left behind (metric series, the pods' credentials and roles, the backoff step) goes."""
         self.steps.pop(key, None)
         metrics.forget(*key)
         self.reconciler.forget(*key)

@@ -129,20 +129,19 @@ class Scheduler:
             if entry is not None and (uid is None or entry.uid == uid):
                 del self._entries[key]
 
-    def forget_namespace(self, namespace: str | None) -> None:
-        """kopf stopped watching a namespace (None: every namespace): its clusters are forgotten."""
+    def forget_namespace(self, namespace: str | None) -> list[Key]:
+        """kopf stopped watching a namespace (None: every namespace): its clusters are forgotten; returns
+        those without a pass under way (for a running one, `gone` follows it)."""
         with self._cond:
-            for key in [k for k in self._entries if namespace is None or k[0] == namespace]:
+            keys = [k for k in self._entries if namespace is None or k[0] == namespace]
+            for key in keys:
                 del self._entries[key]
+            return [key for key in keys if key not in self._running]
 
     def forget_all(self) -> list[Key]:
         """kopf paused this replica: every cluster is forgotten (the listing after the pause admits those
-        that still exist); the clusters without a pass under way (for a running one, `gone` follows it)."""
-        with self._cond:
-            idle = [key for key in self._entries if key not in self._running]
-            self._entries.clear()
-            self._heap.clear()
-            return idle
+        that still exist); returns those without a pass under way."""
+        return self.forget_namespace(None)
 
     def pending(self) -> int:
         with self._cond:
