@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,6 +13,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from valkey_operator.pki.keys import key_algorithm
 
+DESCRIBED = 256  # bundles remembered: the passes under way at once, a few certificates each
 _PEM_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
 
 
@@ -91,6 +93,9 @@ def _common_name(cert: x509.Certificate) -> str | None:
     return str(names[0].value) if names else None
 
 
+@functools.lru_cache(maxsize=DESCRIBED)
 def describe_pem(pem: bytes) -> CertInfo:
-    """Facts of the first certificate in a PEM bundle (the leaf, when a chain follows it)."""
+    """Facts of the first certificate in a PEM bundle (the leaf, when a chain follows it). Remembered for
+    the last DESCRIBED bundles: a pass asks for the same few certificates several times (its plan, its
+    decisions, its report), and parsing one is most of the cost (CertInfo is immutable)."""
     return describe(load_certificates(pem)[0])
