@@ -313,11 +313,33 @@ def _register_cluster_handlers(reg: kopf.OperatorRegistry) -> None:
         memo.scheduler.request(_key(body), "reconcile")
 
 
+# The event handlers kopf runs for every watched event: its INFO line "Handler '…' succeeded." for each is
+# noise (18,939 of the 33,000 lines of a 1,000-cluster sync) and a tenth of the operator's CPU then.
+QUIET_HANDLERS = ("owned_changed", "cluster_seen")
+
+
+class QuietSuccesses(logging.Filter):
+    """Drops kopf's success line of the QUIET_HANDLERS; their failures, and every other line, stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or not isinstance(record.msg, str) or not record.msg.endswith("succeeded."):
+            return True
+        return not any(f"{handler}'" in record.msg for handler in QUIET_HANDLERS)
+
+
+def _quiet_successes() -> None:
+    """QuietSuccesses on kopf's object logger; once per process."""
+    objects = logging.getLogger("kopf.objects")
+    if not any(isinstance(f, QuietSuccesses) for f in objects.filters):
+        objects.addFilter(QuietSuccesses())
+
+
 def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     """Every handler, registered with this config's intervals."""
     reg = kopf.OperatorRegistry()
     kopf_fixes.install()  # a deleted namespace must never stop the whole operator
     kopf_streams.install()  # kopf holds watched objects without their managedFields
+    _quiet_successes()
 
     @kopf.on.startup(registry=reg)
     def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
