@@ -189,8 +189,8 @@ class Kube:
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """One object by name; None when there is none. A pass's GETs are mostly of expected names not made
-        yet: asked beside the dynamic client, whose error path formats a traceback for every 404 (a tenth of
-        the operator's CPU in a 1,000-cluster sync), and decoded once, not into its wrappers."""
+        yet: asked beside the dynamic client, whose error path formats a traceback for every 404 (11,000 in a
+        1,000-cluster sync), and decoded once, not into its wrappers."""
         path = self._resource(api_version, kind).path(name=name, namespace=namespace)
         request = self.api_client.param_serialize(
             "GET", path, header_params={"Accept": "application/json"}, auth_settings=["BearerToken"]
