@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
 @dataclass(frozen=True)
 class Apply:
-    """Server-side apply of a whole desired object (create, update, repair drift). `creates`: the pass read
-    no object of this name (how the writes may be grouped; not part of what is written)."""
+    """Server-side apply of a whole desired object (create, update, repair drift)."""
 
     manifest: Mapping[str, Any]
-    creates: bool = field(default=False, compare=False)
 
     def __str__(self) -> str:
         return f"apply {self.manifest['kind']}/{self.manifest['metadata']['name']}"

@@ -186,7 +186,9 @@ def _certificates(cluster: ValkeyCluster, snap: Snapshot) -> tuple[list[Action],
     cm = secrets.cert_manager
     if cm is None or not cm.installed:
         return deletes, secrets
-    applies: list[Action] = [*_applies(wanted, snap)]
+    applies: list[Action] = [
+        Apply(m) for m in wanted if not contains(snap.get("Certificate", m["metadata"]["name"]), m)
+    ]
     stale = tuple(a.manifest["metadata"]["name"] for a in applies if isinstance(a, Apply))
     return [*applies, *deletes], replace(secrets, cert_manager=replace(cm, stale=stale))
 
@@ -422,16 +424,6 @@ def _running_image(snap: Snapshot, cluster: ValkeyCluster) -> str | None:
     return str(image) if image else None
 
 
-def _applies(manifests: Sequence[Mapping[str, Any]], snap: Snapshot) -> list[Apply]:
-    """An apply of each manifest the object read does not already hold; `creates` when none was read."""
-    out = []
-    for m in manifests:
-        held = snap.get(m["kind"], m["metadata"]["name"])
-        if not contains(held, m):
-            out.append(Apply(m, creates=held is None))
-    return out
-
-
 def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
     """Every decision of one pass."""
     admitted = _admitted(cluster, snap, now)
@@ -472,7 +464,7 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
             ),
         )
     ]
-    applies = _applies(manifests, snap)
+    applies = [Apply(m) for m in manifests if not contains(snap.get(m["kind"], m["metadata"]["name"]), m)]
     sts_manifest = next(m for m in manifests if m["kind"] == "StatefulSet")
     fingerprint = describe_pem(material.server.cert_pem).fingerprint_sha256
     states = _states(cluster, snap, views, template_digest(sts_manifest), fingerprint, hot)

@@ -332,25 +332,15 @@ def act(
     return failed
 
 
-def _creates_secret(action: Action) -> bool:
-    return isinstance(action, Apply) and action.creates and action.manifest.get("kind") == "Secret"
-
-
 def batches(actions: Sequence[Action]) -> list[list[Action]]:
     """The actions in the decided order, grouped into what may run at once: a run of applies of objects
     that hold nothing another depends on (ConfigMap, Services, PodDisruptionBudget, Certificates). A
     StatefulSet starts a new run (it waits for the Secrets and ConfigMap before it; what follows it may
     join). A Secret runs alone, as does every other action: a CA, a key or a password must be written
-    before what was issued from it or publishes it, and a failed write stops the pass before those.
-    But a run of Secrets that none exists yet runs at once (a new cluster's five: half its first pass's
-    round trips): nothing reads them before what follows them, which a failed one stops, and the next
-    pass issues again what the written ones do not match."""
+    before what was issued from it or publishes it, and a failed write stops the pass before those."""
     out: list[list[Action]] = []
     for action in actions:
         last = out[-1] if out else None
-        if _creates_secret(action) and last is not None and all(_creates_secret(a) for a in last):
-            last.append(action)
-            continue
         kind = action.manifest.get("kind") if isinstance(action, Apply) else None
         joins = (
             kind not in (None, "Secret", "StatefulSet")

@@ -155,10 +155,10 @@ def test_an_error_description_never_carries_a_pem_block() -> None:
     assert "abc" not in describe_error(ValueError("-----BEGIN CERTIFICATE-----\nabc"))
 
 
-def _apply(kind: str, name: str, creates: bool = False) -> Any:
+def _apply(kind: str, name: str) -> Any:
     from valkey_operator.actions import Apply
 
-    return Apply({"kind": kind, "metadata": {"name": name}}, creates=creates)
+    return Apply({"kind": kind, "metadata": {"name": name}})
 
 
 def test_applies_run_together_but_secrets_and_a_statefulset_keep_their_order() -> None:
@@ -181,21 +181,3 @@ def test_applies_run_together_but_secrets_and_a_statefulset_keep_their_order() -
         ["apply Secret/users"],
     ]
     assert batches([]) == []
-
-
-def test_secrets_that_none_exists_yet_run_at_once_but_never_beside_one_that_does() -> None:
-    from valkey_operator.reconcile import batches
-
-    ca, tls, app = _apply("Secret", "ca", True), _apply("Secret", "tls", True), _apply("Secret", "app", True)
-    users, conn = _apply("Secret", "users"), _apply("Secret", "conn", True)
-    config, later = _apply("ConfigMap", "config", True), _apply("Secret", "later", True)
-    sts = _apply("StatefulSet", "sts", True)
-    got = batches([ca, tls, app, users, conn, config, later, sts])
-    assert [[str(a) for a in batch] for batch in got] == [
-        ["apply Secret/ca", "apply Secret/tls", "apply Secret/app"],  # a new cluster's: nothing reads them yet
-        ["apply Secret/users"],  # one that exists keeps its place: after what came before, before what follows
-        ["apply Secret/conn"],
-        ["apply ConfigMap/config"],  # after the Secrets, as ever
-        ["apply Secret/later"],  # a new Secret after something else waits for it
-        ["apply StatefulSet/sts"],
-    ]
