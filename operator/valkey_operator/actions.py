@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
 @dataclass(frozen=True)
 class Apply:
-    """Server-side apply of a whole desired object (create, update, repair drift)."""
+    """Server-side apply of a whole desired object (create, update, repair drift). `after`: for a Secret,
+    the names of the Secrets its content comes from (a CA, a password), which must be written before it;
+    None when not known, and then it waits for every write before it. Not part of what is written."""
 
     manifest: Mapping[str, Any]
+    after: frozenset[str] | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         return f"apply {self.manifest['kind']}/{self.manifest['metadata']['name']}"

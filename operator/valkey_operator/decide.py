@@ -43,7 +43,7 @@ from valkey_operator.api.status import (
 )
 from valkey_operator.builders.certificates import certificate_manifests
 from valkey_operator.builders.configmap import config_files, config_hash
-from valkey_operator.builders.desired import Inputs, desired_objects
+from valkey_operator.builders.desired import Inputs, desired_objects, secret_sources
 from valkey_operator.builders.diff import contains
 from valkey_operator.builders.statefulset import template_digest
 from valkey_operator.clock import iso, parse_iso
@@ -424,6 +424,21 @@ def _running_image(snap: Snapshot, cluster: ValkeyCluster) -> str | None:
     return str(image) if image else None
 
 
+def _wanted(
+    cluster: ValkeyCluster, snap: Snapshot, inputs: Inputs, floor: int
+) -> tuple[list[dict[str, Any]], list[Action]]:
+    """Every object the cluster owns as wanted now, and an apply of each that the one read does not hold
+    (a Secret's with the Secrets its content comes from, which are written before it)."""
+    manifests = [_hold_scale_down(m, floor) for m in desired_objects(cluster, inputs)]
+    sources = secret_sources(cluster, inputs)
+    applies: list[Action] = [
+        Apply(m, after=sources.get(m["metadata"]["name"]) if m["kind"] == "Secret" else None)
+        for m in manifests
+        if not contains(snap.get(m["kind"], m["metadata"]["name"]), m)
+    ]
+    return manifests, applies
+
+
 def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
     """Every decision of one pass."""
     admitted = _admitted(cluster, snap, now)
@@ -450,21 +465,19 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
     roles = failover.roles(cluster, snap, views, now)
     primary = roles.primary
     floor = _scale_floor(cluster, snap, views, roles)
-    manifests = [
-        _hold_scale_down(m, floor)
-        for m in desired_objects(
-            cluster,
-            Inputs(
-                material,
-                pw,
-                roles.record,
-                users_checked.given,
-                snap.get("Secret", n.users_secret) is not None,
-                layout=POD_LAYOUT,
-            ),
-        )
-    ]
-    applies = [Apply(m) for m in manifests if not contains(snap.get(m["kind"], m["metadata"]["name"]), m)]
+    manifests, applies = _wanted(
+        cluster,
+        snap,
+        Inputs(
+            material,
+            pw,
+            roles.record,
+            users_checked.given,
+            snap.get("Secret", n.users_secret) is not None,
+            layout=POD_LAYOUT,
+        ),
+        floor,
+    )
     sts_manifest = next(m for m in manifests if m["kind"] == "StatefulSet")
     fingerprint = describe_pem(material.server.cert_pem).fingerprint_sha256
     states = _states(cluster, snap, views, template_digest(sts_manifest), fingerprint, hot)

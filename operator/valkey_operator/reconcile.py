@@ -332,18 +332,52 @@ def act(
     return failed
 
 
+def _secret(action: Action) -> Apply | None:
+    return action if isinstance(action, Apply) and action.manifest.get("kind") == "Secret" else None
+
+
+def _layers(run: Sequence[Apply]) -> list[list[Action]]:
+    """A run of Secret applies in the fewest batches that keep each after the Secrets its content comes
+    from (`Apply.after`), each batch in the decided order: a new cluster's CA and password, then the leaves
+    and the connection Secret, then the users file; three round trips, not six. A Secret whose sources are
+    not known runs alone, after every one before it and before every one after it."""
+    out: list[list[Action]] = []
+    layer_of: dict[str, int] = {}
+    base = 0  # the first layer a Secret may join: the one after the last that ran alone
+    for action in run:
+        name = str(action.manifest["metadata"]["name"])
+        if action.after is None:
+            out.append([action])
+            base = len(out)
+            continue
+        layer = max([base, *(layer_of[s] + 1 for s in action.after if s in layer_of)])
+        layer_of[name] = layer
+        if layer == len(out):
+            out.append([])
+        out[layer].append(action)
+    return out
+
+
 def batches(actions: Sequence[Action]) -> list[list[Action]]:
     """The actions in the decided order, grouped into what may run at once: a run of applies of objects
     that hold nothing another depends on (ConfigMap, Services, PodDisruptionBudget, Certificates). A
     StatefulSet starts a new run (it waits for the Secrets and ConfigMap before it; what follows it may
-    join). A Secret runs alone, as does every other action: a CA, a key or a password must be written
-    before what was issued from it or publishes it, and a failed write stops the pass before those."""
+    join). A run of Secrets is laid out by `_layers`: a CA, a key or a password is written before what was
+    issued from it or publishes it, and a failed write stops the pass before those. Every other action
+    runs alone."""
     out: list[list[Action]] = []
+    run: list[Apply] = []
     for action in actions:
+        secret = _secret(action)
+        if secret is not None:
+            run.append(secret)
+            continue
+        out += _layers(run)
+        run = []
         last = out[-1] if out else None
         kind = action.manifest.get("kind") if isinstance(action, Apply) else None
         joins = (
-            kind not in (None, "Secret", "StatefulSet")
+            kind not in (None, "StatefulSet")
             and last is not None
             and isinstance(last[-1], Apply)
             and last[-1].manifest.get("kind") != "Secret"
@@ -352,7 +386,7 @@ def batches(actions: Sequence[Action]) -> list[list[Action]]:
             last.append(action)
         else:
             out.append([action])
-    return out
+    return out + _layers(run)
 
 
 def with_users_held(decision: Decision, applied: Mapping[str, Mapping[str, str]]) -> Decision:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -118,3 +120,130 @@ def test_deleting_the_cluster_garbage_collects_everything(operator: Any, namespa
         return all(kubectl("get", kind, name, "-n", namespace, check=False).returncode != 0 for kind, name in OWNED)
 
     wait_until(gone, timeout=90, what="the garbage collector")
+
+
+def _refuse_secret(namespace: str, secret: str) -> None:
+    """An admission policy that refuses to create one Secret of the namespace: the API server fails that
+    write as it would for a quota, a webhook or an outage, and lets every other one through."""
+    policy = f"refuse-{namespace}"
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        stdin=json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "List",
+                "items": [
+                    {
+                        "apiVersion": "admissionregistration.k8s.io/v1",
+                        "kind": "ValidatingAdmissionPolicy",
+                        "metadata": {"name": policy},
+                        "spec": {
+                            "failurePolicy": "Fail",
+                            "matchConstraints": {
+                                "resourceRules": [
+                                    {
+                                        "apiGroups": [""],
+                                        "apiVersions": ["v1"],
+                                        "operations": ["CREATE", "UPDATE"],
+                                        "resources": ["secrets"],
+                                    }
+                                ]
+                            },
+                            "validations": [
+                                {"expression": f"object.metadata.name != '{secret}'", "message": "refused by test"}
+                            ],
+                        },
+                    },
+                    {
+                        "apiVersion": "admissionregistration.k8s.io/v1",
+                        "kind": "ValidatingAdmissionPolicyBinding",
+                        "metadata": {"name": policy},
+                        "spec": {
+                            "policyName": policy,
+                            "validationActions": ["Deny"],
+                            "matchResources": {
+                                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+                            },
+                        },
+                    },
+                ],
+            }
+        ),
+    )
+
+    def refused() -> bool:
+        probe = kubectl("create", "secret", "generic", secret, "-n", namespace, "--dry-run=server", check=False)
+        return probe.returncode != 0 and "refused by test" in probe.stderr
+
+    wait_until(refused, what="the admission policy to take effect")
+
+
+def _allow_secrets(namespace: str, secret: str) -> None:
+    policy = f"refuse-{namespace}"
+    kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", policy, "--ignore-not-found")
+
+    def allowed() -> bool:
+        probe = kubectl("create", "secret", "generic", secret, "-n", namespace, "--dry-run=server", check=False)
+        return probe.returncode == 0
+
+    wait_until(allowed, what="the admission policy to go")
+
+
+def _secret_names(namespace: str) -> set[str]:
+    items = kubectl_json("get", "secrets", "-n", namespace)["items"]
+    return {s["metadata"]["name"] for s in items}
+
+
+@pytest.mark.parametrize(
+    ("refused", "derived"),
+    [
+        ("cache-ca", {"cache-tls", "cache-client-app", "cache-connection"}),  # signed by it, its bundle
+        ("cache-auth", {"cache-connection"}),  # publishes the password
+    ],
+)
+def test_a_secret_whose_write_fails_stops_every_secret_made_from_it(
+    control_plane: Any, crd: None, unwatched_namespace: str, refused: str, derived: set[str]
+) -> None:
+    """A new cluster's Secrets are written in as few round trips as their sources allow (the CA and the
+    password together, then what is signed by the CA or publishes the password). When the API server
+    refuses one, nothing made from it is written, not even by the writes made at once beside it, and no
+    StatefulSet; once it is allowed, the next pass writes them all, the leaves signed by the CA written."""
+    from cryptography import x509
+
+    from valkey_operator.clock import SystemClock
+    from valkey_operator.k8s.cache import Cache, CachedKube
+    from valkey_operator.k8s.client import Kube
+    from valkey_operator.reconcile import Reconciler
+    from valkey_operator.valkey_admin import ValkeyAdmin
+
+    namespace = unwatched_namespace
+    reconciler = Reconciler(CachedKube(Kube(), Cache()), ValkeyAdmin(), SystemClock())
+    _refuse_secret(namespace, refused)
+    try:
+        apply(example_body(namespace))
+        outcome = reconciler.reconcile(namespace, "cache")
+        written = _secret_names(namespace)
+        assert refused not in written
+        assert not written & derived, f"written although made from the refused {refused}: {written & derived}"
+        assert written, "the Secrets that do not come from the refused one were written beside it"
+        assert kubectl("get", "statefulset", "cache", "-n", namespace, check=False).returncode != 0
+        degraded = [c for c in outcome.status["conditions"] if c["type"] == "Degraded"]
+        assert degraded[0]["status"] == "True", degraded
+        assert "422" in degraded[0]["message"], degraded
+    finally:
+        _allow_secrets(namespace, refused)
+
+    reconciler.reconcile(namespace, "cache")
+    assert {name for kind, name in OWNED if kind == "secret"} <= _secret_names(namespace)
+    ca = x509.load_pem_x509_certificate(secret_bytes(namespace, "cache-ca", "tls.crt"))
+    for leaf in ("cache-tls", "cache-client-app"):
+        cert = x509.load_pem_x509_certificate(secret_bytes(namespace, leaf, "tls.crt"))
+        assert cert.issuer == ca.subject
+        cert.verify_directly_issued_by(ca)
+    assert kubectl_json("get", "statefulset", "cache", "-n", namespace)["metadata"]["name"] == "cache"
+
+
+def secret_bytes(namespace: str, name: str, key: str) -> bytes:
+    return base64.b64decode(kubectl_json("get", "secret", name, "-n", namespace)["data"][key])

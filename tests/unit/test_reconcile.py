@@ -1,8 +1,10 @@
-"""The pure parts of a pass's edges: the status patch."""
+"""The pure parts of a pass's edges: the status patch, the batches its writes go in."""
 
 from __future__ import annotations
 
 from typing import Any
+
+import pytest
 
 from valkey_operator.reconcile import changed
 
@@ -155,10 +157,54 @@ def test_an_error_description_never_carries_a_pem_block() -> None:
     assert "abc" not in describe_error(ValueError("-----BEGIN CERTIFICATE-----\nabc"))
 
 
-def _apply(kind: str, name: str) -> Any:
+def _apply(kind: str, name: str, after: frozenset[str] | None = None) -> Any:
     from valkey_operator.actions import Apply
 
-    return Apply({"kind": kind, "metadata": {"name": name}})
+    return Apply({"kind": kind, "metadata": {"name": name}}, after=after)
+
+
+def _names(batches: list[list[Any]]) -> list[list[str]]:
+    return [[a.manifest["metadata"]["name"] for a in batch] for batch in batches]
+
+
+def _secrets(*named: tuple[str, set[str] | None]) -> list[Any]:
+    return [_apply("Secret", name, None if after is None else frozenset(after)) for name, after in named]
+
+
+@pytest.mark.parametrize(
+    ("secrets", "expected"),
+    [
+        pytest.param(  # a new cluster, in the order the builders make them
+            [("ca", set()), ("tls", {"ca"}), ("client-app", {"ca"}), ("users", {"client-app"}), ("auth", set()),
+             ("connection", {"ca", "auth"})],
+            [["ca", "auth"], ["tls", "client-app", "connection"], ["users"]],
+            id="first-pass",
+        ),
+        pytest.param(  # a rotation: the CA is not written, its leaves go together
+            [("tls", {"ca"}), ("client-app", {"ca"}), ("connection", {"ca", "auth"})],
+            [["tls", "client-app", "connection"]],
+            id="leaves-only",
+        ),
+        pytest.param(  # a CA rotation: the CA first, then what it signs
+            [("ca", set()), ("tls", {"ca"}), ("connection", {"ca", "auth"})],
+            [["ca"], ["tls", "connection"]],
+            id="ca-then-leaves",
+        ),
+        pytest.param(  # sources not known: alone, between what comes before it and after it
+            [("ca", set()), ("other", None), ("auth", set()), ("tls", {"ca"})],
+            [["ca"], ["other"], ["auth", "tls"]],
+            id="unknown-alone",
+        ),
+    ],
+)  # fmt: skip
+def test_secrets_go_in_the_fewest_batches_that_keep_each_after_its_sources(
+    secrets: list[tuple[str, set[str] | None]], expected: list[list[str]]
+) -> None:
+    from valkey_operator.reconcile import batches
+
+    config = [_apply("ConfigMap", "config"), _apply("StatefulSet", "sts")]
+    got = _names(batches([*_secrets(*secrets), *config]))
+    assert got == [*expected, ["config"], ["sts"]]
 
 
 def test_applies_run_together_but_secrets_and_a_statefulset_keep_their_order() -> None:
