@@ -21,7 +21,7 @@ from valkey_operator import metrics, names, pacing
 from valkey_operator.clock import Clock
 from valkey_operator.config import OperatorConfig
 from valkey_operator.decide import needs_fast_look
-from valkey_operator.handlers import kopf_fixes, kopf_streams
+from valkey_operator.handlers import kopf_fixes, kopf_logs, kopf_streams
 from valkey_operator.handlers.pauses import Pauses
 from valkey_operator.handlers.scheduler import Scheduler
 from valkey_operator.handlers.sweeps import Sweeps
@@ -313,33 +313,12 @@ def _register_cluster_handlers(reg: kopf.OperatorRegistry) -> None:
         memo.scheduler.request(_key(body), "reconcile")
 
 
-# The event handlers kopf runs for every watched event: its INFO line "Handler '…' succeeded." for each is
-# noise (22,000 of the 35,000 lines of a 1,000-cluster sync), each one formatted and written.
-QUIET_HANDLERS = ("owned_changed", "cluster_seen")
-
-
-class QuietSuccesses(logging.Filter):
-    """Drops kopf's success line of the QUIET_HANDLERS; their failures, and every other line, stay."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno != logging.INFO or not isinstance(record.msg, str) or not record.msg.endswith("succeeded."):
-            return True
-        return not any(f"{handler}'" in record.msg for handler in QUIET_HANDLERS)
-
-
-def _quiet_successes() -> None:
-    """QuietSuccesses on kopf's object logger; once per process."""
-    objects = logging.getLogger("kopf.objects")
-    if not any(isinstance(f, QuietSuccesses) for f in objects.filters):
-        objects.addFilter(QuietSuccesses())
-
-
 def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     """Every handler, registered with this config's intervals."""
     reg = kopf.OperatorRegistry()
     kopf_fixes.install()  # a deleted namespace must never stop the whole operator
     kopf_streams.install()  # kopf holds watched objects without their managedFields
-    _quiet_successes()
+    kopf_logs.install()  # no line per watch event that a handler took in
 
     @kopf.on.startup(registry=reg)
     def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:

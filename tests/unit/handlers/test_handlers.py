@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
-
 from valkey_operator.clock import ManualClock
 from valkey_operator.config import OperatorConfig
-from valkey_operator.handlers import Pacer, QuietSuccesses, registry
+from valkey_operator.handlers import Pacer, registry
 from valkey_operator.reconcile import Outcome
 
 KEY = ("ns", "cache")
@@ -94,7 +91,7 @@ def test_an_event_of_a_secret_cert_manager_wrote_asks_for_a_pass_of_the_cluster_
     import kopf
 
     from valkey_operator import names
-    from valkey_operator.handlers import DEBOUNCE, registry
+    from valkey_operator.handlers import DEBOUNCE
 
     reg = registry(OperatorConfig())
     (handler,) = [h for h in reg._watching.get_all_handlers() if h.selector and h.selector.any_name == "secrets"]
@@ -204,7 +201,6 @@ def test_a_pause_forgets_every_cluster_and_what_their_passes_left() -> None:
 
 
 def _cluster_handler() -> Any:
-    from valkey_operator.handlers import registry
 
     reg = registry(OperatorConfig())
     (handler,) = [h for h in reg._watching.get_all_handlers() if h.selector and h.selector.any_name == "valkeyclusters"]
@@ -256,27 +252,3 @@ def test_a_clusters_first_event_admits_it_and_its_deletion_forgets_it() -> None:
     seen("DELETED", "7", uid="u2")
     assert len(scheduler) == 0
     assert len(checks) == 0
-
-
-@pytest.mark.parametrize(
-    ("level", "message", "kept"),
-    [
-        (logging.INFO, "Handler '_register_watches.<locals>.owned_changed' succeeded.", False),
-        (logging.INFO, "Handler '_register_cluster_handlers.<locals>.cluster_seen' succeeded.", False),
-        # Their failures, and any other handler's success, stay.
-        (logging.ERROR, "Handler '_register_watches.<locals>.owned_changed' failed with an exception.", True),
-        (logging.WARNING, "Handler '_register_cluster_handlers.<locals>.cluster_seen' succeeded.", True),
-        (logging.INFO, "Handler '_register_cluster_handlers.<locals>.reconcile' succeeded.", True),
-        (logging.INFO, "Handler 'owned_changed_elsewhere' succeeded.", True),
-        (logging.INFO, "Something else about owned_changed' happened.", True),
-    ],
-)
-def test_kopfs_success_line_of_each_watch_event_is_dropped(level: int, message: str, kept: bool) -> None:
-    record = logging.LogRecord("kopf.objects", level, __file__, 1, message, None, None)
-    assert QuietSuccesses().filter(record) is kept
-
-
-def test_the_registry_quiets_kopfs_object_logger_once() -> None:
-    registry(OperatorConfig())
-    registry(OperatorConfig())
-    assert sum(isinstance(f, QuietSuccesses) for f in logging.getLogger("kopf.objects").filters) == 1
