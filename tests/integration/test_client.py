@@ -33,6 +33,15 @@ def test_get_answers_the_object_or_none(unwatched_namespace: str) -> None:
     assert kube.get("v1", "ConfigMap", unwatched_namespace, "made") == found
 
 
+def test_get_answers_a_cluster_scoped_object_or_none(unwatched_namespace: str) -> None:
+    """A kind with no namespace (the path has none): the namespace made for this test, and one never made."""
+    kube = Kube()
+    found = kube.get("v1", "Namespace", "", unwatched_namespace)
+    assert found is not None
+    assert (found["kind"], found["metadata"]["name"]) == ("Namespace", unwatched_namespace)
+    assert kube.get("v1", "Namespace", "", f"{unwatched_namespace}-never-made") is None
+
+
 def test_get_raises_the_dynamic_clients_error_for_any_other_failure(unwatched_namespace: str) -> None:
     api_client = load_config()
     api_client.set_default_header("Impersonate-User", "nobody-at-all")  # no RBAC grants this user anything
