@@ -9,9 +9,10 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Apply:
-    """Server-side apply of a whole desired object (create, update, repair drift). `after`: for a Secret,
-    the names of the Secrets its content comes from (a CA, a password), which must be written before it;
-    None when not known, and then it waits for every write before it. Not part of what is written."""
+    """Server-side apply of a whole desired object (create, update, repair drift). `after`: the names of
+    the Secrets its content comes from (a CA, a password), which must be written before it (empty: made
+    from the spec alone); None when not known, and then it waits for every write before it. How the
+    writes are grouped (`reconcile.batches`), not part of what is written."""
 
     manifest: Mapping[str, Any]
     after: frozenset[str] | None = field(default=None, compare=False)

@@ -187,7 +187,7 @@ def _certificates(cluster: ValkeyCluster, snap: Snapshot) -> tuple[list[Action],
     if cm is None or not cm.installed:
         return deletes, secrets
     applies: list[Action] = [
-        Apply(m) for m in wanted if not contains(snap.get("Certificate", m["metadata"]["name"]), m)
+        Apply(m, after=frozenset()) for m in wanted if not contains(snap.get("Certificate", m["metadata"]["name"]), m)
     ]
     stale = tuple(a.manifest["metadata"]["name"] for a in applies if isinstance(a, Apply))
     return [*applies, *deletes], replace(secrets, cert_manager=replace(cm, stale=stale))
@@ -427,16 +427,27 @@ def _running_image(snap: Snapshot, cluster: ValkeyCluster) -> str | None:
 def _wanted(
     cluster: ValkeyCluster, snap: Snapshot, inputs: Inputs, floor: int
 ) -> tuple[list[dict[str, Any]], list[Action]]:
-    """Every object the cluster owns as wanted now, and an apply of each that the one read does not hold
-    (a Secret's with the Secrets its content comes from, which are written before it)."""
+    """Every object the cluster owns as wanted now, and an apply of each that the one read does not hold,
+    with what must be written before it: a Secret's sources; the StatefulSet's pods mount every Secret
+    and the ConfigMap, so it waits for every write before it; the ConfigMap, Services and the
+    PodDisruptionBudget are made from the spec alone."""
     manifests = [_hold_scale_down(m, floor) for m in desired_objects(cluster, inputs)]
     sources = secret_sources(cluster, inputs)
-    applies: list[Action] = [
-        Apply(m, after=sources.get(m["metadata"]["name"]) if m["kind"] == "Secret" else None)
+    return manifests, [
+        Apply(m, after=_written_after(m, sources))
         for m in manifests
         if not contains(snap.get(m["kind"], m["metadata"]["name"]), m)
     ]
-    return manifests, applies
+
+
+# Made from the spec alone: written beside anything.
+_FROM_THE_SPEC = frozenset({"ConfigMap", "Service", "PodDisruptionBudget"})
+
+
+def _written_after(manifest: Mapping[str, Any], sources: Mapping[str, frozenset[str]]) -> frozenset[str] | None:
+    if manifest["kind"] == "Secret":
+        return sources.get(manifest["metadata"]["name"])
+    return frozenset() if manifest["kind"] in _FROM_THE_SPEC else None
 
 
 def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
