@@ -22,6 +22,7 @@ from valkey_operator.clock import Clock
 from valkey_operator.config import OperatorConfig
 from valkey_operator.decide import needs_fast_look
 from valkey_operator.handlers import kopf_fixes, kopf_logs, kopf_streams
+from valkey_operator.handlers.kopf_diffbase import LeanDiffBase
 from valkey_operator.handlers.pauses import Pauses
 from valkey_operator.handlers.scheduler import Scheduler
 from valkey_operator.handlers.sweeps import Sweeps
@@ -324,7 +325,7 @@ def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
         # Progress and the last-handled spec live in annotations, not in status (the schema owns status).
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=KOPF_PREFIX)
+        settings.persistence.diffbase_storage = LeanDiffBase(prefix=KOPF_PREFIX)  # built for ValkeyClusters only
         # No handler needs a finalizer (owned objects go through their owner references; a deletion's
         # event forgets the rest). Earlier builds put this one on each ValkeyCluster for a kopf timer: named,
         # kopf removes it at the cluster's next event.
