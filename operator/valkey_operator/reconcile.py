@@ -5,6 +5,7 @@ The same pass serves create, update, resume and the timers. It owns the status.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -188,10 +189,25 @@ def _ask_pods(
     return out
 
 
+def _api_status(exc: BaseException) -> str | None:
+    """The API server's own words for a refused request (the kubernetes client's errors carry its Status
+    in `body`; their first line is the bare code): "422: secrets "cache-ca" is forbidden: …"."""
+    body = getattr(exc, "body", None)
+    if not isinstance(body, (str, bytes)):
+        return None
+    try:
+        status = json.loads(body)
+    except ValueError:
+        return None
+    message = status.get("message") if isinstance(status, dict) else None
+    return f"{getattr(exc, 'status', '')}: {message}" if isinstance(message, str) and message else None
+
+
 def describe_error(exc: BaseException) -> str:
-    """What failed, for a condition and an Event: the exception's type and first line, with any PEM block
-    (key material) cut out, at most 300 characters."""
-    text = _PEM.sub("[PEM removed]", str(exc)).strip().splitlines()
+    """What failed, for a condition and an Event: the exception's type and first line (for a refused API
+    request, the API server's message), with any PEM block (key material) cut out, at most 300
+    characters."""
+    text = _PEM.sub("[PEM removed]", _api_status(exc) or str(exc)).strip().splitlines()
     first = text[0] if text else ""
     return f"The pass failed: {type(exc).__name__}: {first}"[:300]
 

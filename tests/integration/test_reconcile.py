@@ -231,7 +231,8 @@ def test_a_secret_whose_write_fails_stops_every_secret_made_from_it(
         assert kubectl("get", "statefulset", "cache", "-n", namespace, check=False).returncode != 0
         degraded = [c for c in outcome.status["conditions"] if c["type"] == "Degraded"]
         assert degraded[0]["status"] == "True", degraded
-        assert "422" in degraded[0]["message"], degraded
+        assert f'422: secrets "{refused}" is forbidden' in degraded[0]["message"], degraded
+        assert "refused by test" in degraded[0]["message"], degraded
     finally:
         _allow_secrets(namespace, refused)
 

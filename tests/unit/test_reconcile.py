@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -155,6 +156,23 @@ def test_an_error_description_never_carries_a_pem_block() -> None:
     pem = "-----BEGIN EC PRIVATE KEY-----\nabc\n-----END EC PRIVATE KEY-----"
     assert describe_error(ValueError(f"bad {pem} here")) == "The pass failed: ValueError: bad [PEM removed] here"
     assert "abc" not in describe_error(ValueError("-----BEGIN CERTIFICATE-----\nabc"))
+
+
+def test_a_refused_api_request_is_described_in_the_api_servers_words() -> None:
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.dynamic.exceptions import api_exception
+
+    from valkey_operator.reconcile import describe_error
+
+    raw = ApiException(status=422, reason="Unprocessable Entity")
+    raw.body = json.dumps({"kind": "Status", "code": 422, "message": 'secrets "cache-ca" is forbidden: denied'})
+    assert describe_error(api_exception(raw)) == (
+        'The pass failed: UnprocessibleEntityError: 422: secrets "cache-ca" is forbidden: denied'
+    )
+    raw.body = "-----BEGIN EC PRIVATE KEY-----\nabc\n-----END EC PRIVATE KEY-----"  # not a Status: the first line
+    assert describe_error(api_exception(raw)) == "The pass failed: UnprocessibleEntityError: 422"
+    raw.body = json.dumps({"message": "bad -----BEGIN EC PRIVATE KEY-----\nabc\n-----END EC PRIVATE KEY----- key"})
+    assert "abc" not in describe_error(api_exception(raw))
 
 
 def _apply(kind: str, name: str, after: frozenset[str] | None = None) -> Any:
