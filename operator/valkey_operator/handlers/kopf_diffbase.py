@@ -20,6 +20,8 @@ from valkey_operator import names
 
 class LeanDiffBase(kopf.AnnotationsDiffBaseStorage):
     def build(self, *, body: kopf.Body, extra_fields: Iterable[kopf.FieldSpec] | None = None) -> kopf.BodyEssence:
-        if body.get("kind", names.KIND) != names.KIND:  # unsure (no kind): as kopf does
+        # Another kind: nothing to build. A body without a kind (none seen: kopf's listing fills it in)
+        # is built as kopf does.
+        if body.get("kind", names.KIND) != names.KIND:
             return kopf.BodyEssence()
         return super().build(body=body, extra_fields=extra_fields)
