@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
 @dataclass(frozen=True)
 class Apply:
-    """Server-side apply of a whole desired object (create, update, repair drift). `after`: the names of
-    the Secrets its content comes from (a CA, a password), which must be written before it (empty: made
-    from the spec alone); None when not known, and then it waits for every write before it. How the
-    writes are grouped (`reconcile.batches`), not part of what is written."""
+    """Server-side apply of a whole desired object (create, update, repair drift)."""
 
     manifest: Mapping[str, Any]
-    after: frozenset[str] | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         return f"apply {self.manifest['kind']}/{self.manifest['metadata']['name']}"

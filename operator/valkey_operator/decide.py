@@ -43,7 +43,7 @@ from valkey_operator.api.status import (
 )
 from valkey_operator.builders.certificates import certificate_manifests
 from valkey_operator.builders.configmap import config_files, config_hash
-from valkey_operator.builders.desired import Inputs, desired_objects, secret_sources
+from valkey_operator.builders.desired import Inputs, desired_objects
 from valkey_operator.builders.diff import contains
 from valkey_operator.builders.statefulset import template_digest
 from valkey_operator.clock import iso, parse_iso
@@ -187,7 +187,7 @@ def _certificates(cluster: ValkeyCluster, snap: Snapshot) -> tuple[list[Action],
     if cm is None or not cm.installed:
         return deletes, secrets
     applies: list[Action] = [
-        Apply(m, after=frozenset()) for m in wanted if not contains(snap.get("Certificate", m["metadata"]["name"]), m)
+        Apply(m) for m in wanted if not contains(snap.get("Certificate", m["metadata"]["name"]), m)
     ]
     stale = tuple(a.manifest["metadata"]["name"] for a in applies if isinstance(a, Apply))
     return [*applies, *deletes], replace(secrets, cert_manager=replace(cm, stale=stale))
@@ -424,32 +424,6 @@ def _running_image(snap: Snapshot, cluster: ValkeyCluster) -> str | None:
     return str(image) if image else None
 
 
-def _wanted(
-    cluster: ValkeyCluster, snap: Snapshot, inputs: Inputs, floor: int
-) -> tuple[list[dict[str, Any]], list[Action]]:
-    """Every object the cluster owns as wanted now, and an apply of each that the one read does not hold,
-    with what must be written before it: a Secret's sources; the StatefulSet's pods mount every Secret
-    and the ConfigMap, so it waits for every write before it; the ConfigMap, Services and the
-    PodDisruptionBudget are made from the spec alone."""
-    manifests = [_hold_scale_down(m, floor) for m in desired_objects(cluster, inputs)]
-    sources = secret_sources(cluster, inputs)
-    return manifests, [
-        Apply(m, after=_written_after(m, sources))
-        for m in manifests
-        if not contains(snap.get(m["kind"], m["metadata"]["name"]), m)
-    ]
-
-
-# Made from the spec alone: written beside anything.
-_FROM_THE_SPEC = frozenset({"ConfigMap", "Service", "PodDisruptionBudget"})
-
-
-def _written_after(manifest: Mapping[str, Any], sources: Mapping[str, frozenset[str]]) -> frozenset[str] | None:
-    if manifest["kind"] == "Secret":
-        return sources.get(manifest["metadata"]["name"])
-    return frozenset() if manifest["kind"] in _FROM_THE_SPEC else None
-
-
 def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
     """Every decision of one pass."""
     admitted = _admitted(cluster, snap, now)
@@ -476,19 +450,21 @@ def decide(cluster: ValkeyCluster, snap: Snapshot, now: datetime) -> Decision:
     roles = failover.roles(cluster, snap, views, now)
     primary = roles.primary
     floor = _scale_floor(cluster, snap, views, roles)
-    manifests, applies = _wanted(
-        cluster,
-        snap,
-        Inputs(
-            material,
-            pw,
-            roles.record,
-            users_checked.given,
-            snap.get("Secret", n.users_secret) is not None,
-            layout=POD_LAYOUT,
-        ),
-        floor,
-    )
+    manifests = [
+        _hold_scale_down(m, floor)
+        for m in desired_objects(
+            cluster,
+            Inputs(
+                material,
+                pw,
+                roles.record,
+                users_checked.given,
+                snap.get("Secret", n.users_secret) is not None,
+                layout=POD_LAYOUT,
+            ),
+        )
+    ]
+    applies = [Apply(m) for m in manifests if not contains(snap.get(m["kind"], m["metadata"]["name"]), m)]
     sts_manifest = next(m for m in manifests if m["kind"] == "StatefulSet")
     fingerprint = describe_pem(material.server.cert_pem).fingerprint_sha256
     states = _states(cluster, snap, views, template_digest(sts_manifest), fingerprint, hot)

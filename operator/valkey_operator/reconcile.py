@@ -348,41 +348,27 @@ def act(
     return failed
 
 
-def _layers(run: Sequence[Apply]) -> list[list[Action]]:
-    """A run of applies in the fewest batches that keep each after what must be written before it
-    (`Apply.after`), each batch in the decided order. A new cluster: its CA and password with the
-    ConfigMap, Services and PodDisruptionBudget; then what the CA signs or the password is published in;
-    then the users file; then the StatefulSet, which waits for every write before it (as does any apply
-    whose sources are not known)."""
-    out: list[list[Action]] = []
-    layer_of: dict[str, int] = {}
-    for action in run:
-        if action.after is None:
-            layer = len(out)
-        else:
-            layer = max([0, *(layer_of[s] + 1 for s in action.after if s in layer_of)])
-        if action.manifest.get("kind") == "Secret":
-            layer_of[str(action.manifest["metadata"]["name"])] = layer
-        if layer == len(out):
-            out.append([])
-        out[layer].append(action)
-    return out
-
-
 def batches(actions: Sequence[Action]) -> list[list[Action]]:
-    """The actions in the decided order, grouped into what may run at once: each run of applies is laid
-    out by `_layers` (a CA, a key or a password is written before what was issued from it or publishes
-    it, and a failed write stops the pass before those); every other action runs alone, and what comes
-    after it waits for it."""
+    """The actions in the decided order, grouped into what may run at once: a run of applies of objects
+    that hold nothing another depends on (ConfigMap, Services, PodDisruptionBudget, Certificates). A
+    StatefulSet starts a new run (it waits for the Secrets and ConfigMap before it; what follows it may
+    join). A Secret runs alone, as does every other action: a CA, a key or a password must be written
+    before what was issued from it or publishes it, and a failed write stops the pass before those."""
     out: list[list[Action]] = []
-    run: list[Apply] = []
     for action in actions:
-        if isinstance(action, Apply):
-            run.append(action)
-            continue
-        out += [*_layers(run), [action]]
-        run = []
-    return out + _layers(run)
+        last = out[-1] if out else None
+        kind = action.manifest.get("kind") if isinstance(action, Apply) else None
+        joins = (
+            kind not in (None, "Secret", "StatefulSet")
+            and last is not None
+            and isinstance(last[-1], Apply)
+            and last[-1].manifest.get("kind") != "Secret"
+        )
+        if joins and last is not None:
+            last.append(action)
+        else:
+            out.append([action])
+    return out
 
 
 def with_users_held(decision: Decision, applied: Mapping[str, Mapping[str, str]]) -> Decision:

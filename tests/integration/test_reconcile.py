@@ -1,4 +1,5 @@
-"""The operator against a real API server: every contract object, status, idempotence, garbage collection."""
+"""The operator against a real API server: every contract object, status, idempotence, garbage collection,
+a refused write."""
 
 from __future__ import annotations
 
@@ -122,10 +123,9 @@ def test_deleting_the_cluster_garbage_collects_everything(operator: Any, namespa
     wait_until(gone, timeout=90, what="the garbage collector")
 
 
-def _refuse_secret(namespace: str, secret: str) -> None:
+def _refuse_secret(namespace: str, secret: str, policy: str) -> None:
     """An admission policy that refuses to create one Secret of the namespace: the API server fails that
     write as it would for a quota, a webhook or an outage, and lets every other one through."""
-    policy = f"refuse-{namespace}"
     kubectl(
         "apply",
         "-f",
@@ -180,15 +180,13 @@ def _refuse_secret(namespace: str, secret: str) -> None:
     wait_until(refused, what="the admission policy to take effect")
 
 
-def _allow_secrets(namespace: str, secret: str) -> None:
-    policy = f"refuse-{namespace}"
+@pytest.fixture
+def admission_policy(unwatched_namespace: str) -> Iterator[str]:
+    """The name of the test's admission policy and binding, deleted however the test ends (cluster-scoped:
+    the namespace's deletion would leave them)."""
+    policy = f"refuse-{unwatched_namespace}"
+    yield policy
     kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", policy, "--ignore-not-found")
-
-    def allowed() -> bool:
-        probe = kubectl("create", "secret", "generic", secret, "-n", namespace, "--dry-run=server", check=False)
-        return probe.returncode == 0
-
-    wait_until(allowed, what="the admission policy to go")
 
 
 def _secret_names(namespace: str) -> set[str]:
@@ -197,19 +195,21 @@ def _secret_names(namespace: str) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    ("refused", "derived"),
+    ("refused", "before"),
     [
-        ("cache-ca", {"cache-tls", "cache-client-app", "cache-connection"}),  # signed by it, its bundle
-        ("cache-auth", {"cache-connection"}),  # publishes the password
+        ("cache-ca", set()),  # the first: nothing is written, not the password either
+        ("cache-auth", {"cache-ca", "cache-tls", "cache-client-app"}),  # the connection Secret publishes it
     ],
 )
-def test_a_secret_whose_write_fails_stops_every_secret_made_from_it(
-    control_plane: Any, crd: None, unwatched_namespace: str, refused: str, derived: set[str]
+def test_a_secret_whose_write_fails_stops_the_pass_before_everything_after_it(
+    control_plane: Any, crd: None, unwatched_namespace: str, admission_policy: str, refused: str, before: set[str]
 ) -> None:
-    """A new cluster's Secrets are written in as few round trips as their sources allow (the CA and the
-    password together, then what is signed by the CA or publishes the password). When the API server
-    refuses one, nothing made from it is written, not even by the writes made at once beside it, and no
-    StatefulSet; once it is allowed, the next pass writes them all, the leaves signed by the CA written."""
+    """A pass writes a cluster's Secrets one after another (a CA before what it signs, the password before
+    the connection Secret that publishes it). When the API server refuses one, the Secrets before it are
+    written and nothing after it: no leaf of a CA that was not kept, no published password that was not,
+    no ConfigMap, no StatefulSet; the condition says which object and why. Once it is allowed, the next
+    pass writes them all: the leaves signed by the CA written, the connection Secret's password the one
+    kept."""
     from cryptography import x509
 
     from valkey_operator.clock import SystemClock
@@ -220,29 +220,32 @@ def test_a_secret_whose_write_fails_stops_every_secret_made_from_it(
 
     namespace = unwatched_namespace
     reconciler = Reconciler(CachedKube(Kube(), Cache()), ValkeyAdmin(), SystemClock())
-    _refuse_secret(namespace, refused)
-    try:
-        apply(example_body(namespace))
-        outcome = reconciler.reconcile(namespace, "cache")
-        written = _secret_names(namespace)
-        assert refused not in written
-        assert not written & derived, f"written although made from the refused {refused}: {written & derived}"
-        assert written, "the Secrets that do not come from the refused one were written beside it"
-        assert kubectl("get", "statefulset", "cache", "-n", namespace, check=False).returncode != 0
-        degraded = [c for c in outcome.status["conditions"] if c["type"] == "Degraded"]
-        assert degraded[0]["status"] == "True", degraded
-        assert f'422: secrets "{refused}" is forbidden' in degraded[0]["message"], degraded
-        assert "refused by test" in degraded[0]["message"], degraded
-    finally:
-        _allow_secrets(namespace, refused)
+    _refuse_secret(namespace, refused, admission_policy)
+    apply(example_body(namespace))
+    outcome = reconciler.reconcile(namespace, "cache")
+    assert _secret_names(namespace) == before
+    for kind, name in [("configmap", "cache-config"), ("statefulset", "cache")]:
+        assert kubectl("get", kind, name, "-n", namespace, check=False).returncode != 0, name
+    degraded = [c for c in outcome.status["conditions"] if c["type"] == "Degraded"]
+    assert degraded[0]["status"] == "True", degraded
+    assert f'422: secrets "{refused}" is forbidden' in degraded[0]["message"], degraded
+    assert "refused by test" in degraded[0]["message"], degraded
 
+    kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", admission_policy)
+
+    def allowed() -> bool:
+        probe = kubectl("create", "secret", "generic", refused, "-n", namespace, "--dry-run=server", check=False)
+        return probe.returncode == 0
+
+    wait_until(allowed, what="the admission policy to go")
     reconciler.reconcile(namespace, "cache")
     assert {name for kind, name in OWNED if kind == "secret"} <= _secret_names(namespace)
     ca = x509.load_pem_x509_certificate(secret_bytes(namespace, "cache-ca", "tls.crt"))
     for leaf in ("cache-tls", "cache-client-app"):
         cert = x509.load_pem_x509_certificate(secret_bytes(namespace, leaf, "tls.crt"))
-        assert cert.issuer == ca.subject
         cert.verify_directly_issued_by(ca)
+    password = secret_bytes(namespace, "cache-auth", "password")
+    assert secret_bytes(namespace, "cache-connection", "password") == password
     assert kubectl_json("get", "statefulset", "cache", "-n", namespace)["metadata"]["name"] == "cache"
 
 

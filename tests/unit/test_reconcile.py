@@ -1,11 +1,9 @@
-"""The pure parts of a pass's edges: the status patch, the batches its writes go in."""
+"""The pure parts of a pass's edges: the status patch, an error's description, the batches of its writes."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
-
-import pytest
 
 from valkey_operator.reconcile import changed
 
@@ -175,80 +173,29 @@ def test_a_refused_api_request_is_described_in_the_api_servers_words() -> None:
     assert "abc" not in describe_error(api_exception(raw))
 
 
-def _apply(kind: str, name: str, after: frozenset[str] | None = None) -> Any:
+def _apply(kind: str, name: str) -> Any:
     from valkey_operator.actions import Apply
 
-    return Apply({"kind": kind, "metadata": {"name": name}}, after=after)
+    return Apply({"kind": kind, "metadata": {"name": name}})
 
 
-def _names(batches: list[list[Any]]) -> list[list[str]]:
-    return [[a.manifest["metadata"]["name"] for a in batch] for batch in batches]
-
-
-def _secrets(*named: tuple[str, set[str] | None]) -> list[Any]:
-    return [_apply("Secret", name, None if after is None else frozenset(after)) for name, after in named]
-
-
-FREE: frozenset[str] = frozenset()  # made from the spec alone
-
-
-@pytest.mark.parametrize(
-    ("secrets", "expected"),
-    [
-        pytest.param(  # a new cluster, in the order the builders make them
-            [("ca", set()), ("tls", {"ca"}), ("client-app", {"ca"}), ("users", {"client-app"}), ("auth", set()),
-             ("connection", {"ca", "auth"})],
-            [["ca", "auth", "config"], ["tls", "client-app", "connection"], ["users"]],
-            id="first-pass",
-        ),
-        pytest.param(  # a rotation: the CA is not written, its leaves go together
-            [("tls", {"ca"}), ("client-app", {"ca"}), ("connection", {"ca", "auth"})],
-            [["tls", "client-app", "connection", "config"]],
-            id="leaves-only",
-        ),
-        pytest.param(  # a CA rotation: the CA first, then what it signs
-            [("ca", set()), ("tls", {"ca"}), ("connection", {"ca", "auth"})],
-            [["ca", "config"], ["tls", "connection"]],
-            id="ca-then-leaves",
-        ),
-        pytest.param(  # sources not known: after every write before it; what is made from it, after it
-            [("ca", set()), ("other", None), ("auth", set()), ("tls", {"ca"}), ("mine", {"other"})],
-            [["ca", "auth", "config"], ["other", "tls"], ["mine"]],
-            id="unknown-after-everything-before",
-        ),
-    ],
-)  # fmt: skip
-def test_applies_go_in_the_fewest_batches_that_keep_each_after_its_sources(
-    secrets: list[tuple[str, set[str] | None]], expected: list[list[str]]
-) -> None:
-    """The StatefulSet waits for every write before it; the ConfigMap, made from the spec alone, joins
-    the first batch."""
-    from valkey_operator.reconcile import batches
-
-    config = [_apply("ConfigMap", "config", FREE), _apply("StatefulSet", "sts")]
-    got = _names(batches([*_secrets(*secrets), *config]))
-    assert got == [*expected, ["sts"]]
-
-
-def test_every_other_action_runs_alone_and_what_follows_waits_for_it() -> None:
+def test_applies_run_together_but_secrets_and_a_statefulset_keep_their_order() -> None:
     from valkey_operator.actions import DeletePod, Relabel
     from valkey_operator.reconcile import batches
 
-    secrets = [_apply("Secret", "ca", FREE), _apply("Secret", "tls", frozenset({"ca"}))]
-    first = [_apply("ConfigMap", "config", FREE), _apply("Service", "svc", FREE), _apply("Service", "svc-ro", FREE)]
-    roll = [_apply("StatefulSet", "sts"), _apply("PodDisruptionBudget", "pdb", FREE)]
+    secrets = [_apply("Secret", "ca"), _apply("Secret", "tls")]
+    first = [_apply("ConfigMap", "config"), _apply("Service", "svc"), _apply("Service", "svc-ro")]
+    roll = [_apply("StatefulSet", "sts"), _apply("PodDisruptionBudget", "pdb")]
     relabel, delete = Relabel("cache-0", "primary"), DeletePod("cache-1", "uid")
-    certificate, users = _apply("Certificate", "c", FREE), _apply("Secret", "users", frozenset({"client-app"}))
-    got = batches([*secrets, *first, *roll, relabel, delete, certificate, users])
+    got = batches([*secrets, *first, *roll, relabel, delete, _apply("Certificate", "c"), _apply("Secret", "users")])
     assert [[str(a) for a in batch] for batch in got] == [
-        ["apply Secret/ca", *map(str, first), "apply PodDisruptionBudget/pdb"],
-        ["apply Secret/tls"],  # after the CA that signs it
-        ["apply StatefulSet/sts"],  # after every write before it
+        ["apply Secret/ca"],  # a CA before what it signs
+        ["apply Secret/tls"],
+        [str(a) for a in first],
+        [str(a) for a in roll],  # the StatefulSet after the Secrets and ConfigMap; the PDB beside it
         [str(relabel)],
         [str(delete)],
-        ["apply Certificate/c", "apply Secret/users"],
+        ["apply Certificate/c"],
+        ["apply Secret/users"],
     ]
-    # Nothing declared: one after another, as decided.
-    plain = [_apply("Secret", "a"), _apply("ConfigMap", "b"), _apply("Service", "c")]
-    assert _names(batches(plain)) == [["a"], ["b"], ["c"]]
     assert batches([]) == []

@@ -57,20 +57,3 @@ def desired_objects(cluster: ValkeyCluster, inputs: Inputs) -> list[Manifest]:
     out.append(statefulset(cluster, inputs.layout, m.revision, config_hash(files), bundle_digest(m.bundle)))
     out.append(pod_disruption_budget(cluster))
     return out
-
-
-def secret_sources(cluster: ValkeyCluster, inputs: Inputs) -> dict[str, frozenset[str]]:
-    """For each Secret `desired_objects` makes, the Secrets its content comes from, which must be written
-    before it (a failed one stops the pass before what it signs or publishes): a leaf is signed by the CA;
-    the connection Secret publishes the password and the trust bundle; the users file holds the passwords
-    the clients' Secrets keep. The CA and the password come from none."""
-    n = cluster.names
-    clients = [n.client_secret(name) for name in inputs.material.clients if name != CONNECTION_CLIENT]
-    return {
-        n.ca_secret: frozenset(),
-        n.auth_secret: frozenset(),
-        n.tls_secret: frozenset({n.ca_secret}),
-        **{name: frozenset({n.ca_secret}) for name in clients},
-        n.users_secret: frozenset(clients),
-        n.connection_secret: frozenset({n.ca_secret, n.auth_secret}),
-    }

@@ -198,25 +198,3 @@ def test_a_primary_being_deleted_waits_for_its_handover_where_there_are_replicas
     sts = by_name(objects(cluster(mode=mode, replicas=replicas)))[("StatefulSet", "cache")]
     container = sts["spec"]["template"]["spec"]["containers"][0]
     assert ("preStop" in container.get("lifecycle", {})) is waits
-
-
-def test_every_secret_names_its_sources_and_comes_after_them() -> None:
-    """`secret_sources` knows every Secret the builders make (one it does not know would be written alone,
-    after everything before it), and the list has each source before what is made from it, which is the
-    order the writes keep."""
-    from valkey_operator.builders.desired import secret_sources
-
-    c = cluster(tls={"clients": [{"name": "app", "acl": "~app:* +@read"}, {"name": "plain"}]})
-    material = plan(c, Observed(), NOW).material
-    assert material is not None
-    inputs = Inputs(material, "s3cret-password", layout=POD_LAYOUT)
-    order = [o["metadata"]["name"] for o in desired_objects(c, inputs) if o["kind"] == "Secret"]
-    sources = secret_sources(c, inputs)
-    assert set(order) <= set(sources)
-    assert {"cache-ca", "cache-auth", "cache-users"} <= set(order)
-    for name in order:
-        assert all(order.index(s) < order.index(name) for s in sources[name] if s in order), name
-    assert sources["cache-ca"] == sources["cache-auth"] == frozenset()
-    assert sources["cache-tls"] == sources["cache-client-app"] == sources["cache-client-plain"] == {"cache-ca"}
-    assert sources["cache-connection"] == {"cache-ca", "cache-auth"}
-    assert sources["cache-users"] == {"cache-client-app", "cache-client-plain"}
