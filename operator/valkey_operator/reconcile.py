@@ -190,23 +190,36 @@ def _ask_pods(
 
 
 def _api_status(exc: BaseException) -> str | None:
-    """The API server's own words for a refused request (the kubernetes client's errors carry its Status
-    in `body`; their first line is the bare code): "422: secrets "cache-ca" is forbidden: …"."""
+    """A refused request described from the API server's Status (the kubernetes client's errors carry it
+    in `body`; their first line is the bare code): its code, reason, the object and the fields it names,
+    "422 Invalid: secrets/cache-ca". Not its free-text message: an admission webhook or policy may quote
+    the object, a Secret's values among them, and conditions and Events are read more widely than
+    Secrets."""
     body = getattr(exc, "body", None)
     if not isinstance(body, (str, bytes)):
         return None
     try:
         status = json.loads(body)
-    except ValueError:
+    except Exception:  # anything unreadable (a RecursionError too): the first line instead
         return None
-    message = status.get("message") if isinstance(status, dict) else None
-    return f"{getattr(exc, 'status', '')}: {message}" if isinstance(message, str) and message else None
+    if not isinstance(status, dict) or status.get("kind") != "Status":
+        return None
+    details = status.get("details")
+    details = details if isinstance(details, dict) else {}
+    causes = details.get("causes")
+    causes = causes if isinstance(causes, list) else []
+    fields = sorted({str(c["field"]) for c in causes if isinstance(c, dict) and c.get("field")})
+    said = " ".join(str(status[k]) for k in ("code", "reason") if status.get(k))
+    if details.get("kind") and details.get("name"):
+        said += f": {details['kind']}/{details['name']}"
+    if fields:
+        said += f" (fields {', '.join(fields)})"
+    return said or None
 
 
 def describe_error(exc: BaseException) -> str:
     """What failed, for a condition and an Event: the exception's type and first line (for a refused API
-    request, the API server's message), with any PEM block (key material) cut out, at most 300
-    characters."""
+    request, what its Status names), with any PEM block (key material) cut out, at most 300 characters."""
     text = _PEM.sub("[PEM removed]", _api_status(exc) or str(exc)).strip().splitlines()
     first = text[0] if text else ""
     return f"The pass failed: {type(exc).__name__}: {first}"[:300]

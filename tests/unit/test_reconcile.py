@@ -156,21 +156,33 @@ def test_an_error_description_never_carries_a_pem_block() -> None:
     assert "abc" not in describe_error(ValueError("-----BEGIN CERTIFICATE-----\nabc"))
 
 
-def test_a_refused_api_request_is_described_in_the_api_servers_words() -> None:
+def test_a_refused_api_request_is_described_by_what_its_status_names_never_its_message() -> None:
+    """The code, reason, object and fields; not the free text, which an admission webhook may fill with
+    the object's values (a password, a URI holding it)."""
     from kubernetes.client.exceptions import ApiException
     from kubernetes.dynamic.exceptions import api_exception
 
     from valkey_operator.reconcile import describe_error
 
     raw = ApiException(status=422, reason="Unprocessable Entity")
-    raw.body = json.dumps({"kind": "Status", "code": 422, "message": 'secrets "cache-ca" is forbidden: denied'})
-    assert describe_error(api_exception(raw)) == (
-        'The pass failed: UnprocessibleEntityError: 422: secrets "cache-ca" is forbidden: denied'
-    )
-    raw.body = "-----BEGIN EC PRIVATE KEY-----\nabc\n-----END EC PRIVATE KEY-----"  # not a Status: the first line
-    assert describe_error(api_exception(raw)) == "The pass failed: UnprocessibleEntityError: 422"
-    raw.body = json.dumps({"message": "bad -----BEGIN EC PRIVATE KEY-----\nabc\n-----END EC PRIVATE KEY----- key"})
-    assert "abc" not in describe_error(api_exception(raw))
+    status = {
+        "kind": "Status",
+        "code": 422,
+        "reason": "Invalid",
+        "message": 'secrets "cache-connection" is forbidden: uri rediss://default:s3cretPW@cache is not allowed',
+        "details": {"name": "cache-connection", "kind": "secrets", "causes": [{"message": "s3cretPW"}]},
+    }
+    raw.body = json.dumps(status)
+    said = describe_error(api_exception(raw))
+    assert said == "The pass failed: UnprocessibleEntityError: 422 Invalid: secrets/cache-connection"
+    assert "s3cretPW" not in said
+    status["details"]["causes"] = [{"field": "data[bad key]", "message": "s3cretPW"}, {"field": "type"}]
+    raw.body = json.dumps(status)
+    assert describe_error(api_exception(raw)).endswith("secrets/cache-connection (fields data[bad key], type)")
+    # Not a Status, or not readable at all (nested past the recursion limit): the first line, the bare code.
+    for body in ("-----BEGIN EC PRIVATE KEY-----\nabc\n-----END EC PRIVATE KEY-----", "[" * 200_000, "null", b"\xff"):
+        raw.body = body
+        assert describe_error(api_exception(raw)) == "The pass failed: UnprocessibleEntityError: 422"
 
 
 def _apply(kind: str, name: str) -> Any:
