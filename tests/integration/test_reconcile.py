@@ -173,11 +173,13 @@ def _refuse_secret(namespace: str, secret: str, policy: str) -> None:
         ),
     )
 
-    def refused() -> bool:
-        probe = kubectl("create", "secret", "generic", secret, "-n", namespace, "--dry-run=server", check=False)
-        return probe.returncode != 0 and "refused by test" in probe.stderr
+    wait_until(lambda: "refused by test" in (_refusal(namespace, secret) or ""), what="the policy to take effect")
 
-    wait_until(refused, what="the admission policy to take effect")
+
+def _refusal(namespace: str, secret: str) -> str | None:
+    """What the API server says to creating the Secret (a dry run): None if it would be created."""
+    probe = kubectl("create", "secret", "generic", secret, "-n", namespace, "--dry-run=server", check=False)
+    return None if probe.returncode == 0 else probe.stderr
 
 
 @pytest.fixture
@@ -233,11 +235,7 @@ def test_a_secret_whose_write_fails_stops_the_pass_before_everything_after_it(
 
     kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", admission_policy)
 
-    def allowed() -> bool:
-        probe = kubectl("create", "secret", "generic", refused, "-n", namespace, "--dry-run=server", check=False)
-        return probe.returncode == 0
-
-    wait_until(allowed, what="the admission policy to go")
+    wait_until(lambda: _refusal(namespace, refused) is None, what="the admission policy to go")
     reconciler.reconcile(namespace, "cache")
     assert {name for kind, name in OWNED if kind == "secret"} <= _secret_names(namespace)
     ca = x509.load_pem_x509_certificate(secret_bytes(namespace, "cache-ca", "tls.crt"))
