@@ -26,7 +26,7 @@ from valkey_operator.handlers.kopf_diffbase import LeanDiffBase
 from valkey_operator.handlers.pauses import Pauses
 from valkey_operator.handlers.scheduler import Scheduler
 from valkey_operator.handlers.sweeps import Sweeps
-from valkey_operator.k8s.cache import INDEXED, Cache, CachedKube, IndexKey, News, index_entries
+from valkey_operator.k8s.cache import INDEXED, Cache, CachedKube, IndexKey, News, index_entries, resource_version
 from valkey_operator.reconcile import Outcome, Reconciler
 
 log = logging.getLogger(__name__)
@@ -221,11 +221,6 @@ def _key(body: kopf.Body) -> tuple[str, str]:
     return meta.get("namespace", ""), meta.get("name", "")
 
 
-def _resource_version(body: kopf.Body) -> str | None:
-    rv = body.get("metadata", {}).get("resourceVersion")
-    return str(rv) if rv else None
-
-
 def _register_indexes(reg: kopf.OperatorRegistry) -> None:
     """kopf's indexes the passes read (k8s.cache): filled before any ValkeyCluster handler runs."""
     for resource, kind in INDEXED_RESOURCES:
@@ -261,7 +256,7 @@ def _register_watches(reg: kopf.OperatorRegistry) -> None:
             ValkeyClusters' (whose own re-list no handler sees; watches re-list together after a pause)."""
             if not namespace:
                 return
-            memo.cache.observed(_kind, namespace, body["metadata"]["name"], _resource_version(body))
+            memo.cache.observed(_kind, namespace, body["metadata"]["name"], resource_version(body))
             if type is None and memo.sweeps is not None:
                 memo.sweeps.relisted(_kind, namespace)
                 memo.sweeps.relisted(names.KIND, namespace)
@@ -296,7 +291,7 @@ def _register_cluster_handlers(reg: kopf.OperatorRegistry) -> None:
             memo.checks.forget(key, uid)
             memo.pacer.gone(key)
             return
-        memo.cache.observed(names.KIND, namespace, name, _resource_version(body))
+        memo.cache.observed(names.KIND, namespace, name, resource_version(body))
         memo.checks.admit(key, uid)  # its checks start after a pass recorded roles (Pacer)
         if not memo.scheduler.admit(key, uid):
             return

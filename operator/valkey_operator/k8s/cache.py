@@ -174,8 +174,10 @@ def index_entries(kind: str, body: Mapping[str, Any]) -> dict[IndexKey, Packed]:
     return out
 
 
-def _rv(obj: Mapping[str, Any] | None) -> str | None:
-    return None if obj is None else (obj.get("metadata") or {}).get("resourceVersion")
+def resource_version(obj: Mapping[str, Any] | None) -> str | None:
+    """An object's resourceVersion; None for no object, or one without it."""
+    rv = None if obj is None else (obj.get("metadata") or {}).get("resourceVersion")
+    return str(rv) if rv else None
 
 
 def _instance(obj: Mapping[str, Any] | None) -> str | None:
@@ -346,7 +348,7 @@ class Cache:
         key = (kind, ns, name)
         with self._lock:
             self._forget(key)
-            wrote = _Wrote(_rv(before), obj, self._clock(), _instance(slimmed or before))
+            wrote = _Wrote(resource_version(before), obj, self._clock(), _instance(slimmed or before))
             self._wrote[key] = wrote
             if wrote.instance:
                 self._wrote_by.setdefault((kind, ns, wrote.instance), set()).add(name)

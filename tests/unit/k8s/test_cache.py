@@ -20,6 +20,7 @@ from valkey_operator.k8s.cache import (
     Packed,
     ghosts,
     index_entries,
+    resource_version,
     slim,
 )
 
@@ -561,3 +562,19 @@ def test_a_list_finds_an_object_whose_first_write_the_watch_shows_during_the_rea
     assert racing.then is None  # the watch's event came during the LIST's read
     assert [(o["metadata"]["name"], o["data"]) for o in listed] == [("cache-config", {"v": "1"})]
     assert cache.pending_writes() == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (None, None),
+        ({}, None),
+        ({"metadata": None}, None),
+        ({"metadata": {}}, None),
+        ({"metadata": {"resourceVersion": ""}}, None),
+        ({"metadata": {"resourceVersion": "42"}}, "42"),
+        ({"metadata": {"resourceVersion": 42}}, "42"),
+    ],
+)
+def test_resource_version_is_a_string_or_none(body: dict[str, Any] | None, expected: str | None) -> None:
+    assert resource_version(body) == expected
