@@ -159,16 +159,20 @@ def under_writer(
     watch = StatusWatch(node, creds, desired)
     before = vkc(node)["status"].get("primary")
     try:
-        fault(watch)
-        wait_for(lambda: settled(node, desired), f"Ready again after {tag}", 300)
-        time.sleep(3)
-    finally:
-        sampled = watch.finish()
-    top = head(node)
-    info = creds.cli(top["status"]["podIP"], pod_fqdn(top["metadata"]["name"]), "INFO", "replication")
-    assert "role:master" in info, info  # the Service's endpoint is the pod that really is the primary
-    assert "OK" in creds.cli(top["status"]["podIP"], pod_fqdn(top["metadata"]["name"]), "SET", f"{tag}:stop", "1")
-    report = json.loads(finish_pod(node, f"writer-{tag}", 180).splitlines()[-1])
+        try:
+            fault(watch)
+            wait_for(lambda: settled(node, desired), f"Ready again after {tag}", 300)
+            time.sleep(3)
+        finally:
+            sampled = watch.finish()
+        top = head(node)
+        info = creds.cli(top["status"]["podIP"], pod_fqdn(top["metadata"]["name"]), "INFO", "replication")
+        assert "role:master" in info, info  # the Service's endpoint is the pod that really is the primary
+        assert "OK" in creds.cli(top["status"]["podIP"], pod_fqdn(top["metadata"]["name"]), "SET", f"{tag}:stop", "1")
+        report = json.loads(finish_pod(node, f"writer-{tag}", 180).splitlines()[-1])
+    except Exception:
+        print(diagnosis(node, tag, watch))
+        raise
     report.update(sampled, primary_before=before, primary_after=top["metadata"]["name"])
     print(f"\n{tag}: " + json.dumps({k: v for k, v in report.items() if k != "timeline"}))
     print("\n".join(report["timeline"]))
@@ -178,6 +182,25 @@ def under_writer(
     assert report["acked"] > 100, report
     assert sampled["false_ready_s"] <= STATUS_LAG_S, report
     return dict(report)
+
+
+def diagnosis(node: Node, tag: str, watch: StatusWatch) -> str:
+    """What a failed fault test leaves in the log for whoever reads it: the status sampler's timeline, the
+    ValkeyCluster's status, each pod's role label, readiness and restarts, and the writer's and the operator's
+    last lines (the failure itself may be a timeout that says none of this)."""
+    lines = [f"--- {tag} failed; status and pods, second by second:", *watch.finish()["timeline"]]
+    try:
+        lines.append("status: " + json.dumps(vkc(node).get("status", {}), sort_keys=True))
+        for p in pods(node):
+            gone = ", terminating" if p["metadata"].get("deletionTimestamp") else ""
+            lines.append(f"pod {p['metadata']['name']}: role {role(p)}, ready {is_ready(p)}, "
+                         f"restarts {restart_count(p)}{gone}")  # fmt: skip
+    except Exception as exc:  # the API server may be what failed: say so, keep the rest
+        lines.append(f"status and pods unreadable: {exc!r}"[:300])
+    lines.append("writer: " + kubectl(node, "logs", f"writer-{tag}", "-n", NS, "--tail=5", check=False))
+    lines.append(kubectl(node, "logs", "-n", OPERATOR_NS, "-l", "app.kubernetes.io/name=valkey-operator",
+                         "--tail=60", check=False))  # fmt: skip
+    return "\n".join(lines)
 
 
 def valkey_server_pid(node: Node, pod: str) -> int:
@@ -205,8 +228,11 @@ def pod_process(node: Node, pod: str, namespace: str, comm: str) -> int:
 
 
 def restarts(node: Node, pod: str) -> int:
-    p = get_json(node, "pod", pod, "-n", NS)
-    return sum(int(c.get("restartCount", 0)) for c in p.get("status", {}).get("containerStatuses") or [])
+    return restart_count(get_json(node, "pod", pod, "-n", NS))
+
+
+def restart_count(pod: dict[str, Any]) -> int:
+    return sum(int(c.get("restartCount", 0)) for c in pod.get("status", {}).get("containerStatuses") or [])
 
 
 def node_of(node: Node, pod: str) -> str:

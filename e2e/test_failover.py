@@ -53,6 +53,7 @@ from e2e.faults import (
     node_of,
     operator_down_then_primary_deleted,
     pod_process,
+    restart_count,
     restarts,
     settled,
     under_writer,
@@ -140,14 +141,11 @@ def test_the_operator_killed_right_after_its_switchover_in_a_rotation_converges_
     op_name = op["metadata"]["name"]
     seen: dict[str, Any] = {}
 
-    def restart_count() -> int:
-        now = get_json(node, "pod", op_name, "-n", OPERATOR_NS)
-        return sum(int(c.get("restartCount", 0)) for c in now["status"]["containerStatuses"])
-
-    restarted = restart_count()
+    restarted = restart_count(op)
 
     def operator_back() -> bool:
-        return restart_count() > restarted and is_ready(get_json(node, "pod", op_name, "-n", OPERATOR_NS))
+        now = get_json(node, "pod", op_name, "-n", OPERATOR_NS)
+        return restart_count(now) > restarted and is_ready(now)
 
     def converged() -> bool:
         top = head(node)

@@ -50,7 +50,7 @@ from e2e.conftest import (
     wait_for,
     writer_script,
 )
-from e2e.faults import RESUME_WITHIN_MS, STATUS_LAG_S, valkey_server_pid
+from e2e.faults import RESUME_WITHIN_MS, STATUS_LAG_S, restart_count, valkey_server_pid
 from e2e.node import Node
 from valkey_operator import names
 
@@ -422,8 +422,7 @@ def test_a_shard_primary_killed_is_never_an_empty_primary(node: Node, creds: Cre
 
     def restarted() -> bool:
         pod = next((p for p in pods(node) if p["metadata"]["name"] == victim), None)
-        counts = [c.get("restartCount", 0) for c in (pod or {}).get("status", {}).get("containerStatuses", [])]
-        return bool(counts) and max(counts) >= 1 and victim not in shard_primaries(node)
+        return pod is not None and restart_count(pod) >= 1 and victim not in shard_primaries(node)
 
     report = under_cluster_writer(node, creds, operator_image, "primary-killed", step, restarted)
     assert report["longest_pause_ms"] < RESUME_WITHIN_MS, report
