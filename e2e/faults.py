@@ -64,7 +64,7 @@ class StatusWatch:
         body = vkc(self.node)
         live = [p for p in pods(self.node) if not p["metadata"].get("deletionTimestamp")]
         heads = [p for p in live if role(p) == ROLE_PRIMARY and is_ready(p)]
-        serving = len(heads) == 1 and self._serves(heads[0])
+        serving = len(heads) == 1 and serves(self.creds, heads[0])
         ready = sum(is_ready(p) for p in live)
         return {
             "t": round(time.monotonic() - self.started, 1),
@@ -73,15 +73,6 @@ class StatusWatch:
             "pods_ready": serving and ready >= self.desired,
             "pods": f"{ready} ready, primary {heads[0]['metadata']['name'] if serving else '-'}",
         }
-
-    def _serves(self, pod: dict[str, Any]) -> bool:
-        """The pod says it is the primary; one that does not answer within 3 s (cut off) does not serve."""
-        try:
-            info = self.creds.cli(pod["status"]["podIP"], pod_fqdn(pod["metadata"]["name"]), "INFO", "replication",
-                                  timeout=3)  # fmt: skip
-        except subprocess.TimeoutExpired:
-            return False
-        return "role:master" in info
 
     def _run(self) -> None:
         while not self.stop.is_set():
@@ -127,16 +118,31 @@ def head(node: Node) -> dict[str, Any]:
     return found[0]
 
 
-def settled(node: Node, desired: int = 3) -> bool:
+def serves(creds: Creds, pod: dict[str, Any]) -> bool:
+    """The pod says it is the primary; one that does not answer within 3 s (cut off) does not serve."""
+    try:
+        info = creds.cli(pod["status"]["podIP"], pod_fqdn(pod["metadata"]["name"]), "INFO", "replication",
+                         timeout=3)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return False
+    return "role:master" in info
+
+
+def settled(node: Node, desired: int = 3, creds: Creds | None = None) -> bool:
+    """Status says Ready, every pod is ready, and status's primary is the primary-labelled pod. With `creds`
+    also what the pods do: that pod is the only one labelled so, and answers as the primary. Right after a
+    fault, status (one timer period late) and the pods' readiness (a probe period late) may still describe
+    the moment before it: without the pods' own word that moment counts as settled."""
     body = vkc(node)
     live = [p for p in pods(node) if not p["metadata"].get("deletionTimestamp")]
-    return (
+    heads = [p for p in live if role(p) == ROLE_PRIMARY]
+    said = (
         body.get("status", {}).get("phase") == "Ready"
         and len(live) == desired
         and all(is_ready(p) for p in live)
-        and body["status"].get("primary")
-        == next((p["metadata"]["name"] for p in live if role(p) == ROLE_PRIMARY), None)
+        and body["status"].get("primary") == next((p["metadata"]["name"] for p in heads), None)
     )
+    return said and (creds is None or (len(heads) == 1 and serves(creds, heads[0])))
 
 
 def under_writer(
@@ -161,7 +167,7 @@ def under_writer(
     try:
         try:
             fault(watch)
-            wait_for(lambda: settled(node, desired), f"Ready again after {tag}", 300)
+            wait_for(lambda: settled(node, desired, creds), f"Ready again after {tag}", 300)
             time.sleep(3)
         finally:
             sampled = watch.finish()
@@ -292,7 +298,7 @@ def operator_down_then_primary_deleted(node: Node, timing: dict[str, float]) -> 
         # Nothing updates status while the operator is down (it said Ready all along: documented); from
         # the moment it is ready, status is held to what the pods do.
         watch.judge_from_now()
-        wait_for(lambda: settled(node), "the failover once the operator is back", 300)
+        wait_for(lambda: settled(node, creds=watch.creds), "the failover once the operator is back", 300)
         timing["recovered_s"] = time.monotonic() - timing["operator_started"]
 
     return fault

@@ -208,7 +208,8 @@ def test_scaling_down_with_the_primary_on_the_highest_ordinal_then_up_again(
         # A role change inside Valkey changes no Kubernetes object: the operator's role check (every 10 s,
         # one TLS round trip to the recorded primary) notices it and the labels follow.
         moved = time.monotonic()
-        wait_for(lambda: settled(node) and head(node)["metadata"]["name"] == "cache-2", "cache-2 to be primary", 60)
+        wait_for(lambda: settled(node, creds=cluster) and head(node)["metadata"]["name"] == "cache-2",
+                 "cache-2 to be primary", 60)  # fmt: skip
         print(f"a hand FAILOVER was followed in {time.monotonic() - moved:.1f} s")
 
     def scale(n: int) -> Callable[[StatusWatch], None]:
