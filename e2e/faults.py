@@ -195,17 +195,25 @@ def diagnosis(node: Node, tag: str, watch: StatusWatch) -> str:
     ValkeyCluster's status, each pod's role label, readiness and restarts, and the writer's and the operator's
     last lines (the failure itself may be a timeout that says none of this)."""
     lines = [f"--- {tag} failed; status and pods, second by second:", *watch.finish()["timeline"]]
-    try:
-        lines.append("status: " + json.dumps(vkc(node).get("status", {}), sort_keys=True))
+
+    def state() -> list[str]:
+        out = ["status: " + json.dumps(vkc(node).get("status", {}), sort_keys=True)]
         for p in pods(node):
             gone = ", terminating" if p["metadata"].get("deletionTimestamp") else ""
-            lines.append(f"pod {p['metadata']['name']}: role {role(p)}, ready {is_ready(p)}, "
-                         f"restarts {restart_count(p)}{gone}")  # fmt: skip
-    except Exception as exc:  # the API server may be what failed: say so, keep the rest
-        lines.append(f"status and pods unreadable: {exc!r}"[:300])
-    lines.append("writer: " + kubectl(node, "logs", f"writer-{tag}", "-n", NS, "--tail=5", check=False))
-    lines.append(kubectl(node, "logs", "-n", OPERATOR_NS, "-l", "app.kubernetes.io/name=valkey-operator",
-                         "--tail=60", check=False))  # fmt: skip
+            out.append(f"pod {p['metadata']['name']}: role {role(p)}, ready {is_ready(p)}, "
+                       f"restarts {restart_count(p)}{gone}")  # fmt: skip
+        return out
+
+    for what, read in [
+        ("status and pods", state),
+        ("writer", lambda: [kubectl(node, "logs", f"writer-{tag}", "-n", NS, "--tail=5", check=False, timeout=20)]),
+        ("operator", lambda: [kubectl(node, "logs", "-n", OPERATOR_NS, "-l", "app.kubernetes.io/name=valkey-operator",
+                                      "--tail=60", check=False, timeout=20)]),
+    ]:  # fmt: skip
+        try:  # the API server may be what failed: say so, keep the rest, and never hide the test's own failure
+            lines += [f"{what}:", *read()]
+        except Exception as exc:
+            lines.append(f"{what} unreadable: {exc!r}"[:300])
     return "\n".join(lines)
 
 
