@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.conftest import get_json, kubectl, secret
+from e2e.conftest import cli_env, get_json, kubectl, secret
 from e2e.node import Node
 from e2e.procs import wait_established
 
@@ -116,19 +116,19 @@ def test_a_standalone_valkey_pod_serves_tls_with_verified_names(
         fqdn,
         "--cacert",
         str(tmp_path / "ca.crt"),
-        "-a",
-        conn["password"].decode(),
     ]
+    env = cli_env(conn["password"].decode())
     ok = subprocess.run(
         [*cli, "--cert", str(tmp_path / "tls.crt"), "--key", str(tmp_path / "tls.key"), "SET", "k", "v"],
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
+        env=env,
     )
     assert ok.stdout.strip() == "OK", ok.stdout + ok.stderr
     # No client certificate: refused (clientAuth defaults to required). The plain port is closed.
-    refused = subprocess.run([*cli, "PING"], capture_output=True, text=True, timeout=30, check=False)
+    refused = subprocess.run([*cli, "PING"], capture_output=True, text=True, timeout=30, check=False, env=env)
     assert "PONG" not in refused.stdout
     plain = subprocess.run(
         ["valkey-cli", "-h", ip, "-p", "6379", "PING"], capture_output=True, text=True, timeout=30, check=False
