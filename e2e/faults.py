@@ -27,6 +27,7 @@ from e2e.conftest import (
     get_json,
     is_ready,
     kubectl,
+    operator_logs,
     pod_fqdn,
     pods,
     role,
@@ -194,7 +195,7 @@ def diagnosis(node: Node, tag: str, watch: StatusWatch) -> str:
     """What a failed fault test leaves in the log for whoever reads it: the status sampler's timeline, the
     ValkeyCluster's status, each pod's role label, readiness and restarts, and the writer's and the operator's
     last lines (the failure itself may be a timeout that says none of this)."""
-    lines = [f"--- {tag} failed; status and pods, second by second:", *watch.finish()["timeline"]]
+    lines = [f"--- {tag} failed"]
 
     def state() -> list[str]:
         out = ["status: " + json.dumps(vkc(node).get("status", {}), sort_keys=True)]
@@ -204,12 +205,13 @@ def diagnosis(node: Node, tag: str, watch: StatusWatch) -> str:
                        f"restarts {restart_count(p)}{gone}")  # fmt: skip
         return out
 
-    for what, read in [
-        ("status and pods", state),
+    reads: list[tuple[str, Callable[[], list[str]]]] = [
+        ("status and pods, second by second", lambda: list(watch.finish()["timeline"])),
+        ("status and pods now", state),
         ("writer", lambda: [kubectl(node, "logs", f"writer-{tag}", "-n", NS, "--tail=5", check=False, timeout=20)]),
-        ("operator", lambda: [kubectl(node, "logs", "-n", OPERATOR_NS, "-l", "app.kubernetes.io/name=valkey-operator",
-                                      "--tail=60", check=False, timeout=20)]),
-    ]:  # fmt: skip
+        ("operator", lambda: [operator_logs(node, 60, timeout=20)]),
+    ]  # fmt: skip
+    for what, read in reads:
         try:  # the API server may be what failed: say so, keep the rest, and never hide the test's own failure
             lines += [f"{what}:", *read()]
         except Exception as exc:

@@ -226,7 +226,7 @@ class StaleError(Exception):
 
 @dataclass
 class _Wrote:
-    before: str | None  # the resourceVersion the write was made over (None: absent)
+    before: str | None  # the resourceVersion the write was made over (None: absent, or without one)
     after: Packed | None  # the object the API server returned, packed as the index keeps it (None: deleted)
     at: float
     instance: str | None  # the cluster it belongs to (its instance label)
