@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import logging
 import os
@@ -61,6 +62,17 @@ def kubectl(*args: str, check: bool = True, stdin: str | None = None) -> subproc
 
 def kubectl_json(*args: str) -> Any:
     return yaml.safe_load(kubectl(*args, "-o", "json").stdout)
+
+
+def written(obj: dict[str, Any]) -> str:
+    """A digest of what writers of an object itself left on it: everything but its status, its
+    resourceVersion and the managed-fields records of status writes. A StatefulSet's or a budget's status is
+    its controller's to write at any moment (its resourceVersion moves with it), so a test that asks "did
+    anyone write this object?" compares these. A digest, so a Secret's data never reaches an assertion's diff."""
+    meta = {k: v for k, v in obj["metadata"].items() if k not in ("resourceVersion", "managedFields")}
+    meta["managedFields"] = [m for m in obj["metadata"].get("managedFields") or [] if m.get("subresource") != "status"]
+    kept = {**{k: v for k, v in obj.items() if k not in ("status", "metadata")}, "metadata": meta}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()
 
 
 @pytest.fixture(scope="session")

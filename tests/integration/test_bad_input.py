@@ -21,6 +21,7 @@ from tests.integration.conftest import (
     kubectl_json,
     passes,
     wait_until,
+    written,
 )
 from valkey_operator.api.spec import parse_cluster
 from valkey_operator.pki.issue import KeyPair, LeafRequest, issue_leaf, mint_ca
@@ -64,7 +65,7 @@ def snapshot(namespace: str) -> dict[str, str]:
     for kind, name in (("secret", "cache-tls"), ("statefulset", "cache"), ("secret", "cache-connection")):
         got = kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
         if got.returncode == 0:
-            out[f"{kind}/{name}"] = yaml.safe_load(got.stdout)["metadata"]["resourceVersion"]
+            out[f"{kind}/{name}"] = written(yaml.safe_load(got.stdout))
     return out
 
 

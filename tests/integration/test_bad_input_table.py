@@ -27,7 +27,9 @@ from tests.integration.conftest import (
     example_body,
     get_vkc,
     kubectl,
+    kubectl_json,
     wait_until,
+    written,
 )
 from valkey_operator.api.spec import parse_cluster
 from valkey_operator.pki.plan import server_requirements
@@ -343,10 +345,9 @@ def test_a_bad_cipher_list_on_a_running_cluster_changes_nothing_that_runs(
                what="the StatefulSet")  # fmt: skip
 
     def versions() -> dict[str, str]:
-        each = "{range .items[*]}{.kind}/{.metadata.name}={.metadata.resourceVersion} {end}"
-        out = kubectl("get", "statefulset,configmap,secret,service", "-n", namespace,
-                      "-l", "app.kubernetes.io/instance=cache", "-o", f"jsonpath={each}")  # fmt: skip
-        return dict(item.split("=", 1) for item in out.stdout.split())
+        found = kubectl_json("get", "statefulset,configmap,secret,service", "-n", namespace,
+                             "-l", "app.kubernetes.io/instance=cache")["items"]  # fmt: skip
+        return {f"{o['kind']}/{o['metadata']['name']}": written(o) for o in found}
 
     wait_until(lambda: get_vkc(namespace).get("status", {}).get("certificates"), what="a first full pass")
     before = versions()

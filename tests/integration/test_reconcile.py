@@ -20,6 +20,7 @@ from tests.integration.conftest import (
     kubectl_json,
     passes,
     wait_until,
+    written,
 )
 
 pytestmark = pytest.mark.integration
@@ -40,10 +41,7 @@ OWNED = [
 
 
 def owned_versions(namespace: str) -> dict[tuple[str, str], str]:
-    return {
-        (kind, name): kubectl_json("get", kind, name, "-n", namespace)["metadata"]["resourceVersion"]
-        for kind, name in OWNED
-    }
+    return {(kind, name): written(kubectl_json("get", kind, name, "-n", namespace)) for kind, name in OWNED}
 
 
 def provisioned(namespace: str) -> dict[str, Any]:
