@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,17 @@ def written(obj: dict[str, Any]) -> str:
     meta["managedFields"] = [m for m in obj["metadata"].get("managedFields") or [] if m.get("subresource") != "status"]
     kept = {**{k: v for k, v in obj.items() if k not in ("status", "metadata")}, "metadata": meta}
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()
+
+
+def written_of(namespace: str, objects: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """`written()` of each (kind, name) in `namespace`, keyed "kind/name"; an absent object is left out (so
+    the same call says both "nothing was made" and "nothing made was written again")."""
+    out = {}
+    for kind, name in objects:
+        got = kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
+        if got.returncode == 0:
+            out[f"{kind}/{name}"] = written(json.loads(got.stdout))
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ from tests.integration.conftest import (
     kubectl_json,
     passes,
     wait_until,
-    written,
+    written_of,
 )
 from valkey_operator.api.spec import parse_cluster
 from valkey_operator.pki.issue import KeyPair, LeafRequest, issue_leaf, mint_ca
@@ -61,12 +61,7 @@ def good_external(namespace: str) -> dict[str, bytes]:
 
 
 def snapshot(namespace: str) -> dict[str, str]:
-    out = {}
-    for kind, name in (("secret", "cache-tls"), ("statefulset", "cache"), ("secret", "cache-connection")):
-        got = kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
-        if got.returncode == 0:
-            out[f"{kind}/{name}"] = written(yaml.safe_load(got.stdout))
-    return out
+    return written_of(namespace, (("secret", "cache-tls"), ("statefulset", "cache"), ("secret", "cache-connection")))
 
 
 def refused(namespace: str, reason: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from tests.integration.conftest import (
     kubectl_json,
     passes,
     wait_until,
-    written,
+    written_of,
 )
 
 pytestmark = pytest.mark.integration
@@ -38,10 +38,6 @@ OWNED = [
     ("statefulset", "cache"),
     ("poddisruptionbudget", "cache"),
 ]
-
-
-def owned_versions(namespace: str) -> dict[tuple[str, str], str]:
-    return {(kind, name): written(kubectl_json("get", kind, name, "-n", namespace)) for kind, name in OWNED}
 
 
 def provisioned(namespace: str) -> dict[str, Any]:
@@ -99,11 +95,12 @@ def test_a_second_reconcile_changes_nothing(operator: Any, namespace: str) -> No
     wait_until(lambda: provisioned(namespace), what="status")
     # Pods are created once; let the not-ready-outdated replacement settle first.
     wait_until(lambda: get_vkc(namespace)["status"]["phase"] == "Provisioning", what="rollout to settle")
-    before = owned_versions(namespace)
+    before = written_of(namespace, OWNED)
+    assert len(before) == len(OWNED), before.keys()  # every owned object is there to compare
 
     start = passes(operator, namespace)
     wait_until(lambda: passes(operator, namespace) >= start + 3, what="three more passes of this cluster")
-    assert owned_versions(namespace) == before
+    assert written_of(namespace, OWNED) == before
 
 
 def test_deleting_the_cluster_garbage_collects_everything(operator: Any, namespace: str) -> None:
