@@ -178,7 +178,7 @@ def under_writer(
         assert "OK" in creds.cli(top["status"]["podIP"], pod_fqdn(top["metadata"]["name"]), "SET", f"{tag}:stop", "1")
         report = json.loads(finish_pod(node, f"writer-{tag}", 180).splitlines()[-1])
     except Exception:
-        print(diagnosis(node, tag, watch))
+        print(diagnosis(node, tag, lambda: watch.finish()["timeline"], f"writer-{tag}"))
         raise
     report.update(sampled, primary_before=before, primary_after=top["metadata"]["name"])
     print(f"\n{tag}: " + json.dumps({k: v for k, v in report.items() if k != "timeline"}))
@@ -191,10 +191,10 @@ def under_writer(
     return dict(report)
 
 
-def diagnosis(node: Node, tag: str, watch: StatusWatch) -> str:
-    """What a failed fault test leaves in the log for whoever reads it: the status sampler's timeline, the
-    ValkeyCluster's status, each pod's role label, readiness and restarts, and the writer's and the operator's
-    last lines (the failure itself may be a timeout that says none of this)."""
+def diagnosis(node: Node, tag: str, timeline: Callable[[], list[str]], writer: str) -> str:
+    """What a failed fault test leaves in the log for whoever reads it: the status sampler's `timeline`, the
+    ValkeyCluster's status, each pod's role label, readiness and restarts, and the last lines of the `writer`
+    pod and of the operator (the failure itself may be a timeout that says none of this)."""
     lines = [f"--- {tag} failed"]
 
     def state() -> list[str]:
@@ -206,9 +206,9 @@ def diagnosis(node: Node, tag: str, watch: StatusWatch) -> str:
         return out
 
     reads: list[tuple[str, Callable[[], list[str]]]] = [
-        ("status and pods, second by second", lambda: list(watch.finish()["timeline"])),
+        ("status and pods, second by second", lambda: list(timeline())),
         ("status and pods now", state),
-        ("writer", lambda: [kubectl(node, "logs", f"writer-{tag}", "-n", NS, "--tail=5", check=False, timeout=20)]),
+        ("writer", lambda: [kubectl(node, "logs", writer, "-n", NS, "--tail=5", check=False, timeout=20)]),
         ("operator", lambda: [operator_logs(node, 60, timeout=20)]),
     ]  # fmt: skip
     for what, read in reads:

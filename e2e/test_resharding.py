@@ -26,12 +26,12 @@ from e2e.faults import RESUME_WITHIN_MS
 from e2e.node import Node
 from e2e.test_sharding import (
     apply_sharded,
+    cluster_settled,
     formation_under_writer,
     formed_as_asked,
     primary_deleted,
     replica_deleted,
     rotation,
-    settled,
     uids,
     under_cluster_writer,
 )
@@ -141,8 +141,11 @@ def test_a_rolling_restart_on_valkey_9_hands_each_shard_over_and_loses_nothing(
     switched = uids(node)
     patch = {"spec": {"tls": {"rotation": {"strategy": "RollingRestart"}}}}
     kubectl(node, "patch", "valkeycluster", NAME, "-n", NS, "--type=merge", "-p", json.dumps(patch))
-    wait_for(lambda: settled(node, creds) and all(uids(node).get(p) not in (None, u) for p, u in switched.items()),
-             "the roll out of HotReload", 900, every=3)  # fmt: skip
+
+    def rolled() -> bool:
+        return all(uids(node).get(p) not in (None, u) for p, u in switched.items())
+
+    wait_for(lambda: cluster_settled(node, creds) and rolled(), "the roll out of HotReload", 900, every=3)
     before = uids(node)
     switchovers = cluster_events(node).count("Switchover")
     start, rotated = rotation(node)

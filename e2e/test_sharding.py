@@ -50,7 +50,7 @@ from e2e.conftest import (
     wait_for,
     writer_script,
 )
-from e2e.faults import RESUME_WITHIN_MS, STATUS_LAG_S, restart_count, valkey_server_pid
+from e2e.faults import RESUME_WITHIN_MS, STATUS_LAG_S, diagnosis, restart_count, valkey_server_pid
 from e2e.node import Node
 from valkey_operator import names
 
@@ -243,7 +243,8 @@ class Watch:
         return round(longest, 1)
 
 
-def settled(node: Node, creds: Creds) -> bool:
+def cluster_settled(node: Node, creds: Creds) -> bool:
+    """Status says Ready and every shard serves (faults.settled is the same question of a primary with replicas)."""
     body = vkc(node)
     return body.get("status", {}).get("phase") == "Ready" and serving(node, creds)
 
@@ -267,13 +268,17 @@ def under_cluster_writer(
     watch = Watch(node, creds)
     started = time.monotonic()
     try:
-        step()
-        wait_for(lambda: done() and settled(node, creds), f"Ready again after {tag}", 600, every=2)
-        took = time.monotonic() - started
-        time.sleep(3)
-    finally:
-        sampled = watch.finish()
-    report = stop_cluster_writer(node, creds, tag)
+        try:
+            step()
+            wait_for(lambda: done() and cluster_settled(node, creds), f"Ready again after {tag}", 600, every=2)
+            took = time.monotonic() - started
+            time.sleep(3)
+        finally:
+            sampled = watch.finish()
+        report = stop_cluster_writer(node, creds, tag)
+    except Exception:
+        print(diagnosis(node, tag, lambda: watch.timeline, f"cw-{tag}"))
+        raise
     report.update(sampled, step_s=round(took, 1))
     record(tag, report)
     assert report["acked"] > 100, report
@@ -368,7 +373,7 @@ def test_a_hot_reload_rotation_restarts_nothing_and_loses_nothing(
 ) -> None:
     patch = {"spec": {"tls": {"rotation": {"strategy": "HotReload"}}}}
     kubectl(node, "patch", "valkeycluster", NAME, "-n", NS, "--type=merge", "-p", json.dumps(patch))
-    wait_for(lambda: settled(node, creds) and vkc(node)["status"].get("observedGeneration")
+    wait_for(lambda: cluster_settled(node, creds) and vkc(node)["status"].get("observedGeneration")
              == vkc(node)["metadata"]["generation"], "Ready under HotReload", 600, every=2)  # fmt: skip
     before = uids(node)
     start, rotated = rotation(node)
