@@ -360,13 +360,13 @@ class Cache:
         except StaleError:
             pass
 
-    def observed(self, kind: str, ns: str, name: str, resource_version: str | None) -> None:
-        """The watch showed the object at `resource_version`: a write it shows (or a later change) is no
+    def observed(self, kind: str, ns: str, name: str, seen: str | None) -> None:
+        """The watch showed the object at resourceVersion `seen`: a write it shows (or a later change) is no
         longer laid over the index, and its record goes now (not at the object's next read, which for a
         settled cluster comes a slow timer later: each record holds the object)."""
         with self._lock:
             wrote = self._wrote.get((kind, ns, name))
-            if wrote is not None and resource_version is not None and not _behind(resource_version, wrote):
+            if wrote is not None and seen is not None and not _behind(seen, wrote):
                 self._forget((kind, ns, name))
 
     def _forget_if(self, key: tuple[str, str, str], wrote: _Wrote) -> None:
