@@ -201,6 +201,7 @@ class Result:
     sync_s: float = 0.0
     passes: list[float] = field(default_factory=list)
     late: list[float] = field(default_factory=list)
+    late_timer: list[float] = field(default_factory=list)  # of the passes a cluster's own last pass asked for
     gaps: list[float] = field(default_factory=list)
     sync_calls: dict[str, Counter[str]] = field(default_factory=dict)
     idle_calls: dict[str, Counter[str]] = field(default_factory=dict)
@@ -428,6 +429,7 @@ def _from_log(res: Result, log: Path, idle_from: datetime) -> None:
     passes = _log_passes(log)
     res.passes = [p[3] for p in passes if p[0] < idle_from]
     res.late = [p[4] for p in passes if p[4] is not None]
+    res.late_timer = [p[4] for p in passes if p[4] is not None and p[2] == "timer"]
     res.idle_passes = sum(1 for p in passes if p[0] >= idle_from)
     last: dict[str, datetime] = {}
     for at, name, _, _, _ in passes:
@@ -450,6 +452,7 @@ class Floor:
     """The same writes a fleet's first passes make, by a bare client on a fresh control plane."""
 
     count: int
+    gets: bool = False  # one GET of each object's name before its apply, as a cluster's first pass makes
     seconds: float = 0.0
     writes: int = 0
     control_plane: dict[str, float] = field(default_factory=dict)
@@ -466,18 +469,19 @@ def _fleet_docs(namespace: str, count: int) -> list[dict[str, Any]]:
     return docs
 
 
-def measure_floor(count: int) -> Floor:
+def measure_floor(count: int, gets: bool = False) -> Floor:
     """What the control plane needs for the sync with no operator at all: the ValkeyClusters applied, then
     each one's rendered objects applied (server-side, FLOOR_THREADS at once) and its status patched once, as
     the operator's first passes do. The StatefulSets' pods are created and scheduled meanwhile, as in the
-    sync. No GET: a floor of writes only."""
+    sync. Without `gets`, a floor of writes only; with it, each apply comes after a GET of its name (the
+    operator asks so for each name its watches have not shown: what those GETs cost the sync)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from valkey_operator import names
     from valkey_operator.k8s.client import Kube
     from valkey_operator.render import render_documents
 
-    out = Floor(count)
+    out = Floor(count, gets)
     with fresh_control_plane():
         namespace = f"floor-{count}"
         kubectl("create", "namespace", namespace)
@@ -490,11 +494,17 @@ def measure_floor(count: int) -> Floor:
             meta = doc["metadata"]
             return kube.patch_status(names.API_VERSION, names.KIND, meta["namespace"], meta["name"], status)
 
+        def write(manifest: dict[str, Any]) -> object:
+            if gets:
+                meta = manifest["metadata"]
+                kube.get(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
+            return kube.apply(manifest)
+
         s0 = Sample.take(os.getpid())
         start = time.monotonic()
         kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(docs))
         with ThreadPoolExecutor(FLOOR_THREADS) as pool:
-            list(pool.map(kube.apply, manifests))
+            list(pool.map(write, manifests))
             list(pool.map(patch, docs))
         out.seconds = time.monotonic() - start
         s1 = Sample.take(os.getpid())
@@ -508,8 +518,9 @@ def report_floor(floors: list[Floor]) -> None:
     print("\nThe floor: the same writes by a bare client, no operator (see measure_floor)")
     for f in floors:
         cpu = ", ".join(f"{who} {f.control_plane.get(who, 0.0):.1f} s" for who in CONTROL_PLANE.values())
+        gets = ", a GET before each apply" if f.gets else ""
         print(
-            f"  n={f.count}: {f.writes} writes in {f.seconds:.1f} s ({f.writes / max(f.seconds, 1e-9):.0f}/s), "
+            f"  n={f.count}{gets}: {f.writes} writes in {f.seconds:.1f} s ({f.writes / max(f.seconds, 1e-9):.0f}/s), "
             f"machine busy {100 * f.busy:.0f} %; CPU: {cpu}"
         )
 
@@ -529,6 +540,10 @@ def report(results: list[Result]) -> None:
     row(
         "pass started after due p50 / p95 (s)",
         [f"{_q(r.late, 50):.2f} / {_q(r.late, 95):.2f}" if r.late else "n/a" for r in results],
+    )
+    row(
+        "  of revisits a pass asked for (timer)",
+        [f"{_q(r.late_timer, 50):.2f} / {_q(r.late_timer, 95):.2f}" if r.late_timer else "n/a" for r in results],
     )
     row(
         "gap between passes of one cluster p50/p95 (s)",
@@ -627,7 +642,9 @@ def main() -> None:
         "--census", action="store_true", help="print the operator's objects after the sync, without tracemalloc"
     )
     parser.add_argument(
-        "--floor", action="store_true", help="also time the same writes by a bare client, no operator (a floor)"
+        "--floor",
+        action="store_true",
+        help="also time the same writes by a bare client, no operator (a floor), without and with the GETs",
     )
     args = parser.parse_args()
     counts = args.count or [200]
@@ -641,7 +658,7 @@ def main() -> None:
             for code, source in codes:
                 print(f"measuring {code} with {count} clusters...", file=sys.stderr, flush=True)
                 results.append(run_one(code, source, count, args.idle, frames))
-    floors = [measure_floor(count) for count in counts] if args.floor else []
+    floors = [measure_floor(count, gets) for count in counts for gets in (False, True)] if args.floor else []
     report(results)
     report_floor(floors)
     for r in results:
