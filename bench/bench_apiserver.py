@@ -4,7 +4,9 @@ For each code (this checkout, and `--baseline REF` from a git worktree) and each
 control plane of its own (the project's; none is left over from the run before):
 - the time until every ValkeyCluster is Ready-for-pods (all owned objects created and status written);
 - the operator's reconcile passes (p50/p95, from its log) and their rhythm: how late each started after it
-  was due (this checkout's log says so), and the gap between passes of one cluster;
+  was due (this checkout's log says so), in all and by what asked for it (an admission or edit of the
+  cluster, news of an owned object, a revisit its last pass asked for, a sweep), and the gap between
+  passes of one cluster;
 - the API requests the operator made, by verb, for the initial sync and for `--idle` seconds after it, from
   the API server's own counters: the operator runs as a user of its own, and one FlowSchema per verb
   matches only that user, so `apiserver_flowcontrol_dispatched_requests_total` by FlowSchema is the
@@ -201,7 +203,7 @@ class Result:
     sync_s: float = 0.0
     passes: list[float] = field(default_factory=list)
     late: list[float] = field(default_factory=list)
-    late_timer: list[float] = field(default_factory=list)  # of the passes a cluster's own last pass asked for
+    late_by: dict[str, list[float]] = field(default_factory=dict)  # by what asked for the pass
     gaps: list[float] = field(default_factory=list)
     sync_calls: dict[str, Counter[str]] = field(default_factory=dict)
     idle_calls: dict[str, Counter[str]] = field(default_factory=dict)
@@ -429,13 +431,28 @@ def _from_log(res: Result, log: Path, idle_from: datetime) -> None:
     passes = _log_passes(log)
     res.passes = [p[3] for p in passes if p[0] < idle_from]
     res.late = [p[4] for p in passes if p[4] is not None]
-    res.late_timer = [p[4] for p in passes if p[4] is not None and p[2] == "timer"]
+    for p in passes:
+        if p[4] is not None:
+            res.late_by.setdefault(p[2], []).append(p[4])
     res.idle_passes = sum(1 for p in passes if p[0] >= idle_from)
     last: dict[str, datetime] = {}
     for at, name, _, _, _ in passes:
         if name in last:
             res.gaps.append((at - last[name]).total_seconds())
         last[name] = at
+
+
+# What asks for a pass (the scheduler's reasons, in the operator's log line), for the after-due rows.
+PASS_REASONS = {
+    "reconcile": "admitted or edited",
+    "watch": "owned-object news",
+    "timer": "timer revisit",
+    "sweep": "namespace sweep",
+}
+
+
+def _late(values: list[float]) -> str:
+    return f"{len(values)}, {_q(values, 50):.2f} / {_q(values, 95):.2f}" if values else "0"
 
 
 def _q(values: list[float], q: int) -> float:
@@ -541,10 +558,11 @@ def report(results: list[Result]) -> None:
         "pass started after due p50 / p95 (s)",
         [f"{_q(r.late, 50):.2f} / {_q(r.late, 95):.2f}" if r.late else "n/a" for r in results],
     )
-    row(
-        "  of revisits a pass asked for (timer)",
-        [f"{_q(r.late_timer, 50):.2f} / {_q(r.late_timer, 95):.2f}" if r.late_timer else "n/a" for r in results],
-    )
+    for reason, what in PASS_REASONS.items():
+        row(
+            f"  {what} (n; p50 / p95 s)",
+            [_late(r.late_by.get(reason, [])) for r in results],
+        )
     row(
         "gap between passes of one cluster p50/p95 (s)",
         [f"{_q(r.gaps, 50):.1f} / {_q(r.gaps, 95):.1f}" for r in results],
