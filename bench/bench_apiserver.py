@@ -5,8 +5,8 @@ control plane of its own (the project's; none is left over from the run before):
 - the time until every ValkeyCluster is Ready-for-pods (all owned objects created and status written);
 - the operator's reconcile passes (p50/p95, from its log) and their rhythm: how late each started after it
   was due (this checkout's log says so), in all and by what asked for it (an admission or edit of the
-  cluster, news of an owned object, a revisit its last pass asked for, a sweep), and the gap between
-  passes of one cluster;
+  cluster, news of an owned object, a revisit its last pass asked for, a sweep, a role check that found
+  roles moved), and the gap between passes of one cluster;
 - the API requests the operator made, by verb, for the initial sync and for `--idle` seconds after it, from
   the API server's own counters: the operator runs as a user of its own, and one FlowSchema per verb
   matches only that user, so `apiserver_flowcontrol_dispatched_requests_total` by FlowSchema is the
@@ -448,11 +448,15 @@ PASS_REASONS = {
     "watch": "owned-object news",
     "timer": "timer revisit",
     "sweep": "namespace sweep",
+    "role-check": "role check: roles moved",
 }
 
 
-def _late(values: list[float]) -> str:
-    return f"{len(values)}, {_q(values, 50):.2f} / {_q(values, 95):.2f}" if values else "0"
+def _late(values: list[float] | None) -> str:
+    """Passes started after due: how many; p50 / p95 (s). n/a for a log that does not say (an older code)."""
+    if values is None:
+        return "n/a"
+    return f"{len(values)}; {_q(values, 50):.2f} / {_q(values, 95):.2f}" if values else "0"
 
 
 def _q(values: list[float], q: int) -> float:
@@ -535,7 +539,7 @@ def report_floor(floors: list[Floor]) -> None:
     print("\nThe floor: the same writes by a bare client, no operator (see measure_floor)")
     for f in floors:
         cpu = ", ".join(f"{who} {f.control_plane.get(who, 0.0):.1f} s" for who in CONTROL_PLANE.values())
-        gets = ", a GET before each apply" if f.gets else ""
+        gets = f", {f.writes - 2 * f.count} GETs, one before each apply" if f.gets else ""
         print(
             f"  n={f.count}{gets}: {f.writes} writes in {f.seconds:.1f} s ({f.writes / max(f.seconds, 1e-9):.0f}/s), "
             f"machine busy {100 * f.busy:.0f} %; CPU: {cpu}"
@@ -554,15 +558,10 @@ def report(results: list[Result]) -> None:
     row("all ready-for-pods (s)", [f"{r.sync_s:.1f}" for r in results])
     row("reconcile passes during sync", [str(len(r.passes)) for r in results])
     row("reconcile p50 / p95 (ms)", [f"{1000 * _q(r.passes, 50):.0f} / {1000 * _q(r.passes, 95):.0f}" for r in results])
-    row(
-        "pass started after due p50 / p95 (s)",
-        [f"{_q(r.late, 50):.2f} / {_q(r.late, 95):.2f}" if r.late else "n/a" for r in results],
-    )
-    for reason, what in PASS_REASONS.items():
-        row(
-            f"  {what} (n; p50 / p95 s)",
-            [_late(r.late_by.get(reason, [])) for r in results],
-        )
+    row("pass started after due (n; p50 / p95 s)", [_late(r.late or None) for r in results])
+    others = sorted({reason for r in results for reason in r.late_by} - set(PASS_REASONS))
+    for reason, what in [*PASS_REASONS.items(), *((o, o) for o in others)]:
+        row(f"  {what}", [_late(r.late_by.get(reason, []) if r.late else None) for r in results])
     row(
         "gap between passes of one cluster p50/p95 (s)",
         [f"{_q(r.gaps, 50):.1f} / {_q(r.gaps, 95):.1f}" for r in results],

@@ -91,7 +91,7 @@ class StatusWatch:
         self.thread.join(15)
         return {"false_ready_s": self._longest(lambda s: s["says_ready"] and not s["pods_ready"]),
                 "late_ready_s": self._longest(lambda s: s["pods_ready"] and not s["says_ready"]),
-                "timeline": self._changes()}  # fmt: skip
+                "timeline": self.changes()}  # fmt: skip
 
     def _longest(self, bad: Callable[[dict[str, Any]], bool]) -> float:
         longest, since = 0.0, None
@@ -103,7 +103,8 @@ class StatusWatch:
                 since = None
         return round(longest, 1)
 
-    def _changes(self) -> list[str]:
+    def changes(self) -> list[str]:
+        """The timeline: what status and the pods said, at each change."""
         out, last = [], None
         for s in self.samples:
             line = s.get("error") or f"status {s['status']}, pods {s['pods']}"
@@ -178,7 +179,7 @@ def under_writer(
         assert "OK" in creds.cli(top["status"]["podIP"], pod_fqdn(top["metadata"]["name"]), "SET", f"{tag}:stop", "1")
         report = json.loads(finish_pod(node, f"writer-{tag}", 180).splitlines()[-1])
     except Exception:
-        print(diagnosis(node, tag, lambda: watch.finish()["timeline"], f"writer-{tag}"))
+        print(diagnosis(node, tag, watch.changes, f"writer-{tag}"))
         raise
     report.update(sampled, primary_before=before, primary_after=top["metadata"]["name"])
     print(f"\n{tag}: " + json.dumps({k: v for k, v in report.items() if k != "timeline"}))

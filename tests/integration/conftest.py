@@ -83,6 +83,8 @@ def written_of(namespace: str, objects: Iterable[tuple[str, str]]) -> dict[str, 
         got = kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
         if got.returncode == 0:
             out[f"{kind}/{name}"] = written(json.loads(got.stdout))
+        elif "NotFound" not in got.stderr:  # an API server that failed to answer says nothing of absence
+            raise AssertionError(f"kubectl get {kind} {name} failed: {got.stderr}")
     return out
 
 

@@ -60,8 +60,11 @@ def good_external(namespace: str) -> dict[str, bytes]:
     return {"tls.crt": leaf.cert_pem, "tls.key": leaf.key_pem, "ca.crt": ca.cert_pem}
 
 
+WATCHED = (("secret", "cache-tls"), ("statefulset", "cache"), ("secret", "cache-connection"))
+
+
 def snapshot(namespace: str) -> dict[str, str]:
-    return written_of(namespace, (("secret", "cache-tls"), ("statefulset", "cache"), ("secret", "cache-connection")))
+    return written_of(namespace, WATCHED)
 
 
 def refused(namespace: str, reason: str) -> dict[str, Any]:
@@ -132,6 +135,7 @@ def test_broken_external_secret_on_a_running_cluster_changes_nothing(
     wait_until(lambda: condition(get_vkc(namespace), "CertificatesReady").get("status") == "True", what="ready")
     wait_until(lambda: len(kubectl_json("get", "pods", "-n", namespace)["items"]) == 3, what="pods")
     before = snapshot(namespace)
+    assert len(before) == len(WATCHED), before.keys()  # every watched object is there to compare
     pods_before = {p["metadata"]["uid"] for p in kubectl_json("get", "pods", "-n", namespace)["items"]}
     secret(namespace, "my-certs", make(namespace))
     body = wait_until(lambda: refused(namespace, reason), what=reason)
