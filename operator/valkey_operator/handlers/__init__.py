@@ -312,7 +312,7 @@ def _register_cluster_handlers(reg: kopf.OperatorRegistry) -> None:
 def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     """Every handler, registered with this config's intervals."""
     reg = kopf.OperatorRegistry()
-    kopf_fixes.install()  # a deleted namespace must never stop the whole operator
+    kopf_fixes.install()  # a deleted namespace must never stop the whole operator; one made at start is served
     kopf_streams.install()  # kopf holds watched objects without their managedFields
     kopf_logs.install()  # no line per watch event that a handler took in
 

@@ -1,18 +1,27 @@
-"""A workaround for a kopf bug that stops the whole operator (seen in kopf 1.45.2).
+"""Workarounds for two kopf bugs (seen in kopf 1.45.2).
 
-kopf holds every handler back until its indexes are filled. Each watcher (one per resource kind and
-namespace) holds a toggle of `operator_indexed` until its first LIST is done, and each object that LIST
-brings holds one until its index handlers ran. When a watched namespace goes away (or a CRD is removed)
-while such a watcher still lists or its objects still wait, kopf stops the watcher and its per-object
-workers but never drops their toggles: from then on it handles nothing, for any cluster, until the
-process restarts. It happens when a namespace is deleted while the operator starts, or while cert-manager's
-CRDs arrive (a Certificates watcher starts in every namespace, and its first LIST can be refused for a
-while: "storage is (re)initializing").
+**Toggles left behind stop the whole operator.** kopf holds every handler back until its indexes are
+filled. Each watcher (one per resource kind and namespace) holds a toggle of `operator_indexed` until its
+first LIST is done, and each object that LIST brings holds one until its index handlers ran. When a watched
+namespace goes away (or a CRD is removed) while such a watcher still lists or its objects still wait, kopf
+stops the watcher and its per-object workers but never drops their toggles: from then on it handles
+nothing, for any cluster, until the process restarts. It happens when a namespace is deleted while the
+operator starts, or while cert-manager's CRDs arrive (a Certificates watcher starts in every namespace,
+and its first LIST can be refused for a while: "storage is (re)initializing").
 
 `install()` wraps kopf's watcher: when one ends, the toggles it made (in its own task: its objects' ones)
 and its own are dropped if still off. Another namespace's watcher of the same kind is left alone: kopf
 names an object's toggle by kind and uid only. kopf's orchestration looks the watcher up in its module at
 each spawn, so the wrapper serves every watcher.
+
+**A namespace created while the operator starts is never served.** Watching namespace patterns, kopf lists
+the namespaces once (the ones it serves from the start), and then its namespace watcher lists them again
+and watches from that second listing, but ignores what the second listing shows. A namespace created
+between the two listings is in neither the first listing nor the watch: kopf never serves it, and its
+ValkeyClusters get no pass until the operator restarts (a CI run saw it: a namespace created as the
+operator started). `install()` wraps kopf's namespace-event processor: a namespace a listing shows that kopf
+does not serve yet (and should) is served, as an ADDED event would have made it; one it serves already
+costs nothing. kopf's namespace observer looks the processor up in its module when it starts.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from kopf._cogs.aiokits import aiotoggles
-from kopf._core.reactor import queueing
+from kopf._core.reactor import observation, queueing
 
 # A running watcher's task -> the toggles it made, weakly: those kopf dropped go (its objects' toggles,
 # made until the operator is first indexed), and one left off is still held by operator_indexed.
@@ -39,7 +48,38 @@ def leftover(own: Any, made: Iterable[Any]) -> list[Any]:
 
 
 def install() -> None:
-    """Wrap kopf's watcher, and record which watcher makes each toggle; once per process."""
+    """Both workarounds; once per process."""
+    _drop_leftover_toggles()
+    _serve_listed_namespaces()
+
+
+def _serve_listed_namespaces() -> None:
+    """Wrap kopf's namespace-event processor: a listed namespace it does not serve yet is served."""
+    if getattr(observation.process_discovered_namespace_event, "_valkey_serves_listed", False):
+        return
+    original = observation.process_discovered_namespace_event
+
+    @functools.wraps(original)
+    async def process_discovered_namespace_event(
+        *, raw_event: Any, namespaces: Any, insights: Any, **kwargs: Any
+    ) -> None:
+        if raw_event.get("type") is not None:
+            await original(raw_event=raw_event, namespaces=namespaces, insights=insights, **kwargs)
+            return
+        name = raw_event["object"]["metadata"]["name"]
+        if name in insights.namespaces:
+            return  # served already: the usual case, every namespace of every listing
+        async with insights.revised:
+            observation.revise_namespaces(raw_events=[raw_event], insights=insights, namespaces=namespaces)
+            if name in insights.namespaces:  # it matches a pattern and is not being deleted
+                insights.revised.notify_all()
+
+    process_discovered_namespace_event._valkey_serves_listed = True  # type: ignore[attr-defined]
+    observation.process_discovered_namespace_event = process_discovered_namespace_event
+
+
+def _drop_leftover_toggles() -> None:
+    """Wrap kopf's watcher, and record which watcher makes each toggle."""
     if getattr(queueing.watcher, "_valkey_drops_toggles", False):
         return
     original_make = aiotoggles.ToggleSet.make_toggle

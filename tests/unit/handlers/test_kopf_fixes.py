@@ -13,8 +13,8 @@ import pytest
 from kopf._cogs.aiokits.aiotoggles import ToggleSet
 from kopf._cogs.clients import watching
 from kopf._cogs.configs.configuration import OperatorSettings
-from kopf._cogs.structs.references import Resource
-from kopf._core.reactor import queueing
+from kopf._cogs.structs.references import Insights, Resource
+from kopf._core.reactor import observation, queueing
 
 from valkey_operator.handlers import kopf_fixes
 
@@ -85,5 +85,62 @@ def test_a_watcher_stopped_mid_list_leaves_no_toggle_and_another_namespaces_stay
         kept.cancel()
         await asyncio.gather(kept, return_exceptions=True)
         await asyncio.wait_for(indexed.wait_for(True), timeout=5)  # the operator handles events again
+
+    asyncio.run(main())
+
+
+def _namespace(name: str, event: str | None = None, **status: Any) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if status:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return {"type": event, "object": {"metadata": meta, "status": status}}
+
+
+TERMINATING = {"conditions": [{"type": "NamespaceDeletionContentFailure", "status": "False"}]}
+
+
+@pytest.mark.parametrize(
+    ("served", "event", "serves", "revised"),
+    [
+        # kopf ignores its watcher's listing: a namespace created since its first one is served only so.
+        (set(), _namespace("t-new"), {"t-new"}, True),
+        # Every listing shows the namespaces served already: nothing changes, nothing is revised.
+        ({"t-old"}, _namespace("t-old"), {"t-old"}, False),
+        # Not one of the operator's namespaces.
+        (set(), _namespace("other"), set(), False),
+        # Being deleted: not served.
+        (set(), _namespace("t-going", **TERMINATING), set(), False),
+        # The watch's own events stay kopf's: an ADDED serves, a DELETED stops serving.
+        (set(), _namespace("t-added", "ADDED"), {"t-added"}, True),
+        ({"t-gone"}, _namespace("t-gone", "DELETED"), set(), True),
+    ],
+    ids=["listed-new", "listed-served", "listed-other", "listed-terminating", "added", "deleted"],
+)
+def test_a_listed_namespace_not_served_yet_is_served(
+    monkeypatch: pytest.MonkeyPatch, served: set[str], event: dict[str, Any], serves: set[str], revised: bool
+) -> None:
+    """kopf's real namespace processor and Insights; the wrapper serves what a listing shows."""
+    processor = observation.process_discovered_namespace_event
+    monkeypatch.setattr(observation, "process_discovered_namespace_event", processor)  # restored afterwards
+    monkeypatch.setattr(queueing, "watcher", queueing.watcher)  # restored afterwards, as is make_toggle
+    monkeypatch.setattr(ToggleSet, "make_toggle", ToggleSet.make_toggle)
+    kopf_fixes.install()
+
+    async def main() -> None:
+        insights = Insights()
+        insights.namespaces.update(served)
+
+        async def waiter() -> None:
+            async with insights.revised:
+                await insights.revised.wait()
+
+        waiting = asyncio.create_task(waiter())
+        await asyncio.sleep(0)  # the waiter holds nothing but waits for a revision
+        await observation.process_discovered_namespace_event(raw_event=event, namespaces=["t-*"], insights=insights)
+        await asyncio.sleep(0.01)
+        assert insights.namespaces == serves
+        assert waiting.done() is revised
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
 
     asyncio.run(main())
