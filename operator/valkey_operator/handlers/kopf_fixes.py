@@ -17,11 +17,14 @@ each spawn, so the wrapper serves every watcher.
 **A namespace created while the operator starts is never served.** Watching namespace patterns, kopf lists
 the namespaces once (the ones it serves from the start), and then its namespace watcher lists them again
 and watches from that second listing, but ignores what the second listing shows. A namespace created
-between the two listings is in neither the first listing nor the watch: kopf never serves it, and its
-ValkeyClusters get no pass until the operator restarts (a CI run saw it: a namespace created as the
-operator started). `install()` wraps kopf's namespace-event processor: a namespace a listing shows that kopf
-does not serve yet (and should) is served, as an ADDED event would have made it; one it serves already
-costs nothing. kopf's namespace observer looks the processor up in its module when it starts.
+between the two listings is in neither the first listing nor the watch: kopf does not serve it, and its
+ValkeyClusters get no pass, until the Namespace object itself changes (rarely) or the operator restarts (a
+CI run saw it: a namespace created as the operator started). A re-listing after a 410 Gone is ignored the
+same way. `install()` wraps kopf's namespace-event processor: a namespace a listing shows that kopf does not
+serve yet (and should) is served, as an ADDED event would have made it; one it serves already, or one
+that is not the operator's, costs nothing. kopf's namespace observer looks the processor up in its module
+when it starts. Not covered (nor by kopf): a namespace deleted within such a gap keeps its watchers, which
+list nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from kopf._cogs.aiokits import aiotoggles
+from kopf._cogs.structs import references
 from kopf._core.reactor import observation, queueing
 
 # A running watcher's task -> the toggles it made, weakly: those kopf dropped go (its objects' toggles,
@@ -67,8 +71,8 @@ def _serve_listed_namespaces() -> None:
             await original(raw_event=raw_event, namespaces=namespaces, insights=insights, **kwargs)
             return
         name = raw_event["object"]["metadata"]["name"]
-        if name in insights.namespaces:
-            return  # served already: the usual case, every namespace of every listing
+        if name in insights.namespaces or not any(references.match_namespace(name, p) for p in namespaces):
+            return  # served already (every listing shows them all), or not one of the operator's
         async with insights.revised:
             observation.revise_namespaces(raw_events=[raw_event], insights=insights, namespaces=namespaces)
             if name in insights.namespaces:  # it matches a pattern and is not being deleted

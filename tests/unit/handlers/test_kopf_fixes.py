@@ -19,6 +19,15 @@ from kopf._core.reactor import observation, queueing
 from valkey_operator.handlers import kopf_fixes
 
 
+def _install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kopf_fixes.install(), with what it wraps restored after the test."""
+    monkeypatch.setattr(queueing, "watcher", queueing.watcher)
+    monkeypatch.setattr(ToggleSet, "make_toggle", ToggleSet.make_toggle)
+    processor = observation.process_discovered_namespace_event
+    monkeypatch.setattr(observation, "process_discovered_namespace_event", processor)
+    kopf_fixes.install()
+
+
 def test_leftover_is_what_the_watcher_made_and_its_own_toggle_while_off() -> None:
     async def main() -> None:
         indexed = ToggleSet(all)
@@ -50,9 +59,7 @@ def test_a_watcher_stopped_mid_list_leaves_no_toggle_and_another_namespaces_stay
         await asyncio.sleep(3600)
 
     monkeypatch.setattr(watching, "infinite_watch", stream)
-    monkeypatch.setattr(queueing, "watcher", queueing.watcher)  # restored afterwards, as is make_toggle
-    monkeypatch.setattr(ToggleSet, "make_toggle", ToggleSet.make_toggle)
-    kopf_fixes.install()
+    _install(monkeypatch)
     kopf_fixes.install()  # once per process: a second call wraps nothing again
     settings = OperatorSettings()
     settings.queueing.exit_timeout = 0.1
@@ -120,11 +127,7 @@ def test_a_listed_namespace_not_served_yet_is_served(
     monkeypatch: pytest.MonkeyPatch, served: set[str], event: dict[str, Any], serves: set[str], revised: bool
 ) -> None:
     """kopf's real namespace processor and Insights; the wrapper serves what a listing shows."""
-    processor = observation.process_discovered_namespace_event
-    monkeypatch.setattr(observation, "process_discovered_namespace_event", processor)  # restored afterwards
-    monkeypatch.setattr(queueing, "watcher", queueing.watcher)  # restored afterwards, as is make_toggle
-    monkeypatch.setattr(ToggleSet, "make_toggle", ToggleSet.make_toggle)
-    kopf_fixes.install()
+    _install(monkeypatch)
 
     async def main() -> None:
         insights = Insights()
