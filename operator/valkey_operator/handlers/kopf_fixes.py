@@ -14,7 +14,7 @@ and its own are dropped if still off. Another namespace's watcher of the same ki
 names an object's toggle by kind and uid only. kopf's orchestration looks the watcher up in its module at
 each spawn, so the wrapper serves every watcher.
 
-**A namespace created while the operator starts is never served.** Watching namespace patterns, kopf lists
+**A namespace created while the operator starts is not served until it changes.** Watching namespace patterns, kopf lists
 the namespaces once (the ones it serves from the start), and then its namespace watcher lists them again
 and watches from that second listing, but ignores what the second listing shows. A namespace created
 between the two listings is in neither the first listing nor the watch: kopf does not serve it, and its
