@@ -14,17 +14,17 @@ and its own are dropped if still off. Another namespace's watcher of the same ki
 names an object's toggle by kind and uid only. kopf's orchestration looks the watcher up in its module at
 each spawn, so the wrapper serves every watcher.
 
-**A namespace created while the operator starts is not served until it changes.** Watching namespace patterns, kopf lists
-the namespaces once (the ones it serves from the start), and then its namespace watcher lists them again
-and watches from that second listing, but ignores what the second listing shows. A namespace created
-between the two listings is in neither the first listing nor the watch: kopf does not serve it, and its
-ValkeyClusters get no pass, until the Namespace object itself changes (rarely) or the operator restarts (a
-CI run saw it: a namespace created as the operator started). A re-listing after a 410 Gone is ignored the
-same way. `install()` wraps kopf's namespace-event processor: a namespace a listing shows that kopf does not
-serve yet (and should) is served, as an ADDED event would have made it; one it serves already, or one
-that is not the operator's, costs nothing. kopf's namespace observer looks the processor up in its module
-when it starts. Not covered (nor by kopf): a namespace deleted within such a gap keeps its watchers, which
-list nothing.
+**A namespace created while the operator starts is not served until it changes.** Watching namespace
+patterns, kopf lists the namespaces once (the ones it serves from the start), and then its namespace
+watcher lists them again and watches from that second listing, but ignores what the second listing shows.
+A namespace created between the two listings is in neither the first listing nor the watch: kopf does not
+serve it, and its ValkeyClusters get no pass, until the Namespace object itself changes (rarely) or the
+operator restarts (a CI run saw it: a namespace created as the operator started). A re-listing after a 410
+Gone is ignored the same way. `install()` wraps kopf's namespace-event processor: a namespace a listing
+shows that kopf does not serve yet (and should) is served, as an ADDED event would have made it; one it
+serves already, or one that is not the operator's, costs nothing. kopf's namespace observer looks the
+processor up in its module when it starts. Not covered (nor by kopf): a namespace deleted within such a
+gap keeps its watchers, which list nothing.
 """
 
 from __future__ import annotations

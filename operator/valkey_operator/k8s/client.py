@@ -84,6 +84,13 @@ NAMESPACE_OBSERVER_PERMISSIONS: list[dict[str, Any]] = [
 
 
 CONNECTION_POOL = 32
+# Seconds: (connect and TLS handshake, each read) for every request of this client. The kubernetes client
+# passes no timeout by default, and urllib3 then waits forever: a request to an API server that stopped
+# answering (a half-open connection, a frozen process) would hold its pass, and so its cluster, for good.
+# urllib3 tries a GET up to four times (its default retries; a write once after it was sent), so a hung GET
+# ends within two minutes, a hung write within 30 s; the pass fails and is tried again (5 s, doubling). A
+# write the API server finishes after this client gave up is applied again, unchanged, by that pass.
+REQUEST_TIMEOUT = (10.0, 30.0)
 METADATA_ONLY = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json"
 
 
@@ -116,11 +123,26 @@ def with_conflict_retry(action: Callable[[], T], attempts: int = 5) -> T:
     raise AssertionError("unreachable")
 
 
-class Kube:
-    """A thin adapter over the dynamic client; every method is one API call."""
+def bound_requests(api_client: k8s.ApiClient, timeout: tuple[float, float]) -> None:
+    """Every request of `api_client` that names no timeout of its own gets `timeout` (connect, read), the
+    dynamic client's discovery included; once per client (a second call changes the bound)."""
+    rest: Any = api_client.rest_client
+    request: Callable[..., Any] = getattr(rest, "_unbounded_request", rest.request)
 
-    def __init__(self, api_client: k8s.ApiClient | None = None) -> None:
+    def bounded(*args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
+        return request(*args, _request_timeout=_request_timeout or timeout, **kwargs)
+
+    rest._unbounded_request = request
+    rest.request = bounded
+
+
+class Kube:
+    """A thin adapter over the dynamic client; every method is one API call, and none waits for an answer
+    longer than `timeout` (REQUEST_TIMEOUT)."""
+
+    def __init__(self, api_client: k8s.ApiClient | None = None, timeout: tuple[float, float] = REQUEST_TIMEOUT) -> None:
         self.api_client = api_client or load_config()
+        bound_requests(self.api_client, timeout)  # before the dynamic client: it asks for /version at once
         self.dynamic = DynamicClient(self.api_client)
         self._resources: dict[tuple[str, str], Any] = {}
         self._rediscovered = -REDISCOVER_EVERY
