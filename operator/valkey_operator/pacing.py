@@ -5,6 +5,8 @@ a look that found nothing to do and changed nothing backs off (events report pod
 changes anyway), up to FAST_BACKOFF_CAP. While no pod of the cluster runs, nothing in Valkey can move and
 what the cluster waits for arrives as pod events: a quiet look then waits for the slow timer. A settled
 cluster is looked at on the slow timer, jittered so that a fleet created at once does not wake at once.
+A time the pass asked for, a fast look and the clock's own wake-up are promised (`prompt`: the pass queue
+starts them ahead of admissions and news); the slow timer is not.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ MIN_WAKE = 1.0  # seconds: the clock's own wake-ups are never sooner than this
 class Pace:
     delay: float  # seconds until the next pass
     step: float  # the fast look's current step (0: not looking fast), fed back to the next call
+    prompt: bool = False  # a promised time (asked for, a fast look, the clock's wake-up), not the slow timer
 
 
 def next_pass(
@@ -40,7 +43,7 @@ def next_pass(
     `jitter`: uniform in [0, 1)."""
     slow = slow_interval * (1.0 - SLOW_JITTER * jitter)
     if retry_after is not None:
-        return Pace(retry_after, step)
+        return Pace(retry_after, step, prompt=True)
     if fast:
         if step <= 0 or not quiet:
             step = fast_interval
@@ -49,6 +52,7 @@ def next_pass(
         delay = min(step, slow)
     else:
         step, delay = 0.0, slow
+    prompt = delay < slow
     if wake_in is not None and wake_in < delay:
-        delay = max(wake_in, MIN_WAKE)
-    return Pace(delay, step)
+        delay, prompt = max(wake_in, MIN_WAKE), True
+    return Pace(delay, step, prompt)

@@ -1,4 +1,5 @@
-"""When the next pass is due: a table of what the last pass found."""
+"""When the next pass is due, and whether that time is promised (the prompt lane): a table of what the
+last pass found."""
 
 from __future__ import annotations
 
@@ -20,10 +21,18 @@ def pace(**kw: object) -> Pace:
     [
         ("settled: the slow timer", {}, Pace(300.0, 0.0)),
         ("settled, jittered down by up to 15 %", {"jitter": 0.999}, Pace(SLOW * (1 - 0.15 * 0.999), 0.0)),
-        ("the pass asked for a time: taken as is", {"retry_after": 0.5, "fast": True, "step": 20.0}, Pace(0.5, 20.0)),
-        ("work in flight, first look", {"fast": True}, Pace(5.0, 5.0)),
-        ("in flight, quiet again: doubles", {"fast": True, "step": 5.0}, Pace(10.0, 10.0)),
-        ("in flight, quiet: capped", {"fast": True, "step": 20.0}, Pace(FAST_BACKOFF_CAP, FAST_BACKOFF_CAP)),
+        (
+            "the pass asked for a time: taken as is",
+            {"retry_after": 0.5, "fast": True, "step": 20.0},
+            Pace(0.5, 20.0, prompt=True),
+        ),
+        ("work in flight, first look", {"fast": True}, Pace(5.0, 5.0, prompt=True)),
+        ("in flight, quiet again: doubles", {"fast": True, "step": 5.0}, Pace(10.0, 10.0, prompt=True)),
+        (
+            "in flight, quiet: capped",
+            {"fast": True, "step": 20.0},
+            Pace(FAST_BACKOFF_CAP, FAST_BACKOFF_CAP, prompt=True),
+        ),
         (
             "no pod runs, quiet: the slow timer (pod events start passes)",
             {"fast": True, "step": 5.0, "pods_running": False},
@@ -32,12 +41,12 @@ def pace(**kw: object) -> Pace:
         (
             "no pod runs, it acted: a fast look (its own writes echo)",
             {"fast": True, "step": SLOW, "pods_running": False, "quiet": False},
-            Pace(5.0, 5.0),
+            Pace(5.0, 5.0, prompt=True),
         ),
-        ("in flight, it acted: fast again", {"fast": True, "step": 30.0, "quiet": False}, Pace(5.0, 5.0)),
+        ("in flight, it acted: fast again", {"fast": True, "step": 30.0, "quiet": False}, Pace(5.0, 5.0, prompt=True)),
         ("settled after fast looks: the step resets", {"step": 30.0}, Pace(300.0, 0.0)),
-        ("the clock makes work sooner", {"wake_in": 42.0}, Pace(42.0, 0.0)),
-        ("the clock's wake-up is never sooner than 1 s", {"wake_in": 0.01}, Pace(1.0, 0.0)),
+        ("the clock makes work sooner", {"wake_in": 42.0}, Pace(42.0, 0.0, prompt=True)),
+        ("the clock's wake-up is never sooner than 1 s", {"wake_in": 0.01}, Pace(1.0, 0.0, prompt=True)),
         ("a later wake-up changes nothing", {"wake_in": 400.0}, Pace(300.0, 0.0)),
     ],
 )

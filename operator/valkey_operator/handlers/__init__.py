@@ -24,7 +24,7 @@ from valkey_operator.decide import needs_fast_look
 from valkey_operator.handlers import kopf_fixes, kopf_logs, kopf_streams
 from valkey_operator.handlers.kopf_diffbase import LeanDiffBase
 from valkey_operator.handlers.pauses import Pauses
-from valkey_operator.handlers.scheduler import Scheduler
+from valkey_operator.handlers.scheduler import Next, Scheduler
 from valkey_operator.handlers.sweeps import Sweeps
 from valkey_operator.k8s.cache import INDEXED, Cache, CachedKube, IndexKey, News, index_entries, resource_version
 from valkey_operator.reconcile import Outcome, Reconciler
@@ -88,7 +88,7 @@ class Pacer:
         # After a pass that recorded roles: a role check within one interval, unless one is due sooner.
         self.arm_role_check: Callable[[tuple[str, str]], None] | None = None
 
-    def __call__(self, key: tuple[str, str], reason: str, late: float) -> float | None:
+    def __call__(self, key: tuple[str, str], reason: str, late: float) -> Next | None:
         outcome = _timed_pass(reason, key[0], key[1], self.reconciler, late)
         if outcome is None:
             self.steps.pop(key, None)
@@ -108,7 +108,7 @@ class Pacer:
             jitter=self._random.random(),
         )
         self.steps[key] = pace.step
-        return pace.delay
+        return Next(pace.delay, pace.prompt)
 
     def gone(self, key: tuple[str, str]) -> None:
         """The cluster was withdrawn (deleted, or this replica paused; after its pass when one ran): what its
@@ -140,7 +140,7 @@ class RoleCheck:
         if holds is None:
             return None
         if not holds:
-            self.passes.request(key, "role-check")
+            self.passes.request(key, "role-check", prompt=True)  # ahead of any backlog: roles moved
         return self.next_in()
 
 

@@ -4,6 +4,12 @@ few worker threads; one pass at a time per cluster, and a burst of requests cost
 kopf's handlers only put requests in (they never wait, so they hold none of kopf's threads, and kopf never
 retries or writes progress for them); each pass says when it wants the next one. `stop` drops the queue
 at once: a SIGTERM costs at most the passes already running.
+
+Two lanes. A prompt request is one whose time was promised: a revisit a pass asked for while work is in
+flight (a failover's re-check, pods rolling) or a role check that found the roles moved. Due prompt
+passes start before due passes of the other lane (admissions, owned-object news, the slow timer), so a
+fleet's backlog (a thousand clusters created at once) does not delay a failover; after PROMPT_RUN prompt
+passes in a row while the other lane has one due, one of that lane starts, so neither lane waits for good.
 """
 
 from __future__ import annotations
@@ -19,20 +25,42 @@ from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (namespace, name)
-# A pass: the cluster, what asked for it, how late it starts (s) -> seconds until the next one (None: none).
-Run = Callable[[Key, str, float], "float | None"]
+# A pass: the cluster, what asked for it, how late it starts (s) -> the next one (seconds, or Next; None: none).
+Run = Callable[[Key, str, float], "float | Next | None"]
 FAILED_RETRY = 5.0  # seconds: a pass that raised is tried again this soon, doubling while it keeps failing
 FAILED_RETRY_CAP = 120.0
 PAUSED_POLL = 0.5  # seconds: while paused, how often a worker looks whether the pause ended (or was followed)
+PROMPT_RUN = 8  # prompt passes started in a row, while another pass is due, before that one starts
+
+
+@dataclass(frozen=True)
+class Next:
+    """What a pass returns for its next one: in `delay` s; `prompt`: its time is promised (the prompt lane)."""
+
+    delay: float
+    prompt: bool = False
 
 
 @dataclass
 class _Entry:
     due: float | None = None  # monotonic time of the next pass wanted; None: none
     reason: str = ""  # what asked for that pass (a log and metric label)
+    prompt: bool = False  # that pass is in the prompt lane
     ctx: contextvars.Context | None = None  # kopf's context (Events are posted from it)
     failures: int = 0  # passes in a row that raised
     uid: str = ""  # the object admitted (one created again with the same name is another)
+
+
+def _merge(entry: _Entry, due: float, reason: str, prompt: bool) -> bool:
+    """A pass wanted at `due` at the latest, joined with the one the entry holds: the earlier time wins,
+    and the one pass is prompt if either was; True when the entry changed (it must be queued again)."""
+    if entry.due is None or due < entry.due:
+        entry.due, entry.reason, entry.prompt = due, reason, prompt or entry.prompt
+        return True
+    if prompt and not entry.prompt:
+        entry.prompt = True
+        return True
+    return False
 
 
 class Scheduler:
@@ -62,7 +90,9 @@ class Scheduler:
         self._cond = threading.Condition(lock)  # the queue changed
         self._idle = threading.Condition(lock)  # a pass ended
         self._entries: dict[Key, _Entry] = {}
-        self._heap: list[tuple[float, int, Key]] = []  # (due, tie-break, key); stale items are skipped
+        # One heap per lane, prompt first: (due, tie-break, key); stale items are skipped.
+        self._heaps: tuple[list[tuple[float, int, Key]], list[tuple[float, int, Key]]] = ([], [])
+        self._prompt_run = 0  # prompt passes started in a row while the other lane had one due
         self._seq = itertools.count()
         self._threads: list[threading.Thread] = []
         # Clusters with a pass under way (kept apart from the entries: a cluster forgotten and admitted
@@ -83,9 +113,10 @@ class Scheduler:
         """No pass starts from now on and the queue is dropped; waits up to `wait` s for running passes."""
         with self._cond:
             self._stopped = True
-            self._heap.clear()
+            for heap in self._heaps:
+                heap.clear()
             for entry in self._entries.values():
-                entry.due = None
+                entry.due, entry.prompt = None, False
             self._cond.notify_all()
             deadline = self._clock() + wait
             while self._running and self._clock() < deadline:
@@ -103,22 +134,23 @@ class Scheduler:
             self._entries[key] = _Entry(uid=uid)
             return True
 
-    def request(self, key: Key, reason: str, delay: float = 0.0) -> None:
-        """A pass of an admitted cluster within `delay` s (sooner when already due sooner); a cluster not
-        admitted is ignored. A request that arrives while the cluster's pass runs gets one pass after it:
-        that one may have read too early."""
+    def request(self, key: Key, reason: str, delay: float = 0.0, prompt: bool = False) -> None:
+        """A pass of an admitted cluster within `delay` s (sooner when already due sooner), in the prompt
+        lane if `prompt` or if the pass already queued is; a cluster not admitted is ignored. A request
+        that arrives while the cluster's pass runs gets one pass after it: that one may have read too
+        early."""
         with self._cond:
             entry = self._entries.get(key)
             if self._stopped or entry is None:
                 return
             entry.ctx = contextvars.copy_context()
-            due = self._clock() + max(0.0, delay)
-            if entry.due is not None and entry.due <= due:
-                return
-            entry.due, entry.reason = due, reason
-            if key not in self._running:
-                heapq.heappush(self._heap, (due, next(self._seq), key))
-                self._cond.notify()
+            if _merge(entry, self._clock() + max(0.0, delay), reason, prompt) and key not in self._running:
+                self._push(key, entry)
+
+    def _push(self, key: Key, entry: _Entry) -> None:
+        assert entry.due is not None
+        heapq.heappush(self._heaps[0 if entry.prompt else 1], (entry.due, next(self._seq), key))
+        self._cond.notify()
 
     def forget(self, key: Key, uid: str | None = None) -> None:
         """The cluster is gone (or kopf no longer serves it): its queued pass is dropped; a running one
@@ -151,27 +183,44 @@ class Scheduler:
         with self._cond:
             return len(self._entries)
 
+    def _top(self, lane: int) -> float | None:
+        """The due time of the lane's first live item (stale ones dropped); None: the lane is empty."""
+        heap = self._heaps[lane]
+        while heap:
+            due, _, key = heap[0]
+            entry = self._entries.get(key)
+            if entry is None or key in self._running or entry.due != due or entry.prompt != (lane == 0):
+                heapq.heappop(heap)  # forgotten, superseded, moved lanes, or re-queued when its pass ends
+                continue
+            return due
+        return None
+
     def _take(self) -> tuple[Key, _Entry, float, str] | None:
         """The next due pass (waits for it), marked running; None once stopped."""
         while not self._stopped:
-            if not self._heap:
+            tops = [self._top(0), self._top(1)]
+            if tops == [None, None]:
                 self._cond.wait()
-                continue
-            due, _, key = self._heap[0]
-            entry = self._entries.get(key)
-            if entry is None or key in self._running or entry.due != due:
-                heapq.heappop(self._heap)  # forgotten, superseded, or re-queued when its pass ends
                 continue
             if self._paused():  # before the pause is followed (forget_all), no pass starts either
                 self._cond.wait(PAUSED_POLL)
                 continue
             now = self._clock()
-            if due > now:
-                self._cond.wait(due - now)
+            due_now = [t is not None and t <= now for t in tops]
+            if not any(due_now):
+                self._cond.wait(min(t for t in tops if t is not None) - now)
                 continue
-            heapq.heappop(self._heap)
+            lane = 0 if due_now[0] else 1
+            if all(due_now):
+                self._prompt_run += 1
+                if self._prompt_run > PROMPT_RUN:
+                    lane, self._prompt_run = 1, 0
+            else:
+                self._prompt_run = 0
+            due, _, key = heapq.heappop(self._heaps[lane])
+            entry = self._entries[key]
             self._running.add(key)
-            entry.due = None
+            entry.due, entry.prompt = None, False
             return key, entry, now - due, entry.reason
         return None
 
@@ -185,11 +234,12 @@ class Scheduler:
             ctx = entry.ctx or contextvars.copy_context()
             failed = False
             try:
-                delay = ctx.run(self._run, key, reason, late)
+                wanted = ctx.run(self._run, key, reason, late)
             except Exception:
                 failed = True
-                delay = min(FAILED_RETRY * 2**entry.failures, FAILED_RETRY_CAP)
-                log.exception("%s/%s: a pass failed; trying again in %.0f s", *key, delay)
+                wanted = min(FAILED_RETRY * 2**entry.failures, FAILED_RETRY_CAP)
+                log.exception("%s/%s: a pass failed; trying again in %.0f s", *key, wanted)
+            after = wanted if isinstance(wanted, Next) or wanted is None else Next(wanted)
             with self._cond:
                 self._running.discard(key)
                 self._idle.notify_all()
@@ -200,11 +250,10 @@ class Scheduler:
             with self._cond:
                 if self._stopped:
                     continue
-                if delay is not None and self._entries.get(key) is entry:
-                    due = self._clock() + delay
-                    if entry.due is None or due < entry.due:
-                        entry.due, entry.reason = due, "timer"
                 current = self._entries.get(key)  # this entry, or one admitted again meanwhile
-                if current is not None and current.due is not None:
-                    heapq.heappush(self._heap, (current.due, next(self._seq), key))
-                    self._cond.notify()
+                if current is None:
+                    continue
+                if after is not None and current is entry:
+                    _merge(entry, self._clock() + after.delay, "timer", after.prompt)
+                if current.due is not None:  # the pass's own next, or one asked for while it ran
+                    self._push(key, current)

@@ -8,6 +8,7 @@ from typing import Any
 from valkey_operator.clock import ManualClock
 from valkey_operator.config import OperatorConfig
 from valkey_operator.handlers import Pacer, registry
+from valkey_operator.handlers.scheduler import Next
 from valkey_operator.reconcile import Outcome
 
 KEY = ("ns", "cache")
@@ -40,15 +41,18 @@ def test_pods_starting_are_looked_at_fast_and_quiet_looks_back_off() -> None:
         _out(after=provisioning),  # quiet: 20 s
         _out(after=provisioning, actions=("x",)),  # it acted: fast again
     )
-    assert [pacer(KEY, "watch", 0.0) for _ in range(4)] == [5.0, 10.0, 20.0, 5.0]
+    # Each a promised time: the pass queue starts it ahead of admissions and news.
+    assert [pacer(KEY, "watch", 0.0) for _ in range(4)] == [Next(d, prompt=True) for d in (5.0, 10.0, 20.0, 5.0)]
 
 
 def test_a_settled_cluster_waits_for_the_jittered_slow_timer_and_the_gone_one_for_nothing() -> None:
     pacer = _pacer(_out(after={"phase": "Ready"}), _out(retry_after=0.5, after={"phase": "Ready"}), None)
-    delay = pacer(KEY, "reconcile", 0.0)
-    assert delay is not None
-    assert 255.0 <= delay <= 300.0
-    assert pacer(KEY, "timer", 0.0) == 0.5  # a cut-off old primary that may come back: asked for, taken as is
+    slow = pacer(KEY, "reconcile", 0.0)
+    assert slow is not None
+    assert 255.0 <= slow.delay <= 300.0
+    assert not slow.prompt  # the slow timer promises nothing: it waits behind a backlog
+    # A cut-off old primary that may come back: asked for, taken as is, and promised.
+    assert pacer(KEY, "timer", 0.0) == Next(0.5, prompt=True)
     assert pacer(KEY, "timer", 0.0) is None
     assert KEY not in pacer.steps
 
@@ -80,7 +84,7 @@ class _Calls:
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
 
     def __getattr__(self, name: str) -> Any:
-        return lambda *args: self.calls.append((name, args))
+        return lambda *args, **kw: self.calls.append((name, (*args, kw) if kw else args))
 
 
 def test_an_event_of_a_secret_cert_manager_wrote_asks_for_a_pass_of_the_cluster_it_names() -> None:
@@ -119,7 +123,7 @@ class _Holds:
 def test_a_role_check_asks_for_a_pass_only_when_the_recorded_roles_no_longer_hold() -> None:
     from valkey_operator.handlers import RoleCheck
 
-    for holds, passes in ((True, []), (False, [("request", (KEY, "role-check"))])):
+    for holds, passes in ((True, []), (False, [("request", (KEY, "role-check", {"prompt": True}))])):
         scheduler = _Calls()
         check = RoleCheck(_Holds(holds), scheduler, interval=5.0)  # type: ignore[arg-type]
         nexts = [check(KEY, "timer", 0.0) for _ in range(50)]

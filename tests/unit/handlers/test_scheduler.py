@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from valkey_operator.handlers import scheduler as scheduler_module
-from valkey_operator.handlers.scheduler import Key, Scheduler
+from valkey_operator.handlers.scheduler import PROMPT_RUN, Key, Next, Scheduler
 
 A, B = ("ns", "a"), ("ns", "b")
 
@@ -30,12 +30,12 @@ class Recorder:
         self.late: list[float] = []
         self.hold: dict[Key, threading.Event] = {}
         self.inside: dict[Key, threading.Event] = {}
-        self.next: dict[Key, float | None] = {}
+        self.next: dict[Key, float | Next | None] = {}
         self.active: dict[Key, int] = {}
         self.most = 0
         self.lock = threading.Lock()
 
-    def __call__(self, key: Key, reason: str, late: float) -> float | None:
+    def __call__(self, key: Key, reason: str, late: float) -> float | Next | None:
         with self.lock:
             self.ran.append((key, reason))
             self.late.append(late)
@@ -303,3 +303,101 @@ def test_a_cluster_withdrawn_while_its_pass_ran_has_what_the_pass_left_cleared(r
         until(lambda: cleared == [A])
     finally:
         s.stop(wait=5)
+
+
+BLOCK = ("ns", "block")
+BACKLOG = [("ns", f"new-{i}") for i in range(20)]
+
+
+@pytest.fixture
+def one_worker(rec: Recorder) -> Iterator[Scheduler]:
+    """One worker, held inside BLOCK's pass until the test releases it: what is queued meanwhile then
+    starts in the queue's order, one pass at a time."""
+    s = Scheduler(rec, workers=1)
+    for key in (BLOCK, A, B, *BACKLOG):
+        s.admit(key)
+    rec.hold[BLOCK], rec.inside[BLOCK] = threading.Event(), threading.Event()
+    s.start()
+    s.request(BLOCK, "reconcile")
+    assert rec.inside[BLOCK].wait(5)
+    yield s
+    s.stop(wait=5)
+
+
+def _order(rec: Recorder, count: int) -> list[tuple[Key, str]]:
+    """The passes after BLOCK's, once `count` of them ran."""
+    rec.hold[BLOCK].set()
+    until(lambda: len(rec.ran) >= count + 1)
+    return rec.ran[1:]
+
+
+def test_a_prompt_pass_starts_ahead_of_a_backlog_due_before_it(rec: Recorder, one_worker: Scheduler) -> None:
+    """A thousand clusters created at once queue their first passes; a role check that found the roles
+    moved asks for a prompt one, which starts next, not after the backlog."""
+    for key in BACKLOG:
+        one_worker.request(key, "admitted")
+    one_worker.request(A, "role-check", prompt=True)
+    assert _order(rec, len(BACKLOG) + 1) == [(A, "role-check"), *((k, "admitted") for k in BACKLOG)]
+
+
+def test_a_pass_that_promises_its_next_keeps_its_place_ahead_of_the_backlog(
+    rec: Recorder, one_worker: Scheduler
+) -> None:
+    """A's pass asks for its next at once, promised (a failover's re-check); B's asks for one unpromised
+    (the slow timer's place): A's next starts before the backlog, B's after it."""
+    rec.next[A] = Next(0.0, prompt=True)
+    rec.next[B] = Next(0.0)
+    one_worker.request(A, "role-check", prompt=True)
+    one_worker.request(B, "role-check", prompt=True)
+    for key in BACKLOG:
+        one_worker.request(key, "admitted")
+    ran = _order(rec, len(BACKLOG) + 5)
+    rec.next[A] = rec.next[B] = None
+    assert ran[:3] == [(A, "role-check"), (B, "role-check"), (A, "timer")]
+    assert ran.index((B, "timer")) > ran.index((BACKLOG[-1], "admitted"))
+
+
+def test_a_prompt_request_joins_the_queued_pass_and_lifts_it_into_the_prompt_lane(
+    rec: Recorder, one_worker: Scheduler
+) -> None:
+    """One pass serves both requests: at the earlier time, in the prompt lane."""
+    one_worker.request(A, "watch")
+    for key in BACKLOG:
+        one_worker.request(key, "admitted")
+    one_worker.request(A, "role-check", delay=60.0, prompt=True)  # later than the queued one
+    ran = _order(rec, len(BACKLOG) + 1)
+    assert ran[0] == (A, "watch")
+    assert ran.count((A, "watch")) == 1
+    assert one_worker.pending() == 0  # the later request was joined, not queued
+
+
+def test_a_prompt_request_while_the_pass_runs_gets_a_prompt_pass_after_it(rec: Recorder) -> None:
+    s = Scheduler(rec, workers=1)
+    for key in (A, B, *BACKLOG):
+        s.admit(key)
+    rec.hold[A], rec.inside[A] = threading.Event(), threading.Event()
+    s.start()
+    try:
+        s.request(A, "watch")
+        assert rec.inside[A].wait(5)
+        for key in BACKLOG:
+            s.request(key, "admitted")
+        s.request(A, "role-check", prompt=True)
+        rec.hold[A].set()
+        until(lambda: len(rec.ran) >= len(BACKLOG) + 2)
+    finally:
+        s.stop(wait=5)
+    assert rec.ran[:2] == [(A, "watch"), (A, "role-check")]
+
+
+def test_after_a_run_of_prompt_passes_one_of_the_other_lane_starts(rec: Recorder, one_worker: Scheduler) -> None:
+    """Prompt passes do not hold the other lane back for good: with both lanes due, every PROMPT_RUN
+    prompt passes in a row are followed by one of the other lane."""
+    for key in BACKLOG:
+        one_worker.request(key, "timer", prompt=True)
+    one_worker.request(A, "admitted")
+    one_worker.request(B, "admitted")
+    ran = _order(rec, len(BACKLOG) + 2)
+    assert ran.index((A, "admitted")) == PROMPT_RUN
+    assert ran.index((B, "admitted")) == 2 * PROMPT_RUN + 1
+    assert [key for key, reason in ran if reason == "timer"] == BACKLOG
