@@ -13,13 +13,20 @@ control plane of its own (the project's; none is left over from the run before):
   operator's requests by verb (`apiserver_request_total`, for every client, is printed beside it);
 - the operator's CPU time and memory (RSS per cluster, peak), and during the sync the CPU time of each
   control-plane process and how busy the whole machine was (what bounds the sync on a small machine);
-- how long it takes to exit after SIGTERM, with the fleet in place.
+- how long it takes to exit after SIGTERM, with the fleet in place;
+- with `--probes N`: whether a cluster that promised its next pass keeps that rhythm while the fleet syncs.
+  N probe clusters are created first, in the same namespace, where an admission policy refuses their
+  Secrets: each of their passes fails at its first write and promises the next in 15 s (a failed pass's
+  retry, which the pass queue serves like a failover's re-check). Once each has had two passes, the fleet
+  is applied; the probes' passes during the sync, how late each started and the gaps between them, are
+  printed, and the probes are deleted before the idle window (their passes' requests count in the sync's).
 
 The clusters never get pods running (the control plane has no node): they wait for pods, as a fleet just
 created does. Uses the current KUBECONFIG instead when set (one run per code and count, in namespaces;
 no per-user attribution there).
 
     .venv/bin/python bench/bench_apiserver.py --count 200 --count 1000 --baseline 855add2 [--idle 600] [--floor]
+        [--probes 10]
 """
 
 from __future__ import annotations
@@ -52,6 +59,8 @@ VERBS = ("get", "list", "watch", "create", "update", "patch", "delete")  # RBAC'
 HTTP_VERBS = ("get", "list", "watch", "post", "put", "patch", "apply", "delete")  # apiserver_request_total's
 WRITES = ("create", "update", "patch", "delete")
 SLOW_TIMER = 300.0  # the operator's default slow timer: the idle budget is per cluster per this period
+FLEET_PREFIX, PROBE_PREFIX = "vk-", "probe-"
+PROBE_RETRY = 15.0  # seconds: decide.FAILED_PASS_RETRY, the next pass a probe's failed pass promises
 _SAMPLE = re.compile(r"^(\w+)\{(.*)\} ([0-9.e+-]+)$")
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 _PASS = re.compile(
@@ -145,10 +154,16 @@ def connections(pid: int) -> Counter[str]:
 
 
 def ready_for_pods(namespace: str) -> int:
+    """The fleet's clusters (not the probes) whose status says their certificates are in place."""
     out = kubectl(
-        "get", "valkeyclusters", "-n", namespace, "-o", "jsonpath={.items[*].status.certificates.server.notAfter}"
+        "get",
+        "valkeyclusters",
+        "-n",
+        namespace,
+        "-o",
+        'jsonpath={range .items[*]}{.metadata.name}={.status.certificates.server.notAfter}{"\\n"}{end}',
     )
-    return len(out.split())
+    return sum(1 for line in out.splitlines() if line.startswith(FLEET_PREFIX) and not line.endswith("="))
 
 
 def attribute_operator(folder: Path, cluster: object) -> Path:
@@ -219,6 +234,9 @@ class Result:
     trace: str = ""
     control_plane_sync: dict[str, float] = field(default_factory=dict)  # CPU seconds by process, sync
     busy_sync: float = 0.0  # the machine's busy fraction during the sync (every core)
+    probes: int = 0
+    probe_late: list[float] = field(default_factory=list)  # the probes' passes in the sync: started after due (s)
+    probe_gaps: list[float] = field(default_factory=list)  # between passes of one probe, through the sync (s)
 
 
 # With --tracemalloc: the operator started under tracemalloc, writing its top allocations (by file) to
@@ -367,6 +385,77 @@ class Sample:
         return cls(scrape(), cpu_seconds(pid), control_plane_cpu(), machine_jiffies())
 
 
+def _refuse_probe_secrets(namespace: str) -> str:
+    """An admission policy that refuses the probes' Secrets in `namespace` (their names start with theirs);
+    returns its name (the policy's and the binding's), once the API server applies it."""
+    policy = f"refuse-probes-{namespace}"
+    rule = {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["secrets"]}
+    docs = [
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": policy},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {"resourceRules": [rule]},
+                "validations": [
+                    {"expression": f"!object.metadata.name.startsWith('{PROBE_PREFIX}')", "message": "a probe"}
+                ],
+            },
+        },
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": policy},
+            "spec": {
+                "policyName": policy,
+                "validationActions": ["Deny"],
+                "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}},
+            },
+        },
+    ]
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
+    for _ in range(120):
+        dry = subprocess.run(
+            ["kubectl", "create", "secret", "generic", f"{PROBE_PREFIX}x", "-n", namespace, "--dry-run=server"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if dry.returncode != 0 and "a probe" in dry.stderr:
+            return policy
+        time.sleep(1)
+    raise RuntimeError("the probes' admission policy never took effect")
+
+
+def _create_probes(namespace: str, count: int, log: Path) -> None:
+    """`count` probe clusters, and wait (2 min at most) until each has had two passes: in its rhythm."""
+    docs = _fleet_docs(namespace, count, PROBE_PREFIX)
+    kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(docs))
+    names = {f"{namespace}/{d['metadata']['name']}" for d in docs}
+    for _ in range(120):
+        seen = Counter(p[1] for p in _log_passes(log) if p[1] in names)
+        if len(seen) == count and min(seen.values()) >= 2:
+            return
+        time.sleep(1)
+    raise RuntimeError(f"the probes did not get their passes: {seen}")
+
+
+def _start_probes(namespace: str, count: int, log: Path) -> str:
+    """The probes in their rhythm, their Secrets refused; returns the admission policy's name."""
+    policy = _refuse_probe_secrets(namespace)
+    _create_probes(namespace, count, log)
+    return policy
+
+
+def _end_probes(namespace: str, count: int, policy: str) -> None:
+    """The probes and their policy deleted, and their deletions' events let pass, before the idle window."""
+    probes = [d["metadata"]["name"] for d in _fleet_docs(namespace, count, PROBE_PREFIX)]
+    kubectl("delete", "valkeyclusters", "-n", namespace, *probes, "--wait=false")
+    kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", policy)
+    time.sleep(2)
+
+
 def _create_fleet(namespace: str, count: int) -> tuple[int, float]:
     """Apply `count` copies of the example and wait until each is Ready-for-pods (30 min at most): how many
     were, and after how long."""
@@ -383,7 +472,14 @@ def _create_fleet(namespace: str, count: int) -> tuple[int, float]:
 
 
 def measure(
-    code: str, source: Path, count: int, idle: float, kubeconfig: Path | None, attributed: bool, frames: int | None
+    code: str,
+    source: Path,
+    count: int,
+    idle: float,
+    kubeconfig: Path | None,
+    attributed: bool,
+    frames: int | None,
+    probes: int = 0,
 ) -> Result:
     namespace = f"bench-{count}-{int(time.time())}"
     kubectl("create", "namespace", namespace)
@@ -394,8 +490,13 @@ def measure(
     try:
         time.sleep(5)
         res.rss_base = memory_mib(proc.pid, "VmRSS")
+        policy = _start_probes(namespace, probes, log) if probes else None
         s0 = Sample.take(proc.pid)
+        fleet_from = datetime.now()
         res.ready, res.sync_s = _create_fleet(namespace, count)
+        sync_end = datetime.now()
+        if policy is not None:
+            _end_probes(namespace, probes, policy)
         s1 = Sample.take(proc.pid)
         res.control_plane_sync = {k: v - s0.control_plane.get(k, 0.0) for k, v in s1.control_plane.items()}
         res.busy_sync = (s1.jiffies[0] - s0.jiffies[0]) / max(s1.jiffies[1] - s0.jiffies[1], 1)
@@ -421,6 +522,9 @@ def measure(
         if proc.poll() is None:
             proc.kill()
     _from_log(res, log, idle_from)
+    if probes:
+        _probes_from_log(res, log, namespace, fleet_from, sync_end)
+        res.probes = probes
     if not attributed:
         res.sync_calls.pop("ours", None)
         res.idle_calls.pop("ours", None)
@@ -439,6 +543,21 @@ def _from_log(res: Result, log: Path, idle_from: datetime) -> None:
     for at, name, _, _, _ in passes:
         if name in last:
             res.gaps.append((at - last[name]).total_seconds())
+        last[name] = at
+
+
+def _probes_from_log(res: Result, log: Path, namespace: str, since: datetime, until: datetime) -> None:
+    """The probes' passes while the fleet synced: how late each started, and the gaps between passes of one
+    probe (the first gap runs from its last pass before the fleet came)."""
+    last: dict[str, datetime] = {}
+    for at, name, _, _, late in _log_passes(log):
+        if not name.startswith(f"{namespace}/{PROBE_PREFIX}") or at > until:
+            continue
+        if at >= since:
+            if late is not None:
+                res.probe_late.append(late)
+            if name in last:
+                res.probe_gaps.append((at - last[name]).total_seconds())
         last[name] = at
 
 
@@ -480,12 +599,12 @@ class Floor:
     busy: float = 0.0
 
 
-def _fleet_docs(namespace: str, count: int) -> list[dict[str, Any]]:
+def _fleet_docs(namespace: str, count: int, prefix: str = FLEET_PREFIX) -> list[dict[str, Any]]:
     base = yaml.safe_load((ROOT / "examples" / "valkeycluster.yaml").read_text())
     docs = []
     for i in range(count):
         doc = json.loads(json.dumps(base))
-        doc["metadata"] = {"name": f"vk-{i}", "namespace": namespace}
+        doc["metadata"] = {"name": f"{prefix}{i}", "namespace": namespace}
         docs.append(doc)
     return docs
 
@@ -602,6 +721,22 @@ def report(results: list[Result]) -> None:
         [" ".join(f"{port}:{n}" for port, n in r.sockets.most_common(3)) or "-" for r in results],
     )
     row("exit after SIGTERM (s)", [f"{r.shutdown_s:.1f}" for r in results])
+    if any(r.probes for r in results):
+        print(f"\nprobes (each pass fails and promises the next in {PROBE_RETRY:.0f} s), while the fleet synced:")
+        row("  probes; their passes", [f"{r.probes}; {len(r.probe_gaps)}" if r.probes else "-" for r in results])
+        row(
+            "  started after due p50 / p95 / max (s)",
+            [
+                f"{_q(r.probe_late, 50):.2f} / {_q(r.probe_late, 95):.2f} / {max(r.probe_late):.2f}"
+                if r.probe_late
+                else "-"
+                for r in results
+            ],
+        )
+        row(
+            f"  gap between passes p50 / max (s; promise {PROBE_RETRY:.0f})",
+            [f"{_q(r.probe_gaps, 50):.1f} / {max(r.probe_gaps):.1f}" if r.probe_gaps else "-" for r in results],
+        )
 
 
 @contextlib.contextmanager
@@ -616,17 +751,17 @@ def worktree(ref: str) -> Iterator[Path]:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(folder)], check=False)
 
 
-def run_one(code: str, source: Path, count: int, idle: float, frames: int | None) -> Result:
+def run_one(code: str, source: Path, count: int, idle: float, frames: int | None, probes: int = 0) -> Result:
     """One measurement; `frames`: None, no census; 0, the census of objects alone; 1, under tracemalloc."""
     from e2e.procs import wait_established
 
     if os.environ.get("KUBECONFIG"):
         kubectl("apply", "-f", str(ROOT / "crds"))
         wait_established(["kubectl"], ["valkeyclusters.valkeyops.dev"])
-        return measure(code, source, count, idle, None, attributed=False, frames=frames)
+        return measure(code, source, count, idle, None, attributed=False, frames=frames, probes=probes)
     with fresh_control_plane() as (folder, cluster):
         kubeconfig = attribute_operator(folder, cluster)
-        return measure(code, source, count, idle, kubeconfig, attributed=True, frames=frames)
+        return measure(code, source, count, idle, kubeconfig, attributed=True, frames=frames, probes=probes)
 
 
 @contextlib.contextmanager
@@ -663,6 +798,12 @@ def main() -> None:
         action="store_true",
         help="also time the same writes by a bare client, no operator (a floor), without and with the GETs",
     )
+    parser.add_argument(
+        "--probes",
+        type=int,
+        default=0,
+        help="clusters whose every pass fails and promises the next in 15 s, created before the fleet: their rhythm",
+    )
     args = parser.parse_args()
     counts = args.count or [200]
     results: list[Result] = []
@@ -674,7 +815,7 @@ def main() -> None:
         for count in counts:
             for code, source in codes:
                 print(f"measuring {code} with {count} clusters...", file=sys.stderr, flush=True)
-                results.append(run_one(code, source, count, args.idle, frames))
+                results.append(run_one(code, source, count, args.idle, frames, args.probes))
     floors = [measure_floor(count, gets) for count in counts for gets in (False, True)] if args.floor else []
     report(results)
     report_floor(floors)
