@@ -5,8 +5,9 @@ a look that found nothing to do and changed nothing backs off (events report pod
 changes anyway), up to FAST_BACKOFF_CAP. While no pod of the cluster runs, nothing in Valkey can move and
 what the cluster waits for arrives as pod events: a quiet look then waits for the slow timer. A settled
 cluster is looked at on the slow timer, jittered so that a fleet created at once does not wake at once.
-A time the pass asked for, a fast look and the clock's own wake-up are promised (`prompt`: the pass queue
-starts them ahead of admissions and news); the slow timer is not.
+A time the pass asked for (a failover's re-check, a pod that did not answer, a failed pass's retry) and the
+clock's own wake-up are promised (`prompt`: the pass queue starts them ahead of admissions and news). A
+fast look is not: it looks again in case, while pod events bring the same news; nor is the slow timer.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ MIN_WAKE = 1.0  # seconds: the clock's own wake-ups are never sooner than this
 class Pace:
     delay: float  # seconds until the next pass
     step: float  # the fast look's current step (0: not looking fast), fed back to the next call
-    prompt: bool = False  # a promised time (asked for, a fast look, the clock's wake-up), not the slow timer
+    prompt: bool = False  # a promised time (asked for, or the clock's wake-up); not a fast look nor the slow timer
 
 
 def next_pass(
@@ -52,7 +53,6 @@ def next_pass(
         delay = min(step, slow)
     else:
         step, delay = 0.0, slow
-    prompt = delay < slow
     if wake_in is not None and wake_in < delay:
-        delay, prompt = max(wake_in, MIN_WAKE), True
-    return Pace(delay, step, prompt)
+        return Pace(max(wake_in, MIN_WAKE), step, prompt=True)
+    return Pace(delay, step)

@@ -26,12 +26,12 @@ def pace(**kw: object) -> Pace:
             {"retry_after": 0.5, "fast": True, "step": 20.0},
             Pace(0.5, 20.0, prompt=True),
         ),
-        ("work in flight, first look", {"fast": True}, Pace(5.0, 5.0, prompt=True)),
-        ("in flight, quiet again: doubles", {"fast": True, "step": 5.0}, Pace(10.0, 10.0, prompt=True)),
+        ("work in flight, first look", {"fast": True}, Pace(5.0, 5.0)),
+        ("in flight, quiet again: doubles", {"fast": True, "step": 5.0}, Pace(10.0, 10.0)),
         (
             "in flight, quiet: capped",
             {"fast": True, "step": 20.0},
-            Pace(FAST_BACKOFF_CAP, FAST_BACKOFF_CAP, prompt=True),
+            Pace(FAST_BACKOFF_CAP, FAST_BACKOFF_CAP),
         ),
         (
             "no pod runs, quiet: the slow timer (pod events start passes)",
@@ -41,9 +41,9 @@ def pace(**kw: object) -> Pace:
         (
             "no pod runs, it acted: a fast look (its own writes echo)",
             {"fast": True, "step": SLOW, "pods_running": False, "quiet": False},
-            Pace(5.0, 5.0, prompt=True),
+            Pace(5.0, 5.0),
         ),
-        ("in flight, it acted: fast again", {"fast": True, "step": 30.0, "quiet": False}, Pace(5.0, 5.0, prompt=True)),
+        ("in flight, it acted: fast again", {"fast": True, "step": 30.0, "quiet": False}, Pace(5.0, 5.0)),
         ("settled after fast looks: the step resets", {"step": 30.0}, Pace(300.0, 0.0)),
         ("the clock makes work sooner", {"wake_in": 42.0}, Pace(42.0, 0.0, prompt=True)),
         ("the clock's wake-up is never sooner than 1 s", {"wake_in": 0.01}, Pace(1.0, 0.0, prompt=True)),

@@ -5,8 +5,9 @@ kopf's handlers only put requests in (they never wait, so they hold none of kopf
 retries or writes progress for them); each pass says when it wants the next one. `stop` drops the queue
 at once: a SIGTERM costs at most the passes already running.
 
-Two lanes. A prompt request is one whose time was promised: a revisit a pass asked for while work is in
-flight (a failover's re-check, pods rolling) or a role check that found the roles moved. Due prompt
+Two lanes. A prompt request is one whose time was promised: a revisit a pass asked for (a failover's
+re-check, a pod that did not answer, a failed pass's retry, a certificate falling due) or a role check that
+found the roles moved. Due prompt
 passes start before due passes of the other lane (admissions, owned-object news, the slow timer), so a
 fleet's backlog (a thousand clusters created at once) does not delay a failover; after PROMPT_RUN prompt
 passes in a row while the other lane has one due, one of that lane starts, so neither lane waits for good.
@@ -64,7 +65,8 @@ def _merge(entry: _Entry, due: float, reason: str, prompt: bool) -> bool:
 
 
 class Scheduler:
-    """Per-cluster due times in one heap. `request` never postpones: the earliest due time wins.
+    """Per-cluster due times in two heaps, one per lane. `request` never postpones: the earliest due time
+    wins, and one pass serves every request queued for the cluster.
 
     Only admitted clusters get passes: a cluster is admitted at its first event (its creation, or the
     listing at the operator's start or after a pause) and forgotten when it is deleted; while `paused()`
@@ -195,8 +197,8 @@ class Scheduler:
             return due
         return None
 
-    def _take(self) -> tuple[Key, _Entry, float, str] | None:
-        """The next due pass (waits for it), marked running; None once stopped."""
+    def _take(self) -> tuple[Key, _Entry, float, str, bool] | None:
+        """The next due pass (waits for it), marked running, and whether it was prompt; None once stopped."""
         while not self._stopped:
             tops = [self._top(0), self._top(1)]
             if tops == [None, None]:
@@ -221,7 +223,7 @@ class Scheduler:
             entry = self._entries[key]
             self._running.add(key)
             entry.due, entry.prompt = None, False
-            return key, entry, now - due, entry.reason
+            return key, entry, now - due, entry.reason, lane == 0
         return None
 
     def _work(self) -> None:
@@ -230,15 +232,16 @@ class Scheduler:
                 taken = self._take()
             if taken is None:
                 return
-            key, entry, late, reason = taken
+            key, entry, late, reason, prompt = taken
             ctx = entry.ctx or contextvars.copy_context()
             failed = False
             try:
                 wanted = ctx.run(self._run, key, reason, late)
             except Exception:
                 failed = True
-                wanted = min(FAILED_RETRY * 2**entry.failures, FAILED_RETRY_CAP)
-                log.exception("%s/%s: a pass failed; trying again in %.0f s", *key, wanted)
+                # Tried again in its own lane: a failover's pass that raised keeps its place.
+                wanted = Next(min(FAILED_RETRY * 2**entry.failures, FAILED_RETRY_CAP), prompt)
+                log.exception("%s/%s: a pass failed; trying again in %.0f s", *key, wanted.delay)
             after = wanted if isinstance(wanted, Next) or wanted is None else Next(wanted)
             with self._cond:
                 self._running.discard(key)

@@ -401,3 +401,37 @@ def test_after_a_run_of_prompt_passes_one_of_the_other_lane_starts(rec: Recorder
     assert ran.index((A, "admitted")) == PROMPT_RUN
     assert ran.index((B, "admitted")) == 2 * PROMPT_RUN + 1
     assert [key for key, reason in ran if reason == "timer"] == BACKLOG
+
+
+def test_a_prompt_pass_that_raises_is_tried_again_in_the_prompt_lane(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failover's pass whose request timed out keeps its place ahead of the backlog."""
+    monkeypatch.setattr(scheduler_module, "FAILED_RETRY", 0.0)
+    ran: list[tuple[Key, str]] = []
+    held, inside = threading.Event(), threading.Event()
+    failures = {A: 1}
+
+    def run(key: Key, reason: str, late: float) -> float | None:
+        ran.append((key, reason))
+        if key == BLOCK:
+            inside.set()
+            held.wait(5)
+        if failures.get(key):
+            failures[key] -= 1
+            raise TimeoutError("the API server did not answer")
+        return None
+
+    s = Scheduler(run, workers=1)
+    for key in (BLOCK, A, *BACKLOG):
+        s.admit(key)
+    s.start()
+    try:
+        s.request(BLOCK, "reconcile")
+        assert inside.wait(5)
+        for key in BACKLOG:
+            s.request(key, "admitted")
+        s.request(A, "role-check", prompt=True)
+        held.set()
+        until(lambda: len(ran) >= len(BACKLOG) + 3)
+    finally:
+        s.stop(wait=5)
+    assert ran[1:3] == [(A, "role-check"), (A, "timer")]
