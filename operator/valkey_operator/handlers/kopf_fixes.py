@@ -25,6 +25,14 @@ shows that kopf does not serve yet (and should) is served, as an ADDED event wou
 serves already, or one that is not the operator's, costs nothing. kopf's namespace observer looks the
 processor up in its module when it starts. Not covered (nor by kopf): a namespace deleted within such a
 gap keeps its watchers, which list nothing.
+
+**A CRD created while the operator starts is not watched until it changes.** The same gap for resources:
+kopf scans the API's resources once, then its CRD watcher lists the CRDs and ignores that listing. A CRD
+created between the two (cert-manager installed as the operator starts) got no kopf watch of its objects
+(Certificates) until the CRD itself changed or the operator restarted. `install()` wraps kopf's CRD-event
+processor: a listed CRD that one of kopf's selectors (a handler's, an index's, or its own peering's) picks
+and kopf serves no version of is scanned, as an ADDED event would have made kopf scan it; any other costs
+a set lookup.
 """
 
 from __future__ import annotations
@@ -55,6 +63,65 @@ def install() -> None:
     """Both workarounds; once per process."""
     _drop_leftover_toggles()
     _serve_listed_namespaces()
+    _serve_listed_resources()
+
+
+def unserved(crd: Any, selectors: Iterable[Any], served: Iterable[Any]) -> bool:
+    """Whether a CRD has a served version that one of `selectors` picks while none of `served` (kopf's
+    resources) is one of its versions."""
+    spec = crd.get("spec") or {}
+    names = spec.get("names") or {}
+    group, plural = spec.get("group"), names.get("plural")
+    if not group or not plural or any(r.group == group and r.plural == plural for r in served):
+        return False
+    resources = [
+        references.Resource(
+            group=group,
+            version=str(version.get("name")),
+            plural=plural,
+            kind=names.get("kind"),
+            singular=names.get("singular"),
+            shortcuts=frozenset(names.get("shortNames") or ()),
+            categories=frozenset(names.get("categories") or ()),
+            namespaced=spec.get("scope") == "Namespaced",
+            preferred=True,  # whichever version the API prefers: kopf's own scan decides which is served
+        )
+        for version in spec.get("versions") or ()
+        if version.get("served")
+    ]
+    return any(selector.check(resource) for selector in selectors for resource in resources)
+
+
+def _serve_listed_resources() -> None:
+    """Wrap kopf's CRD-event processor: a listed CRD kopf should serve and does not is scanned."""
+    if getattr(observation.process_discovered_resource_event, "_valkey_serves_listed", False):
+        return
+    original = observation.process_discovered_resource_event
+
+    @functools.wraps(original)
+    async def process_discovered_resource_event(*, raw_event: Any, registry: Any, insights: Any, **kwargs: Any) -> None:
+        if raw_event.get("type") is None:
+            selectors = (
+                registry._webhooks.get_all_selectors()
+                | registry._indexing.get_all_selectors()
+                | registry._watching.get_all_selectors()
+                | registry._spawning.get_all_selectors()
+                | registry._changing.get_all_selectors()
+                | set(insights.backbone.selectors)
+            )
+            served = {
+                *insights.watched_resources,
+                *insights.indexed_resources,
+                *insights.webhook_resources,
+                *insights.backbone.values(),
+            }
+            if not unserved(raw_event["object"], selectors, served):
+                return  # kopf serves it already (every listing shows them all), or it is not the operator's
+            raw_event = {"type": "ADDED", "object": raw_event["object"]}  # kopf scans the CRD's group
+        await original(raw_event=raw_event, registry=registry, insights=insights, **kwargs)
+
+    process_discovered_resource_event._valkey_serves_listed = True  # type: ignore[attr-defined]
+    observation.process_discovered_resource_event = process_discovered_resource_event
 
 
 def _serve_listed_namespaces() -> None:

@@ -14,9 +14,11 @@ from kopf._cogs.aiokits.aiotoggles import ToggleSet
 from kopf._cogs.clients import watching
 from kopf._cogs.configs.configuration import OperatorSettings
 from kopf._cogs.structs.references import Insights, Resource
+from kopf._core.intents import registries
 from kopf._core.reactor import observation, queueing
 
-from valkey_operator.handlers import kopf_fixes
+from valkey_operator.config import OperatorConfig
+from valkey_operator.handlers import kopf_fixes, registry
 
 
 def _install(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -25,6 +27,8 @@ def _install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ToggleSet, "make_toggle", ToggleSet.make_toggle)
     processor = observation.process_discovered_namespace_event
     monkeypatch.setattr(observation, "process_discovered_namespace_event", processor)
+    resources = observation.process_discovered_resource_event
+    monkeypatch.setattr(observation, "process_discovered_resource_event", resources)
     kopf_fixes.install()
 
 
@@ -145,5 +149,79 @@ def test_a_listed_namespace_not_served_yet_is_served(
         assert waiting.done() is revised
         waiting.cancel()
         await asyncio.gather(waiting, return_exceptions=True)
+
+    asyncio.run(main())
+
+
+def _crd(group: str, plural: str, kind: str, event: str | None = None, served: bool = True) -> dict[str, Any]:
+    spec = {
+        "group": group,
+        "names": {"plural": plural, "kind": kind, "singular": kind.lower()},
+        "scope": "Namespaced",
+        "versions": [{"name": "v1", "served": served, "storage": True}],
+    }
+    return {"type": event, "object": {"metadata": {"name": f"{plural}.{group}"}, "spec": spec}}
+
+
+CERTIFICATES = Resource(
+    group="cert-manager.io", version="v1", plural="certificates", kind="Certificate", namespaced=True,
+    verbs=frozenset({"list", "watch", "get", "patch"}),
+)  # fmt: skip
+PEERINGS = Resource(
+    group="kopf.dev", version="v1", plural="kopfpeerings", kind="KopfPeering", namespaced=True,
+    verbs=frozenset({"list", "watch", "get", "patch"}),
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("served", "event", "scanned", "serves"),
+    [
+        # kopf ignores its CRD watcher's listing: a CRD created since its first scan is served only so.
+        (set(), _crd("cert-manager.io", "certificates", "Certificate"), {"cert-manager.io"}, {CERTIFICATES}),
+        # Every listing shows the CRDs served already: nothing is scanned.
+        ({CERTIFICATES}, _crd("cert-manager.io", "certificates", "Certificate"), set(), {CERTIFICATES}),
+        # A CRD no handler, index or peering of the operator picks.
+        (set(), _crd("example.com", "widgets", "Widget"), set(), set()),
+        # Another kind of a group the operator watches: not picked either.
+        (set(), _crd("cert-manager.io", "issuers", "Issuer"), set(), set()),
+        # A CRD whose versions are not served (yet): nothing to watch.
+        (set(), _crd("cert-manager.io", "certificates", "Certificate", served=False), set(), set()),
+        # kopf's own peering CRD: its backbone is filled the same way (leader election waits on it).
+        (set(), _crd("kopf.dev", "kopfpeerings", "KopfPeering"), {"kopf.dev"}, set()),
+        # The watch's own events stay kopf's: an ADDED scans the group.
+        (set(), _crd("cert-manager.io", "certificates", "Certificate", "ADDED"), {"cert-manager.io"}, {CERTIFICATES}),
+    ],
+    ids=["listed-new", "listed-served", "listed-other", "listed-other-kind", "listed-unserved", "peerings", "added"],
+)
+def test_a_listed_crd_not_served_yet_is_scanned(
+    monkeypatch: pytest.MonkeyPatch,
+    served: set[Resource],
+    event: dict[str, Any],
+    scanned: set[str],
+    serves: set[Resource],
+) -> None:
+    """kopf's real CRD processor and Insights, with the operator's own registry; the API's discovery is
+    stood in for (it answers with what the CRD serves: the integration test asks the real API server)."""
+    _install(monkeypatch)
+    asked: list[str] = []
+
+    async def scan_resources(*, groups: set[str], **_: Any) -> list[Resource]:
+        asked.extend(groups)
+        return [r for r in (CERTIFICATES, PEERINGS) if r.group in groups]
+
+    monkeypatch.setattr(observation.scanning, "scan_resources", scan_resources)
+    reg: registries.OperatorRegistry = registry(OperatorConfig())
+
+    async def main() -> None:
+        insights = Insights()
+        insights.watched_resources.update(served)
+        insights.indexed_resources.update(served)
+        await observation.process_discovered_resource_event(
+            raw_event=event, settings=OperatorSettings(), registry=reg, insights=insights
+        )
+        assert set(asked) == scanned
+        assert insights.indexed_resources == serves
+        if "kopf.dev" in scanned:
+            assert PEERINGS in set(insights.backbone.values())
 
     asyncio.run(main())
