@@ -244,13 +244,15 @@ class Scheduler:
                 log.exception("%s/%s: a pass failed; trying again in %.0f s", *key, wanted.delay)
             after = wanted if isinstance(wanted, Next) or wanted is None else Next(wanted)
             with self._cond:
-                self._running.discard(key)
-                self._idle.notify_all()
                 entry.failures = entry.failures + 1 if failed else 0
                 withdrawn = self._entries.get(key) is not entry
             if withdrawn and self._gone is not None:
+                # Still marked running: a cluster admitted again under the name meanwhile gets no pass
+                # until what this one left is cleared (its credentials, roles and metric series).
                 self._gone(key)
             with self._cond:
+                self._running.discard(key)
+                self._idle.notify_all()
                 if self._stopped:
                     continue
                 current = self._entries.get(key)  # this entry, or one admitted again meanwhile

@@ -305,6 +305,33 @@ def test_a_cluster_withdrawn_while_its_pass_ran_has_what_the_pass_left_cleared(r
         s.stop(wait=5)
 
 
+def test_a_cluster_admitted_again_while_the_old_ones_leftovers_are_cleared_waits_for_that(rec: Recorder) -> None:
+    """Deleted while its pass ran, and created again under the same name before `gone` ran: the new
+    object's pass starts only after `gone` cleared what the old one's pass left (else it would wipe the
+    new one's credentials and roles in the middle of its pass)."""
+    started_during_gone: list[bool] = []
+
+    def gone(key: Key) -> None:
+        s.admit(key, uid="new")
+        s.request(key, "reconcile")
+        time.sleep(0.2)  # a free worker would start the new pass meanwhile, were the key not still running
+        started_during_gone.append(rec.count(key) > 1)
+
+    s = Scheduler(rec, workers=2, gone=gone)
+    rec.hold[A], rec.inside[A] = threading.Event(), threading.Event()
+    s.admit(A, uid="old")
+    s.start()
+    try:
+        s.request(A, "reconcile")
+        assert rec.inside[A].wait(5)
+        s.forget(A, uid="old")
+        rec.hold[A].set()
+        until(lambda: rec.count(A) == 2)
+    finally:
+        s.stop(wait=5)
+    assert started_during_gone == [False]
+
+
 BLOCK = ("ns", "block")
 BACKLOG = [("ns", f"new-{i}") for i in range(20)]
 
