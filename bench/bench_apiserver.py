@@ -670,7 +670,7 @@ def report(results: list[Result]) -> None:
     width = max(18, *(len(c) + 2 for c in cols))
 
     def row(label: str, values: list[str]) -> None:
-        print(f"{label:<44}" + "".join(f"{v:>{width}}" for v in values))
+        print(f"{label:<44}" + "".join(f" {v:>{width - 1}}" for v in values))  # a space between, always
 
     row("", cols)
     row("ready-for-pods", [f"{r.ready}/{r.count}" for r in results])
