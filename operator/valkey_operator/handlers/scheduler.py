@@ -6,11 +6,11 @@ retries or writes progress for them); each pass says when it wants the next one.
 at once: a SIGTERM costs at most the passes already running.
 
 Two lanes. A prompt request is one whose time was promised: a revisit a pass asked for (a failover's
-re-check, a pod that did not answer, a failed pass's retry, a certificate falling due) or a role check that
-found the roles moved. Due prompt
-passes start before due passes of the other lane (admissions, owned-object news, the slow timer), so a
-fleet's backlog (a thousand clusters created at once) does not delay a failover; after PROMPT_RUN prompt
-passes in a row while the other lane has one due, one of that lane starts, so neither lane waits for good.
+re-check, a pod that did not answer, a failed pass's retry, a certificate falling due) or a role check
+that found the roles moved. Due prompt passes start before due passes of the other lane (admissions,
+owned-object news, fast looks, the slow timer), so a fleet's backlog (a thousand clusters created at once)
+does not delay a failover; after PROMPT_RUN prompt passes in a row while the other lane has one due, one
+of that lane starts, so neither lane waits for good.
 """
 
 from __future__ import annotations
