@@ -88,8 +88,8 @@ CONNECTION_POOL = 32
 # passes no timeout by default, and urllib3 then waits forever: a request to an API server that stopped
 # answering (a half-open connection, a frozen process) would hold its pass, and so its cluster, for good.
 # urllib3 tries a GET up to four times (its default retries; a write once after it was sent), so a hung GET
-# ends within two minutes, a hung write within 30 s; the pass fails and is tried again (5 s, doubling). A
-# write the API server finishes after this client gave up is applied again, unchanged, by that pass.
+# ends within two minutes, a hung write within 30 s, and the pass fails and is tried again, as after any
+# failed request. A write the API server finishes after this client gave up is applied again, unchanged.
 REQUEST_TIMEOUT = (10.0, 30.0)
 METADATA_ONLY = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json"
 
@@ -137,8 +137,8 @@ def bound_requests(api_client: k8s.ApiClient, timeout: tuple[float, float]) -> N
 
 
 class Kube:
-    """A thin adapter over the dynamic client; every method is one API call, and none waits for an answer
-    longer than `timeout` (REQUEST_TIMEOUT)."""
+    """A thin adapter over the dynamic client; every method is one API call, and no request waits longer
+    than `timeout` (REQUEST_TIMEOUT) to connect or for each read."""
 
     def __init__(self, api_client: k8s.ApiClient | None = None, timeout: tuple[float, float] = REQUEST_TIMEOUT) -> None:
         self.api_client = api_client or load_config()
