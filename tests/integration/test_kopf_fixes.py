@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 
 
 def _start_holding_the_window(
-    clock: Any, monkeypatch: pytest.MonkeyPatch, plural: str, listing: int, create: Callable[[], None]
+    clock: Any, monkeypatch: pytest.MonkeyPatch, plural: str, listing: int, create: Callable[[], object]
 ) -> OperatorThread:
     """An operator started with kopf's fetch wrapped: in the operator's own thread (not a session
     operator's), `create` runs just before kopf's `listing`-th listing of `plural`. Returns once it ran,

@@ -7,13 +7,14 @@ stood in for: no API server can be made to refuse a LIST while its namespace goe
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from kopf._cogs.aiokits.aiotoggles import ToggleSet
-from kopf._cogs.clients import watching
+from kopf._cogs.clients import scanning, watching
 from kopf._cogs.configs.configuration import OperatorSettings
-from kopf._cogs.structs.references import Insights, Resource
+from kopf._cogs.structs.bodies import RawEvent
+from kopf._cogs.structs.references import Insights, NamespaceName, Resource
 from kopf._core.intents import registries
 from kopf._core.reactor import observation, queueing
 
@@ -76,7 +77,7 @@ def test_a_watcher_stopped_mid_list_leaves_no_toggle_and_another_namespaces_stay
             own = await indexed.make_toggle(name=f"{pods}@{namespace}")  # as kopf's orchestration does
             return asyncio.create_task(
                 queueing.watcher(
-                    namespace=namespace,
+                    namespace=NamespaceName(namespace),
                     settings=settings,
                     resource=pods,
                     processor=_stuck,
@@ -100,11 +101,11 @@ def test_a_watcher_stopped_mid_list_leaves_no_toggle_and_another_namespaces_stay
     asyncio.run(main())
 
 
-def _namespace(name: str, event: str | None = None, **status: Any) -> dict[str, Any]:
+def _namespace(name: str, event: str | None = None, status: dict[str, Any] | None = None) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name}
     if status:
         meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
-    return {"type": event, "object": {"metadata": meta, "status": status}}
+    return {"type": event, "object": {"metadata": meta, "status": status or {}}}
 
 
 TERMINATING = {"conditions": [{"type": "NamespaceDeletionContentFailure", "status": "False"}]}
@@ -120,7 +121,7 @@ TERMINATING = {"conditions": [{"type": "NamespaceDeletionContentFailure", "statu
         # Not one of the operator's namespaces.
         (set(), _namespace("other"), set(), False),
         # Being deleted: not served.
-        (set(), _namespace("t-going", **TERMINATING), set(), False),
+        (set(), _namespace("t-going", status=TERMINATING), set(), False),
         # The watch's own events stay kopf's: an ADDED serves, a DELETED stops serving.
         (set(), _namespace("t-added", "ADDED"), {"t-added"}, True),
         ({"t-gone"}, _namespace("t-gone", "DELETED"), set(), True),
@@ -135,7 +136,7 @@ def test_a_listed_namespace_not_served_yet_is_served(
 
     async def main() -> None:
         insights = Insights()
-        insights.namespaces.update(served)
+        insights.namespaces.update(cast(set[NamespaceName], served))
 
         async def waiter() -> None:
             async with insights.revised:
@@ -143,7 +144,9 @@ def test_a_listed_namespace_not_served_yet_is_served(
 
         waiting = asyncio.create_task(waiter())
         await asyncio.sleep(0)  # the waiter holds nothing but waits for a revision
-        await observation.process_discovered_namespace_event(raw_event=event, namespaces=["t-*"], insights=insights)
+        await observation.process_discovered_namespace_event(
+            raw_event=cast(RawEvent, event), namespaces=["t-*"], insights=insights
+        )
         await asyncio.sleep(0.01)
         assert insights.namespaces == serves
         assert waiting.done() is revised
@@ -209,7 +212,7 @@ def test_a_listed_crd_not_served_yet_is_scanned(
         asked.extend(groups)
         return [r for r in (CERTIFICATES, PEERINGS) if r.group in groups]
 
-    monkeypatch.setattr(observation.scanning, "scan_resources", scan_resources)
+    monkeypatch.setattr(scanning, "scan_resources", scan_resources)  # observation calls it through its module
     reg: registries.OperatorRegistry = registry(OperatorConfig())
 
     async def main() -> None:
@@ -217,7 +220,7 @@ def test_a_listed_crd_not_served_yet_is_scanned(
         insights.watched_resources.update(served)
         insights.indexed_resources.update(served)
         await observation.process_discovered_resource_event(
-            raw_event=event, settings=OperatorSettings(), registry=reg, insights=insights
+            raw_event=cast(RawEvent, event), settings=OperatorSettings(), registry=reg, insights=insights
         )
         assert set(asked) == scanned
         assert insights.indexed_resources == serves

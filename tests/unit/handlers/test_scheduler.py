@@ -175,7 +175,7 @@ def test_lateness_is_the_queue_wait_and_the_requesters_context_is_kept(rec: Reco
     var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="none")
     seen: list[str] = []
 
-    def run(key: Key, reason: str, late: float) -> float | None:
+    def run(key: Key, reason: str, late: float) -> float | Next | None:
         seen.append(var.get())
         return rec(key, reason, late)
 

@@ -87,12 +87,12 @@ def test_a_request_that_names_its_own_timeout_keeps_it(silent_port: int) -> None
     only by the timeout it was meant to get."""
     api_client = _api_client(f"http://127.0.0.1:{silent_port}")
     bound_requests(api_client, (60.0, 60.0))
-    request = api_client.rest_client.request
+    request: Callable[..., object] = api_client.rest_client.request
     raised = _ends(lambda: request("GET", f"http://127.0.0.1:{silent_port}/version", _request_timeout=BOUND))
     assert isinstance(raised, urllib3.exceptions.MaxRetryError), repr(raised)
     bound_requests(api_client, BOUND)  # a second call replaces the bound (it does not wrap the first)
-    request = api_client.rest_client.request
-    raised = _ends(lambda: request("GET", f"http://127.0.0.1:{silent_port}/version"))
+    rebound: Callable[..., object] = api_client.rest_client.request
+    raised = _ends(lambda: rebound("GET", f"http://127.0.0.1:{silent_port}/version"))
     assert isinstance(raised, urllib3.exceptions.MaxRetryError), repr(raised)
 
 
