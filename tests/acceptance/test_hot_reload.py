@@ -46,9 +46,7 @@ def test_hot_reload_serves_the_new_certificate_without_a_restart(launch: Any, tm
 
     # The kubelet's refresh of the Secret volume, done by hand: a re-issued certificate in the same files.
     old = inst.material
-    observed = Observed(
-        ca=SecretData({"tls.crt": old.ca.cert_pem, "tls.key": old.ca.key_pem, "ca.crt": old.bundle})  # type: ignore[union-attr]
-    )
+    observed = Observed(ca=SecretData({"tls.crt": old.ca.cert_pem, "tls.key": old.ca.key_pem, "ca.crt": old.bundle}))
     body_cluster = example(tls={"rotation": {"strategy": "HotReload"}})
     new = plan(body_cluster, observed, SystemClock().now()).material
     assert new is not None

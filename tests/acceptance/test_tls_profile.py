@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sslyze import (
+from sslyze import (  # type: ignore[attr-defined]
+    # sslyze re-exports these from its submodules without __all__ or `as`: --strict (no implicit re-export) flags them.
     CertificateInfoExtraArgument,
     ClientAuthenticationCredentials,
     ScanCommandsExtraArguments,

@@ -18,11 +18,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 import yaml
 from e2e.procs import wait_established
+
+if TYPE_CHECKING:
+    from valkey_operator.reconcile import Reconciler
 
 # The timer re-checks often here, so tests that move the clock see the result quickly.
 TIMER_INTERVAL = 2.0
@@ -158,7 +161,7 @@ class OperatorThread:
             asyncio.run(
                 kopf.operator(
                     registry=handlers.registry(config),
-                    memo=handlers.memo(reconciler, self.clock, config, cached),
+                    memo=handlers.memo(cast("Reconciler", reconciler), self.clock, config, cached),
                     # Only the namespaces of the `namespace` fixture: a test that drives passes itself
                     # (`unwatched_namespace`) is never reconciled behind its back.
                     namespaces=self.namespaces,
@@ -302,7 +305,7 @@ def wait_until(check: Callable[[], Any], timeout: float = 60, what: str = "condi
 
 
 def example_body(namespace: str, name: str = "cache", **spec: Any) -> dict[str, Any]:
-    body = yaml.safe_load((ROOT / "examples" / "valkeycluster.yaml").read_text())
+    body: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "valkeycluster.yaml").read_text())
     body["metadata"] = {"name": name, "namespace": namespace}
     body["spec"].update(spec)
     return body

@@ -257,7 +257,7 @@ def stopped_by_the_operator(
         cond = condition(get_vkc(namespace, name), kind)
         return cond if cond.get("reason") == reason else None
 
-    cond = wait_until(said, what=f"{kind} reason {reason}")
+    cond: dict[str, Any] = wait_until(said, what=f"{kind} reason {reason}")
     events = events_once_posted(namespace, f"involvedObject.name={name}", reason)
     assert events.count(reason) == 1, events
     if fresh:  # a new cluster: nothing of it was made, not even a Secret

@@ -8,11 +8,18 @@ the LIST's resourceVersion and uids, and the uids and resourceVersions kopf's in
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
-from tests.integration.conftest import OperatorThread, apply, example_body, kubectl_json, wait_until
+from tests.integration.conftest import (
+    CountingReconciler,
+    OperatorThread,
+    apply,
+    example_body,
+    kubectl_json,
+    wait_until,
+)
 from valkey_operator import names
 from valkey_operator.k8s.cache import INDEXED
 
@@ -25,7 +32,7 @@ def test_a_sweep_against_the_real_api_server_hides_nothing_that_exists(
     operator: OperatorThread, namespace: str
 ) -> None:
     apply(example_body(namespace))
-    cached: Any = operator.reconciler.kube  # the operator's CachedKube, over kopf's indexes
+    cached: Any = cast(CountingReconciler, operator.reconciler).kube  # the operator's CachedKube, over kopf's indexes
 
     def listed(kind: str) -> list[str]:
         found = kubectl_json("get", kind, "-n", namespace, "-l", names.OWNED_SELECTOR)["items"]

@@ -12,9 +12,9 @@ import base64
 import json
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -321,7 +321,7 @@ def test_a_ca_change_behind_the_issuer_is_trusted_before_it_is_used(
     assert [b.strip() for b in client_bundle] == [old.cert_pem.strip(), new.cert_pem.strip()]
     for secret in ("cache-issued-client-app", "cache-issued-connection"):
         wait_until(
-            lambda s=secret: issued_by(secret_bytes(namespace, s, "tls.crt"), new.cert_pem),
+            cast(Callable[[], bool], lambda s=secret: issued_by(secret_bytes(namespace, s, "tls.crt"), new.cert_pem)),
             timeout=60,
             what=f"{secret} re-issued from the new CA",
         )

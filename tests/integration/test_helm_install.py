@@ -315,5 +315,5 @@ def test_every_values_file_renders_manifests_the_api_server_accepts(plane: Plane
         wait_established(
             [str(plane.bins / "kubectl"), f"--kubeconfig={plane.admin}"], [c["metadata"]["name"] for c in crds]
         )
-    out = plane.kubectl("apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump_all(docs))
-    assert out.stdout.count("(server dry run)") == len(docs)
+    applied = plane.kubectl("apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump_all(docs))
+    assert applied.stdout.count("(server dry run)") == len(docs)

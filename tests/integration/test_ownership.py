@@ -47,7 +47,7 @@ def refused_for(namespace: str, name: str, what: str) -> dict[str, Any]:
         cond = condition(get_vkc(namespace, name), "Degraded")
         return cond if cond.get("reason") == "ObjectNotOwned" else None
 
-    cond = wait_until(said, what=f"{name} to refuse over {what}")
+    cond: dict[str, Any] = wait_until(said, what=f"{name} to refuse over {what}")
     assert what in cond["message"], cond
     assert condition(get_vkc(namespace, name), "Ready")["status"] == "False"
     events = kubectl("get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}").stdout

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -212,14 +212,14 @@ def test_a_secret_whose_write_fails_stops_the_pass_before_everything_after_it(
     from valkey_operator.clock import SystemClock
     from valkey_operator.k8s.cache import Cache, CachedKube
     from valkey_operator.k8s.client import Kube
-    from valkey_operator.reconcile import Reconciler
+    from valkey_operator.reconcile import Outcome, Reconciler
     from valkey_operator.valkey_admin import ValkeyAdmin
 
     namespace = unwatched_namespace
     reconciler = Reconciler(CachedKube(Kube(), Cache()), ValkeyAdmin(), SystemClock())
     _refuse_secret(namespace, refused, admission_policy)
     apply(example_body(namespace))
-    outcome = reconciler.reconcile(namespace, "cache")
+    outcome = cast(Outcome, reconciler.reconcile(namespace, "cache"))
     assert _secret_names(namespace) == before
     for kind, name in [("configmap", "cache-config"), ("statefulset", "cache")]:
         assert kubectl("get", kind, name, "-n", namespace, check=False).returncode != 0, name

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from kubernetes import client as k8s
@@ -59,16 +59,20 @@ def test_restart_in_the_middle_of_a_rotation_finishes_it(operator: OperatorThrea
 def test_conflict_is_retried_against_the_real_api_server(control_plane: Any, namespace: str) -> None:
     kube = Kube()
     core = k8s.CoreV1Api(kube.api_client)
-    core.create_namespaced_config_map(namespace, {"metadata": {"name": "c"}, "data": {"n": "0"}})
-    stale = core.read_namespaced_config_map("c", namespace).metadata.resource_version
+    core.create_namespaced_config_map(namespace, cast(k8s.V1ConfigMap, {"metadata": {"name": "c"}, "data": {"n": "0"}}))
+    stale = cast(k8s.V1ObjectMeta, core.read_namespaced_config_map("c", namespace).metadata).resource_version
     core.patch_namespaced_config_map("c", namespace, {"data": {"n": "1"}})  # someone else writes first
     attempts: list[int] = []
 
     def replace() -> Any:
-        rv = stale if not attempts else core.read_namespaced_config_map("c", namespace).metadata.resource_version
+        rv = (
+            stale
+            if not attempts
+            else cast(k8s.V1ObjectMeta, core.read_namespaced_config_map("c", namespace).metadata).resource_version
+        )
         attempts.append(1)
         body = {"metadata": {"name": "c", "resourceVersion": rv}, "data": {"n": "2"}}
-        return core.replace_namespaced_config_map("c", namespace, body)
+        return core.replace_namespaced_config_map("c", namespace, cast(k8s.V1ConfigMap, body))
 
     with pytest.raises(ApiException) as exc:
         replace()

@@ -9,14 +9,14 @@ tests/acceptance, and the whole rollout on the node in e2e/.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from tests.integration.conftest import apply, example_body, kubectl, kubectl_json, wait_until
 from valkey_operator.clock import SystemClock
 from valkey_operator.k8s.client import Kube
-from valkey_operator.reconcile import Reconciler
+from valkey_operator.reconcile import PodAdmin, Reconciler
 from valkey_operator.snapshot import Replication
 from valkey_operator.valkey_admin import Credentials, PodError
 
@@ -96,7 +96,7 @@ def test_replicas_roll_first_then_switchover_then_the_primary(
 ) -> None:
     namespace = unwatched_namespace
     valkey = RecordingValkey()
-    reconciler = Reconciler(Kube(), valkey, SystemClock())
+    reconciler = Reconciler(Kube(), cast(PodAdmin, valkey), SystemClock())
 
     def reconcile() -> Any:
         return reconciler.reconcile(namespace, "cache")

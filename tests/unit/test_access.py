@@ -100,7 +100,7 @@ def test_a_dropped_user_stays_recorded_while_a_pod_that_may_hold_it_cannot_be_as
     lines = {"cache-0": {USER: LINE}, "cache-1": {USER: LINE}, "cache-2": None}
     out = plan([], [view(p) for p in PODS], reports(lines), recorded({}))
     assert [a.pod for a in out.actions] == ["cache-0", "cache-1"]
-    after = {"cache-0": {}, "cache-1": {}, "cache-2": None}
+    after: dict[str, dict[str, str] | None] = {"cache-0": {}, "cache-1": {}, "cache-2": None}
     out = plan([], [view(p) for p in PODS], reports(after), {"users": [USER]})
     assert out.status == {"digest": None, "users": [USER], "pods": None}
     back = plan([], [view(p) for p in PODS], reports({**after, "cache-2": {USER: LINE}}), {"users": [USER]})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import copy
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -284,7 +285,7 @@ def test_cluster_mode_is_ready_only_when_formed_and_every_slot_is_served() -> No
         world.start_pod(pod)
     ranges = {"cache-0": ((0, 5461),), "cache-1": ((5462, 10922),), "cache-2": ((10923, 16383),)}
 
-    def nodes(me: str, slots: dict[str, tuple[tuple[int, int], ...]]) -> tuple[ClusterNode, ...]:
+    def nodes(me: str, slots: Mapping[str, tuple[tuple[int, int], ...]]) -> tuple[ClusterNode, ...]:
         return tuple(
             ClusterNode(f"id-{p}", frozenset({"master", *({"myself"} if p == me else set())}), None, slots.get(p, ()))
             for p in pods6
@@ -675,7 +676,7 @@ def test_a_shards_change_while_slots_move_for_another_count_is_held_until_the_mi
     from tests.unit.test_sharding import SLOTS, seen_by_all
     from valkey_operator.snapshot import SlotMigration
 
-    nine = {"image": "valkey/valkey:9.1.2"}
+    nine: dict[str, Any] = {"image": "valkey/valkey:9.1.2"}
     c = cluster(mode="cluster", shards=3, replicasPerShard=1, **nine)
     world = World()
     pass_(world, c)
@@ -726,7 +727,7 @@ def test_hot_reload_of_a_sharded_node_is_confirmed_on_its_bus_port_too() -> None
 def test_a_shards_change_on_valkey_8_is_refused_and_nothing_that_runs_changes() -> None:
     """Valkey 8.x has no atomic slot migration: `shards: 4` on a formed 8.1 cluster is refused with a
     condition and one Warning, the StatefulSet keeps its six pods, and no slot, role or pod is touched."""
-    eight = {"image": "valkey/valkey:8.1"}
+    eight: dict[str, Any] = {"image": "valkey/valkey:8.1"}
     c = cluster(mode="cluster", shards=3, replicasPerShard=1, **eight)
     world = _formed_world(c)
     four = cluster(mode="cluster", shards=4, replicasPerShard=1, **eight)
@@ -754,7 +755,7 @@ def test_acl_rules_naming_a_command_the_pods_do_not_know_are_held_and_said() -> 
     """A new cluster's users wait for a pod to check them against (its file is empty until then); a later
     change to a command no pod knows is held: the file and the pods keep the rules they hold, Ready says
     which command, and correcting it applies it live."""
-    nine = {"image": "valkey/valkey:9.1.2"}
+    nine: dict[str, Any] = {"image": "valkey/valkey:9.1.2"}
     good = cluster(**nine, tls={"clients": [{"name": "app", "acl": "~app:* +get"}]})
     world = World()
     pass_(world, good)  # no pod yet: the Secret exists (the pods mount it), empty
@@ -787,7 +788,7 @@ def test_users_dropped_from_the_spec_leave_the_pods_and_their_file() -> None:
     """The last client loses its rules: each pod deletes the user (ACL DELUSER), the users Secret is emptied
     (the operator deletes no Secret; it goes with the cluster) and, once no pod has the user, no longer
     read."""
-    nine = {"image": "valkey/valkey:9.1.2", "tls": {"clients": [{"name": "app", "acl": "~app:* +get"}]}}
+    nine: dict[str, Any] = {"image": "valkey/valkey:9.1.2", "tls": {"clients": [{"name": "app", "acl": "~app:* +get"}]}}
     world = running(cluster(**nine))
     world.release = (9, 1, 2)
     world.acl = {p: {} for p in world.pods()}
@@ -812,7 +813,7 @@ def test_a_password_kept_through_an_upgrade_to_9_goes_once_every_pod_maps_certif
     """8.1 gives `app` a password; on the way to 9.1 it stays (an 8.1 pod cannot map the certificate, and an
     application may still log in with it), and once every pod says it runs 9.x it goes: from the client
     Secret and from the users' lines (no AUTH opens the user after that)."""
-    rules = {"tls": {"clients": [{"name": "app", "acl": "~app:* +@read"}]}}
+    rules: dict[str, Any] = {"tls": {"clients": [{"name": "app", "acl": "~app:* +@read"}]}}
     world = running(cluster(image="valkey/valkey:8.1.6", **rules))
     world.release = (8, 1, 6)
     world.acl = {p: {} for p in world.pods()}
@@ -846,7 +847,7 @@ def test_a_password_kept_through_an_upgrade_to_9_goes_once_every_pod_maps_certif
 def test_rules_no_pod_could_be_checked_against_keep_ready_false() -> None:
     """Pods ready, but one of them said nothing about its commands (COMMAND LIST failed, or it was not
     reached): the new rules are not given yet, and Ready says so instead of AllPodsReady."""
-    nine = {"image": "valkey/valkey:9.1.2"}
+    nine: dict[str, Any] = {"image": "valkey/valkey:9.1.2"}
     c = cluster(**nine, tls={"clients": [{"name": "app", "acl": "~app:* +get"}]})
     world = running(cluster(**nine))
     world.acl = {p: {} for p in world.pods()}
@@ -898,10 +899,10 @@ def test_clients_acl_users_are_given_live_and_ready_waits_for_every_pod_to_hold_
     username (no password: the certificate logs in), mounts the users (one roll) and gives each pod the
     users by ACL SETUSER; Ready waits until each pod's ACL LIST is what it reported when given them. A rules
     change afterwards is live: the template stays, each pod is given the new rules."""
-    nine = {"image": "valkey/valkey:9.1.2"}
+    nine: dict[str, Any] = {"image": "valkey/valkey:9.1.2"}
     world = running(cluster(**nine))
     before = world.template()[0]
-    rules = {"tls": {"clients": [{"name": "app", "acl": "~app:* +@read +@write"}]}}
+    rules: dict[str, Any] = {"tls": {"clients": [{"name": "app", "acl": "~app:* +@read +@write"}]}}
     c = cluster(**nine, **rules)
     world.acl = {p: {} for p in world.pods()}  # what gather reads once users are asked for: none yet
     world.report()

@@ -13,7 +13,7 @@ from tests.unit.conftest import NOW
 from tests.unit.test_decide import FQDN, World, cluster, condition, kinds, merge, pass_, running
 from valkey_operator.actions import Apply, DeletePod, Promote, Switchover
 from valkey_operator.api.spec import ValkeyCluster
-from valkey_operator.decide import decide, needs_fast_look
+from valkey_operator.decide import Decision, decide, needs_fast_look
 from valkey_operator.reconcile import changed
 from valkey_operator.snapshot import ROLE_SLAVE, PodReport, Replication
 
@@ -40,16 +40,16 @@ def lose(world: World, pod: str) -> None:
         )
 
 
-def events(d: object) -> list[tuple[str, str]]:
-    return [(e.type, e.reason) for e in d.events]  # type: ignore[attr-defined]
+def events(d: Decision) -> list[tuple[str, str]]:
+    return [(e.type, e.reason) for e in d.events]
 
 
-def sts_replicas(d: object) -> list[int]:
+def sts_replicas(d: Decision) -> list[int]:
     return [
         a.manifest["spec"]["replicas"]
         for a in d.actions
         if isinstance(a, Apply) and a.manifest["kind"] == "StatefulSet"
-    ]  # type: ignore[attr-defined]
+    ]
 
 
 def test_a_new_cluster_promotes_the_recorded_pod_once_it_answers() -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from valkey_operator.reconcile import changed
 
@@ -92,7 +93,7 @@ def test_the_role_check_asks_about_the_roles_the_last_pass_recorded_and_nothing_
     assert admin.asked == ["cache-1.cache-headless.ns.svc"]
     asked: list[tuple[str, tuple[object, ...]]] = []
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(rec, "shards_hold", lambda ns, name, recorded: asked.append((name, recorded)) or False)
+        mp.setattr(rec, "shards_hold", lambda ns, name, recorded: cast(object, asked.append((name, recorded))) or False)
         rec._roles[("ns", "cache")] = tuple(shards)
         assert rec.role_holds("ns", "cache") is False
     assert asked == [("cache", tuple(shards))]
@@ -160,12 +161,15 @@ def test_a_refused_api_request_is_described_by_what_its_status_names_never_its_m
     """The code, reason, object and fields; not the free text, which an admission webhook may fill with
     the object's values (a password, a URI holding it)."""
     from kubernetes.client.exceptions import ApiException
-    from kubernetes.dynamic.exceptions import api_exception
+    from kubernetes.dynamic.exceptions import api_exception as untyped_api_exception
 
     from valkey_operator.reconcile import describe_error
 
+    # kubernetes ships py.typed but leaves api_exception unannotated (no-untyped-call under --strict).
+    api_exception = cast(Callable[[ApiException], Exception], untyped_api_exception)
+
     raw = ApiException(status=422, reason="Unprocessable Entity")
-    status = {
+    status: dict[str, Any] = {
         "kind": "Status",
         "code": 422,
         "reason": "Invalid",
@@ -181,7 +185,7 @@ def test_a_refused_api_request_is_described_by_what_its_status_names_never_its_m
     assert describe_error(api_exception(raw)).endswith("secrets/cache-connection (fields data[bad key], type)")
     # Not a Status, or not readable at all (nested past the recursion limit): the first line, the bare code.
     for body in ("-----BEGIN EC PRIVATE KEY-----\nabc\n-----END EC PRIVATE KEY-----", "[" * 200_000, "null", b"\xff"):
-        raw.body = body
+        raw.body = cast(str, body)  # b"\xff" too: a body left undecoded, typed str | None by the client
         assert describe_error(api_exception(raw)) == "The pass failed: UnprocessibleEntityError: 422"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 from tests.unit.conftest import example
@@ -168,7 +169,7 @@ GONE = "idgone"
 
 def seen_by_all(
     ids: dict[str, str],
-    slots: dict[str, tuple[tuple[int, int], ...]],
+    slots: Mapping[str, tuple[tuple[int, int], ...]],
     masters: dict[str, str],
     extra: tuple[ClusterNode, ...] = (),
     state: str = "ok",

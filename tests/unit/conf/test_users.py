@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import pytest
 
@@ -84,7 +85,7 @@ def test_rules_that_are_the_operators_or_break_the_file_are_refused(rules: str) 
 
 def test_a_user_name_longer_than_a_certificate_cn_is_refused() -> None:
     meta = {"name": "c" * 30, "namespace": "n" * 20}
-    body = {"metadata": meta, "spec": {"tls": {"clients": [{"name": "a" * 13, "acl": "~a"}]}}}
+    body: dict[str, Any] = {"metadata": meta, "spec": {"tls": {"clients": [{"name": "a" * 13, "acl": "~a"}]}}}
     with pytest.raises(SpecError, match="longer than a certificate's CN"):
         parse_cluster(body)
     body["spec"]["tls"]["clients"][0]["name"] = "a" * 12  # 12 + 1 + 30 + 1 + 20 = 64: fits

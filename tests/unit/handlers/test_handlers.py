@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from valkey_operator.clock import ManualClock
 from valkey_operator.config import OperatorConfig
@@ -103,7 +104,14 @@ def test_an_event_of_a_secret_cert_manager_wrote_asks_for_a_pass_of_the_cluster_
     memo = kopf.Memo(scheduler=scheduler, cache=cache, sweeps=None, news=lambda kind, type, body: True)
     labels = {**names.issued_labels("cache"), names.INSTANCE_LABEL: "someone-elses"}  # a policy's stamp
     body = {"metadata": {"name": "cache-client-app", "resourceVersion": "7", "labels": labels}}
-    asyncio.run(handler.fn(namespace="ns", labels=labels, type="MODIFIED", body=body, memo=memo))  # type: ignore[call-arg]
+    asyncio.run(
+        cast(
+            Coroutine[Any, Any, object],
+            handler.fn(  # type: ignore[call-arg]
+                namespace="ns", labels=labels, type="MODIFIED", body=cast(kopf.Body, body), memo=memo
+            ),
+        )
+    )
     assert scheduler.calls == [("request", (("ns", "cache"), "watch", DEBOUNCE))]
     assert cache.calls == [("observed", ("Secret", "ns", "cache-client-app", "7"))]
 

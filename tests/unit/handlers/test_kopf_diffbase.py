@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import kopf
 import pytest
@@ -29,7 +29,7 @@ def _body(kind: str | None, **extra: Any) -> kopf.Body:
     }
     if kind is not None:
         raw["kind"] = kind
-    return kopf.Body(raw)
+    return kopf.Body(cast(kopf.RawBody, raw))
 
 
 @pytest.mark.parametrize("kind", ["ValkeyCluster", None])

@@ -8,13 +8,13 @@ kopf receives, not about the API server."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from kopf._cogs.aiokits.aiotoggles import ToggleSet
 from kopf._cogs.clients import watching
 from kopf._cogs.configs.configuration import OperatorSettings
-from kopf._cogs.structs.references import Resource
+from kopf._cogs.structs.references import NamespaceName, Resource
 from kopf._core.reactor import queueing
 
 from valkey_operator.handlers import kopf_streams
@@ -69,10 +69,10 @@ def test_the_watcher_hands_on_objects_without_managed_fields_but_a_certificates(
         tasks = [
             asyncio.create_task(
                 queueing.watcher(
-                    namespace="apps",
+                    namespace=cast(NamespaceName, "apps"),
                     settings=settings,
                     resource=resource,
-                    processor=processor,
+                    processor=cast(queueing.WatchStreamProcessor, processor),
                     operator_indexed=indexed,
                     operator_paused=paused[0],
                     resource_indexed=toggle,
@@ -107,5 +107,6 @@ def test_without_managed_fields_takes_them_alone_and_passes_over_what_has_no_met
     event["object"]["metadata"]["labels"] = {"app": "cache"}
     kopf_streams.without_managed_fields(event)
     assert event["object"]["metadata"] == {"uid": "pods-2", "name": "pods-2", "labels": {"app": "cache"}}
+    odd: object
     for odd in (watching.Bookmark.LISTED, {"type": "ERROR", "object": "gone"}, {"type": "ADDED"}, {"object": {}}):
         kopf_streams.without_managed_fields(odd)  # no error

@@ -5,7 +5,7 @@ every integration test's operator."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -458,7 +458,7 @@ def test_a_write_the_watch_shows_leaves_no_record_behind_without_waiting_for_a_r
     indexes.put(obj("ConfigMap", "cache-config", written["metadata"]["resourceVersion"], data={"k": "v"}))
     kube.cache.observed("ConfigMap", NS, "cache-config", written["metadata"]["resourceVersion"])
     assert kube.cache.pending_writes() == 0  # a settled cluster's next read may be a slow timer away
-    assert kube.get("v1", "ConfigMap", NS, "cache-config")["data"] == {"k": "v"}
+    assert cast(dict[str, Any], kube.get("v1", "ConfigMap", NS, "cache-config"))["data"] == {"k": "v"}
     assert [c[0] for c in api.calls] == ["apply"]
 
 

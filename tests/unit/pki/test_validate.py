@@ -104,7 +104,7 @@ def test_chain_through_an_intermediate_in_tls_crt() -> None:
         .not_valid_before(NOW - timedelta(days=1))
         .not_valid_after(NOW + timedelta(days=365))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(root.key, hashes.SHA256())  # type: ignore[arg-type]
+        .sign(root.key, hashes.SHA256())
     )
     inter = KeyPair(icert.public_bytes(serialization.Encoding.PEM), key_to_pem(ikey))
     leaf = issue_leaf(inter, LeafRequest("cache", NAMES), NOW)
