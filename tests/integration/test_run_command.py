@@ -33,9 +33,12 @@ def fetch(port: int, path: str) -> tuple[int, str]:
         return 0, ""
 
 
-def test_run_serves_metrics_and_health_and_reconciles(crd: None, namespace: str, tmp_path: Path) -> None:
+def test_run_serves_metrics_and_health_and_reconciles(crd: None, unwatched_namespace: str, tmp_path: Path) -> None:
     """The README's quick start as written (`run --namespace NS`, only crds/ applied, no peering CRD):
-    it reconciles at once, and says at the default level that leader election is off."""
+    it reconciles at once, and says at the default level that leader election is off. The namespace is one
+    the session's own operator does not watch: two operators on one cluster fight (the session's, on its
+    test clock, re-issued the certificates at once, which read as a renewal 15 s early)."""
+    namespace = unwatched_namespace
     metrics_port, health_port = free_port(), free_port()
     cli = Path(sys.executable).parent / "valkey-operator"
     log = tmp_path / "operator.log"
